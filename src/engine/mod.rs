@@ -1,0 +1,1 @@
+//! Rule engine: per rule+series state machine and the group scheduler.

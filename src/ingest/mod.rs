@@ -1,0 +1,1 @@
+//! Sources of samples: the push API (JSON) and, later, remote_write, scrapes and queries.

@@ -1,0 +1,14 @@
+//! driftgauge: a Prometheus-native drift and degradation monitor for machine-learning models.
+//!
+//! Modules in the order data flows:
+//! `ingest` (sources) → `window` (per-series windows) → `detect` (pure detectors) →
+//! `rules` (model, parsing, validation) + `engine` (scheduling, state machine) →
+//! `output` (exposition, webhooks) ; `http` serves it all.
+
+pub mod ingest;
+pub mod window;
+pub mod detect;
+pub mod rules;
+pub mod engine;
+pub mod output;
+pub mod http;

@@ -1,0 +1,3 @@
+//! Outputs: `/metrics` exposition, webhook delivery, the service's own telemetry.
+
+pub mod telemetry;

@@ -1,0 +1,4 @@
+//! Rules and service config: model, parsing with positions, validation.
+
+pub mod model;
+pub mod selector;

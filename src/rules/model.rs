@@ -1,0 +1,171 @@
+//! Validated rule and config types: built only by `rules::parse`/`rules::config`, they cannot hold a bad state.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::detect::ks::{Alternative, Method};
+use crate::rules::selector::Selector;
+
+/// A label set, sorted by name (Prometheus order).
+pub type Labels = BTreeMap<String, String>;
+
+/// Every rule group of every rule file, in file order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleSet {
+    pub groups: Vec<Group>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub name: String,
+    /// Evaluation interval (the group's own, else the config's `global.evaluation_interval`).
+    pub interval: Duration,
+    /// Group labels, already merged into every rule's `labels` (rule wins on a clash).
+    pub labels: Labels,
+    pub rules: Vec<Rule>,
+    /// The file the group came from, as given (for messages and `/api/v1/rules`).
+    pub file: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub selector: Selector,
+    /// `by:` pooling labels; `None` evaluates each matching series on its own.
+    pub by: Option<Vec<String>>,
+    pub detector: DetectorSpec,
+    /// Below this many samples in either window: no verdict.
+    pub min_samples: usize,
+    pub for_: Duration,
+    pub keep_firing_for: Duration,
+    /// Group labels merged with the rule's own labels.
+    pub labels: Labels,
+    /// Annotation templates (`{{ $labels.x }}`, `{{ $value }}`), not yet expanded.
+    pub annotations: Labels,
+    pub webhooks: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DetectorSpec {
+    Ks(KsSpec),
+    Ema(EmaSpec),
+}
+
+impl DetectorSpec {
+    pub fn name(&self) -> &'static str {
+        match self {
+            DetectorSpec::Ks(_) => "ks",
+            DetectorSpec::Ema(_) => "ema",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KsSpec {
+    pub reference: ReferenceWindow,
+    pub current: CurrentWindow,
+    /// p <= alpha is evidence of drift. Default 0.05.
+    pub alpha: f64,
+    /// With evidence, D >= this is drifted, else warning. `None`: evidence alone is drifted.
+    pub statistic: Option<f64>,
+    pub alternative: Alternative,
+    pub method: Method,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReferenceWindow {
+    /// The first N samples a series receives, frozen.
+    First(usize),
+    /// The N samples just before the current window, rolling.
+    Preceding(usize),
+    /// A fixed reference loaded from a file (path resolved against the rule file's folder).
+    File { path: PathBuf, values: Arc<[f64]> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CurrentWindow {
+    /// The newest N samples.
+    Last(usize),
+    /// The samples received within this span.
+    Duration(Duration),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmaSpec {
+    /// ema_0 = x_0; ema_t = s*x_t + (1-s)*ema_{t-1}; s in (0, 1].
+    pub smoothing: f64,
+    pub bound: EmaBound,
+    /// Optional warning band on the same side as `bound`.
+    pub warning: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EmaBound {
+    /// Drifted when the EMA falls below this (accuracy).
+    Below(f64),
+    /// Drifted when the EMA rises above this (latency).
+    Above(f64),
+}
+
+/// The service config (`driftgauge.yml`), validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub evaluation_interval: Duration,
+    /// Rule file globs, already made absolute against the config file's folder.
+    pub rule_files: Vec<String>,
+    pub webhooks: BTreeMap<String, WebhookConfig>,
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            evaluation_interval: Duration::from_secs(15),
+            rule_files: vec!["rules/*.yml".to_string()],
+            webhooks: BTreeMap::new(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookConfig {
+    pub url: String,
+    pub timeout: Duration,
+    pub headers: Labels,
+    /// Bearer token read from `bearer_token_file` at load time.
+    pub bearer_token: Option<String>,
+    /// Decoded signing key (the bytes after `whsec_`, base64-decoded) from `signing_secret_file`.
+    pub signing_key: Option<Vec<u8>>,
+    pub send_resolved: bool,
+    pub cooldown: Duration,
+    /// JSON object merged into the payload as `extra`.
+    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
+    /// First retry delay (`min_backoff`, default 1s); doubles per attempt, with jitter.
+    pub min_backoff: Duration,
+    /// Cap of the retry delay (`max_backoff`, default 5m).
+    pub max_backoff: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub max_series: usize,
+    pub max_body_bytes: usize,
+    /// Values held by one window (reference or current) at most.
+    pub max_window_values: usize,
+    /// A series no source has fed for this long leaves `/metrics`.
+    pub series_idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_series: 100_000,
+            max_body_bytes: 16 * 1024 * 1024,
+            max_window_values: 1_000_000,
+            series_idle_timeout: Duration::from_secs(24 * 3600),
+        }
+    }
+}

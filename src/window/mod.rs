@@ -1,0 +1,1 @@
+//! Per-series windows: frozen or rolling references and current windows.
