@@ -12,3 +12,6 @@ pub mod rules;
 pub mod engine;
 pub mod output;
 pub mod http;
+pub mod app;
+pub mod logging;
+pub mod time;

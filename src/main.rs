@@ -1,1 +1,231 @@
-fn main(){}
+//! The `driftgauge` command line: `serve`, `check`, `eval`. Only this edge uses `anyhow`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use driftgauge::detect::ks::{Alternative, Method};
+use driftgauge::detect::report::ks_report;
+use driftgauge::ingest::file::parse_values;
+use driftgauge::{app, logging, rules};
+
+#[derive(Parser)]
+#[command(
+    name = "driftgauge",
+    version,
+    about = "Prometheus-native drift and degradation monitor for machine-learning models",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service: take in samples, evaluate rules, expose /metrics, call webhooks.
+    Serve(ServeArgs),
+    /// Validate the config and rule files; print every error as file:line:col: message.
+    Check(CheckArgs),
+    /// Run one detector once on two files of values.
+    Eval(EvalArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Service config; without it: no webhooks, rule_files ["rules/*.yml"] in the working directory.
+    #[arg(long = "config.file", value_name = "FILE")]
+    config_file: Option<PathBuf>,
+    /// Address to listen on (`:9347` means every interface).
+    #[arg(long = "web.listen-address", value_name = "ADDR", default_value = ":9347")]
+    listen_address: String,
+    /// Where state is kept.
+    #[arg(long = "storage.path", value_name = "DIR", default_value = "data")]
+    storage_path: PathBuf,
+    /// debug, info, warn or error.
+    #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
+    log_level: String,
+    /// logfmt or json.
+    #[arg(long = "log.format", value_name = "FORMAT", default_value = "logfmt")]
+    log_format: String,
+    /// Enable POST /-/reload.
+    #[arg(long = "web.enable-lifecycle")]
+    enable_lifecycle: bool,
+    /// TLS and basic-auth config in the exporter-toolkit format.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
+    /// Reload when the config or rule files change.
+    #[arg(long = "config.auto-reload")]
+    auto_reload: bool,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Also check this service config, its rule files, and webhook names against it.
+    #[arg(long = "config.file", value_name = "FILE")]
+    config_file: Option<PathBuf>,
+    /// Rule files to check.
+    #[arg(value_name = "RULE_FILE")]
+    rule_files: Vec<PathBuf>,
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum Detector {
+    Ks,
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[arg(long, value_enum)]
+    detector: Detector,
+    /// Reference sample: one value per line, or a CSV with --column.
+    #[arg(long, value_name = "FILE")]
+    reference: PathBuf,
+    /// Current sample, same format.
+    #[arg(long, value_name = "FILE")]
+    current: PathBuf,
+    /// two-sided, less or greater.
+    #[arg(long, default_value = "two-sided")]
+    alternative: String,
+    /// auto, exact or asymp.
+    #[arg(long, default_value = "auto")]
+    method: String,
+    /// p <= alpha is evidence of drift.
+    #[arg(long, default_value_t = 0.05)]
+    alpha: f64,
+    /// With evidence, D >= this is drifted, else warning.
+    #[arg(long)]
+    statistic: Option<f64>,
+    /// Read this column of CSV files (first line is the header).
+    #[arg(long, value_name = "NAME")]
+    column: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    output: OutputFormat,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Check(args) => return check(args),
+        Command::Eval(args) => eval(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("driftgauge: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    logging::init(&args.log_level, &args.log_format)?;
+    if let Some(f) = &args.web_config_file {
+        bail!("--web.config.file={}: TLS and basic auth are not supported by this version yet", f.display());
+    }
+    let addr = match args.listen_address.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => args.listen_address.clone(),
+    };
+    let options = app::Options {
+        config_file: args.config_file,
+        storage_path: args.storage_path,
+        enable_lifecycle: args.enable_lifecycle,
+        handle_sighup: true,
+        auto_reload: args.auto_reload,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        app::run(options, listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn check(args: CheckArgs) -> ExitCode {
+    match rules::check(args.config_file.as_deref(), &args.rule_files) {
+        Ok(summary) => {
+            println!(
+                "SUCCESS: {} rule files, {} groups, {} rules found",
+                summary.files, summary.groups, summary.rules
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            for d in &e.0 {
+                eprintln!("{d}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_values(path: &PathBuf, column: Option<&str>) -> anyhow::Result<Vec<f64>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_values(&text, column).with_context(|| format!("{}", path.display()))
+}
+
+fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    let Detector::Ks = args.detector;
+    let Some(alternative) = Alternative::parse(&args.alternative) else {
+        bail!("--alternative={}: expected two-sided, less or greater", args.alternative);
+    };
+    let Some(method) = Method::parse(&args.method) else {
+        bail!("--method={}: expected auto, exact or asymp", args.method);
+    };
+    if !(args.alpha > 0.0 && args.alpha < 1.0) {
+        bail!("--alpha={}: must be in (0, 1)", args.alpha);
+    }
+    let reference = read_values(&args.reference, args.column.as_deref())?;
+    let current = read_values(&args.current, args.column.as_deref())?;
+    let report = ks_report(&reference, &current, alternative, method, args.alpha, args.statistic)?;
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string(&report)?),
+        OutputFormat::Text => {
+            println!("detector:           {}", report.detector);
+            println!("statistic:          {}", report.statistic);
+            println!("p_value:            {:e}", report.p_value);
+            println!("status:             {}", report.status);
+            println!("n_reference:        {}", report.n_reference);
+            println!("n_current:          {}", report.n_current);
+            println!("statistic_location: {}", report.statistic_location);
+            println!("statistic_sign:     {}", report.statistic_sign);
+            println!("method:             {}", report.method);
+        }
+    }
+    Ok(())
+}

@@ -1,3 +1,15 @@
 //! Detectors: pure functions over `&[f64]` slices. No async, no I/O, no locks.
 
+pub mod ema;
+pub mod cephes;
 pub mod ks;
+pub mod kstwo;
+pub mod report;
+
+/// What a detector concludes about one rule+series at one evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Stable,
+    Warning,
+    Drifted,
+}

@@ -1,1 +1,508 @@
-//! Rule engine: per rule+series state machine and the group scheduler.
+//! Rule engine: routes samples to rule windows, evaluates groups, runs the state machine and
+//! hands transitions to the webhook sender.
+//!
+//! Locking: `registry` (series → routes) is taken by ingestion only; each rule's series map has
+//! its own mutex, held to push samples or to copy windows out, never while a detector runs.
+//! A group's gauges are published as one `Arc<GroupOutput>` swap, so `/metrics` never shows
+//! half an evaluation.
+
+pub mod scheduler;
+pub mod state;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::detect::report::ks_verdict;
+use crate::detect::{ema, ks, Verdict};
+use crate::ingest::SeriesSamples;
+use crate::output::telemetry::Telemetry;
+use crate::output::webhook::{Delivery, WebhookSender};
+use crate::rules::model::{Config, DetectorSpec, Group, Labels, Rule, RuleSet};
+use crate::rules::template;
+use crate::window::{EmaState, SampleWindows};
+use state::{Machine, Status, Transition};
+
+pub use crate::time::{now_ms, rfc3339};
+
+/// Series labels that clash with the labels driftgauge adds become `exported_<name>`.
+const RESERVED_LABELS: [&str; 3] = ["rule", "group", "window"];
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum IngestError {
+    #[error("series limit reached: this batch would hold {would_hold} series, over limits.max_series={limit}")]
+    TooManySeries { limit: usize, would_hold: usize },
+}
+
+/// One set of loaded rules. A reload builds a new generation; rules that did not change carry
+/// their runtime (windows and state) over.
+pub struct Generation {
+    pub id: u64,
+    pub config: Arc<Config>,
+    pub groups: Vec<Arc<GroupRuntime>>,
+}
+
+pub struct GroupRuntime {
+    pub group: Group,
+    pub rules: Vec<Arc<RuleRuntime>>,
+    output: Mutex<Arc<GroupOutput>>,
+}
+
+impl GroupRuntime {
+    pub fn output(&self) -> Arc<GroupOutput> {
+        lock(&self.output).clone()
+    }
+}
+
+/// What one evaluation of a group produced: read by `/metrics` and `/api/v1/rules`.
+#[derive(Debug, Clone, Default)]
+pub struct GroupOutput {
+    pub last_evaluation_ms: Option<i64>,
+    pub last_duration: Duration,
+    pub series: Vec<SeriesOutput>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SeriesOutput {
+    /// Index of the rule within its group.
+    pub rule: usize,
+    /// `rule`, `group`, rule labels and the series' (or `by`) labels.
+    pub labels: Labels,
+    pub status: Status,
+    pub since_ms: Option<i64>,
+    pub statistic: Option<f64>,
+    pub p_value: Option<f64>,
+    pub ema: Option<f64>,
+    pub reference_samples: usize,
+    pub current_samples: usize,
+    pub last_error: Option<String>,
+}
+
+pub struct RuleRuntime {
+    pub group: String,
+    pub rule: Rule,
+    series: Mutex<HashMap<Labels, SeriesState>>,
+}
+
+impl RuleRuntime {
+    fn new(group: &str, rule: &Rule) -> Self {
+        RuleRuntime { group: group.to_string(), rule: rule.clone(), series: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn series_count(&self) -> usize {
+        lock(&self.series).len()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SeriesState {
+    window: SeriesWindow,
+    machine: Machine,
+    last_fed_ms: i64,
+    /// webhook name → when it was last called for this rule+series (for `cooldown`).
+    last_sent_ms: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Clone)]
+enum SeriesWindow {
+    Ks(SampleWindows),
+    Ema(EmaState),
+}
+
+struct SeriesEntry {
+    last_seen_ms: i64,
+    generation: u64,
+    routes: Vec<(Arc<RuleRuntime>, Labels)>,
+}
+
+#[derive(Default)]
+struct Registry {
+    series: HashMap<(String, Labels), SeriesEntry>,
+}
+
+pub struct Engine {
+    current: RwLock<Arc<Generation>>,
+    registry: Mutex<Registry>,
+    next_id: AtomicU64,
+    pub telemetry: Arc<Telemetry>,
+    sender: WebhookSender,
+}
+
+/// Poisoning only means another thread panicked mid-update; the data is still usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Engine {
+    pub fn new(config: Config, rules: RuleSet, telemetry: Arc<Telemetry>, sender: WebhookSender) -> Self {
+        let engine = Engine {
+            current: RwLock::new(Arc::new(Generation { id: 0, config: Arc::new(Config::default()), groups: vec![] })),
+            registry: Mutex::new(Registry::default()),
+            next_id: AtomicU64::new(1),
+            telemetry,
+            sender,
+        };
+        engine.apply(config, rules);
+        engine
+    }
+
+    pub fn current(&self) -> Arc<Generation> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn sender(&self) -> &WebhookSender {
+        &self.sender
+    }
+
+    /// Installs new rules. A rule whose group, name and definition are unchanged keeps its
+    /// windows and state; changed rules start afresh; removed rules and their gauges leave.
+    pub fn apply(&self, config: Config, rules: RuleSet) {
+        let old = self.current();
+        let mut kept: HashMap<(&str, &str), &Arc<RuleRuntime>> = HashMap::new();
+        for g in &old.groups {
+            for r in &g.rules {
+                kept.insert((g.group.name.as_str(), r.rule.name.as_str()), r);
+            }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut groups = Vec::with_capacity(rules.groups.len());
+        for group in rules.groups {
+            let rts: Vec<Arc<RuleRuntime>> = group
+                .rules
+                .iter()
+                .map(|rule| match kept.get(&(group.name.as_str(), rule.name.as_str())) {
+                    Some(rt) if rt.rule == *rule => Arc::clone(rt),
+                    _ => Arc::new(RuleRuntime::new(&group.name, rule)),
+                })
+                .collect();
+            // Carry over the last gauges of rules that were kept, so a reload does not blank them.
+            let mut output = GroupOutput::default();
+            if let Some(og) = old.groups.iter().find(|g| g.group.name == group.name) {
+                let prev = og.output();
+                output.last_evaluation_ms = prev.last_evaluation_ms;
+                output.last_duration = prev.last_duration;
+                for s in &prev.series {
+                    let Some(old_rt) = og.rules.get(s.rule) else { continue };
+                    if let Some(ni) = rts.iter().position(|r| Arc::ptr_eq(r, old_rt)) {
+                        output.series.push(SeriesOutput { rule: ni, ..s.clone() });
+                    }
+                }
+            }
+            self.telemetry.rule_evaluations.touch(&group.name);
+            self.telemetry.rule_evaluation_failures.touch(&group.name);
+            groups.push(Arc::new(GroupRuntime { group, rules: rts, output: Mutex::new(Arc::new(output)) }));
+        }
+        self.sender.update(config.webhooks.clone());
+        let generation = Arc::new(Generation { id, config: Arc::new(config), groups });
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = generation;
+    }
+
+    /// Applies a whole validated batch, or nothing when it would pass the series limit.
+    /// Returns the number of values taken.
+    pub fn ingest(&self, batch: &[SeriesSamples], source: &str, now_ms: i64) -> Result<usize, IngestError> {
+        let generation = self.current();
+        let limits = &generation.config.limits;
+        let mut reg = lock(&self.registry);
+        let mut new_series: Vec<(String, Labels)> = Vec::new();
+        for s in batch {
+            let key = (s.metric.clone(), s.labels.clone());
+            if !reg.series.contains_key(&key) && !new_series.contains(&key) {
+                new_series.push(key);
+            }
+        }
+        let would_hold = reg.series.len() + new_series.len();
+        if would_hold > limits.max_series {
+            self.telemetry.samples_rejected.add("series_limit", batch.iter().map(|s| s.values.len()).sum::<usize>() as f64);
+            return Err(IngestError::TooManySeries { limit: limits.max_series, would_hold });
+        }
+        let mut accepted = 0;
+        for s in batch {
+            let entry = reg
+                .series
+                .entry((s.metric.clone(), s.labels.clone()))
+                .or_insert_with(|| SeriesEntry { last_seen_ms: now_ms, generation: u64::MAX, routes: vec![] });
+            entry.last_seen_ms = now_ms;
+            if entry.generation != generation.id {
+                entry.routes = routes_for(&generation, &s.metric, &s.labels);
+                entry.generation = generation.id;
+            }
+            for (rt, key) in &entry.routes {
+                let mut series = lock(&rt.series);
+                let state = series.entry(key.clone()).or_insert_with(|| SeriesState::new(&rt.rule, limits.max_window_values, now_ms));
+                state.last_fed_ms = now_ms;
+                match (&mut state.window, &rt.rule.detector) {
+                    (SeriesWindow::Ks(w), _) => s.values.iter().for_each(|&v| w.push(v, now_ms)),
+                    (SeriesWindow::Ema(e), DetectorSpec::Ema(spec)) => {
+                        s.values.iter().for_each(|&v| e.push(v, spec.smoothing))
+                    }
+                    (SeriesWindow::Ema(_), _) => {}
+                }
+            }
+            accepted += s.values.len();
+        }
+        drop(reg);
+        self.telemetry.samples_received.add(source, accepted as f64);
+        Ok(accepted)
+    }
+
+    /// Forgets series no source has fed for `limits.series_idle_timeout`.
+    pub fn collect_idle(&self, now_ms: i64) {
+        let generation = self.current();
+        let idle = generation.config.limits.series_idle_timeout.as_millis() as i64;
+        lock(&self.registry).series.retain(|_, e| now_ms - e.last_seen_ms < idle);
+        for g in &generation.groups {
+            for r in &g.rules {
+                lock(&r.series).retain(|_, s| now_ms - s.last_fed_ms < idle);
+            }
+        }
+    }
+
+    /// Number of distinct series known to the engine.
+    pub fn series_count(&self) -> usize {
+        lock(&self.registry).series.len()
+    }
+
+    /// Evaluates every rule of one group of `generation` at `now_ms`, publishes the group's
+    /// gauges at once and enqueues webhook deliveries. CPU-bound: run it off the async workers.
+    pub fn evaluate_group(&self, generation: &Generation, gi: usize, now_ms: i64) {
+        let Some(g) = generation.groups.get(gi) else { return };
+        let started = Instant::now();
+        let mut outputs = Vec::new();
+        let mut failed = false;
+        for (ri, rt) in g.rules.iter().enumerate() {
+            let jobs: Vec<(Labels, Job)> = {
+                let series = lock(&rt.series);
+                series.iter().map(|(k, s)| (k.clone(), Job::of(s, &rt.rule, now_ms))).collect()
+            };
+            let results: Vec<(Labels, Outcome)> =
+                jobs.into_iter().map(|(k, job)| (k, job.run(&rt.rule))).collect();
+            let mut series = lock(&rt.series);
+            for (key, outcome) in results {
+                let Some(state) = series.get_mut(&key) else { continue };
+                if outcome.error.is_some() {
+                    failed = true;
+                }
+                let transition =
+                    state.machine.step(outcome.verdict, now_ms, rt.rule.for_, rt.rule.keep_firing_for);
+                if let Some(t) = transition {
+                    self.on_transition(&generation.config, &g.group, &rt.rule, &key, state, &outcome, t);
+                }
+                outputs.push(SeriesOutput {
+                    rule: ri,
+                    labels: output_labels(&rt.rule, &g.group.name, &key),
+                    status: state.machine.status,
+                    since_ms: state.machine.since_ms,
+                    statistic: outcome.statistic,
+                    p_value: outcome.p_value,
+                    ema: outcome.ema,
+                    reference_samples: outcome.reference_samples,
+                    current_samples: outcome.current_samples,
+                    last_error: outcome.error,
+                });
+            }
+        }
+        let elapsed = started.elapsed();
+        self.telemetry.rule_evaluations.add(&g.group.name, 1.0);
+        if failed {
+            self.telemetry.rule_evaluation_failures.add(&g.group.name, 1.0);
+        }
+        outputs.sort_by(|a, b| (a.rule, &a.labels).cmp(&(b.rule, &b.labels)));
+        *lock(&g.output) =
+            Arc::new(GroupOutput { last_evaluation_ms: Some(now_ms), last_duration: elapsed, series: outputs });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_transition(
+        &self,
+        config: &Config,
+        group: &Group,
+        rule: &Rule,
+        key: &Labels,
+        state: &mut SeriesState,
+        outcome: &Outcome,
+        t: Transition,
+    ) {
+        let mut labels = key.clone();
+        labels.extend(rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let value = outcome.statistic.or(outcome.ema);
+        tracing::info!(
+            group = %group.name,
+            rule = %rule.name,
+            series = %format_labels(key),
+            from = t.from.as_str(),
+            to = t.to.as_str(),
+            statistic = ?outcome.statistic,
+            p_value = ?outcome.p_value,
+            ema = ?outcome.ema,
+            "rule state changed"
+        );
+        let entering = t.to == Status::Drifted;
+        let leaving = t.from == Status::Drifted;
+        if !entering && !leaving {
+            return;
+        }
+        let annotations: Labels = rule
+            .annotations
+            .iter()
+            .map(|(k, tpl)| (k.clone(), template::expand(tpl, &labels, value)))
+            .collect();
+        for name in &rule.webhooks {
+            let Some(wh) = config.webhooks.get(name) else { continue };
+            if leaving && !entering && !wh.send_resolved {
+                continue;
+            }
+            if let Some(&last) = state.last_sent_ms.get(name) {
+                if t.at_ms - last < wh.cooldown.as_millis() as i64 {
+                    tracing::info!(webhook = %name, rule = %rule.name, "webhook call skipped: within cooldown");
+                    continue;
+                }
+            }
+            let idempotency_key = format!("evt_{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+            let mut payload = json!({
+                "version": "1",
+                "status": t.to.as_str(),
+                "previous_status": t.from.as_str(),
+                "rule": rule.name,
+                "group": group.name,
+                "detector": rule.detector.name(),
+                "labels": labels,
+                "annotations": annotations,
+                "statistic": outcome.statistic,
+                "p_value": outcome.p_value,
+                "value": outcome.ema,
+                "starts_at": rfc3339(t.at_ms),
+                "idempotency_key": idempotency_key,
+            });
+            if let (Some(extra), Some(obj)) = (&wh.extra, payload.as_object_mut()) {
+                obj.insert("extra".into(), serde_json::Value::Object(extra.clone()));
+            }
+            let body = payload.to_string().into_bytes();
+            match self.sender.enqueue(Delivery { webhook: name.clone(), idempotency_key, body }) {
+                Ok(()) => {
+                    state.last_sent_ms.insert(name.clone(), t.at_ms);
+                }
+                Err(e) => tracing::error!(webhook = %name, rule = %rule.name, error = %e, "webhook delivery not enqueued"),
+            }
+        }
+    }
+}
+
+impl SeriesState {
+    fn new(rule: &Rule, max_values: usize, now_ms: i64) -> Self {
+        let window = match &rule.detector {
+            DetectorSpec::Ks(spec) => SeriesWindow::Ks(SampleWindows::new(&spec.reference, &spec.current, max_values)),
+            DetectorSpec::Ema(_) => SeriesWindow::Ema(EmaState::default()),
+        };
+        SeriesState { window, machine: Machine::default(), last_fed_ms: now_ms, last_sent_ms: BTreeMap::new() }
+    }
+}
+
+/// Work copied out of a series under its lock, run without it.
+enum Job {
+    Ks(crate::window::WindowView),
+    Ema(EmaState),
+}
+
+#[derive(Debug, Default)]
+struct Outcome {
+    verdict: Option<Verdict>,
+    statistic: Option<f64>,
+    p_value: Option<f64>,
+    ema: Option<f64>,
+    reference_samples: usize,
+    current_samples: usize,
+    error: Option<String>,
+}
+
+impl Job {
+    fn of(s: &SeriesState, _rule: &Rule, now_ms: i64) -> Job {
+        match &s.window {
+            SeriesWindow::Ks(w) => Job::Ks(w.view(now_ms)),
+            SeriesWindow::Ema(e) => Job::Ema(*e),
+        }
+    }
+
+    fn run(self, rule: &Rule) -> Outcome {
+        match (self, &rule.detector) {
+            (Job::Ks(view), DetectorSpec::Ks(spec)) => {
+                let mut out = Outcome {
+                    reference_samples: view.reference.len(),
+                    current_samples: view.current.len(),
+                    ..Outcome::default()
+                };
+                if view.reference.len() < rule.min_samples || view.current.len() < rule.min_samples {
+                    return out;
+                }
+                match ks::ks_2samp(&view.reference, &view.current, spec.alternative, spec.method) {
+                    Ok(r) => {
+                        out.statistic = Some(r.statistic);
+                        out.p_value = Some(r.p_value);
+                        out.verdict = Some(ks_verdict(r.statistic, r.p_value, spec.alpha, spec.statistic));
+                    }
+                    Err(e) => out.error = Some(e.to_string()),
+                }
+                out
+            }
+            (Job::Ema(e), DetectorSpec::Ema(spec)) => {
+                let mut out = Outcome { current_samples: e.samples as usize, ema: e.value, ..Outcome::default() };
+                if let Some(v) = e.value {
+                    if e.samples as usize >= rule.min_samples {
+                        out.verdict = Some(ema::verdict(v, spec));
+                    }
+                }
+                out
+            }
+            _ => Outcome { error: Some("window does not match the detector".into()), ..Outcome::default() },
+        }
+    }
+}
+
+/// The routes of one series: every rule whose selector matches, with the window key
+/// (the series' labels, or its `by` labels when the rule pools).
+fn routes_for(generation: &Generation, metric: &str, labels: &Labels) -> Vec<(Arc<RuleRuntime>, Labels)> {
+    let mut routes = Vec::new();
+    for g in &generation.groups {
+        for rt in &g.rules {
+            if let Some(name) = rt.rule.selector.metric_name() {
+                if name != metric {
+                    continue;
+                }
+            }
+            if !rt.rule.selector.matches(metric, labels) {
+                continue;
+            }
+            let key = match &rt.rule.by {
+                None => labels.clone(),
+                Some(by) => by.iter().filter_map(|l| labels.get(l).map(|v| (l.clone(), v.clone()))).collect(),
+            };
+            routes.push((Arc::clone(rt), key));
+        }
+    }
+    routes
+}
+
+fn output_labels(rule: &Rule, group: &str, key: &Labels) -> Labels {
+    let mut out = Labels::new();
+    for (k, v) in key {
+        if RESERVED_LABELS.contains(&k.as_str()) {
+            out.insert(format!("exported_{k}"), v.clone());
+        } else {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    for (k, v) in &rule.labels {
+        out.insert(k.clone(), v.clone());
+    }
+    out.insert("rule".into(), rule.name.clone());
+    out.insert("group".into(), group.to_string());
+    out
+}
+
+pub fn format_labels(labels: &Labels) -> String {
+    let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{{{}}}", inner.join(", "))
+}
+

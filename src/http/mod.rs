@@ -1,1 +1,212 @@
-//! HTTP routes.
+//! HTTP routes. Errors map to status codes in one place, [`ApiError::into_response`].
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /metrics` | Prometheus text 0.0.4, or OpenMetrics when `Accept` asks for it |
+//! | `POST /api/v1/samples` | push samples (JSON), all or nothing |
+//! | `POST /api/v1/evaluate` | one stateless KS evaluation |
+//! | `GET /api/v1/rules` | groups, rules, evaluated series with state |
+//! | `GET /-/healthy`, `GET /-/ready` | liveness, readiness |
+//! | `POST /-/reload` | reload config and rules (only with `--web.enable-lifecycle`) |
+//! | `GET /` | a plain-text index of these routes |
+
+mod api;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use hyper::body::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::json;
+
+use crate::app::App;
+use crate::output::exposition::Format;
+
+pub type Body = Full<Bytes>;
+
+/// Everything a route can refuse with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadData { message: String, index: Option<usize> },
+    #[error("request body exceeds limits.max_body_bytes={limit}")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    TooManySeries(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("method {method} not allowed; allowed: {allow}")]
+    MethodNotAllowed { method: String, allow: &'static str },
+    #[error("Lifecycle API is not enabled.")]
+    LifecycleDisabled,
+    #[error("reload failed:\n{0}")]
+    ReloadFailed(String),
+    #[error("could not read the request body: {0}")]
+    Body(String),
+    #[error("unsupported content type {0:?}: send application/json")]
+    UnsupportedMediaType(String),
+    #[error("not ready: rules are still loading")]
+    NotReady,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadData { .. } | ApiError::Body(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManySeries(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::LifecycleDisabled => StatusCode::FORBIDDEN,
+            ApiError::ReloadFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_type(&self) -> &'static str {
+        match self {
+            ApiError::BadData { .. } | ApiError::Body(_) | ApiError::UnsupportedMediaType(_) => "bad_data",
+            ApiError::PayloadTooLarge { .. } => "too_large",
+            ApiError::TooManySeries(_) => "limit",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::LifecycleDisabled => "forbidden",
+            ApiError::ReloadFailed(_) => "reload",
+            ApiError::NotReady => "unavailable",
+        }
+    }
+
+    /// `{"status":"error","errorType":..,"error":..[,"index":N]}`, as Prometheus's API answers.
+    pub fn into_response(self) -> Response<Body> {
+        let mut body = json!({"status": "error", "errorType": self.error_type(), "error": self.to_string()});
+        if let ApiError::BadData { index: Some(i), .. } = &self {
+            body["index"] = json!(i);
+        }
+        let mut resp = json_response(self.status(), &body);
+        if let ApiError::MethodNotAllowed { allow, .. } = &self {
+            resp.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        resp
+    }
+}
+
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn text_response(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// Reads the whole body, refusing more than `limit` bytes with 413 (by `Content-Length`
+/// before reading, and while reading for chunked bodies).
+pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    if let Some(len) = req.headers().get(hyper::header::CONTENT_LENGTH) {
+        if len.to_str().ok().and_then(|s| s.parse::<u64>().ok()).is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge { limit })
+        }
+        Err(e) => Err(ApiError::Body(e.to_string())),
+    }
+}
+
+fn only(method: &Method, allowed: &Method, allow: &'static str) -> Result<(), ApiError> {
+    if method == allowed || (allowed == Method::GET && method == Method::HEAD) {
+        Ok(())
+    } else {
+        Err(ApiError::MethodNotAllowed { method: method.to_string(), allow })
+    }
+}
+
+/// The service entry point for every request.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let result = route(&app, req, &path, &method).await;
+    Ok(result.unwrap_or_else(|e| {
+        tracing::debug!(%method, %path, error = %e, "request refused");
+        e.into_response()
+    }))
+}
+
+async fn route(app: &Arc<App>, req: Request<Incoming>, path: &str, method: &Method) -> Result<Response<Body>, ApiError> {
+    match path {
+        "/metrics" => {
+            only(method, &Method::GET, "GET")?;
+            let accept = req.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok());
+            let format = Format::from_accept(accept);
+            let body = crate::output::metrics::render(&app.engine, format);
+            Ok(text_response(StatusCode::OK, format.content_type(), body))
+        }
+        "/api/v1/samples" => {
+            only(method, &Method::POST, "POST")?;
+            api::push(app, req).await
+        }
+        "/api/v1/evaluate" => {
+            only(method, &Method::POST, "POST")?;
+            api::evaluate(app, req).await
+        }
+        "/api/v1/rules" => {
+            only(method, &Method::GET, "GET")?;
+            Ok(api::rules(app))
+        }
+        "/-/healthy" => {
+            only(method, &Method::GET, "GET")?;
+            Ok(text_response(StatusCode::OK, "text/plain; charset=utf-8", "driftgauge is Healthy.\n".into()))
+        }
+        "/-/ready" => {
+            only(method, &Method::GET, "GET")?;
+            if app.is_ready() {
+                Ok(text_response(StatusCode::OK, "text/plain; charset=utf-8", "driftgauge is Ready.\n".into()))
+            } else {
+                Err(ApiError::NotReady)
+            }
+        }
+        "/-/reload" => {
+            if method != Method::POST && method != Method::PUT {
+                return Err(ApiError::MethodNotAllowed { method: method.to_string(), allow: "POST, PUT" });
+            }
+            if !app.options.enable_lifecycle {
+                return Err(ApiError::LifecycleDisabled);
+            }
+            match app.reload().await {
+                Ok(()) => Ok(text_response(StatusCode::OK, "text/plain; charset=utf-8", String::new())),
+                Err(e) => Err(ApiError::ReloadFailed(e.to_string())),
+            }
+        }
+        "/" => {
+            only(method, &Method::GET, "GET")?;
+            Ok(text_response(StatusCode::OK, "text/plain; charset=utf-8", index()))
+        }
+        other => Err(ApiError::NotFound(other.to_string())),
+    }
+}
+
+fn index() -> String {
+    format!(
+        "driftgauge {}\n\n\
+         GET  /metrics           Prometheus metrics (drift gauges)\n\
+         POST /api/v1/samples    push samples (JSON)\n\
+         POST /api/v1/evaluate   one stateless KS evaluation\n\
+         GET  /api/v1/rules      rule groups, rules, series and their state\n\
+         GET  /-/healthy         liveness\n\
+         GET  /-/ready           readiness\n\
+         POST /-/reload          reload config and rules (--web.enable-lifecycle)\n",
+        crate::output::metrics::VERSION
+    )
+}

@@ -1,1 +1,16 @@
-//! Sources of samples: the push API (JSON) and, later, remote_write, scrapes and queries.
+//! Sources of samples. Each source turns its input into [`SeriesSamples`] and hands a whole
+//! batch to the engine, which applies all of it or nothing.
+
+pub mod file;
+pub mod names;
+pub mod push;
+
+use crate::rules::model::Labels;
+
+/// Values for one series, in arrival order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSamples {
+    pub metric: String,
+    pub labels: Labels,
+    pub values: Vec<f64>,
+}

@@ -14,6 +14,13 @@ pub struct Telemetry {
     pub webhook_requests: CounterVec2,
     /// Deliveries waiting or retrying.
     pub webhook_queue_length: AtomicI64,
+    /// Keyed by group.
+    pub rule_evaluations: CounterVec,
+    pub rule_evaluation_failures: CounterVec,
+    /// 1 when the last reload worked, 0 when it failed.
+    pub config_last_reload_successful: AtomicI64,
+    /// Unix seconds of the last successful (re)load.
+    pub config_last_reload_success_timestamp: AtomicI64,
 }
 
 /// A counter family with one label.

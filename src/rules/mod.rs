@@ -1,4 +1,365 @@
 //! Rules and service config: model, parsing with positions, validation.
+//!
+//! Two stages, every error at once: `marked_yaml` gives a node tree with positions (`yaml`),
+//! then `parse` (rule files) and `config` (service config) walk it, collect a [`Diagnostic`]
+//! per problem and build the validated `model` types only when a file is clean. [`load`]
+//! (serve, reload) and [`check`] (`driftgauge check`) put the files together and run the
+//! cross-file checks (group names, webhook names, window sizes against `limits`).
+//!
+//! Why marked_yaml: serde_yaml is deprecated, stops at the first error and drops positions;
+//! marked_yaml keeps a span on every node, rejects duplicate keys and keeps quoted scalars
+//! apart from plain ones, which is all a hand-written validating walk needs.
 
+pub mod config;
+pub mod diag;
+pub mod duration;
 pub mod model;
+pub mod parse;
 pub mod selector;
+pub mod template;
+mod yaml;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+pub use config::{parse_config, FsSecrets, SecretSource};
+pub use diag::{Diagnostic, LoadError};
+pub use duration::{format_duration, parse_duration, DurationError};
+pub use parse::{parse_rule_file, RuleContext};
+pub use selector::{Selector, SelectorError};
+pub use template::{expand, validate_template, TemplateError};
+
+use model::{Config, RuleSet};
+use parse::{GroupName, WindowCap};
+
+/// The config file `check` uses when given neither a config nor rule files, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "driftgauge.yml";
+
+/// A loaded, validated config and rule set.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub rules: RuleSet,
+    /// `None`: the embedded default config.
+    pub config_file: Option<PathBuf>,
+    /// Every rule file read, in load order.
+    pub rule_files: Vec<PathBuf>,
+}
+
+/// What `driftgauge check` found in valid files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckSummary {
+    pub files: usize,
+    pub groups: usize,
+    pub rules: usize,
+}
+
+/// Loads the config and its rule files (serve, reload). `None`: the embedded default config
+/// (`rule_files: ["rules/*.yml"]` relative to the working directory, no webhooks); rule
+/// files' webhook names are then not checked, as there is no webhook config to check them
+/// against. Reports every error of every file at once.
+pub fn load(config_file: Option<&Path>) -> Result<Loaded, LoadError> {
+    run(Plan {
+        config_file,
+        extra: &[],
+        use_config: true,
+    })
+}
+
+/// `driftgauge check`. Rule files and no config: those files alone, webhook names not checked.
+/// A config: the config, its rule files and the given ones, webhook names checked. Neither:
+/// `./driftgauge.yml` if present, else the embedded default (as [`load`]`(None)`).
+pub fn check(
+    config_file: Option<&Path>,
+    rule_files: &[PathBuf],
+) -> Result<CheckSummary, LoadError> {
+    let default_file = Path::new(DEFAULT_CONFIG_FILE);
+    let plan = match (config_file, rule_files.is_empty()) {
+        (Some(c), _) => Plan {
+            config_file: Some(c),
+            extra: rule_files,
+            use_config: true,
+        },
+        (None, false) => Plan {
+            config_file: None,
+            extra: rule_files,
+            use_config: false,
+        },
+        (None, true) => Plan {
+            config_file: default_file.is_file().then_some(default_file),
+            extra: &[],
+            use_config: true,
+        },
+    };
+    let loaded = run(plan)?;
+    Ok(CheckSummary {
+        files: loaded.rule_files.len(),
+        groups: loaded.rules.groups.len(),
+        rules: loaded.rules.groups.iter().map(|g| g.rules.len()).sum(),
+    })
+}
+
+struct Plan<'a> {
+    /// `None` with `use_config`: the embedded default.
+    config_file: Option<&'a Path>,
+    /// Rule files given on the command line, after the config's.
+    extra: &'a [PathBuf],
+    /// `false`: only `extra`, no config at all (no globs, no webhook or limit checks).
+    use_config: bool,
+}
+
+fn run(plan: Plan) -> Result<Loaded, LoadError> {
+    // Diagnostics per file, in the order files are read; each list sorted by position.
+    let mut diags: Vec<Vec<Diagnostic>> = Vec::new();
+    let mut config = Config::default();
+    let mut webhook_names = BTreeSet::new();
+    let mut rule_file_markers = vec![None];
+    let mut check_webhooks = false;
+    let mut cap = WindowCap::default();
+    // An unreadable config names no rule files (not even the default ones).
+    let mut expand_globs = plan.use_config;
+
+    if let Some(path) = plan.config_file {
+        let origin = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let base_dir = path.parent().unwrap_or(Path::new(""));
+                let parsed = config::parse_partial(&text, &origin, base_dir, &FsSecrets);
+                config = parsed.config;
+                webhook_names = parsed.webhook_names;
+                rule_file_markers = parsed.rule_file_markers;
+                diags.push(parsed.diags);
+                check_webhooks = true;
+            }
+            Err(e) => {
+                diags.push(vec![Diagnostic::whole_file(
+                    &origin,
+                    format!("cannot read config file: {}", diag::io_reason(&e)),
+                )]);
+                expand_globs = false;
+            }
+        }
+    }
+    if plan.use_config {
+        cap = WindowCap {
+            max: config.limits.max_window_values,
+            from_limits: true,
+        };
+    }
+
+    let mut files: Vec<PathBuf> = Vec::new();
+    if expand_globs {
+        let config_origin = plan.config_file.map(|p| p.display().to_string());
+        for (i, pattern) in config.rule_files.iter().enumerate() {
+            let at = |message: String| {
+                let (file, line, col) =
+                    match (&config_origin, rule_file_markers.get(i).copied().flatten()) {
+                        (Some(f), Some(m)) => (f.clone(), m.line(), m.column()),
+                        (Some(f), None) => (f.clone(), 1, 1),
+                        (None, _) => (pattern.clone(), 1, 1),
+                    };
+                Diagnostic::new(file, line, col, message)
+            };
+            match glob::glob(pattern) {
+                Ok(paths) => {
+                    for entry in paths {
+                        match entry {
+                            Ok(p) if p.is_file() => push_unique(&mut files, p),
+                            Ok(_) => {}
+                            Err(e) => diags.push(vec![at(format!(
+                                "rule_files: cannot read {:?}: {}",
+                                e.path().display().to_string(),
+                                diag::io_reason(e.error())
+                            ))]),
+                        }
+                    }
+                }
+                Err(e) => diags.push(vec![at(format!(
+                    "rule_files: invalid glob {pattern:?}: {}",
+                    e.msg
+                ))]),
+            }
+        }
+    }
+    for f in plan.extra {
+        push_unique(&mut files, f.clone());
+    }
+
+    let webhooks = check_webhooks.then_some(&webhook_names);
+    let mut rules = RuleSet::default();
+    let mut names: Vec<(String, Vec<GroupName>, usize)> = Vec::new();
+    for path in &files {
+        let origin = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.push(vec![Diagnostic::whole_file(
+                    &origin,
+                    format!("cannot read rule file: {}", diag::io_reason(&e)),
+                )]);
+                continue;
+            }
+        };
+        let ctx = RuleContext {
+            base_dir: path.parent().unwrap_or(Path::new("")),
+            default_interval: config.evaluation_interval,
+            webhooks,
+        };
+        let parsed = parse::parse_file(&text, &origin, &ctx, cap);
+        names.push((origin, parsed.names, diags.len()));
+        diags.push(parsed.diags);
+        rules.groups.extend(parsed.groups);
+    }
+    let by_file: Vec<(&str, &Vec<GroupName>)> =
+        names.iter().map(|(o, n, _)| (o.as_str(), n)).collect();
+    for (file, d) in parse::duplicate_groups(&by_file) {
+        let slot = names[file].2;
+        diags[slot].push(d);
+        parse::sort(&mut diags[slot]);
+    }
+
+    let all: Vec<Diagnostic> = diags.into_iter().flatten().collect();
+    if !all.is_empty() {
+        return Err(LoadError(all));
+    }
+    Ok(Loaded {
+        config,
+        rules,
+        config_file: plan.config_file.map(Path::to_path_buf),
+        rule_files: files,
+    })
+}
+
+/// Adds a file unless the same file is already listed (compared after resolving `.`/`..`
+/// and links when possible).
+fn push_unique(files: &mut Vec<PathBuf>, path: PathBuf) {
+    let key = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let k = key(&path);
+    if !files.iter().any(|f| key(f) == k) {
+        files.push(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn data(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/check")
+            .join(name)
+    }
+
+    #[test]
+    fn load_reads_the_config_and_its_rule_files() {
+        let config = data("good_config.yml");
+        let loaded = load(Some(&config)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.config_file.as_deref(), Some(config.as_path()));
+        assert_eq!(loaded.rule_files, [data("good.yml")]);
+        assert_eq!(loaded.config.evaluation_interval, Duration::from_secs(30));
+        assert!(loaded.config.webhooks.contains_key("retrain-fraud"));
+        let groups: Vec<(&str, Duration, usize)> = loaded
+            .rules
+            .groups
+            .iter()
+            .map(|g| (g.name.as_str(), g.interval, g.rules.len()))
+            .collect();
+        // `latency` has no interval: the config's evaluation_interval applies.
+        assert_eq!(
+            groups,
+            [
+                ("fraud-model", Duration::from_secs(15), 3),
+                ("latency", Duration::from_secs(30), 1)
+            ]
+        );
+        assert_eq!(
+            loaded.rules.groups[0].file,
+            data("good.yml").display().to_string()
+        );
+    }
+
+    #[test]
+    fn check_counts_files_once() {
+        let good = data("good.yml");
+        let summary = check(None, &[good.clone(), good.clone()]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            summary,
+            CheckSummary {
+                files: 1,
+                groups: 2,
+                rules: 4
+            }
+        );
+        let with_config =
+            check(Some(&data("good_config.yml")), &[good]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(with_config, summary);
+    }
+
+    #[test]
+    fn errors_of_every_file_in_load_order() {
+        let err =
+            check(Some(&data("bad_config.yml")), &[data("bad_syntax.yml")]).expect_err("bad files");
+        let files: Vec<String> = err.0.iter().map(|d| d.file.clone()).collect();
+        let mut order: Vec<String> = files.clone();
+        order.dedup();
+        let names: Vec<String> = [
+            "bad_config.yml",
+            "bad_refs.yml",
+            "good.yml",
+            "bad_syntax.yml",
+        ]
+        .iter()
+        .map(|n| data(n).display().to_string())
+        .collect();
+        assert_eq!(order, names);
+        // Group names are unique across files: reported where the name repeats.
+        let dup = err
+            .0
+            .iter()
+            .find(|d| d.file == names[2])
+            .expect("a diagnostic in good.yml");
+        assert_eq!(
+            (dup.line, dup.col, dup.message.clone()),
+            (
+                3,
+                11,
+                format!(
+                    "duplicate group name \"fraud-model\" (first defined at {}:26:11)",
+                    names[1]
+                )
+            )
+        );
+    }
+
+    #[test]
+    fn rule_files_alone_do_not_check_webhooks_or_limits() {
+        // bad_refs.yml names an unknown webhook and a window over the config's limit; alone,
+        // neither is an error.
+        let err = check(None, &[data("bad_refs.yml")]).expect_err("bad file");
+        assert!(
+            err.0
+                .iter()
+                .all(|d| !d.message.contains("webhook") && !d.message.contains("limits")),
+            "{err}"
+        );
+        assert_eq!(err.0.len(), 6, "{err}");
+    }
+
+    #[test]
+    fn unreadable_config_names_no_rule_files() {
+        let err = load(Some(&data("missing_config.yml"))).expect_err("missing");
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert_eq!(err.0[0].message, "cannot read config file: no such file");
+    }
+
+    #[test]
+    fn embedded_default_reads_rules_from_the_working_directory() {
+        // Cargo runs unit tests from the package root, where `rules/` holds the examples.
+        let loaded = load(None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.config_file, None);
+        assert_eq!(loaded.config.rule_files, ["rules/*.yml"]);
+        assert!(loaded.config.webhooks.is_empty());
+        assert!(!loaded.rule_files.is_empty());
+    }
+}

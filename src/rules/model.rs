@@ -117,6 +117,10 @@ pub struct Config {
     pub rule_files: Vec<String>,
     pub webhooks: BTreeMap<String, WebhookConfig>,
     pub limits: Limits,
+    /// Prometheus-style scrape targets (`scrape_configs`), in file order.
+    pub scrape_configs: Vec<ScrapeConfig>,
+    /// PromQL HTTP API sources (`query_sources`), in file order.
+    pub query_sources: Vec<QuerySource>,
 }
 
 impl Default for Config {
@@ -126,6 +130,8 @@ impl Default for Config {
             rule_files: vec!["rules/*.yml".to_string()],
             webhooks: BTreeMap::new(),
             limits: Limits::default(),
+            scrape_configs: Vec::new(),
+            query_sources: Vec::new(),
         }
     }
 }
@@ -168,4 +174,67 @@ impl Default for Limits {
             series_idle_timeout: Duration::from_secs(24 * 3600),
         }
     }
+}
+
+/// One `scrape_configs` entry: targets scraped like Prometheus does; samples get `job` and
+/// `instance` labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScrapeConfig {
+    pub job_name: String,
+    /// Default 1m, as in Prometheus.
+    pub scrape_interval: Duration,
+    /// Default 10s, never more than `scrape_interval`.
+    pub scrape_timeout: Duration,
+    /// Default `/metrics`.
+    pub metrics_path: String,
+    pub scheme: Scheme,
+    /// Bearer token read from `bearer_token_file` at load time.
+    pub bearer_token: Option<String>,
+    pub static_configs: Vec<StaticConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scheme {
+    #[default]
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaticConfig {
+    /// `host:port` targets.
+    pub targets: Vec<String>,
+    /// Labels added to every sample of these targets.
+    pub labels: Labels,
+}
+
+/// One `query_sources` entry: a Prometheus-compatible HTTP API queried on an interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuerySource {
+    pub name: String,
+    /// Base URL (`http` or `https`, with a host).
+    pub url: String,
+    /// Default: `global.evaluation_interval`.
+    pub interval: Duration,
+    /// Default 10s.
+    pub timeout: Duration,
+    pub headers: Labels,
+    pub queries: Vec<Query>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    /// Metric name the results are stored under (with the result's labels).
+    pub record: String,
+    /// PromQL expression, sent as is.
+    pub expr: String,
 }

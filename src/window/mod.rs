@@ -1,1 +1,192 @@
-//! Per-series windows: frozen or rolling references and current windows.
+//! Per-series windows, pure and synchronous: what a rule keeps for one series (or one `by`
+//! pool) between evaluations. Time is passed in as Unix milliseconds; nothing here reads a clock.
+
+use std::collections::VecDeque;
+
+use crate::rules::model::{CurrentWindow, ReferenceWindow};
+
+/// Reference and current windows of one KS rule+series.
+///
+/// Samples go to `first` until a `first: N` reference is full (then it is frozen); after that,
+/// and for `preceding`/`file` references, to `recent`, which holds the current window and, for
+/// `preceding: N`, the N samples before it.
+#[derive(Debug, Clone)]
+pub struct SampleWindows {
+    first: Vec<f64>,
+    recent: VecDeque<f64>,
+    /// Arrival time of each value in `recent`, kept only for `duration:` current windows.
+    times: VecDeque<i64>,
+    reference: ReferenceWindow,
+    current: CurrentWindow,
+    max_values: usize,
+}
+
+/// Copies of the two windows, for a detector to run on outside any lock.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WindowView {
+    pub reference: Vec<f64>,
+    pub current: Vec<f64>,
+}
+
+impl SampleWindows {
+    /// `max_values` bounds what the current window (and a `preceding` reference) may hold.
+    pub fn new(reference: &ReferenceWindow, current: &CurrentWindow, max_values: usize) -> Self {
+        SampleWindows {
+            first: Vec::new(),
+            recent: VecDeque::new(),
+            times: VecDeque::new(),
+            reference: reference.clone(),
+            current: current.clone(),
+            max_values: max_values.max(1),
+        }
+    }
+
+    pub fn push(&mut self, value: f64, now_ms: i64) {
+        if let ReferenceWindow::First(n) = self.reference {
+            if self.first.len() < n {
+                self.first.push(value);
+                return;
+            }
+        }
+        self.recent.push_back(value);
+        if matches!(self.current, CurrentWindow::Duration(_)) {
+            self.times.push_back(now_ms);
+        }
+        self.trim(now_ms);
+    }
+
+    /// Drops what no window can need any more.
+    pub fn trim(&mut self, now_ms: i64) {
+        let preceding = match self.reference {
+            ReferenceWindow::Preceding(p) => p,
+            _ => 0,
+        };
+        let keep_current = match self.current {
+            CurrentWindow::Last(n) => n.min(self.max_values),
+            CurrentWindow::Duration(d) => {
+                let cutoff = now_ms.saturating_sub(d.as_millis() as i64);
+                let in_window = self.times.iter().rev().take_while(|&&t| t >= cutoff).count();
+                in_window.min(self.max_values)
+            }
+        };
+        let cap = keep_current + preceding.min(self.max_values);
+        while self.recent.len() > cap {
+            self.recent.pop_front();
+            self.times.pop_front();
+        }
+    }
+
+    /// Number of values in the (reference, current) windows at `now_ms`.
+    pub fn counts(&self, now_ms: i64) -> (usize, usize) {
+        let cur = self.current_len(now_ms);
+        let reference = match &self.reference {
+            ReferenceWindow::First(_) => self.first.len(),
+            ReferenceWindow::Preceding(p) => (self.recent.len() - cur).min(*p),
+            ReferenceWindow::File { values, .. } => values.len(),
+        };
+        (reference, cur)
+    }
+
+    fn current_len(&self, now_ms: i64) -> usize {
+        match self.current {
+            CurrentWindow::Last(n) => self.recent.len().min(n),
+            CurrentWindow::Duration(d) => {
+                let cutoff = now_ms.saturating_sub(d.as_millis() as i64);
+                self.times.iter().rev().take_while(|&&t| t >= cutoff).count()
+            }
+        }
+    }
+
+    /// Copies both windows as they stand at `now_ms`.
+    pub fn view(&self, now_ms: i64) -> WindowView {
+        let (nref, ncur) = self.counts(now_ms);
+        let len = self.recent.len();
+        let current: Vec<f64> = self.recent.range(len - ncur..).copied().collect();
+        let reference = match &self.reference {
+            ReferenceWindow::First(_) => self.first.clone(),
+            ReferenceWindow::Preceding(_) => {
+                let end = len - ncur;
+                self.recent.range(end - nref..end).copied().collect()
+            }
+            ReferenceWindow::File { values, .. } => values.to_vec(),
+        };
+        WindowView { reference, current }
+    }
+}
+
+/// The running EMA of one rule+series: advanced once per sample, in arrival order.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EmaState {
+    pub value: Option<f64>,
+    pub samples: u64,
+}
+
+impl EmaState {
+    pub fn push(&mut self, x: f64, smoothing: f64) {
+        self.value = Some(crate::detect::ema::step(self.value, x, smoothing));
+        self.samples += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn feed(w: &mut SampleWindows, xs: impl IntoIterator<Item = i32>, t: i64) {
+        for x in xs {
+            w.push(x as f64, t);
+        }
+    }
+
+    #[test]
+    fn first_freezes_then_last_rolls() {
+        let mut w = SampleWindows::new(&ReferenceWindow::First(3), &CurrentWindow::Last(2), 100);
+        feed(&mut w, 1..=2, 0);
+        assert_eq!(w.view(0), WindowView { reference: vec![1.0, 2.0], current: vec![] });
+        feed(&mut w, 3..=7, 0);
+        assert_eq!(w.view(0), WindowView { reference: vec![1.0, 2.0, 3.0], current: vec![6.0, 7.0] });
+        assert_eq!(w.counts(0), (3, 2));
+    }
+
+    #[test]
+    fn preceding_rolls_before_current() {
+        let mut w = SampleWindows::new(&ReferenceWindow::Preceding(3), &CurrentWindow::Last(2), 100);
+        feed(&mut w, 1..=4, 0);
+        assert_eq!(w.view(0), WindowView { reference: vec![1.0, 2.0], current: vec![3.0, 4.0] });
+        feed(&mut w, 5..=10, 0);
+        assert_eq!(w.view(0), WindowView { reference: vec![6.0, 7.0, 8.0], current: vec![9.0, 10.0] });
+    }
+
+    #[test]
+    fn duration_window_by_arrival_time() {
+        let cur = CurrentWindow::Duration(Duration::from_secs(10));
+        let mut w = SampleWindows::new(&ReferenceWindow::Preceding(2), &cur, 100);
+        feed(&mut w, 1..=3, 0);
+        feed(&mut w, 4..=5, 8_000);
+        assert_eq!(w.view(9_000), WindowView { reference: vec![], current: vec![1.0, 2.0, 3.0, 4.0, 5.0] });
+        // At t=15s the first three are older than 10s: they become the preceding reference (last 2 of them).
+        assert_eq!(w.view(15_000), WindowView { reference: vec![2.0, 3.0], current: vec![4.0, 5.0] });
+        w.trim(15_000);
+        assert_eq!(w.recent.len(), 4);
+        assert_eq!(w.view(30_000), WindowView { reference: vec![4.0, 5.0], current: vec![] });
+    }
+
+    #[test]
+    fn file_reference_is_fixed_and_max_values_bounds() {
+        let values: Arc<[f64]> = vec![9.0, 8.0].into();
+        let r = ReferenceWindow::File { path: "x".into(), values };
+        let mut w = SampleWindows::new(&r, &CurrentWindow::Last(1000), 3);
+        feed(&mut w, 1..=10, 0);
+        assert_eq!(w.view(0), WindowView { reference: vec![9.0, 8.0], current: vec![8.0, 9.0, 10.0] });
+    }
+
+    #[test]
+    fn ema_advances_per_sample() {
+        let mut e = EmaState::default();
+        e.push(1.0, 0.5);
+        e.push(0.0, 0.5);
+        assert_eq!(e, EmaState { value: Some(0.5), samples: 2 });
+    }
+}

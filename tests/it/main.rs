@@ -1,3 +1,9 @@
 //! The one integration test binary: real servers on loopback, real webhook receivers.
 
+mod exposition;
 mod ks_vectors;
+mod receiver;
+mod service;
+mod support;
+mod webhook;
+mod check;

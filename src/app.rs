@@ -1,0 +1,201 @@
+//! Wiring: loads config and rules, starts the engine, scheduler, webhook sender and HTTP
+//! server, and reloads on demand. `main.rs` only parses the command line and calls [`run`].
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Mutex as AsyncMutex};
+
+use crate::engine::{scheduler, Engine};
+use crate::output::telemetry::Telemetry;
+use crate::output::webhook::{WebhookError, WebhookSender};
+use crate::rules::{self, LoadError};
+
+/// How long in-flight requests and webhook attempts get to finish on shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--config.file`; `None` runs on the embedded default.
+    pub config_file: Option<PathBuf>,
+    pub storage_path: PathBuf,
+    pub enable_lifecycle: bool,
+    /// Reload on SIGHUP (off for in-process tests).
+    pub handle_sighup: bool,
+    /// Reload when the config or rule files change (`--config.auto-reload`).
+    pub auto_reload: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("loading configuration failed:\n{0}")]
+    Config(#[from] LoadError),
+    #[error("webhook sender: {0}")]
+    Webhook(#[from] WebhookError),
+    #[error("storage path {path}: {source}")]
+    Storage { path: PathBuf, source: std::io::Error },
+    #[error("serving HTTP: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The running service, shared by every request.
+pub struct App {
+    pub options: Options,
+    pub engine: Arc<Engine>,
+    ready: AtomicBool,
+    reloaded: watch::Sender<u64>,
+    /// One reload at a time.
+    reload_lock: AsyncMutex<()>,
+}
+
+impl App {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Reloads config and rules. On any error the running rules stay and the reload gauge
+    /// drops to 0; every error is logged as `file:line:col: message`.
+    pub async fn reload(&self) -> Result<(), LoadError> {
+        let _guard = self.reload_lock.lock().await;
+        let file = self.options.config_file.clone();
+        let loaded = tokio::task::spawn_blocking(move || rules::load(file.as_deref()))
+            .await
+            .unwrap_or_else(|e| Err(LoadError(vec![rules::Diagnostic::general(format!("reload task failed: {e}"))])));
+        let telemetry = &self.engine.telemetry;
+        match loaded {
+            Ok(loaded) => {
+                let n_rules: usize = loaded.rules.groups.iter().map(|g| g.rules.len()).sum();
+                self.engine.apply(loaded.config, loaded.rules);
+                telemetry.config_last_reload_successful.store(1, Ordering::Relaxed);
+                telemetry.config_last_reload_success_timestamp.store(crate::engine::now_ms() / 1000, Ordering::Relaxed);
+                self.reloaded.send_modify(|n| *n += 1);
+                tracing::info!(rules = n_rules, "configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                telemetry.config_last_reload_successful.store(0, Ordering::Relaxed);
+                for d in &e.0 {
+                    tracing::error!(error = %d, "reload failed; keeping the running rules");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Serves on `listener` until `shutdown` completes, then stops accepting, lets in-flight
+/// requests and webhook attempts finish within [`SHUTDOWN_GRACE`], and returns.
+pub async fn run(options: Options, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+    let file = options.config_file.clone();
+    let loaded = tokio::task::spawn_blocking(move || rules::load(file.as_deref()))
+        .await
+        .unwrap_or_else(|e| Err(LoadError(vec![rules::Diagnostic::general(format!("load task failed: {e}"))])))?;
+    std::fs::create_dir_all(&options.storage_path)
+        .map_err(|source| AppError::Storage { path: options.storage_path.clone(), source })?;
+
+    let telemetry = Arc::new(Telemetry::default());
+    telemetry.samples_received.touch("push");
+    let sender = WebhookSender::new(loaded.config.webhooks.clone(), Arc::clone(&telemetry))?;
+    let n_rules: usize = loaded.rules.groups.iter().map(|g| g.rules.len()).sum();
+    let n_groups = loaded.rules.groups.len();
+    let engine = Arc::new(Engine::new(loaded.config, loaded.rules, Arc::clone(&telemetry), sender.clone()));
+    telemetry.config_last_reload_successful.store(1, Ordering::Relaxed);
+    telemetry.config_last_reload_success_timestamp.store(crate::engine::now_ms() / 1000, Ordering::Relaxed);
+
+    let (reloaded, reloaded_rx) = watch::channel(0u64);
+    let (stop, stop_rx) = watch::channel(false);
+    let app = Arc::new(App {
+        options,
+        engine: Arc::clone(&engine),
+        ready: AtomicBool::new(false),
+        reloaded,
+        reload_lock: AsyncMutex::new(()),
+    });
+    let scheduler = tokio::spawn(scheduler::run(Arc::clone(&engine), reloaded_rx, stop_rx.clone()));
+    if app.options.handle_sighup {
+        spawn_sighup(Arc::clone(&app), stop_rx.clone());
+    }
+    app.ready.store(true, Ordering::Release);
+    tracing::info!(
+        address = %listener.local_addr()?,
+        groups = n_groups,
+        rules = n_rules,
+        "driftgauge listening"
+    );
+
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let app = Arc::clone(&app);
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(30))
+                    .serve_connection(TokioIo::new(stream), service_fn(move |req| crate::http::handle(Arc::clone(&app), req)));
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    tracing::info!("shutting down: no new connections; finishing in-flight work");
+    drop(listener);
+    app.ready.store(false, Ordering::Release);
+    let _ = stop.send(true);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace = ?SHUTDOWN_GRACE, "in-flight requests did not finish in time");
+    }
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, scheduler).await;
+    sender.shutdown(SHUTDOWN_GRACE).await;
+    tracing::info!("driftgauge stopped");
+    Ok(())
+}
+
+#[cfg(unix)]
+fn spawn_sighup(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with POST /-/reload");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                got = hup.recv() => {
+                    if got.is_none() { return; }
+                    tracing::info!("SIGHUP: reloading configuration");
+                    let _ = app.reload().await;
+                }
+                _ = crate::engine::scheduler::stopped(&mut stop) => return,
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn spawn_sighup(_app: Arc<App>, _stop: watch::Receiver<bool>) {}

@@ -1,0 +1,69 @@
+//! Exponential moving average and its verdict against a bound.
+
+use crate::rules::model::{EmaBound, EmaSpec};
+
+use super::Verdict;
+
+/// One EMA step: `ema_0 = x_0`, `ema_t = s*x_t + (1-s)*ema_{t-1}`, written exactly so (no
+/// fused multiply-add, not `prev + s*(x-prev)`), which is what the reference vectors hold.
+pub fn step(prev: Option<f64>, x: f64, smoothing: f64) -> f64 {
+    match prev {
+        None => x,
+        Some(p) => smoothing * x + (1.0 - smoothing) * p,
+    }
+}
+
+/// EMA over a whole slice, one value per step.
+pub fn series(values: &[f64], smoothing: f64) -> Vec<f64> {
+    let mut prev = None;
+    values
+        .iter()
+        .map(|&x| {
+            let e = step(prev, x, smoothing);
+            prev = Some(e);
+            e
+        })
+        .collect()
+}
+
+/// Drifted beyond the bound, warning inside the optional warning band, else stable.
+/// The bound is strict: an EMA exactly at `below`/`above` is not drifted.
+pub fn verdict(ema: f64, spec: &EmaSpec) -> Verdict {
+    match spec.bound {
+        EmaBound::Below(b) => {
+            if ema < b {
+                Verdict::Drifted
+            } else if spec.warning.is_some_and(|w| ema < w) {
+                Verdict::Warning
+            } else {
+                Verdict::Stable
+            }
+        }
+        EmaBound::Above(b) => {
+            if ema > b {
+                Verdict::Drifted
+            } else if spec.warning.is_some_and(|w| ema > w) {
+                Verdict::Warning
+            } else {
+                Verdict::Stable
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bands() {
+        let spec = EmaSpec { smoothing: 0.2, bound: EmaBound::Below(0.85), warning: Some(0.9) };
+        assert_eq!(verdict(0.95, &spec), Verdict::Stable);
+        assert_eq!(verdict(0.9, &spec), Verdict::Stable);
+        assert_eq!(verdict(0.87, &spec), Verdict::Warning);
+        assert_eq!(verdict(0.84, &spec), Verdict::Drifted);
+        let spec = EmaSpec { smoothing: 0.2, bound: EmaBound::Above(0.5), warning: None };
+        assert_eq!(verdict(0.5, &spec), Verdict::Stable);
+        assert_eq!(verdict(0.51, &spec), Verdict::Drifted);
+    }
+}

@@ -1,0 +1,68 @@
+//! The group scheduler: one task per rule group ticking on the group's interval; the
+//! evaluation itself runs on the blocking pool so it never stalls ingestion or `/metrics`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
+
+use super::{now_ms, Engine};
+
+/// How often series no source feeds any more are looked for.
+const IDLE_SWEEP: Duration = Duration::from_secs(60);
+
+/// Runs until `shutdown` turns true. `reloaded` ticks after every `Engine::apply`: the groups
+/// of the new generation replace the old tasks (each new group evaluates at once).
+pub async fn run(engine: Arc<Engine>, mut reloaded: watch::Receiver<u64>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let generation = engine.current();
+        let mut tasks = JoinSet::new();
+        for (gi, g) in generation.groups.iter().enumerate() {
+            let engine = Arc::clone(&engine);
+            let generation = Arc::clone(&generation);
+            let period = g.group.interval.max(Duration::from_millis(10));
+            tasks.spawn(async move {
+                let mut ticker = tokio::time::interval(period);
+                ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+                loop {
+                    ticker.tick().await;
+                    let engine = Arc::clone(&engine);
+                    let generation = Arc::clone(&generation);
+                    let job = tokio::task::spawn_blocking(move || engine.evaluate_group(&generation, gi, now_ms()));
+                    if let Err(e) = job.await {
+                        tracing::error!(error = %e, "rule group evaluation panicked");
+                    }
+                }
+            });
+        }
+        {
+            let engine = Arc::clone(&engine);
+            tasks.spawn(async move {
+                let mut ticker = tokio::time::interval(IDLE_SWEEP);
+                loop {
+                    ticker.tick().await;
+                    engine.collect_idle(now_ms());
+                }
+            });
+        }
+        tokio::select! {
+            changed = reloaded.changed() => {
+                tasks.shutdown().await;
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = stopped(&mut shutdown) => {
+                tasks.shutdown().await;
+                return;
+            }
+        }
+    }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|&s| s).await.map(|_| ());
+}

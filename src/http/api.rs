@@ -1,0 +1,179 @@
+//! The `/api/v1/*` handlers.
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{json_response, read_body, ApiError, Body};
+use crate::app::App;
+use crate::detect::ks::{Alternative, Method};
+use crate::detect::report::ks_report;
+use crate::engine::{now_ms, rfc3339, IngestError};
+use crate::ingest::push;
+
+fn check_json_content_type(req: &Request<Incoming>) -> Result<(), ApiError> {
+    match req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        None => Ok(()),
+        Some(ct) => {
+            let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            if mime == "application/json" || mime.ends_with("+json") || mime.is_empty() {
+                Ok(())
+            } else {
+                Err(ApiError::UnsupportedMediaType(ct.to_string()))
+            }
+        }
+    }
+}
+
+pub async fn push(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    check_json_content_type(&req)?;
+    let limit = app.engine.current().config.limits.max_body_bytes;
+    let body = match read_body(req, limit).await {
+        Ok(b) => b,
+        Err(e) => {
+            app.engine.telemetry.samples_rejected.add("too_large", 0.0);
+            return Err(e);
+        }
+    };
+    let batch = match push::parse(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            app.engine.telemetry.samples_rejected.add(e.reason(), 1.0);
+            return Err(ApiError::BadData { index: e.index(), message: e.to_string() });
+        }
+    };
+    let engine = Arc::clone(&app.engine);
+    let accepted = tokio::task::spawn_blocking(move || engine.ingest(&batch, "push", now_ms()))
+        .await
+        .map_err(|e| ApiError::Body(format!("ingestion failed: {e}")))?;
+    match accepted {
+        Ok(n) => Ok(json_response(StatusCode::OK, &json!({ "accepted": n }))),
+        Err(e @ IngestError::TooManySeries { .. }) => Err(ApiError::TooManySeries(e.to_string())),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvaluateRequest {
+    detector: String,
+    reference: Vec<f64>,
+    current: Vec<f64>,
+    #[serde(default)]
+    alternative: Option<String>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    alpha: Option<f64>,
+    #[serde(default)]
+    statistic: Option<f64>,
+}
+
+/// Largest total of values `/api/v1/evaluate` takes in one request (the body limit bounds it too).
+const MAX_EVALUATE_VALUES: usize = 20_000_000;
+
+pub async fn evaluate(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    check_json_content_type(&req)?;
+    let limit = app.engine.current().config.limits.max_body_bytes;
+    let body = read_body(req, limit).await?;
+    let bad = |message: String| ApiError::BadData { message, index: None };
+    let r: EvaluateRequest = serde_json::from_slice(&body).map_err(|e| bad(format!("bad request body: {e}")))?;
+    if r.detector != "ks" {
+        return Err(bad(format!("unknown detector {:?}: /api/v1/evaluate supports \"ks\"", r.detector)));
+    }
+    let alternative = match r.alternative.as_deref() {
+        None => Alternative::TwoSided,
+        Some(s) => Alternative::parse(s).ok_or_else(|| bad(format!("unknown alternative {s:?}: two-sided, less or greater")))?,
+    };
+    let method = match r.method.as_deref() {
+        None => Method::Auto,
+        Some(s) => Method::parse(s).ok_or_else(|| bad(format!("unknown method {s:?}: auto, exact or asymp")))?,
+    };
+    let alpha = r.alpha.unwrap_or(0.05);
+    if !(alpha > 0.0 && alpha < 1.0) {
+        return Err(bad(format!("alpha must be in (0, 1), got {alpha}")));
+    }
+    if let Some(t) = r.statistic {
+        if !(0.0..=1.0).contains(&t) {
+            return Err(bad(format!("statistic must be in [0, 1], got {t}")));
+        }
+    }
+    if r.reference.len() + r.current.len() > MAX_EVALUATE_VALUES {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let report = tokio::task::spawn_blocking(move || {
+        ks_report(&r.reference, &r.current, alternative, method, alpha, r.statistic)
+    })
+    .await
+    .map_err(|e| ApiError::Body(format!("evaluation failed: {e}")))?
+    .map_err(|e| bad(e.to_string()))?;
+    let value = serde_json::to_value(report).map_err(|e| bad(e.to_string()))?;
+    Ok(json_response(StatusCode::OK, &value))
+}
+
+fn opt_time(ms: Option<i64>) -> serde_json::Value {
+    ms.map(|m| json!(rfc3339(m))).unwrap_or(serde_json::Value::Null)
+}
+
+/// Finite floats as numbers; JSON has no NaN or infinities.
+fn num(v: Option<f64>) -> serde_json::Value {
+    match v {
+        Some(x) if x.is_finite() => json!(x),
+        _ => serde_json::Value::Null,
+    }
+}
+
+pub fn rules(app: &Arc<App>) -> Response<Body> {
+    let generation = app.engine.current();
+    let mut groups = Vec::new();
+    for g in &generation.groups {
+        let out = g.output();
+        let mut rules = Vec::new();
+        for (ri, rt) in g.rules.iter().enumerate() {
+            let rule = &rt.rule;
+            let series: Vec<_> = out
+                .series
+                .iter()
+                .filter(|s| s.rule == ri)
+                .map(|s| {
+                    json!({
+                        "labels": s.labels,
+                        "state": s.status.as_str(),
+                        "state_since": opt_time(s.since_ms),
+                        "statistic": num(s.statistic),
+                        "p_value": num(s.p_value),
+                        "value": num(s.ema),
+                        "reference_samples": s.reference_samples,
+                        "current_samples": s.current_samples,
+                        "last_evaluation": opt_time(out.last_evaluation_ms),
+                        "last_error": s.last_error,
+                    })
+                })
+                .collect();
+            let worst = out.series.iter().filter(|s| s.rule == ri).map(|s| s.status).max();
+            rules.push(json!({
+                "name": rule.name,
+                "detector": rule.detector.name(),
+                "series_selector": rule.selector.as_str(),
+                "by": rule.by,
+                "labels": rule.labels,
+                "annotations": rule.annotations,
+                "webhooks": rule.webhooks,
+                "state": worst.map(|s| s.as_str()).unwrap_or("stable"),
+                "last_evaluation": opt_time(out.last_evaluation_ms),
+                "series": series,
+            }));
+        }
+        groups.push(json!({
+            "name": g.group.name,
+            "file": g.group.file,
+            "interval": g.group.interval.as_secs_f64(),
+            "last_evaluation": opt_time(out.last_evaluation_ms),
+            "evaluation_time": out.last_duration.as_secs_f64(),
+            "rules": rules,
+        }));
+    }
+    json_response(StatusCode::OK, &json!({"status": "success", "data": {"groups": groups}}))
+}

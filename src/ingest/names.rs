@@ -1,0 +1,46 @@
+//! Metric and label name rules, as Prometheus has them (legacy validation scheme).
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`
+pub fn is_valid_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':' => {}
+        _ => return false,
+    }
+    chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`; names starting with `__` are reserved for internal use.
+pub fn is_valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
+        _ => return false,
+    }
+    chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names() {
+        for ok in ["a", "feature_value", "ns:metric_total", "_x", ":y", "A9"] {
+            assert!(is_valid_metric_name(ok), "{ok}");
+        }
+        for bad in ["", "9a", "a-b", "a b", "é", "a.b", "a{"] {
+            assert!(!is_valid_metric_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn label_names() {
+        for ok in ["model", "_x", "a9", "__name__"] {
+            assert!(is_valid_label_name(ok), "{ok}");
+        }
+        for bad in ["", "9a", "a:b", "a-b", "ü"] {
+            assert!(!is_valid_label_name(bad), "{bad}");
+        }
+    }
+}

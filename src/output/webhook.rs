@@ -1,0 +1,774 @@
+//! Webhook delivery: POSTs the payloads the rule engine enqueues, signs them as Standard Webhooks
+//! says, and retries failed calls with capped exponential backoff and jitter until they succeed,
+//! are refused for good, or the sender shuts down.
+//!
+//! The engine decides *what* to send (a [`Delivery`]); this module only delivers it.
+//! [`WebhookSender::enqueue`] never blocks or awaits, so a slow or dead receiver cannot delay
+//! rule evaluation: every delivery runs as its own tokio task, and a dead receiver for one
+//! webhook holds up no other.
+//!
+//! One attempt is [`WebhookSender::attempt`]: a delivery and a config in, an [`Outcome`] out
+//! (`Success`, `Retry { after }`, `GiveUp { reason }`), with no counters, logs or sleeping, so
+//! a durable outbox can wrap it (persist, attempt, record) without touching the HTTP side.
+//!
+//! Requests:
+//! - `POST <url>` with `Content-Type: application/json`, `Idempotency-Key: <key>` (the same on
+//!   every retry), `User-Agent: driftgauge/<version>`, the config's `headers`, and
+//!   `Authorization: Bearer <token>` when a bearer token is set. The config's headers are
+//!   applied first; the headers driftgauge sets itself replace same-named ones (except
+//!   `User-Agent`, which a configured header may override).
+//! - With a signing key, `webhook-id` (the idempotency key), `webhook-timestamp` (Unix seconds
+//!   of this attempt) and `webhook-signature: v1,<base64 HMAC-SHA256>`, re-signed per attempt.
+//! - Redirects are not followed (a 3xx is a failure, as any non-retryable status), and proxy
+//!   environment variables are ignored, as Prometheus does by default.
+//!
+//! Secrets (bearer token, signing key, configured header values) never appear in logs or in the
+//! `Debug` output of this module's types, and neither does the URL (it may carry credentials):
+//! logs name the webhook.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::StatusCode;
+use sha2::Sha256;
+use tokio::sync::{watch, Notify};
+
+use crate::output::telemetry::Telemetry;
+use crate::rules::model::WebhookConfig;
+
+/// Deliveries pending (waiting or retrying) at most, by default; see
+/// [`WebhookSender::with_max_pending`].
+pub const MAX_PENDING: usize = 10_000;
+
+const USER_AGENT: &str = concat!("driftgauge/", env!("CARGO_PKG_VERSION"));
+
+/// One event to deliver to one webhook. The body is the final JSON payload bytes (the engine
+/// already merged `extra` and put `idempotency_key` in it).
+#[derive(Clone)]
+pub struct Delivery {
+    /// The webhook's name in the config (`webhooks:` key).
+    pub webhook: String,
+    /// Sent as `Idempotency-Key` (and `webhook-id` when signing), the same on every retry.
+    pub idempotency_key: String,
+    pub body: Vec<u8>,
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("webhook", &self.webhook)
+            .field("idempotency_key", &self.idempotency_key)
+            .field("body", &String::from_utf8_lossy(&self.body))
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("unknown webhook {name:?}")]
+    UnknownWebhook { name: String },
+    #[error("webhook queue full: {limit} deliveries already pending")]
+    QueueFull { limit: usize },
+    #[error("the webhook sender is shutting down")]
+    ShuttingDown,
+    #[error("webhook {name:?}: {message}")]
+    InvalidConfig { name: String, message: String },
+    #[error("the webhook sender must be created inside a tokio runtime")]
+    NoRuntime,
+    #[error("building the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The receiver answered 2xx.
+    Success { status: u16 },
+    /// Worth another try after this delay (backoff with jitter, or a `Retry-After` when longer,
+    /// capped at `max_backoff`): connection errors, timeouts, 5xx and 429.
+    Retry { after: Duration, reason: Failure },
+    /// Retrying cannot help: a 3xx or 4xx answer (429 aside), or a config this attempt could not
+    /// turn into a request.
+    GiveUp { reason: Failure },
+}
+
+/// Why an attempt failed. Messages never hold the URL or any secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The receiver answered with this status.
+    Status(u16),
+    /// No complete answer within the webhook's `timeout`.
+    Timeout,
+    /// Connecting, sending or reading failed (refused, reset, DNS, TLS, ...).
+    Transport(String),
+    /// The config or delivery cannot make a valid request (bad URL, header, key).
+    Invalid(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Status(status) => write!(f, "HTTP status {status}"),
+            Failure::Timeout => f.write_str("timed out"),
+            Failure::Transport(message) => f.write_str(message),
+            Failure::Invalid(message) => write!(f, "invalid request: {message}"),
+        }
+    }
+}
+
+/// Standard Webhooks signature (<https://www.standardwebhooks.com>):
+/// `"v1," + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))`.
+pub fn sign(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
+    // HMAC takes keys of any length: `new_from_slice` cannot fail for it.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length");
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
+/// The delay before retry number `attempt` (1 after the first failure): `min_backoff` doubled
+/// per attempt, capped at `max_backoff`, with equal jitter (half fixed, half random), so it
+/// lies in `[b/2, b]` for the capped value `b`.
+pub fn backoff(config: &WebhookConfig, attempt: u32) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(31);
+    let base = config
+        .min_backoff
+        .saturating_mul(1u32 << doublings)
+        .min(config.max_backoff);
+    let nanos = u64::try_from(base.as_nanos()).unwrap_or(u64::MAX);
+    let half = nanos / 2;
+    Duration::from_nanos(nanos - half + fastrand::u64(0..=half))
+}
+
+/// Sends webhook deliveries in the background. Cheap to clone: clones share one queue, one HTTP
+/// client and one config.
+///
+/// Reload: [`update`](Self::update) swaps the config; every attempt reads its webhook's config
+/// when it starts, so deliveries already retrying pick up a fixed URL or new headers on their
+/// next attempt. A delivery whose webhook was removed from the config is dropped (logged at
+/// warn, not counted) at its next attempt.
+#[derive(Clone)]
+pub struct WebhookSender {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: reqwest::Client,
+    runtime: tokio::runtime::Handle,
+    webhooks: RwLock<Arc<BTreeMap<String, Arc<WebhookConfig>>>>,
+    telemetry: Arc<Telemetry>,
+    max_pending: AtomicUsize,
+    /// Deliveries accepted and not yet finished (delivered, given up or abandoned).
+    pending: AtomicUsize,
+    /// Deliveries that ended without success or a definite refusal (shutdown, task dropped).
+    abandoned: AtomicUsize,
+    /// Notified whenever a delivery finishes.
+    finished: Notify,
+    phase: watch::Sender<Phase>,
+}
+
+/// Running → Draining (no new deliveries, no more retries; attempts under way go on) →
+/// Stopped (attempts under way are cancelled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Running,
+    Draining,
+    Stopped,
+}
+
+impl fmt::Debug for WebhookSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Names only: configs hold secrets.
+        let names: Vec<String> = self.current_webhooks().keys().cloned().collect();
+        f.debug_struct("WebhookSender")
+            .field("webhooks", &names)
+            .field("pending", &self.pending())
+            .finish()
+    }
+}
+
+impl WebhookSender {
+    /// Builds the HTTP client and checks every webhook (URL, header names and values, bearer
+    /// token). Must be called inside a tokio runtime: deliveries are spawned onto it, from any
+    /// thread.
+    pub fn new(
+        webhooks: BTreeMap<String, WebhookConfig>,
+        telemetry: Arc<Telemetry>,
+    ) -> Result<Self, WebhookError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| WebhookError::NoRuntime)?;
+        for (name, config) in &webhooks {
+            check(name, config)?;
+        }
+        // Another part of the program may have installed it first: either way one is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .map_err(WebhookError::Client)?;
+        let (phase, _) = watch::channel(Phase::Running);
+        let sender = WebhookSender {
+            inner: Arc::new(Inner {
+                client,
+                runtime,
+                webhooks: RwLock::new(Arc::new(BTreeMap::new())),
+                telemetry,
+                max_pending: AtomicUsize::new(MAX_PENDING),
+                pending: AtomicUsize::new(0),
+                abandoned: AtomicUsize::new(0),
+                finished: Notify::new(),
+                phase,
+            }),
+        };
+        sender.update(webhooks);
+        Ok(sender)
+    }
+
+    /// Sets how many deliveries may be pending at once (default [`MAX_PENDING`]).
+    pub fn with_max_pending(self, limit: usize) -> Self {
+        self.inner.max_pending.store(limit, Ordering::Relaxed);
+        self
+    }
+
+    /// Swaps in a reloaded config. New deliveries use it, and so do the next attempts of the
+    /// deliveries already under way (see the type's doc). A webhook that fails the checks of
+    /// [`new`](Self::new) is logged at error; its deliveries give up on their first attempt.
+    pub fn update(&self, webhooks: BTreeMap<String, WebhookConfig>) {
+        let mut map = BTreeMap::new();
+        for (name, config) in webhooks {
+            if let Err(error) = check(&name, &config) {
+                tracing::error!(webhook = %name, %error, "webhook config cannot be used");
+            }
+            for outcome in ["success", "failure"] {
+                self.inner
+                    .telemetry
+                    .webhook_requests
+                    .add(&name, outcome, 0.0);
+            }
+            map.insert(name, Arc::new(config));
+        }
+        *self
+            .inner
+            .webhooks
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
+    }
+
+    /// Queues a delivery and returns at once: it never blocks and never awaits. The delivery is
+    /// attempted in its own task, retried until it succeeds, is refused for good, or the sender
+    /// shuts down.
+    ///
+    /// Refused (and logged at error) when the webhook is not in the config, when the sender is
+    /// shutting down, or when the queue is full: at most [`MAX_PENDING`] deliveries (or the
+    /// [`with_max_pending`](Self::with_max_pending) limit) wait or retry at once. A refused
+    /// delivery to a known webhook counts as a failure in `driftgauge_webhook_requests_total`.
+    pub fn enqueue(&self, delivery: Delivery) -> Result<(), WebhookError> {
+        let inner = &self.inner;
+        if !self.current_webhooks().contains_key(&delivery.webhook) {
+            tracing::error!(
+                webhook = %delivery.webhook,
+                idempotency_key = %delivery.idempotency_key,
+                "delivery dropped: unknown webhook"
+            );
+            return Err(WebhookError::UnknownWebhook {
+                name: delivery.webhook,
+            });
+        }
+        if *inner.phase.borrow() != Phase::Running {
+            self.refuse(&delivery, "the webhook sender is shutting down");
+            return Err(WebhookError::ShuttingDown);
+        }
+        let limit = inner.max_pending.load(Ordering::Relaxed);
+        let reserved = inner
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            });
+        if reserved.is_err() {
+            self.refuse(&delivery, "the webhook queue is full");
+            return Err(WebhookError::QueueFull { limit });
+        }
+        inner
+            .telemetry
+            .webhook_queue_length
+            .fetch_add(1, Ordering::Relaxed);
+        let guard = Pending {
+            inner: Arc::clone(inner),
+            settled: false,
+        };
+        tracing::debug!(
+            webhook = %delivery.webhook,
+            idempotency_key = %delivery.idempotency_key,
+            "delivery queued"
+        );
+        inner.runtime.spawn(self.clone().deliver(delivery, guard));
+        Ok(())
+    }
+
+    /// Deliveries waiting or retrying.
+    pub fn pending(&self) -> usize {
+        self.inner.pending.load(Ordering::Acquire)
+    }
+
+    /// Stops the sender: no new deliveries, no more retries (deliveries waiting for a retry are
+    /// abandoned at once); attempts under way may finish for up to `grace`, then are cancelled.
+    /// Logs how many deliveries ended undelivered. Returns within `grace` (plus the moment the
+    /// cancelled tasks take to unwind).
+    pub async fn shutdown(&self, grace: Duration) {
+        let inner = &self.inner;
+        inner.phase.send_replace(Phase::Draining);
+        let deadline = tokio::time::Instant::now() + grace;
+        let drained = self.wait_idle(deadline).await;
+        if !drained {
+            inner.phase.send_replace(Phase::Stopped);
+            // Cancelled tasks drop at their next poll; bound the wait all the same.
+            self.wait_idle(tokio::time::Instant::now() + Duration::from_millis(500))
+                .await;
+        }
+        let abandoned = inner.abandoned.load(Ordering::Acquire);
+        let still_running = self.pending();
+        if abandoned + still_running > 0 {
+            tracing::warn!(
+                abandoned,
+                still_running,
+                "webhook sender stopped with deliveries undelivered"
+            );
+        } else {
+            tracing::info!("webhook sender stopped, nothing pending");
+        }
+    }
+
+    /// One attempt of `delivery` with `config`, without counting, logging or sleeping (the
+    /// durable outbox wraps this). `attempt` is 1 for the first try and sizes the backoff of a
+    /// `Retry`.
+    pub async fn attempt(
+        &self,
+        delivery: &Delivery,
+        config: &WebhookConfig,
+        attempt: u32,
+    ) -> Outcome {
+        let request = match build_request(&self.inner.client, delivery, config, unix_now()) {
+            Ok(request) => request,
+            Err(message) => {
+                return Outcome::GiveUp {
+                    reason: Failure::Invalid(message),
+                }
+            }
+        };
+        match request.send().await {
+            Ok(response) => classify(response.status(), response.headers(), config, attempt),
+            Err(error) if error.is_builder() => Outcome::GiveUp {
+                reason: Failure::Invalid(error_chain(&error.without_url())),
+            },
+            Err(error) => Outcome::Retry {
+                after: backoff(config, attempt),
+                reason: if error.is_timeout() {
+                    Failure::Timeout
+                } else {
+                    Failure::Transport(error_chain(&error.without_url()))
+                },
+            },
+        }
+    }
+
+    /// A delivery's task: attempt, count, log, back off, until it settles or the sender stops.
+    async fn deliver(self, delivery: Delivery, mut guard: Pending) {
+        let inner = &self.inner;
+        let mut phase = inner.phase.subscribe();
+        let name = delivery.webhook.as_str();
+        let key = delivery.idempotency_key.as_str();
+        let mut attempt: u32 = 1;
+        loop {
+            let Some(config) = self.current_webhooks().get(name).cloned() else {
+                tracing::warn!(
+                    webhook = name,
+                    idempotency_key = key,
+                    attempt,
+                    "delivery dropped: webhook removed from the config"
+                );
+                guard.settled = true;
+                return;
+            };
+            let outcome = tokio::select! {
+                outcome = self.attempt(&delivery, &config, attempt) => outcome,
+                () = reached(&mut phase, Phase::Stopped) => return,
+            };
+            let counted = if matches!(outcome, Outcome::Success { .. }) {
+                "success"
+            } else {
+                "failure"
+            };
+            inner.telemetry.webhook_requests.add(name, counted, 1.0);
+            match outcome {
+                Outcome::Success { status } => {
+                    tracing::info!(
+                        webhook = name,
+                        idempotency_key = key,
+                        attempt,
+                        status,
+                        "webhook delivered"
+                    );
+                    guard.settled = true;
+                    return;
+                }
+                Outcome::GiveUp { reason } => {
+                    tracing::error!(
+                        webhook = name,
+                        idempotency_key = key,
+                        attempt,
+                        error = %reason,
+                        "webhook delivery failed, not retrying"
+                    );
+                    guard.settled = true;
+                    return;
+                }
+                Outcome::Retry { after, reason } => {
+                    if *phase.borrow() != Phase::Running {
+                        return;
+                    }
+                    tracing::warn!(
+                        webhook = name,
+                        idempotency_key = key,
+                        attempt,
+                        error = %reason,
+                        retry_in_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+                        "webhook attempt failed, will retry"
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(after) => {}
+                        () = reached(&mut phase, Phase::Draining) => return,
+                    }
+                    attempt = attempt.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    fn current_webhooks(&self) -> Arc<BTreeMap<String, Arc<WebhookConfig>>> {
+        Arc::clone(
+            &self
+                .inner
+                .webhooks
+                .read()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+
+    fn refuse(&self, delivery: &Delivery, why: &str) {
+        tracing::error!(
+            webhook = %delivery.webhook,
+            idempotency_key = %delivery.idempotency_key,
+            "delivery dropped: {why}"
+        );
+        self.inner
+            .telemetry
+            .webhook_requests
+            .add(&delivery.webhook, "failure", 1.0);
+    }
+
+    /// Waits until no delivery is pending or `deadline` passes; true when none is pending.
+    async fn wait_idle(&self, deadline: tokio::time::Instant) -> bool {
+        loop {
+            let notified = self.inner.finished.notified();
+            if self.pending() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.pending() == 0;
+            }
+        }
+    }
+}
+
+/// One pending delivery: finishing it (or dropping its task) frees its slot and updates the
+/// queue gauge, so both tell the truth even when a task is cancelled.
+struct Pending {
+    inner: Arc<Inner>,
+    /// Delivered or refused for good; otherwise it ends abandoned.
+    settled: bool,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.inner.abandoned.fetch_add(1, Ordering::AcqRel);
+        }
+        self.inner
+            .telemetry
+            .webhook_queue_length
+            .fetch_sub(1, Ordering::Relaxed);
+        self.inner.pending.fetch_sub(1, Ordering::AcqRel);
+        self.inner.finished.notify_waiters();
+    }
+}
+
+/// Resolves once the phase is at least `target`.
+async fn reached(phase: &mut watch::Receiver<Phase>, target: Phase) {
+    // The sender lives in `Inner`, which the caller keeps alive: `wait_for` cannot fail on a
+    // closed channel; were it to, stopping is the safe reading.
+    let _ = phase.wait_for(|p| *p >= target).await;
+}
+
+/// What `new` and `update` check, so that a bad config shows at load rather than at the first
+/// drift.
+fn check(name: &str, config: &WebhookConfig) -> Result<(), WebhookError> {
+    let invalid = |message: String| WebhookError::InvalidConfig {
+        name: name.to_string(),
+        message,
+    };
+    parse_url(&config.url).map_err(invalid)?;
+    config_headers(config).map_err(invalid)?;
+    if let Some(token) = &config.bearer_token {
+        bearer(token).map_err(invalid)?;
+    }
+    Ok(())
+}
+
+fn parse_url(url: &str) -> Result<reqwest::Url, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid url: {e}"))?;
+    match parsed.scheme() {
+        "http" | "https" => Ok(parsed),
+        other => Err(format!("url scheme must be http or https, not {other:?}")),
+    }
+}
+
+fn config_headers(config: &WebhookConfig) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &config.headers {
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid header name {name:?}"))?;
+        // The value may be a credential: name the header only.
+        let mut value = HeaderValue::from_str(value)
+            .map_err(|_| format!("invalid value for header {name:?}"))?;
+        value.set_sensitive(true);
+        headers.insert(header, value);
+    }
+    Ok(headers)
+}
+
+fn bearer(token: &str) -> Result<HeaderValue, String> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+        .map_err(|_| "bearer token is not a valid header value".to_string())?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+fn build_request(
+    client: &reqwest::Client,
+    delivery: &Delivery,
+    config: &WebhookConfig,
+    timestamp: u64,
+) -> Result<reqwest::RequestBuilder, String> {
+    let url = parse_url(&config.url)?;
+    let mut headers = config_headers(config)?;
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let key = HeaderValue::from_str(&delivery.idempotency_key)
+        .map_err(|_| "idempotency key is not a valid header value".to_string())?;
+    headers.insert(HeaderName::from_static("idempotency-key"), key.clone());
+    if let Some(token) = &config.bearer_token {
+        headers.insert(AUTHORIZATION, bearer(token)?);
+    }
+    if let Some(signing_key) = &config.signing_key {
+        let signature = sign(
+            signing_key,
+            &delivery.idempotency_key,
+            timestamp,
+            &delivery.body,
+        );
+        headers.insert(HeaderName::from_static("webhook-id"), key);
+        headers.insert(
+            HeaderName::from_static("webhook-timestamp"),
+            HeaderValue::from(timestamp),
+        );
+        // "v1," and base64 only: always a valid header value.
+        let signature = HeaderValue::from_str(&signature)
+            .map_err(|_| "signature is not a valid header value".to_string())?;
+        headers.insert(HeaderName::from_static("webhook-signature"), signature);
+    }
+    Ok(client
+        .post(url)
+        .headers(headers)
+        .timeout(config.timeout)
+        .body(delivery.body.clone()))
+}
+
+/// Success on 2xx; retry on 429 and 5xx (after a `Retry-After` in seconds on 429/503 when it
+/// is longer than the backoff, capped at `max_backoff`); give up on anything else.
+fn classify(
+    status: StatusCode,
+    headers: &HeaderMap,
+    config: &WebhookConfig,
+    attempt: u32,
+) -> Outcome {
+    if status.is_success() {
+        return Outcome::Success {
+            status: status.as_u16(),
+        };
+    }
+    let reason = Failure::Status(status.as_u16());
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        let mut after = backoff(config, attempt);
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+            if let Some(asked) = retry_after(headers) {
+                after = after.max(asked.min(config.max_backoff));
+            }
+        }
+        return Outcome::Retry { after, reason };
+    }
+    Outcome::GiveUp { reason }
+}
+
+/// `Retry-After` as delay-seconds; the HTTP-date form is ignored (the backoff applies).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// An error and its sources, e.g. "error sending request: client error (Connect): tcp connect
+/// error: Connection refused (os error 111)".
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(min: u64, max: u64) -> WebhookConfig {
+        WebhookConfig {
+            url: "http://127.0.0.1:1/".to_string(),
+            timeout: Duration::from_secs(1),
+            headers: BTreeMap::new(),
+            bearer_token: None,
+            signing_key: None,
+            send_resolved: false,
+            cooldown: Duration::ZERO,
+            extra: None,
+            min_backoff: Duration::from_millis(min),
+            max_backoff: Duration::from_millis(max),
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_within_equal_jitter_and_caps() {
+        let c = config(100, 1_000);
+        for _ in 0..200 {
+            for (attempt, base) in [
+                (1, 100),
+                (2, 200),
+                (3, 400),
+                (4, 800),
+                (5, 1_000),
+                (60, 1_000),
+            ] {
+                let d = backoff(&c, attempt);
+                assert!(
+                    d >= Duration::from_millis(base / 2) && d <= Duration::from_millis(base),
+                    "attempt {attempt}: {d:?} outside [{}ms, {base}ms]",
+                    base / 2
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_on_429_and_503_only_and_capped() {
+        let c = config(10, 2_000);
+        let mut headers = HeaderMap::new();
+        headers.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        for status in [429, 503] {
+            let outcome = classify(StatusCode::from_u16(status).unwrap(), &headers, &c, 1);
+            let Outcome::Retry { after, .. } = outcome else {
+                panic!("{status}: {outcome:?}");
+            };
+            assert_eq!(after, Duration::from_secs(1), "{status}");
+        }
+        let Outcome::Retry { after, .. } = classify(StatusCode::BAD_GATEWAY, &headers, &c, 1)
+        else {
+            panic!("502 should be retried");
+        };
+        assert!(after <= Duration::from_millis(10));
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            HeaderValue::from_static("3600"),
+        );
+        let Outcome::Retry { after, .. } = classify(StatusCode::TOO_MANY_REQUESTS, &headers, &c, 1)
+        else {
+            panic!("429 should be retried");
+        };
+        assert_eq!(after, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn statuses_classify() {
+        let c = config(10, 20);
+        let h = HeaderMap::new();
+        let class = |s: u16| match classify(StatusCode::from_u16(s).unwrap(), &h, &c, 1) {
+            Outcome::Success { .. } => "success",
+            Outcome::Retry { .. } => "retry",
+            Outcome::GiveUp { .. } => "give up",
+        };
+        for (status, want) in [
+            (200, "success"),
+            (204, "success"),
+            (301, "give up"),
+            (400, "give up"),
+            (404, "give up"),
+            (408, "give up"),
+            (429, "retry"),
+            (500, "retry"),
+            (503, "retry"),
+        ] {
+            assert_eq!(class(status), want, "status {status}");
+        }
+    }
+
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let mut c = config(10, 20);
+        c.bearer_token = Some("s3cr3t-token".into());
+        c.headers.insert("X-Api-Key".into(), "s3cr3t-header".into());
+        let delivery = Delivery {
+            webhook: "w".into(),
+            idempotency_key: "k".into(),
+            body: b"{}".to_vec(),
+        };
+        let headers = config_headers(&c).unwrap();
+        let text = format!(
+            "{delivery:?} {headers:?} {:?}",
+            bearer("s3cr3t-token").unwrap()
+        );
+        assert!(!text.contains("s3cr3t"), "{text}");
+    }
+}

@@ -1,0 +1,1284 @@
+//! Rule files (`rules/*.yml`): spanned YAML → validated [`Group`]s, every error at once.
+//!
+//! Stage one is the `marked_yaml` node tree with positions; stage two is this walk, which
+//! checks every key of every group and rule and builds the model types only when the whole
+//! file is valid. Cross-file checks (group names unique across files) happen in `rules::load`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
+use marked_yaml::{Marker, Node};
+
+use crate::detect::ks::{Alternative, Method};
+use crate::rules::diag::{io_reason, Diagnostic};
+use crate::rules::model::{
+    CurrentWindow, DetectorSpec, EmaBound, EmaSpec, Group, KsSpec, Labels, ReferenceWindow, Rule,
+};
+use crate::rules::selector::{is_valid_label_name, Selector};
+use crate::rules::template::validate_template;
+use crate::rules::yaml::{self, get, key_of, opt_or, Cx};
+
+/// What a rule file is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleContext<'a> {
+    /// Folder `reference: {file: ...}` paths are relative to (the rule file's folder).
+    pub base_dir: &'a Path,
+    /// Interval of groups without `interval:` (the config's `global.evaluation_interval`).
+    pub default_interval: Duration,
+    /// Webhook names rules may use; `None`: names are not checked.
+    pub webhooks: Option<&'a BTreeSet<String>>,
+}
+
+/// Window sizes (`first`, `preceding`, `last`, reference file values) allowed when no config
+/// says otherwise.
+pub const MAX_WINDOW: usize = 10_000_000;
+
+/// Largest window size, and whether it comes from the config's `limits.max_window_values`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WindowCap {
+    pub max: usize,
+    pub from_limits: bool,
+}
+
+impl Default for WindowCap {
+    fn default() -> Self {
+        WindowCap {
+            max: MAX_WINDOW,
+            from_limits: false,
+        }
+    }
+}
+
+/// A group name and where it was written (for duplicate checks across files).
+#[derive(Debug, Clone)]
+pub(crate) struct GroupName {
+    pub name: String,
+    pub line: usize,
+    pub col: usize,
+}
+
+/// Everything one file yields: valid groups (only meaningful when `diags` is empty), the
+/// group names seen (even in groups with errors), and the diagnostics, sorted by position.
+#[derive(Debug, Default)]
+pub(crate) struct ParsedFile {
+    pub groups: Vec<Group>,
+    pub names: Vec<GroupName>,
+    pub diags: Vec<Diagnostic>,
+}
+
+/// Parses one rule file from its text. `origin` names the file in diagnostics. Group names
+/// must be unique within the file (across files, `rules::load` checks).
+pub fn parse_rule_file(
+    text: &str,
+    origin: &str,
+    ctx: &RuleContext,
+) -> Result<Vec<Group>, Vec<Diagnostic>> {
+    let mut parsed = parse_file(text, origin, ctx, WindowCap::default());
+    let dups = duplicate_groups(&[(origin, &parsed.names)]);
+    if !dups.is_empty() {
+        parsed.diags.extend(dups.into_iter().map(|(_, d)| d));
+        sort(&mut parsed.diags);
+    }
+    if parsed.diags.is_empty() {
+        Ok(parsed.groups)
+    } else {
+        Err(parsed.diags)
+    }
+}
+
+/// Duplicate group names across files, each reported where it repeats: `(file index, diagnostic)`.
+pub(crate) fn duplicate_groups(files: &[(&str, &Vec<GroupName>)]) -> Vec<(usize, Diagnostic)> {
+    let mut first: std::collections::HashMap<&str, (&str, &GroupName)> =
+        std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for (i, (origin, names)) in files.iter().enumerate() {
+        for n in names.iter() {
+            match first.get(n.name.as_str()) {
+                Some((file, at)) => out.push((
+                    i,
+                    Diagnostic::new(
+                        *origin,
+                        n.line,
+                        n.col,
+                        format!(
+                            "duplicate group name {:?} (first defined at {file}:{}:{})",
+                            n.name, at.line, at.col
+                        ),
+                    ),
+                )),
+                None => {
+                    first.insert(&n.name, (origin, n));
+                }
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn sort(diags: &mut [Diagnostic]) {
+    diags.sort_by_key(|d| (d.line, d.col));
+}
+
+pub(crate) fn parse_file(
+    text: &str,
+    origin: &str,
+    ctx: &RuleContext,
+    cap: WindowCap,
+) -> ParsedFile {
+    let text = yaml::strip_bom(text);
+    let root = match yaml::parse(origin, text) {
+        Ok(root) => root,
+        Err(d) => {
+            return ParsedFile {
+                diags: vec![d],
+                ..ParsedFile::default()
+            }
+        }
+    };
+    let mut cx = Cx::new(origin, text);
+    let mut out = ParsedFile::default();
+    if let Some(top) = cx.mapping("rule file", &root) {
+        cx.check_keys(top, &["groups"], "rule file");
+        if let Some(node) = get(top, "groups") {
+            if let Some(seq) = cx.sequence("groups", node) {
+                let walker = Walker { ctx, cap };
+                for item in seq.iter() {
+                    if let Some(g) = walker.group(&mut cx, item, &mut out.names) {
+                        out.groups.push(g);
+                    }
+                }
+            }
+        }
+    }
+    out.diags = cx.diags;
+    sort(&mut out.diags);
+    out
+}
+
+const GROUP_KEYS: &[&str] = &["name", "interval", "labels", "rules"];
+const RULE_KEYS: &[&str] = &[
+    "name",
+    "detector",
+    "series",
+    "by",
+    "min_samples",
+    "for",
+    "keep_firing_for",
+    "labels",
+    "annotations",
+    "webhooks",
+];
+const KS_KEYS: &[&str] = &[
+    "reference",
+    "current",
+    "alpha",
+    "statistic",
+    "alternative",
+    "method",
+];
+const EMA_KEYS: &[&str] = &[
+    "smoothing",
+    "below",
+    "above",
+    "warning_below",
+    "warning_above",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Ks,
+    Ema,
+}
+
+struct Walker<'c, 'a> {
+    ctx: &'c RuleContext<'a>,
+    cap: WindowCap,
+}
+
+impl Walker<'_, '_> {
+    fn group(&self, cx: &mut Cx, node: &Node, names: &mut Vec<GroupName>) -> Option<Group> {
+        let map = cx.mapping("group", node)?;
+        let before = cx.errors();
+        cx.check_keys(map, GROUP_KEYS, "group");
+        let name = match get(map, "name") {
+            Some(n) => cx.non_empty("name", n),
+            None => {
+                cx.missing(map, "name", "group");
+                None
+            }
+        };
+        if let (Some(name), Some(m)) = (&name, get(map, "name").and_then(|n| n.span().start())) {
+            names.push(GroupName {
+                name: name.clone(),
+                line: m.line(),
+                col: m.column(),
+            });
+        }
+        let interval = match get(map, "interval") {
+            Some(n) => cx.positive_duration("interval", n),
+            None => Some(self.ctx.default_interval),
+        };
+        let labels = match get(map, "labels") {
+            Some(n) => cx.string_map("labels", n, true),
+            None => Some(Labels::new()),
+        };
+        let group_name = name.as_deref().unwrap_or("");
+        let group_labels = labels.clone().unwrap_or_default();
+        let mut rules = Vec::new();
+        if let Some(node) = get(map, "rules") {
+            if let Some(seq) = cx.sequence("rules", node) {
+                let mut seen = BTreeSet::new();
+                for item in seq.iter() {
+                    if let Some(rule) = self.rule(cx, item, group_name, &group_labels, &mut seen) {
+                        rules.push(rule);
+                    }
+                }
+            }
+        }
+        if cx.errors() > before {
+            return None;
+        }
+        Some(Group {
+            name: name?,
+            interval: interval?,
+            labels: labels?,
+            rules,
+            file: cx.origin.to_string(),
+        })
+    }
+
+    fn rule(
+        &self,
+        cx: &mut Cx,
+        node: &Node,
+        group: &str,
+        group_labels: &Labels,
+        seen: &mut BTreeSet<String>,
+    ) -> Option<Rule> {
+        let map = cx.mapping("rule", node)?;
+        let before = cx.errors();
+        for key in map.keys() {
+            let k = key.as_str();
+            if !RULE_KEYS.contains(&k) && !KS_KEYS.contains(&k) && !EMA_KEYS.contains(&k) {
+                cx.at_key(key, format!("unknown key {k:?} in rule"));
+            }
+        }
+        let name = match get(map, "name") {
+            Some(n) => cx.non_empty("name", n).filter(|name| {
+                if seen.insert(name.clone()) {
+                    true
+                } else {
+                    cx.at(
+                        n,
+                        format!("duplicate rule name {name:?} in group {group:?}"),
+                    );
+                    false
+                }
+            }),
+            None => {
+                cx.missing(map, "name", "rule");
+                None
+            }
+        };
+        let kind = match get(map, "detector") {
+            Some(n) => match cx.string("detector", n).as_deref() {
+                Some("ks") => Some(Kind::Ks),
+                Some("ema") => Some(Kind::Ema),
+                Some(other) => {
+                    cx.at(
+                        n,
+                        format!("unknown detector {other:?} (expected ks or ema)"),
+                    );
+                    None
+                }
+                None => None,
+            },
+            None => {
+                cx.missing(map, "detector", "rule");
+                None
+            }
+        };
+        if let Some(kind) = kind {
+            let (other, name) = match kind {
+                Kind::Ks => (EMA_KEYS, "ks"),
+                Kind::Ema => (KS_KEYS, "ema"),
+            };
+            for key in map.keys().filter(|k| other.contains(&k.as_str())) {
+                cx.at_key(
+                    key,
+                    format!("key {:?} is not valid for detector {name}", key.as_str()),
+                );
+            }
+        }
+        let selector = match get(map, "series") {
+            Some(n) => series(cx, n),
+            None => {
+                cx.missing(map, "series", "rule");
+                None
+            }
+        };
+        let by = match get(map, "by") {
+            Some(n) => by(cx, n).map(Some),
+            None => Some(None),
+        };
+        let min_samples = get(map, "min_samples").and_then(|n| {
+            let v = cx.positive_int("min_samples", n, MAX_WINDOW as u64)?;
+            Some((usize::try_from(v).ok()?, n))
+        });
+        let for_ = opt_or(cx, map, "for", Duration::ZERO, |cx, n| {
+            cx.duration("for", n)
+        });
+        let keep_firing_for = opt_or(cx, map, "keep_firing_for", Duration::ZERO, |cx, n| {
+            cx.duration("keep_firing_for", n)
+        });
+        let labels = opt_or(cx, map, "labels", Labels::new(), |cx, n| {
+            cx.string_map("labels", n, true)
+        });
+        let annotations = opt_or(cx, map, "annotations", Labels::new(), annotations);
+        let webhooks = opt_or(cx, map, "webhooks", Vec::new(), |cx, n| {
+            self.webhooks(cx, n)
+        });
+        let detector = match kind {
+            Some(Kind::Ks) => self.ks(cx, map),
+            Some(Kind::Ema) => ema(cx, map),
+            None => None,
+        };
+        let min_samples = match (&detector, min_samples) {
+            (Some(d), Some((v, n))) => {
+                check_min_samples(cx, d, v, yaml::node_marker(n), "min_samples: ");
+                v
+            }
+            (Some(d @ DetectorSpec::Ks(_)), None) => {
+                check_min_samples(
+                    cx,
+                    d,
+                    20,
+                    yaml::mapping_marker(map),
+                    "min_samples (default 20 for ks): ",
+                );
+                20
+            }
+            _ => 1,
+        };
+        if cx.errors() > before {
+            return None;
+        }
+        let mut merged = group_labels.clone();
+        merged.extend(labels?);
+        Some(Rule {
+            name: name?,
+            selector: selector?,
+            by: by?,
+            detector: detector?,
+            min_samples,
+            for_: for_?,
+            keep_firing_for: keep_firing_for?,
+            labels: merged,
+            annotations: annotations?,
+            webhooks: webhooks?,
+        })
+    }
+
+    fn webhooks(&self, cx: &mut Cx, node: &Node) -> Option<Vec<String>> {
+        let before = cx.errors();
+        let items = cx.string_list("webhooks", node)?;
+        let mut seen = BTreeSet::new();
+        for (name, n) in &items {
+            if !seen.insert(name.as_str()) {
+                cx.at_key(n, format!("webhooks: duplicate webhook {name:?}"));
+            } else if self.ctx.webhooks.is_some_and(|known| !known.contains(name)) {
+                cx.at_key(n, format!("unknown webhook {name:?}"));
+            }
+        }
+        (cx.errors() == before).then(|| items.into_iter().map(|(s, _)| s).collect())
+    }
+
+    fn ks(&self, cx: &mut Cx, map: &MarkedMappingNode) -> Option<DetectorSpec> {
+        let before = cx.errors();
+        let reference = match get(map, "reference") {
+            Some(n) => self.reference(cx, n),
+            None => {
+                cx.missing(map, "reference", "ks rule");
+                None
+            }
+        };
+        let current = match get(map, "current") {
+            Some(n) => self.current(cx, n),
+            None => {
+                cx.missing(map, "current", "ks rule");
+                None
+            }
+        };
+        let alpha = opt_or(cx, map, "alpha", 0.05, |cx, n| {
+            let v = cx.number("alpha", n)?;
+            in_range(
+                cx,
+                n,
+                "alpha",
+                v,
+                v > 0.0 && v < 1.0,
+                "greater than 0 and less than 1",
+            )
+        });
+        let statistic = match get(map, "statistic") {
+            Some(n) => cx.number("statistic", n).and_then(|v| {
+                in_range(
+                    cx,
+                    n,
+                    "statistic",
+                    v,
+                    (0.0..=1.0).contains(&v),
+                    "between 0 and 1",
+                )
+                .map(Some)
+            }),
+            None => Some(None),
+        };
+        let alternative = opt_or(cx, map, "alternative", Alternative::TwoSided, |cx, n| {
+            let text = cx.string("alternative", n)?;
+            let parsed = Alternative::parse(&text);
+            if parsed.is_none() {
+                cx.at(
+                    n,
+                    format!("alternative: unknown alternative {text:?} (expected two-sided, less or greater)"),
+                );
+            }
+            parsed
+        });
+        let method = opt_or(cx, map, "method", Method::Auto, |cx, n| {
+            let text = cx.string("method", n)?;
+            let parsed = Method::parse(&text);
+            if parsed.is_none() {
+                cx.at(
+                    n,
+                    format!("method: unknown method {text:?} (expected auto, exact or asymp)"),
+                );
+            }
+            parsed
+        });
+        if cx.errors() > before {
+            return None;
+        }
+        Some(DetectorSpec::Ks(KsSpec {
+            reference: reference?,
+            current: current?,
+            alpha: alpha?,
+            statistic: statistic?,
+            alternative: alternative?,
+            method: method?,
+        }))
+    }
+
+    /// `{first: N}`, `{preceding: N}` or `{file: path}`.
+    fn reference(&self, cx: &mut Cx, node: &Node) -> Option<ReferenceWindow> {
+        let (key, value) = one_of(
+            cx,
+            "reference",
+            node,
+            &["first", "preceding", "file"],
+            "{first: 1000}",
+        )?;
+        match key {
+            "first" => self
+                .window_size(cx, "reference.first", value)
+                .map(ReferenceWindow::First),
+            "preceding" => self
+                .window_size(cx, "reference.preceding", value)
+                .map(ReferenceWindow::Preceding),
+            _ => self.reference_file(cx, value),
+        }
+    }
+
+    /// `{last: N}` or `{duration: 10m}`.
+    fn current(&self, cx: &mut Cx, node: &Node) -> Option<CurrentWindow> {
+        let (key, value) = one_of(cx, "current", node, &["last", "duration"], "{last: 500}")?;
+        match key {
+            "last" => self
+                .window_size(cx, "current.last", value)
+                .map(CurrentWindow::Last),
+            _ => cx
+                .positive_duration("current.duration", value)
+                .map(CurrentWindow::Duration),
+        }
+    }
+
+    fn window_size(&self, cx: &mut Cx, key: &str, node: &Node) -> Option<usize> {
+        let n = cx.positive_int(key, node, u64::MAX)?;
+        match usize::try_from(n) {
+            Ok(n) if n <= self.cap.max => Some(n),
+            _ if self.cap.from_limits => {
+                cx.at(
+                    node,
+                    format!(
+                        "{key}: {n} is more than limits.max_window_values ({})",
+                        self.cap.max
+                    ),
+                );
+                None
+            }
+            _ => {
+                cx.at(
+                    node,
+                    format!("{key}: must be at most {}, got {n}", self.cap.max),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads a reference file: one float per line, blank lines and `#` comments skipped.
+    fn reference_file(&self, cx: &mut Cx, node: &Node) -> Option<ReferenceWindow> {
+        let rel = cx.non_empty("reference.file", node)?;
+        let path = self.ctx.base_dir.join(&rel);
+        let shown = path.display().to_string();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                cx.at(
+                    node,
+                    format!("reference.file: cannot read {shown:?}: {}", io_reason(&e)),
+                );
+                return None;
+            }
+        };
+        let mut values = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim();
+            if t.is_empty() || t.starts_with('#') {
+                continue;
+            }
+            match t.parse::<f64>() {
+                Ok(v) if v.is_finite() => values.push(v),
+                Ok(_) => {
+                    cx.at(
+                        node,
+                        format!(
+                            "reference.file: {shown:?} line {}: value must be finite, got {t:?}",
+                            i + 1
+                        ),
+                    );
+                    return None;
+                }
+                Err(_) => {
+                    cx.at(
+                        node,
+                        format!(
+                            "reference.file: {shown:?} line {}: expected a number, got {t:?}",
+                            i + 1
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+        if values.is_empty() {
+            cx.at(node, format!("reference.file: {shown:?} holds no values"));
+            return None;
+        }
+        if values.len() > self.cap.max {
+            let limit = if self.cap.from_limits {
+                "limits.max_window_values"
+            } else {
+                "the maximum window size"
+            };
+            cx.at(
+                node,
+                format!(
+                    "reference.file: {shown:?} holds {} values, more than {limit} ({})",
+                    values.len(),
+                    self.cap.max
+                ),
+            );
+            return None;
+        }
+        Some(ReferenceWindow::File {
+            path,
+            values: Arc::from(values),
+        })
+    }
+}
+
+fn ema(cx: &mut Cx, map: &MarkedMappingNode) -> Option<DetectorSpec> {
+    let before = cx.errors();
+    let smoothing = match get(map, "smoothing") {
+        Some(n) => cx.number("smoothing", n).and_then(|v| {
+            in_range(
+                cx,
+                n,
+                "smoothing",
+                v,
+                v > 0.0 && v <= 1.0,
+                "greater than 0 and at most 1",
+            )
+        }),
+        None => {
+            cx.missing(map, "smoothing", "ema rule");
+            None
+        }
+    };
+    let below = get(map, "below").map(|n| (cx.number("below", n), n));
+    let above = get(map, "above").map(|n| (cx.number("above", n), n));
+    let bound = match (below, above) {
+        (Some((b, _)), None) => b.map(EmaBound::Below),
+        (None, Some((a, _))) => a.map(EmaBound::Above),
+        (None, None) => {
+            cx.at_marker(
+                yaml::mapping_marker(map),
+                "ema rule needs one of \"below\" or \"above\"",
+            );
+            None
+        }
+        (Some(_), Some(_)) => {
+            if let Some(k) = key_of(map, "above") {
+                cx.at_key(k, "only one of \"below\" and \"above\" may be set");
+            }
+            None
+        }
+    };
+    let mut warning = None;
+    for (key, side) in [("warning_below", "below"), ("warning_above", "above")] {
+        let Some(n) = get(map, key) else { continue };
+        let Some(v) = cx.number(key, n) else { continue };
+        match (side, bound) {
+            ("below", Some(EmaBound::Below(b))) if v > b => warning = Some(v),
+            ("below", Some(EmaBound::Below(b))) => cx.at(
+                n,
+                format!("{key}: must be greater than below ({b}), got {v}"),
+            ),
+            ("above", Some(EmaBound::Above(a))) if v < a => warning = Some(v),
+            ("above", Some(EmaBound::Above(a))) => {
+                cx.at(n, format!("{key}: must be less than above ({a}), got {v}"))
+            }
+            (_, Some(_)) => {
+                if let Some(k) = key_of(map, key) {
+                    cx.at_key(k, format!("{key}: only valid together with \"{side}\""));
+                }
+            }
+            (_, None) => {}
+        }
+    }
+    if cx.errors() > before {
+        return None;
+    }
+    Some(DetectorSpec::Ema(EmaSpec {
+        smoothing: smoothing?,
+        bound: bound?,
+        warning,
+    }))
+}
+
+/// `min_samples` larger than a fixed window means the rule can never reach a verdict.
+fn check_min_samples(
+    cx: &mut Cx,
+    detector: &DetectorSpec,
+    min_samples: usize,
+    at: Option<Marker>,
+    prefix: &str,
+) {
+    let DetectorSpec::Ks(ks) = detector else {
+        return;
+    };
+    let reference = match &ks.reference {
+        ReferenceWindow::First(n) | ReferenceWindow::Preceding(n) => Some(*n),
+        ReferenceWindow::File { values, .. } => Some(values.len()),
+    };
+    let current = match ks.current {
+        CurrentWindow::Last(n) => Some(n),
+        CurrentWindow::Duration(_) => None,
+    };
+    for (window, size) in [("reference", reference), ("current", current)] {
+        if let Some(size) = size.filter(|&s| min_samples > s) {
+            cx.at_marker(
+                at,
+                format!("{prefix}{min_samples} is more than the {window} window holds ({size}), so the rule could never decide"),
+            );
+            return;
+        }
+    }
+}
+
+fn series(cx: &mut Cx, node: &Node) -> Option<Selector> {
+    let s = cx.scalar("series", node)?;
+    match Selector::parse(s.as_str()) {
+        Ok(sel) => Some(sel),
+        Err(e) => {
+            cx.at_offset(
+                s,
+                e.offset,
+                format!("series: invalid selector: {}", e.message),
+            );
+            None
+        }
+    }
+}
+
+fn by(cx: &mut Cx, node: &Node) -> Option<Vec<String>> {
+    let before = cx.errors();
+    let items = cx.string_list("by", node)?;
+    let mut seen = BTreeSet::new();
+    for (name, n) in &items {
+        if !is_valid_label_name(name) {
+            cx.at_key(n, format!("by: invalid label name {name:?}"));
+        } else if !seen.insert(name.as_str()) {
+            cx.at_key(n, format!("by: duplicate label {name:?}"));
+        }
+    }
+    (cx.errors() == before).then(|| items.into_iter().map(|(s, _)| s).collect())
+}
+
+fn annotations(cx: &mut Cx, node: &Node) -> Option<Labels> {
+    let out = cx.string_map("annotations", node, true)?;
+    let map = node.as_mapping()?;
+    let before = cx.errors();
+    for (k, v) in map.iter() {
+        if let Node::Scalar(s) = v {
+            if let Err(e) = validate_template(s.as_str()) {
+                cx.at_offset(
+                    s,
+                    e.offset,
+                    format!("annotations.{}: {}", k.as_str(), e.message),
+                );
+            }
+        }
+    }
+    (cx.errors() == before).then_some(out)
+}
+
+/// A mapping holding exactly one of `keys` (others are unknown keys): the key and its value.
+fn one_of<'n>(
+    cx: &mut Cx,
+    what: &str,
+    node: &'n Node,
+    keys: &[&'static str],
+    example: &str,
+) -> Option<(&'static str, &'n Node)> {
+    let Node::Mapping(map) = node else {
+        cx.at(
+            node,
+            format!(
+                "{what}: expected a mapping like {example}, got {}",
+                yaml::describe(node)
+            ),
+        );
+        return None;
+    };
+    cx.check_keys(map, keys, what);
+    let present: Vec<(&'static str, &MarkedScalarNode, &Node)> = keys
+        .iter()
+        .filter_map(|&k| Some((k, key_of(map, k)?, get(map, k)?)))
+        .collect();
+    let list = match keys.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    match present.as_slice() {
+        [(k, _, v)] => Some((k, v)),
+        [] => {
+            if map.keys().all(|k| keys.contains(&k.as_str())) {
+                cx.at(
+                    node,
+                    format!("{what}: expected one of {list}, e.g. {example}"),
+                );
+            }
+            None
+        }
+        [_, (_, second, _), ..] => {
+            cx.at_key(second, format!("{what}: only one of {list} may be set"));
+            None
+        }
+    }
+}
+
+fn in_range(cx: &mut Cx, node: &Node, key: &str, v: f64, ok: bool, range: &str) -> Option<f64> {
+    if ok {
+        Some(v)
+    } else {
+        cx.at(node, format!("{key}: must be {range}, got {v}"));
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data_dir() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/check")
+    }
+
+    fn hooks() -> BTreeSet<String> {
+        ["retrain", "page"].iter().map(|s| s.to_string()).collect()
+    }
+
+    fn parse(text: &str) -> Result<Vec<Group>, Vec<Diagnostic>> {
+        let dir = data_dir();
+        let webhooks = hooks();
+        let ctx = RuleContext {
+            base_dir: &dir,
+            default_interval: Duration::from_secs(30),
+            webhooks: Some(&webhooks),
+        };
+        parse_rule_file(text, "r.yml", &ctx)
+    }
+
+    fn ok(text: &str) -> Vec<Group> {
+        match parse(text) {
+            Ok(groups) => groups,
+            Err(diags) => panic!("unexpected errors:\n{}", crate::rules::LoadError(diags)),
+        }
+    }
+
+    /// Every diagnostic, as `line:col: message`.
+    #[track_caller]
+    fn errors(text: &str, expected: &[&str]) {
+        let got: Vec<String> = match parse(text) {
+            Ok(groups) => panic!("parsed without errors: {groups:?}"),
+            Err(diags) => diags
+                .iter()
+                .map(|d| format!("{}:{}: {}", d.line, d.col, d.message))
+                .collect(),
+        };
+        assert_eq!(got, expected);
+    }
+
+    /// One ks rule in one group, with `extra` lines appended to the rule.
+    fn ks(extra: &str) -> String {
+        format!(
+            "groups:\n- name: g\n  rules:\n  - name: r\n    detector: ks\n    series: m\n    reference: {{first: 100}}\n    current: {{last: 50}}\n{extra}"
+        )
+    }
+
+    /// One ema rule (line 6 onwards is `extra`).
+    fn ema(extra: &str) -> String {
+        format!(
+            "groups:\n- name: g\n  rules:\n  - name: r\n    detector: ema\n    series: m\n{extra}"
+        )
+    }
+
+    #[test]
+    fn defaults_and_merging() {
+        let groups = ok(concat!(
+            "groups:\n",
+            "- name: g\n",
+            "  labels: {team: risk, tier: one}\n",
+            "  rules:\n",
+            "  - name: r\n",
+            "    detector: ks\n",
+            "    series: 'm{a=\"b\"}'\n",
+            "    reference: {preceding: 100}\n",
+            "    current: {duration: 10m}\n",
+            "    labels: {tier: two}\n",
+            "    annotations: {summary: 'D={{ $value }}'}\n",
+            "  - name: e\n",
+            "    detector: ema\n",
+            "    series: m\n",
+            "    by: [model]\n",
+            "    smoothing: 0.5\n",
+            "    above: 2\n",
+            "- name: empty\n",
+            "  interval: 1m\n",
+        ));
+        assert_eq!(groups.len(), 2);
+        let g = &groups[0];
+        assert_eq!(
+            (g.name.as_str(), g.interval, g.file.as_str()),
+            ("g", Duration::from_secs(30), "r.yml")
+        );
+        let r = &g.rules[0];
+        assert_eq!(r.selector.as_str(), "m{a=\"b\"}");
+        assert_eq!(r.by, None);
+        assert_eq!(r.min_samples, 20);
+        assert_eq!(
+            (r.for_, r.keep_firing_for),
+            (Duration::ZERO, Duration::ZERO)
+        );
+        let labels: Vec<(&str, &str)> = r
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(labels, [("team", "risk"), ("tier", "two")]);
+        assert_eq!(
+            r.annotations.get("summary").map(String::as_str),
+            Some("D={{ $value }}")
+        );
+        assert_eq!(
+            r.detector,
+            DetectorSpec::Ks(KsSpec {
+                reference: ReferenceWindow::Preceding(100),
+                current: CurrentWindow::Duration(Duration::from_secs(600)),
+                alpha: 0.05,
+                statistic: None,
+                alternative: Alternative::TwoSided,
+                method: Method::Auto,
+            })
+        );
+        let e = &g.rules[1];
+        assert_eq!(e.min_samples, 1);
+        assert_eq!(e.by, Some(vec!["model".to_string()]));
+        assert_eq!(
+            e.detector,
+            DetectorSpec::Ema(EmaSpec {
+                smoothing: 0.5,
+                bound: EmaBound::Above(2.0),
+                warning: None
+            })
+        );
+        assert_eq!(
+            (groups[1].interval, groups[1].rules.len()),
+            (Duration::from_secs(60), 0)
+        );
+    }
+
+    #[test]
+    fn every_ks_key() {
+        let groups = ok(&ks(concat!(
+            "    alpha: 0.01\n",
+            "    statistic: 0.3\n",
+            "    alternative: less\n",
+            "    method: asymp\n",
+            "    min_samples: 50\n",
+            "    for: 5m\n",
+            "    keep_firing_for: 1h\n",
+            "    webhooks: [retrain, page]\n",
+        )));
+        let r = &groups[0].rules[0];
+        let DetectorSpec::Ks(spec) = &r.detector else {
+            panic!("{r:?}")
+        };
+        assert_eq!((spec.alpha, spec.statistic), (0.01, Some(0.3)));
+        assert_eq!(
+            (spec.alternative, spec.method),
+            (Alternative::Less, Method::Asymp)
+        );
+        assert_eq!(
+            (r.min_samples, r.for_, r.keep_firing_for),
+            (50, Duration::from_secs(300), Duration::from_secs(3600))
+        );
+        assert_eq!(r.webhooks, ["retrain", "page"]);
+    }
+
+    #[test]
+    fn reference_file_is_read_relative_to_the_rule_file() {
+        let text = "groups:\n- name: g\n  rules:\n  - {name: r, detector: ks, series: m, reference: {file: ref/amount.txt}, current: {last: 2}, min_samples: 2}\n";
+        let groups = ok(text);
+        let DetectorSpec::Ks(spec) = &groups[0].rules[0].detector else {
+            panic!()
+        };
+        let ReferenceWindow::File { path, values } = &spec.reference else {
+            panic!("{spec:?}")
+        };
+        assert_eq!(path, &data_dir().join("ref/amount.txt"));
+        assert_eq!(&values[..], &[12.5, 3.1, 40.0, 100.0, -7.0]);
+    }
+
+    #[test]
+    fn ema_warning_bands() {
+        let groups = ok(&ema(
+            "    smoothing: 0.2\n    below: 0.85\n    warning_below: 0.9\n",
+        ));
+        let DetectorSpec::Ema(spec) = &groups[0].rules[0].detector else {
+            panic!()
+        };
+        assert_eq!(
+            (spec.bound, spec.warning),
+            (EmaBound::Below(0.85), Some(0.9))
+        );
+    }
+
+    #[test]
+    fn empty_files_have_no_groups() {
+        assert_eq!(ok(""), vec![]);
+        assert_eq!(ok("# nothing yet\n"), vec![]);
+        assert_eq!(ok("groups: []\n"), vec![]);
+        assert_eq!(ok("groups:\n"), vec![]);
+    }
+
+    #[test]
+    fn structure_errors() {
+        errors("- a\n", &["1:1: expected a mapping at the top level"]);
+        errors("grups: []\n", &["1:1: unknown key \"grups\" in rule file"]);
+        errors(
+            "groups: {name: g}\n",
+            &["1:10: groups: expected a list, got a mapping"],
+        );
+        errors(
+            "groups: [x]\n",
+            &["1:10: group: expected a mapping, got \"x\""],
+        );
+        errors(
+            "groups:\n- name: g\n  rules: x\n  limit: 5\n",
+            &[
+                "3:10: rules: expected a list, got \"x\"",
+                "4:3: unknown key \"limit\" in group",
+            ],
+        );
+        errors(
+            "groups:\n- interval: 1m\n",
+            &["2:3: missing required key \"name\" in group"],
+        );
+        errors("groups:\n- name: ''\n", &["2:9: name: must not be empty"]);
+        errors(
+            "groups:\n- name: g\n  interval: 0s\n",
+            &["3:13: interval: must be greater than 0s"],
+        );
+        errors(
+            "groups:\n- name: g\n  labels: {ok: x, bad-name: y, 'x': [1]}\n",
+            &[
+                "3:19: labels: invalid label name \"bad-name\"",
+                "3:37: labels.x: expected a string, got a list",
+            ],
+        );
+        errors(
+            "groups:\n- name: g\n- name: h\n- name: g\n",
+            &["4:9: duplicate group name \"g\" (first defined at r.yml:2:9)"],
+        );
+        errors(
+            "groups:\n- name: g\n  rules: [x]\n",
+            &["3:11: rule: expected a mapping, got \"x\""],
+        );
+        errors(
+            "groups:\n- name: g\n  rules:\n  - name: r\n",
+            &[
+                "4:5: missing required key \"detector\" in rule",
+                "4:5: missing required key \"series\" in rule",
+            ],
+        );
+    }
+
+    #[test]
+    fn rule_errors() {
+        errors(
+            &ks("    alhpa: 0.1\n"),
+            &["9:5: unknown key \"alhpa\" in rule"],
+        );
+        errors(
+            &ks("    smoothing: 0.1\n"),
+            &["9:5: key \"smoothing\" is not valid for detector ks"],
+        );
+        errors(
+            &ema("    smoothing: 0.1\n    below: 1\n    alpha: 0.1\n"),
+            &["9:5: key \"alpha\" is not valid for detector ema"],
+        );
+        errors(
+            "groups:\n- name: g\n  rules:\n  - {name: r, detector: psi, series: m}\n",
+            &["4:25: unknown detector \"psi\" (expected ks or ema)"],
+        );
+        errors(
+            "groups:\n- name: g\n  rules:\n  - {name: r, detector: ema, series: m, smoothing: 1, below: 1}\n  - {name: r, detector: ema, series: m, smoothing: 1, below: 1}\n",
+            &["5:12: duplicate rule name \"r\" in group \"g\""],
+        );
+        errors(
+            &ks("    by: [model, model, 'a-b', [x]]\n"),
+            &[
+                "9:17: by: duplicate label \"model\"",
+                "9:24: by: invalid label name \"a-b\"",
+                "9:31: by: expected a string, got a list",
+            ],
+        );
+        errors(
+            &ks("    min_samples: 0\n"),
+            &["9:18: min_samples: must be a positive integer, got 0"],
+        );
+        errors(
+            &ks("    min_samples: 2.5\n"),
+            &["9:18: min_samples: expected an integer, got \"2.5\""],
+        );
+        errors(
+            &ks("    min_samples: many\n"),
+            &["9:18: min_samples: expected a positive integer, got \"many\""],
+        );
+        errors(
+            &ks("    min_samples: '20'\n"),
+            &["9:18: min_samples: expected a positive integer, got the quoted string \"20\""],
+        );
+        errors(
+            &ks("    min_samples: 80\n"),
+            &["9:18: min_samples: 80 is more than the current window holds (50), so the rule could never decide"],
+        );
+        errors(
+            "groups:\n- name: g\n  rules:\n  - {name: r, detector: ks, series: m, reference: {first: 10}, current: {last: 10}}\n",
+            &["4:6: min_samples (default 20 for ks): 20 is more than the reference window holds (10), so the rule could never decide"],
+        );
+        errors(&ks("    for: 5\n"), &["9:10: for: invalid duration \"5\": missing unit after 5 (units: y, w, d, h, m, s, ms)"]);
+        errors(
+            &ks("    keep_firing_for: -1m\n"),
+            &["9:22: keep_firing_for: invalid duration \"-1m\": durations cannot be negative"],
+        );
+        errors(
+            &ks("    labels: [a]\n"),
+            &["9:13: labels: expected a mapping, got a list"],
+        );
+        errors(
+            &ks("    annotations: {summary: 'x {{ $labels.model }} {{ humanize $value }}', ok: 'fine'}\n"),
+            &["9:51: annotations.summary: unsupported template action \"{{ humanize $value }}\": only {{ $labels.<name> }} and {{ $value }} are supported"],
+        );
+        errors(
+            &ks("    annotations: {summary: \"{{ $value\"}\n"),
+            &["9:29: annotations.summary: unclosed \"{{\""],
+        );
+        errors(
+            &ks("    webhooks: [retrain, nope, retrain]\n"),
+            &[
+                "9:25: unknown webhook \"nope\"",
+                "9:31: webhooks: duplicate webhook \"retrain\"",
+            ],
+        );
+    }
+
+    #[test]
+    fn series_errors_point_into_the_selector() {
+        let rule = |series: &str| {
+            format!("groups:\n- name: g\n  rules:\n  - name: r\n    detector: ema\n    smoothing: 1\n    below: 1\n    series: {series}\n")
+        };
+        errors(
+            &rule("'m{a=\"b\",,}'"),
+            &["8:22: series: invalid selector: unexpected ',', expected a label name"],
+        );
+        errors(
+            &rule("m{a=~\"(\"}"),
+            &["8:18: series: invalid selector: invalid regex \"(\": unclosed group"],
+        );
+        errors(
+            &rule("\"m{a=\\\"x\\\" b}\""),
+            &["8:24: series: invalid selector: unexpected 'b', expected \",\" or \"}\""],
+        );
+        errors(&rule("'{a=\"\"}'"), &["8:14: series: invalid selector: a selector needs a metric name or a matcher that does not match the empty string"]);
+        errors(&rule("'rate(m[5m])'"), &["8:18: series: invalid selector: unexpected \"(\": functions are not supported, only a series selector"]);
+        errors(
+            &rule("[m]"),
+            &["8:13: series: expected a string, got a list"],
+        );
+    }
+
+    #[test]
+    fn ks_errors() {
+        let rule = |body: &str| {
+            format!("groups:\n- name: g\n  rules:\n  - name: r\n    detector: ks\n    series: m\n{body}")
+        };
+        errors(
+            &rule(""),
+            &[
+                "4:5: missing required key \"reference\" in ks rule",
+                "4:5: missing required key \"current\" in ks rule",
+            ],
+        );
+        errors(
+            &rule("    reference: 100\n    current: {last: 5}\n"),
+            &["7:16: reference: expected a mapping like {first: 1000}, got \"100\""],
+        );
+        errors(
+            &rule("    reference: {}\n    current: {lats: 5}\n"),
+            &[
+                "7:16: reference: expected one of first, preceding or file, e.g. {first: 1000}",
+                "8:15: unknown key \"lats\" in current",
+            ],
+        );
+        errors(
+            &rule(
+                "    reference: {first: 10, file: x.txt}\n    current: {last: 5, duration: 1m}\n",
+            ),
+            &[
+                "7:28: reference: only one of first, preceding or file may be set",
+                "8:24: current: only one of last or duration may be set",
+            ],
+        );
+        errors(
+            &rule("    reference: {first: 20000000}\n    current: {duration: 0s}\n"),
+            &[
+                "7:24: reference.first: must be at most 10000000, got 20000000",
+                "8:25: current.duration: must be greater than 0s",
+            ],
+        );
+        errors(
+            &rule("    reference: {file: ref/missing.txt}\n    current: {last: 5}\n"),
+            &[&format!(
+                "7:23: reference.file: cannot read {:?}: no such file",
+                data_dir().join("ref/missing.txt").display().to_string()
+            )],
+        );
+        errors(
+            &rule("    reference: {file: ref/bad_values.txt}\n    current: {last: 5}\n"),
+            &[&format!(
+                "7:23: reference.file: {:?} line 4: expected a number, got \"two\"",
+                data_dir().join("ref/bad_values.txt").display().to_string()
+            )],
+        );
+        errors(
+            &rule("    reference: {first: 10}\n    current: {last: 5}\n    min_samples: 5\n    alpha: 1\n    statistic: -0.1\n    alternative: two_sided\n    method: fast\n"),
+            &[
+                "10:12: alpha: must be greater than 0 and less than 1, got 1",
+                "11:16: statistic: must be between 0 and 1, got -0.1",
+                "12:18: alternative: unknown alternative \"two_sided\" (expected two-sided, less or greater)",
+                "13:13: method: unknown method \"fast\" (expected auto, exact or asymp)",
+            ],
+        );
+        errors(
+            &rule("    reference: {first: 10}\n    current: {last: 5}\n    min_samples: 5\n    alpha: abc\n    statistic: .nan\n"),
+            &["10:12: alpha: expected a number, got \"abc\"", "11:16: statistic: must be a finite number, got .nan"],
+        );
+        errors(
+            &rule("    reference: {first: 10}\n    current: {last: 5}\n    min_samples: 5\n    alpha: '0.05'\n"),
+            &["10:12: alpha: expected a number, got the quoted string \"0.05\""],
+        );
+    }
+
+    #[test]
+    fn ema_errors() {
+        errors(
+            &ema(""),
+            &[
+                "4:5: missing required key \"smoothing\" in ema rule",
+                "4:5: ema rule needs one of \"below\" or \"above\"",
+            ],
+        );
+        errors(
+            &ema("    smoothing: 0\n    below: 1\n"),
+            &["7:16: smoothing: must be greater than 0 and at most 1, got 0"],
+        );
+        errors(
+            &ema("    smoothing: 1\n    below: 1\n    above: 2\n"),
+            &["9:5: only one of \"below\" and \"above\" may be set"],
+        );
+        errors(
+            &ema(
+                "    smoothing: 1\n    below: 0.9\n    warning_below: 0.8\n    warning_above: 1\n",
+            ),
+            &[
+                "9:20: warning_below: must be greater than below (0.9), got 0.8",
+                "10:5: warning_above: only valid together with \"above\"",
+            ],
+        );
+        errors(
+            &ema("    smoothing: 1\n    above: 0.5\n    warning_above: 0.5\n"),
+            &["9:20: warning_above: must be less than above (0.5), got 0.5"],
+        );
+    }
+
+    #[test]
+    fn yaml_errors_are_one_diagnostic() {
+        errors("groups:\n  - name: g\n   rules: []\n", &["3:9: invalid YAML: while parsing a block collection, did not find expected '-' indicator"]);
+        errors(
+            "groups:\n- name: g\n  name: h\n",
+            &["3:3: duplicate key \"name\" (first at line 2, column 3)"],
+        );
+    }
+
+    #[test]
+    fn webhooks_are_not_checked_without_a_list() {
+        let dir = data_dir();
+        let ctx = RuleContext {
+            base_dir: &dir,
+            default_interval: Duration::from_secs(15),
+            webhooks: None,
+        };
+        let groups =
+            parse_rule_file(&ks("    webhooks: [anything]\n"), "r.yml", &ctx).expect("valid");
+        assert_eq!(groups[0].rules[0].webhooks, ["anything"]);
+        assert_eq!(groups[0].interval, Duration::from_secs(15));
+    }
+}
