@@ -69,9 +69,7 @@ impl Machine {
             Verdict::Drifted => {
                 let since = *self.pending_since_ms.get_or_insert(now_ms);
                 self.last_drifted_condition_ms = Some(now_ms);
-                if now_ms - since >= for_.as_millis() as i64 {
-                    Status::Drifted
-                } else if self.status == Status::Drifted {
+                if now_ms - since >= for_.as_millis() as i64 || self.status == Status::Drifted {
                     Status::Drifted
                 } else {
                     Status::Warning

@@ -3,9 +3,9 @@
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ValuesError {
-    #[error("line {line}: {text:?} is not a number")]
+    #[error("line {line}: expected a number, got {text:?}")]
     NotANumber { line: usize, text: String },
-    #[error("line {line}: {text:?} is not finite (NaN and infinities are refused)")]
+    #[error("line {line}: value must be finite, got {text:?}")]
     NotFinite { line: usize, text: String },
     #[error("no values")]
     Empty,

@@ -212,8 +212,7 @@ impl WebhookSender {
         for (name, config) in &webhooks {
             check(name, config)?;
         }
-        // Another part of the program may have installed it first: either way one is installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
@@ -659,6 +658,12 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Installs rustls's `ring` provider for every reqwest client of the process. Another part of
+/// the program may have installed one first: either way one is installed afterwards.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 use marked_yaml::{Marker, Node};
 
 use crate::detect::ks::{Alternative, Method};
+use crate::ingest::file::ValuesError;
 use crate::rules::diag::{io_reason, Diagnostic};
 use crate::rules::model::{
     CurrentWindow, DetectorSpec, EmaBound, EmaSpec, Group, KsSpec, Labels, ReferenceWindow, Rule,
@@ -544,40 +545,17 @@ impl Walker<'_, '_> {
                 return None;
             }
         };
-        let mut values = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let t = line.trim();
-            if t.is_empty() || t.starts_with('#') {
-                continue;
+        let values = match crate::ingest::file::parse_values(&text, None) {
+            Ok(v) => v,
+            Err(ValuesError::Empty) => {
+                cx.at(node, format!("reference.file: {shown:?} holds no values"));
+                return None;
             }
-            match t.parse::<f64>() {
-                Ok(v) if v.is_finite() => values.push(v),
-                Ok(_) => {
-                    cx.at(
-                        node,
-                        format!(
-                            "reference.file: {shown:?} line {}: value must be finite, got {t:?}",
-                            i + 1
-                        ),
-                    );
-                    return None;
-                }
-                Err(_) => {
-                    cx.at(
-                        node,
-                        format!(
-                            "reference.file: {shown:?} line {}: expected a number, got {t:?}",
-                            i + 1
-                        ),
-                    );
-                    return None;
-                }
+            Err(e) => {
+                cx.at(node, format!("reference.file: {shown:?} {e}"));
+                return None;
             }
-        }
-        if values.is_empty() {
-            cx.at(node, format!("reference.file: {shown:?} holds no values"));
-            return None;
-        }
+        };
         if values.len() > self.cap.max {
             let limit = if self.cap.from_limits {
                 "limits.max_window_values"

@@ -49,6 +49,7 @@ impl Server {
             handle_sighup: false,
             auto_reload: false,
         };
+        driftgauge::output::webhook::install_crypto_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -218,18 +219,20 @@ where
     }
 }
 
-/// A deterministic pseudo-random stream (xorshift), for sample data.
+/// A deterministic pseudo-random stream (splitmix64), for sample data.
 pub struct Rng(u64);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        Rng(seed)
     }
     pub fn uniform(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
     }
     /// Approximately normal (sum of 12 uniforms).
     pub fn normal(&mut self, mean: f64, sd: f64) -> f64 {
