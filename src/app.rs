@@ -41,7 +41,10 @@ pub enum AppError {
     #[error("webhook sender: {0}")]
     Webhook(#[from] WebhookError),
     #[error("storage path {path}: {source}")]
-    Storage { path: PathBuf, source: std::io::Error },
+    Storage {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -68,20 +71,30 @@ impl App {
         let file = self.options.config_file.clone();
         let loaded = tokio::task::spawn_blocking(move || rules::load(file.as_deref()))
             .await
-            .unwrap_or_else(|e| Err(LoadError(vec![rules::Diagnostic::general(format!("reload task failed: {e}"))])));
+            .unwrap_or_else(|e| {
+                Err(LoadError(vec![rules::Diagnostic::general(format!(
+                    "reload task failed: {e}"
+                ))]))
+            });
         let telemetry = &self.engine.telemetry;
         match loaded {
             Ok(loaded) => {
                 let n_rules: usize = loaded.rules.groups.iter().map(|g| g.rules.len()).sum();
                 self.engine.apply(loaded.config, loaded.rules);
-                telemetry.config_last_reload_successful.store(1, Ordering::Relaxed);
-                telemetry.config_last_reload_success_timestamp.store(crate::engine::now_ms() / 1000, Ordering::Relaxed);
+                telemetry
+                    .config_last_reload_successful
+                    .store(1, Ordering::Relaxed);
+                telemetry
+                    .config_last_reload_success_timestamp
+                    .store(crate::engine::now_ms() / 1000, Ordering::Relaxed);
                 self.reloaded.send_modify(|n| *n += 1);
                 tracing::info!(rules = n_rules, "configuration reloaded");
                 Ok(())
             }
             Err(e) => {
-                telemetry.config_last_reload_successful.store(0, Ordering::Relaxed);
+                telemetry
+                    .config_last_reload_successful
+                    .store(0, Ordering::Relaxed);
                 for d in &e.0 {
                     tracing::error!(error = %d, "reload failed; keeping the running rules");
                 }
@@ -93,22 +106,41 @@ impl App {
 
 /// Serves on `listener` until `shutdown` completes, then stops accepting, lets in-flight
 /// requests and webhook attempts finish within [`SHUTDOWN_GRACE`], and returns.
-pub async fn run(options: Options, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+pub async fn run(
+    options: Options,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AppError> {
     let file = options.config_file.clone();
     let loaded = tokio::task::spawn_blocking(move || rules::load(file.as_deref()))
         .await
-        .unwrap_or_else(|e| Err(LoadError(vec![rules::Diagnostic::general(format!("load task failed: {e}"))])))?;
-    std::fs::create_dir_all(&options.storage_path)
-        .map_err(|source| AppError::Storage { path: options.storage_path.clone(), source })?;
+        .unwrap_or_else(|e| {
+            Err(LoadError(vec![rules::Diagnostic::general(format!(
+                "load task failed: {e}"
+            ))]))
+        })?;
+    std::fs::create_dir_all(&options.storage_path).map_err(|source| AppError::Storage {
+        path: options.storage_path.clone(),
+        source,
+    })?;
 
     let telemetry = Arc::new(Telemetry::default());
     telemetry.samples_received.touch("push");
     let sender = WebhookSender::new(loaded.config.webhooks.clone(), Arc::clone(&telemetry))?;
     let n_rules: usize = loaded.rules.groups.iter().map(|g| g.rules.len()).sum();
     let n_groups = loaded.rules.groups.len();
-    let engine = Arc::new(Engine::new(loaded.config, loaded.rules, Arc::clone(&telemetry), sender.clone()));
-    telemetry.config_last_reload_successful.store(1, Ordering::Relaxed);
-    telemetry.config_last_reload_success_timestamp.store(crate::engine::now_ms() / 1000, Ordering::Relaxed);
+    let engine = Arc::new(Engine::new(
+        loaded.config,
+        loaded.rules,
+        Arc::clone(&telemetry),
+        sender.clone(),
+    ));
+    telemetry
+        .config_last_reload_successful
+        .store(1, Ordering::Relaxed);
+    telemetry
+        .config_last_reload_success_timestamp
+        .store(crate::engine::now_ms() / 1000, Ordering::Relaxed);
 
     let (reloaded, reloaded_rx) = watch::channel(0u64);
     let (stop, stop_rx) = watch::channel(false);
@@ -119,7 +151,11 @@ pub async fn run(options: Options, listener: TcpListener, shutdown: impl Future<
         reloaded,
         reload_lock: AsyncMutex::new(()),
     });
-    let scheduler = tokio::spawn(scheduler::run(Arc::clone(&engine), reloaded_rx, stop_rx.clone()));
+    let scheduler = tokio::spawn(scheduler::run(
+        Arc::clone(&engine),
+        reloaded_rx,
+        stop_rx.clone(),
+    ));
     if app.options.handle_sighup {
         spawn_sighup(Arc::clone(&app), stop_rx.clone());
     }
@@ -164,7 +200,10 @@ pub async fn run(options: Options, listener: TcpListener, shutdown: impl Future<
     drop(listener);
     app.ready.store(false, Ordering::Release);
     let _ = stop.send(true);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(grace = ?SHUTDOWN_GRACE, "in-flight requests did not finish in time");
     }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, scheduler).await;

@@ -5,13 +5,13 @@
 //! `rules` (model, parsing, validation) + `engine` (scheduling, state machine) →
 //! `output` (exposition, webhooks) ; `http` serves it all.
 
-pub mod ingest;
-pub mod window;
-pub mod detect;
-pub mod rules;
-pub mod engine;
-pub mod output;
-pub mod http;
 pub mod app;
+pub mod detect;
+pub mod engine;
+pub mod http;
+pub mod ingest;
 pub mod logging;
+pub mod output;
+pub mod rules;
 pub mod time;
+pub mod window;

@@ -24,10 +24,16 @@ pub fn init(level: &str, format: &str) -> Result<(), LogError> {
         "error" => Level::ERROR,
         other => return Err(LogError::Level(other.to_string())),
     };
-    let builder = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr);
     match format {
         "logfmt" => builder.event_format(Logfmt).init(),
-        "json" => builder.json().flatten_event(true).with_current_span(false).init(),
+        "json" => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
         other => return Err(LogError::Format(other.to_string())),
     }
     Ok(())
@@ -41,12 +47,27 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let meta = event.metadata();
         let level = meta.level().as_str().to_ascii_lowercase();
-        let target = meta.target().strip_prefix("driftgauge::").unwrap_or(meta.target());
-        write!(w, "ts={} level={level} caller={target}", crate::time::rfc3339(crate::time::now_ms()))?;
-        let mut v = Visitor { out: String::new(), msg: None };
+        let target = meta
+            .target()
+            .strip_prefix("driftgauge::")
+            .unwrap_or(meta.target());
+        write!(
+            w,
+            "ts={} level={level} caller={target}",
+            crate::time::rfc3339(crate::time::now_ms())
+        )?;
+        let mut v = Visitor {
+            out: String::new(),
+            msg: None,
+        };
         event.record(&mut v);
         if let Some(msg) = v.msg {
             write!(w, " msg={}", quote(&msg))?;
@@ -66,7 +87,8 @@ impl Visit for Visitor {
         if field.name() == "message" {
             self.msg = Some(text);
         } else {
-            self.out.push_str(&format!(" {}={}", field.name(), quote(&text)));
+            self.out
+                .push_str(&format!(" {}={}", field.name(), quote(&text)));
         }
     }
 
@@ -74,13 +96,18 @@ impl Visit for Visitor {
         if field.name() == "message" {
             self.msg = Some(value.to_string());
         } else {
-            self.out.push_str(&format!(" {}={}", field.name(), quote(value)));
+            self.out
+                .push_str(&format!(" {}={}", field.name(), quote(value)));
         }
     }
 }
 
 fn quote(s: &str) -> String {
-    if !s.is_empty() && !s.chars().any(|c| c == ' ' || c == '"' || c == '=' || c.is_control()) {
+    if !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| c == ' ' || c == '"' || c == '=' || c.is_control())
+    {
         s.to_string()
     } else {
         format!("{s:?}")

@@ -39,7 +39,11 @@ struct ServeArgs {
     #[arg(long = "config.file", value_name = "FILE")]
     config_file: Option<PathBuf>,
     /// Address to listen on (`:9347` means every interface).
-    #[arg(long = "web.listen-address", value_name = "ADDR", default_value = ":9347")]
+    #[arg(
+        long = "web.listen-address",
+        value_name = "ADDR",
+        default_value = ":9347"
+    )]
     listen_address: String,
     /// Where state is kept.
     #[arg(long = "storage.path", value_name = "DIR", default_value = "data")]
@@ -130,7 +134,10 @@ fn main() -> ExitCode {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     logging::init(&args.log_level, &args.log_format)?;
     if let Some(f) = &args.web_config_file {
-        bail!("--web.config.file={}: TLS and basic auth are not supported by this version yet", f.display());
+        bail!(
+            "--web.config.file={}: TLS and basic auth are not supported by this version yet",
+            f.display()
+        );
     }
     let addr = match args.listen_address.strip_prefix(':') {
         Some(port) => format!("0.0.0.0:{port}"),
@@ -143,7 +150,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         handle_sighup: true,
         auto_reload: args.auto_reload,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
@@ -195,14 +205,18 @@ fn check(args: CheckArgs) -> ExitCode {
 }
 
 fn read_values(path: &PathBuf, column: Option<&str>) -> anyhow::Result<Vec<f64>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     parse_values(&text, column).with_context(|| format!("{}", path.display()))
 }
 
 fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let Detector::Ks = args.detector;
     let Some(alternative) = Alternative::parse(&args.alternative) else {
-        bail!("--alternative={}: expected two-sided, less or greater", args.alternative);
+        bail!(
+            "--alternative={}: expected two-sided, less or greater",
+            args.alternative
+        );
     };
     let Some(method) = Method::parse(&args.method) else {
         bail!("--method={}: expected auto, exact or asymp", args.method);
@@ -212,7 +226,14 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
     }
     let reference = read_values(&args.reference, args.column.as_deref())?;
     let current = read_values(&args.current, args.column.as_deref())?;
-    let report = ks_report(&reference, &current, alternative, method, args.alpha, args.statistic)?;
+    let report = ks_report(
+        &reference,
+        &current,
+        alternative,
+        method,
+        args.alpha,
+        args.statistic,
+    )?;
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string(&report)?),
         OutputFormat::Text => {

@@ -57,12 +57,20 @@ mod tests {
 
     #[test]
     fn bands() {
-        let spec = EmaSpec { smoothing: 0.2, bound: EmaBound::Below(0.85), warning: Some(0.9) };
+        let spec = EmaSpec {
+            smoothing: 0.2,
+            bound: EmaBound::Below(0.85),
+            warning: Some(0.9),
+        };
         assert_eq!(verdict(0.95, &spec), Verdict::Stable);
         assert_eq!(verdict(0.9, &spec), Verdict::Stable);
         assert_eq!(verdict(0.87, &spec), Verdict::Warning);
         assert_eq!(verdict(0.84, &spec), Verdict::Drifted);
-        let spec = EmaSpec { smoothing: 0.2, bound: EmaBound::Above(0.5), warning: None };
+        let spec = EmaSpec {
+            smoothing: 0.2,
+            bound: EmaBound::Above(0.5),
+            warning: None,
+        };
         assert_eq!(verdict(0.5, &spec), Verdict::Stable);
         assert_eq!(verdict(0.51, &spec), Verdict::Drifted);
     }

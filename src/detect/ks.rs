@@ -391,7 +391,11 @@ fn p_value(
             return (d, clip01(prob), MethodUsed::Exact);
         }
     }
-    (d, clip01(asymptotic(n1, n2, d, alternative)), MethodUsed::Asymp)
+    (
+        d,
+        clip01(asymptotic(n1, n2, d, alternative)),
+        MethodUsed::Asymp,
+    )
 }
 
 fn clip01(p: f64) -> f64 {
@@ -609,7 +613,11 @@ mod tests {
 
     #[test]
     fn names_roundtrip() {
-        for a in [Alternative::TwoSided, Alternative::Less, Alternative::Greater] {
+        for a in [
+            Alternative::TwoSided,
+            Alternative::Less,
+            Alternative::Greater,
+        ] {
             assert_eq!(Alternative::parse(a.as_str()), Some(a));
         }
         for m in [Method::Auto, Method::Exact, Method::Asymp] {
@@ -664,7 +672,12 @@ mod tests {
     #[test]
     fn tails_in_walk() {
         // Reference entirely above the current sample.
-        let r = run(&[10.0, 11.0], &[1.0, 2.0, 3.0], Alternative::TwoSided, Method::Auto);
+        let r = run(
+            &[10.0, 11.0],
+            &[1.0, 2.0, 3.0],
+            Alternative::TwoSided,
+            Method::Auto,
+        );
         assert_eq!(r.statistic, 1.0);
         assert_eq!(r.sign, -1);
         assert_eq!(r.location, 3.0);

@@ -1,7 +1,7 @@
 //! Detectors: pure functions over `&[f64]` slices. No async, no I/O, no locks.
 
-pub mod ema;
 pub mod cephes;
+pub mod ema;
 pub mod ks;
 pub mod kstwo;
 pub mod report;

@@ -50,13 +50,31 @@ pub fn ks_report(
 }
 
 /// p <= alpha is evidence of drift; with evidence, D >= `threshold` (when set) is drifted,
-/// else warning.
+/// else warning. A NaN p-value (scipy's answer for n = m = 1, asymptotic) is no evidence.
 pub fn ks_verdict(d: f64, p: f64, alpha: f64, threshold: Option<f64>) -> Verdict {
-    if p > alpha {
+    if p.is_nan() || p > alpha {
         Verdict::Stable
     } else if threshold.is_none_or(|t| d >= t) {
         Verdict::Drifted
     } else {
         Verdict::Warning
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(ks_verdict(0.5, 0.2, 0.05, None), Verdict::Stable);
+        assert_eq!(ks_verdict(0.5, 0.05, 0.05, None), Verdict::Drifted);
+        assert_eq!(ks_verdict(0.1, 0.01, 0.05, Some(0.2)), Verdict::Warning);
+        assert_eq!(ks_verdict(0.2, 0.01, 0.05, Some(0.2)), Verdict::Drifted);
+        assert_eq!(
+            ks_verdict(1.0, f64::NAN, 0.05, None),
+            Verdict::Stable,
+            "NaN p is no evidence"
+        );
     }
 }

@@ -89,7 +89,11 @@ pub struct RuleRuntime {
 
 impl RuleRuntime {
     fn new(group: &str, rule: &Rule) -> Self {
-        RuleRuntime { group: group.to_string(), rule: rule.clone(), series: Mutex::new(HashMap::new()) }
+        RuleRuntime {
+            group: group.to_string(),
+            rule: rule.clone(),
+            series: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn series_count(&self) -> usize {
@@ -137,9 +141,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Engine {
-    pub fn new(config: Config, rules: RuleSet, telemetry: Arc<Telemetry>, sender: WebhookSender) -> Self {
+    pub fn new(
+        config: Config,
+        rules: RuleSet,
+        telemetry: Arc<Telemetry>,
+        sender: WebhookSender,
+    ) -> Self {
         let engine = Engine {
-            current: RwLock::new(Arc::new(Generation { id: 0, config: Arc::new(Config::default()), groups: vec![] })),
+            current: RwLock::new(Arc::new(Generation {
+                id: 0,
+                config: Arc::new(Config::default()),
+                groups: vec![],
+            })),
             registry: Mutex::new(Registry::default()),
             next_id: AtomicU64::new(1),
             telemetry,
@@ -150,7 +163,10 @@ impl Engine {
     }
 
     pub fn current(&self) -> Arc<Generation> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn sender(&self) -> &WebhookSender {
@@ -173,10 +189,12 @@ impl Engine {
             let rts: Vec<Arc<RuleRuntime>> = group
                 .rules
                 .iter()
-                .map(|rule| match kept.get(&(group.name.as_str(), rule.name.as_str())) {
-                    Some(rt) if rt.rule == *rule => Arc::clone(rt),
-                    _ => Arc::new(RuleRuntime::new(&group.name, rule)),
-                })
+                .map(
+                    |rule| match kept.get(&(group.name.as_str(), rule.name.as_str())) {
+                        Some(rt) if rt.rule == *rule => Arc::clone(rt),
+                        _ => Arc::new(RuleRuntime::new(&group.name, rule)),
+                    },
+                )
                 .collect();
             // Carry over the last gauges of rules that were kept, so a reload does not blank them.
             let mut output = GroupOutput::default();
@@ -185,24 +203,42 @@ impl Engine {
                 output.last_evaluation_ms = prev.last_evaluation_ms;
                 output.last_duration = prev.last_duration;
                 for s in &prev.series {
-                    let Some(old_rt) = og.rules.get(s.rule) else { continue };
+                    let Some(old_rt) = og.rules.get(s.rule) else {
+                        continue;
+                    };
                     if let Some(ni) = rts.iter().position(|r| Arc::ptr_eq(r, old_rt)) {
-                        output.series.push(SeriesOutput { rule: ni, ..s.clone() });
+                        output.series.push(SeriesOutput {
+                            rule: ni,
+                            ..s.clone()
+                        });
                     }
                 }
             }
             self.telemetry.rule_evaluations.touch(&group.name);
             self.telemetry.rule_evaluation_failures.touch(&group.name);
-            groups.push(Arc::new(GroupRuntime { group, rules: rts, output: Mutex::new(Arc::new(output)) }));
+            groups.push(Arc::new(GroupRuntime {
+                group,
+                rules: rts,
+                output: Mutex::new(Arc::new(output)),
+            }));
         }
         self.sender.update(config.webhooks.clone());
-        let generation = Arc::new(Generation { id, config: Arc::new(config), groups });
+        let generation = Arc::new(Generation {
+            id,
+            config: Arc::new(config),
+            groups,
+        });
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = generation;
     }
 
     /// Applies a whole validated batch, or nothing when it would pass the series limit.
     /// Returns the number of values taken.
-    pub fn ingest(&self, batch: &[SeriesSamples], source: &str, now_ms: i64) -> Result<usize, IngestError> {
+    pub fn ingest(
+        &self,
+        batch: &[SeriesSamples],
+        source: &str,
+        now_ms: i64,
+    ) -> Result<usize, IngestError> {
         let generation = self.current();
         let limits = &generation.config.limits;
         let mut reg = lock(&self.registry);
@@ -215,15 +251,25 @@ impl Engine {
         }
         let would_hold = reg.series.len() + new_series.len();
         if would_hold > limits.max_series {
-            self.telemetry.samples_rejected.add("series_limit", batch.iter().map(|s| s.values.len()).sum::<usize>() as f64);
-            return Err(IngestError::TooManySeries { limit: limits.max_series, would_hold });
+            self.telemetry.samples_rejected.add(
+                "series_limit",
+                batch.iter().map(|s| s.values.len()).sum::<usize>() as f64,
+            );
+            return Err(IngestError::TooManySeries {
+                limit: limits.max_series,
+                would_hold,
+            });
         }
         let mut accepted = 0;
         for s in batch {
             let entry = reg
                 .series
                 .entry((s.metric.clone(), s.labels.clone()))
-                .or_insert_with(|| SeriesEntry { last_seen_ms: now_ms, generation: u64::MAX, routes: vec![] });
+                .or_insert_with(|| SeriesEntry {
+                    last_seen_ms: now_ms,
+                    generation: u64::MAX,
+                    routes: vec![],
+                });
             entry.last_seen_ms = now_ms;
             if entry.generation != generation.id {
                 entry.routes = routes_for(&generation, &s.metric, &s.labels);
@@ -231,7 +277,9 @@ impl Engine {
             }
             for (rt, key) in &entry.routes {
                 let mut series = lock(&rt.series);
-                let state = series.entry(key.clone()).or_insert_with(|| SeriesState::new(&rt.rule, limits.max_window_values, now_ms));
+                let state = series.entry(key.clone()).or_insert_with(|| {
+                    SeriesState::new(&rt.rule, limits.max_window_values, now_ms)
+                });
                 state.last_fed_ms = now_ms;
                 match (&mut state.window, &rt.rule.detector) {
                     (SeriesWindow::Ks(w), _) => s.values.iter().for_each(|&v| w.push(v, now_ms)),
@@ -252,7 +300,9 @@ impl Engine {
     pub fn collect_idle(&self, now_ms: i64) {
         let generation = self.current();
         let idle = generation.config.limits.series_idle_timeout.as_millis() as i64;
-        lock(&self.registry).series.retain(|_, e| now_ms - e.last_seen_ms < idle);
+        lock(&self.registry)
+            .series
+            .retain(|_, e| now_ms - e.last_seen_ms < idle);
         for g in &generation.groups {
             for r in &g.rules {
                 lock(&r.series).retain(|_, s| now_ms - s.last_fed_ms < idle);
@@ -268,27 +318,48 @@ impl Engine {
     /// Evaluates every rule of one group of `generation` at `now_ms`, publishes the group's
     /// gauges at once and enqueues webhook deliveries. CPU-bound: run it off the async workers.
     pub fn evaluate_group(&self, generation: &Generation, gi: usize, now_ms: i64) {
-        let Some(g) = generation.groups.get(gi) else { return };
+        let Some(g) = generation.groups.get(gi) else {
+            return;
+        };
         let started = Instant::now();
         let mut outputs = Vec::new();
         let mut failed = false;
         for (ri, rt) in g.rules.iter().enumerate() {
             let jobs: Vec<(Labels, Job)> = {
                 let series = lock(&rt.series);
-                series.iter().map(|(k, s)| (k.clone(), Job::of(s, &rt.rule, now_ms))).collect()
+                series
+                    .iter()
+                    .map(|(k, s)| (k.clone(), Job::of(s, &rt.rule, now_ms)))
+                    .collect()
             };
-            let results: Vec<(Labels, Outcome)> =
-                jobs.into_iter().map(|(k, job)| (k, job.run(&rt.rule))).collect();
+            let results: Vec<(Labels, Outcome)> = jobs
+                .into_iter()
+                .map(|(k, job)| (k, job.run(&rt.rule)))
+                .collect();
             let mut series = lock(&rt.series);
             for (key, outcome) in results {
-                let Some(state) = series.get_mut(&key) else { continue };
+                let Some(state) = series.get_mut(&key) else {
+                    continue;
+                };
                 if outcome.error.is_some() {
                     failed = true;
                 }
-                let transition =
-                    state.machine.step(outcome.verdict, now_ms, rt.rule.for_, rt.rule.keep_firing_for);
+                let transition = state.machine.step(
+                    outcome.verdict,
+                    now_ms,
+                    rt.rule.for_,
+                    rt.rule.keep_firing_for,
+                );
                 if let Some(t) = transition {
-                    self.on_transition(&generation.config, &g.group, &rt.rule, &key, state, &outcome, t);
+                    self.on_transition(
+                        &generation.config,
+                        &g.group,
+                        &rt.rule,
+                        &key,
+                        state,
+                        &outcome,
+                        t,
+                    );
                 }
                 outputs.push(SeriesOutput {
                     rule: ri,
@@ -307,11 +378,16 @@ impl Engine {
         let elapsed = started.elapsed();
         self.telemetry.rule_evaluations.add(&g.group.name, 1.0);
         if failed {
-            self.telemetry.rule_evaluation_failures.add(&g.group.name, 1.0);
+            self.telemetry
+                .rule_evaluation_failures
+                .add(&g.group.name, 1.0);
         }
         outputs.sort_by(|a, b| (a.rule, &a.labels).cmp(&(b.rule, &b.labels)));
-        *lock(&g.output) =
-            Arc::new(GroupOutput { last_evaluation_ms: Some(now_ms), last_duration: elapsed, series: outputs });
+        *lock(&g.output) = Arc::new(GroupOutput {
+            last_evaluation_ms: Some(now_ms),
+            last_duration: elapsed,
+            series: outputs,
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -350,7 +426,9 @@ impl Engine {
             .map(|(k, tpl)| (k.clone(), template::expand(tpl, &labels, value)))
             .collect();
         for name in &rule.webhooks {
-            let Some(wh) = config.webhooks.get(name) else { continue };
+            let Some(wh) = config.webhooks.get(name) else {
+                continue;
+            };
             if leaving && !entering && !wh.send_resolved {
                 continue;
             }
@@ -360,7 +438,8 @@ impl Engine {
                     continue;
                 }
             }
-            let idempotency_key = format!("evt_{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+            let idempotency_key =
+                format!("evt_{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
             let mut payload = json!({
                 "version": "1",
                 "status": t.to.as_str(),
@@ -380,11 +459,17 @@ impl Engine {
                 obj.insert("extra".into(), serde_json::Value::Object(extra.clone()));
             }
             let body = payload.to_string().into_bytes();
-            match self.sender.enqueue(Delivery { webhook: name.clone(), idempotency_key, body }) {
+            match self.sender.enqueue(Delivery {
+                webhook: name.clone(),
+                idempotency_key,
+                body,
+            }) {
                 Ok(()) => {
                     state.last_sent_ms.insert(name.clone(), t.at_ms);
                 }
-                Err(e) => tracing::error!(webhook = %name, rule = %rule.name, error = %e, "webhook delivery not enqueued"),
+                Err(e) => {
+                    tracing::error!(webhook = %name, rule = %rule.name, error = %e, "webhook delivery not enqueued")
+                }
             }
         }
     }
@@ -393,10 +478,19 @@ impl Engine {
 impl SeriesState {
     fn new(rule: &Rule, max_values: usize, now_ms: i64) -> Self {
         let window = match &rule.detector {
-            DetectorSpec::Ks(spec) => SeriesWindow::Ks(SampleWindows::new(&spec.reference, &spec.current, max_values)),
+            DetectorSpec::Ks(spec) => SeriesWindow::Ks(SampleWindows::new(
+                &spec.reference,
+                &spec.current,
+                max_values,
+            )),
             DetectorSpec::Ema(_) => SeriesWindow::Ema(EmaState::default()),
         };
-        SeriesState { window, machine: Machine::default(), last_fed_ms: now_ms, last_sent_ms: BTreeMap::new() }
+        SeriesState {
+            window,
+            machine: Machine::default(),
+            last_fed_ms: now_ms,
+            last_sent_ms: BTreeMap::new(),
+        }
     }
 }
 
@@ -433,21 +527,36 @@ impl Job {
                     current_samples: view.current.len(),
                     ..Outcome::default()
                 };
-                if view.reference.len() < rule.min_samples || view.current.len() < rule.min_samples {
+                if view.reference.len() < rule.min_samples || view.current.len() < rule.min_samples
+                {
                     return out;
                 }
-                match ks::ks_2samp(&view.reference, &view.current, spec.alternative, spec.method) {
+                match ks::ks_2samp(
+                    &view.reference,
+                    &view.current,
+                    spec.alternative,
+                    spec.method,
+                ) {
                     Ok(r) => {
                         out.statistic = Some(r.statistic);
                         out.p_value = Some(r.p_value);
-                        out.verdict = Some(ks_verdict(r.statistic, r.p_value, spec.alpha, spec.statistic));
+                        out.verdict = Some(ks_verdict(
+                            r.statistic,
+                            r.p_value,
+                            spec.alpha,
+                            spec.statistic,
+                        ));
                     }
                     Err(e) => out.error = Some(e.to_string()),
                 }
                 out
             }
             (Job::Ema(e), DetectorSpec::Ema(spec)) => {
-                let mut out = Outcome { current_samples: e.samples as usize, ema: e.value, ..Outcome::default() };
+                let mut out = Outcome {
+                    current_samples: e.samples as usize,
+                    ema: e.value,
+                    ..Outcome::default()
+                };
                 if let Some(v) = e.value {
                     if e.samples as usize >= rule.min_samples {
                         out.verdict = Some(ema::verdict(v, spec));
@@ -455,14 +564,21 @@ impl Job {
                 }
                 out
             }
-            _ => Outcome { error: Some("window does not match the detector".into()), ..Outcome::default() },
+            _ => Outcome {
+                error: Some("window does not match the detector".into()),
+                ..Outcome::default()
+            },
         }
     }
 }
 
 /// The routes of one series: every rule whose selector matches, with the window key
 /// (the series' labels, or its `by` labels when the rule pools).
-fn routes_for(generation: &Generation, metric: &str, labels: &Labels) -> Vec<(Arc<RuleRuntime>, Labels)> {
+fn routes_for(
+    generation: &Generation,
+    metric: &str,
+    labels: &Labels,
+) -> Vec<(Arc<RuleRuntime>, Labels)> {
     let mut routes = Vec::new();
     for g in &generation.groups {
         for rt in &g.rules {
@@ -476,7 +592,10 @@ fn routes_for(generation: &Generation, metric: &str, labels: &Labels) -> Vec<(Ar
             }
             let key = match &rt.rule.by {
                 None => labels.clone(),
-                Some(by) => by.iter().filter_map(|l| labels.get(l).map(|v| (l.clone(), v.clone()))).collect(),
+                Some(by) => by
+                    .iter()
+                    .filter_map(|l| labels.get(l).map(|v| (l.clone(), v.clone())))
+                    .collect(),
             };
             routes.push((Arc::clone(rt), key));
         }
@@ -505,4 +624,3 @@ pub fn format_labels(labels: &Labels) -> String {
     let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
     format!("{{{}}}", inner.join(", "))
 }
-

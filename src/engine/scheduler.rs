@@ -15,7 +15,11 @@ const IDLE_SWEEP: Duration = Duration::from_secs(60);
 
 /// Runs until `shutdown` turns true. `reloaded` ticks after every `Engine::apply`: the groups
 /// of the new generation replace the old tasks (each new group evaluates at once).
-pub async fn run(engine: Arc<Engine>, mut reloaded: watch::Receiver<u64>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    engine: Arc<Engine>,
+    mut reloaded: watch::Receiver<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let generation = engine.current();
         let mut tasks = JoinSet::new();
@@ -30,7 +34,9 @@ pub async fn run(engine: Arc<Engine>, mut reloaded: watch::Receiver<u64>, mut sh
                     ticker.tick().await;
                     let engine = Arc::clone(&engine);
                     let generation = Arc::clone(&generation);
-                    let job = tokio::task::spawn_blocking(move || engine.evaluate_group(&generation, gi, now_ms()));
+                    let job = tokio::task::spawn_blocking(move || {
+                        engine.evaluate_group(&generation, gi, now_ms())
+                    });
                     if let Err(e) = job.await {
                         tracing::error!(error = %e, "rule group evaluation panicked");
                     }

@@ -93,7 +93,11 @@ impl Machine {
         if next == self.status {
             return None;
         }
-        let t = Transition { from: self.status, to: next, at_ms: now_ms };
+        let t = Transition {
+            from: self.status,
+            to: next,
+            at_ms: now_ms,
+        };
         self.status = next;
         self.since_ms = Some(now_ms);
         Some(t)
@@ -122,43 +126,100 @@ mod tests {
     fn drifted_at_once_without_for() {
         let mut m = Machine::default();
         let t = m.step(Some(Drifted), 1000, Duration::ZERO, Duration::ZERO);
-        assert_eq!(t, Some(Transition { from: Status::Stable, to: Status::Drifted, at_ms: 1000 }));
-        assert_eq!(m.step(Some(Drifted), 2000, Duration::ZERO, Duration::ZERO), None);
+        assert_eq!(
+            t,
+            Some(Transition {
+                from: Status::Stable,
+                to: Status::Drifted,
+                at_ms: 1000
+            })
+        );
+        assert_eq!(
+            m.step(Some(Drifted), 2000, Duration::ZERO, Duration::ZERO),
+            None
+        );
         let t = m.step(Some(Stable), 3000, Duration::ZERO, Duration::ZERO);
         assert_eq!(t.map(|t| t.to), Some(Status::Stable));
     }
 
     #[test]
     fn for_holds_in_warning_then_drifts() {
-        let got = run(&[(Some(Drifted), 0), (Some(Drifted), 1000), (Some(Drifted), 2000)], 2 * S, Duration::ZERO);
-        assert_eq!(got, vec![(0, Status::Warning), (1000, Status::Warning), (2000, Status::Drifted)]);
+        let got = run(
+            &[
+                (Some(Drifted), 0),
+                (Some(Drifted), 1000),
+                (Some(Drifted), 2000),
+            ],
+            2 * S,
+            Duration::ZERO,
+        );
+        assert_eq!(
+            got,
+            vec![
+                (0, Status::Warning),
+                (1000, Status::Warning),
+                (2000, Status::Drifted)
+            ]
+        );
     }
 
     #[test]
     fn a_break_restarts_the_for_clock() {
         let got = run(
-            &[(Some(Drifted), 0), (Some(Stable), 1000), (Some(Drifted), 2000), (Some(Drifted), 3000), (Some(Drifted), 4000)],
+            &[
+                (Some(Drifted), 0),
+                (Some(Stable), 1000),
+                (Some(Drifted), 2000),
+                (Some(Drifted), 3000),
+                (Some(Drifted), 4000),
+            ],
             2 * S,
             Duration::ZERO,
         );
         let st: Vec<_> = got.iter().map(|x| x.1).collect();
-        assert_eq!(st, vec![Status::Warning, Status::Stable, Status::Warning, Status::Warning, Status::Drifted]);
+        assert_eq!(
+            st,
+            vec![
+                Status::Warning,
+                Status::Stable,
+                Status::Warning,
+                Status::Warning,
+                Status::Drifted
+            ]
+        );
     }
 
     #[test]
     fn keep_firing_for_holds_drifted() {
         let got = run(
-            &[(Some(Drifted), 0), (Some(Stable), 1000), (Some(Stable), 2500), (Some(Stable), 3000)],
+            &[
+                (Some(Drifted), 0),
+                (Some(Stable), 1000),
+                (Some(Stable), 2500),
+                (Some(Stable), 3000),
+            ],
             Duration::ZERO,
             3 * S,
         );
         let st: Vec<_> = got.iter().map(|x| x.1).collect();
-        assert_eq!(st, vec![Status::Drifted, Status::Drifted, Status::Drifted, Status::Stable]);
+        assert_eq!(
+            st,
+            vec![
+                Status::Drifted,
+                Status::Drifted,
+                Status::Drifted,
+                Status::Stable
+            ]
+        );
     }
 
     #[test]
     fn no_verdict_changes_nothing() {
-        let got = run(&[(Some(Warning), 0), (None, 1000)], Duration::ZERO, Duration::ZERO);
+        let got = run(
+            &[(Some(Warning), 0), (None, 1000)],
+            Duration::ZERO,
+            Duration::ZERO,
+        );
         assert_eq!(got[1].1, Status::Warning);
     }
 }

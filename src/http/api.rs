@@ -15,10 +15,19 @@ use crate::engine::{now_ms, rfc3339, IngestError};
 use crate::ingest::push;
 
 fn check_json_content_type(req: &Request<Incoming>) -> Result<(), ApiError> {
-    match req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+    match req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
         None => Ok(()),
         Some(ct) => {
-            let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let mime = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             if mime == "application/json" || mime.ends_with("+json") || mime.is_empty() {
                 Ok(())
             } else {
@@ -42,7 +51,10 @@ pub async fn push(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Bod
         Ok(b) => b,
         Err(e) => {
             app.engine.telemetry.samples_rejected.add(e.reason(), 1.0);
-            return Err(ApiError::BadData { index: e.index(), message: e.to_string() });
+            return Err(ApiError::BadData {
+                index: e.index(),
+                message: e.to_string(),
+            });
         }
     };
     let engine = Arc::clone(&app.engine);
@@ -78,18 +90,30 @@ pub async fn evaluate(app: &Arc<App>, req: Request<Incoming>) -> Result<Response
     check_json_content_type(&req)?;
     let limit = app.engine.current().config.limits.max_body_bytes;
     let body = read_body(req, limit).await?;
-    let bad = |message: String| ApiError::BadData { message, index: None };
-    let r: EvaluateRequest = serde_json::from_slice(&body).map_err(|e| bad(format!("bad request body: {e}")))?;
+    let bad = |message: String| ApiError::BadData {
+        message,
+        index: None,
+    };
+    let r: EvaluateRequest =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("bad request body: {e}")))?;
     if r.detector != "ks" {
-        return Err(bad(format!("unknown detector {:?}: /api/v1/evaluate supports \"ks\"", r.detector)));
+        return Err(bad(format!(
+            "unknown detector {:?}: /api/v1/evaluate supports \"ks\"",
+            r.detector
+        )));
     }
     let alternative = match r.alternative.as_deref() {
         None => Alternative::TwoSided,
-        Some(s) => Alternative::parse(s).ok_or_else(|| bad(format!("unknown alternative {s:?}: two-sided, less or greater")))?,
+        Some(s) => Alternative::parse(s).ok_or_else(|| {
+            bad(format!(
+                "unknown alternative {s:?}: two-sided, less or greater"
+            ))
+        })?,
     };
     let method = match r.method.as_deref() {
         None => Method::Auto,
-        Some(s) => Method::parse(s).ok_or_else(|| bad(format!("unknown method {s:?}: auto, exact or asymp")))?,
+        Some(s) => Method::parse(s)
+            .ok_or_else(|| bad(format!("unknown method {s:?}: auto, exact or asymp")))?,
     };
     let alpha = r.alpha.unwrap_or(0.05);
     if !(alpha > 0.0 && alpha < 1.0) {
@@ -104,7 +128,14 @@ pub async fn evaluate(app: &Arc<App>, req: Request<Incoming>) -> Result<Response
         return Err(ApiError::PayloadTooLarge { limit });
     }
     let report = tokio::task::spawn_blocking(move || {
-        ks_report(&r.reference, &r.current, alternative, method, alpha, r.statistic)
+        ks_report(
+            &r.reference,
+            &r.current,
+            alternative,
+            method,
+            alpha,
+            r.statistic,
+        )
     })
     .await
     .map_err(|e| ApiError::Body(format!("evaluation failed: {e}")))?
@@ -114,7 +145,8 @@ pub async fn evaluate(app: &Arc<App>, req: Request<Incoming>) -> Result<Response
 }
 
 fn opt_time(ms: Option<i64>) -> serde_json::Value {
-    ms.map(|m| json!(rfc3339(m))).unwrap_or(serde_json::Value::Null)
+    ms.map(|m| json!(rfc3339(m)))
+        .unwrap_or(serde_json::Value::Null)
 }
 
 /// Finite floats as numbers; JSON has no NaN or infinities.
@@ -152,7 +184,12 @@ pub fn rules(app: &Arc<App>) -> Response<Body> {
                     })
                 })
                 .collect();
-            let worst = out.series.iter().filter(|s| s.rule == ri).map(|s| s.status).max();
+            let worst = out
+                .series
+                .iter()
+                .filter(|s| s.rule == ri)
+                .map(|s| s.status)
+                .max();
             rules.push(json!({
                 "name": rule.name,
                 "detector": rule.detector.name(),
@@ -175,5 +212,8 @@ pub fn rules(app: &Arc<App>) -> Response<Body> {
             "rules": rules,
         }));
     }
-    json_response(StatusCode::OK, &json!({"status": "success", "data": {"groups": groups}}))
+    json_response(
+        StatusCode::OK,
+        &json!({"status": "success", "data": {"groups": groups}}),
+    )
 }

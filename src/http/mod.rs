@@ -15,8 +15,8 @@ mod api;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use hyper::body::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -31,7 +31,10 @@ pub type Body = Full<Bytes>;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    BadData { message: String, index: Option<usize> },
+    BadData {
+        message: String,
+        index: Option<usize>,
+    },
     #[error("request body exceeds limits.max_body_bytes={limit}")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -69,7 +72,9 @@ impl ApiError {
 
     fn error_type(&self) -> &'static str {
         match self {
-            ApiError::BadData { .. } | ApiError::Body(_) | ApiError::UnsupportedMediaType(_) => "bad_data",
+            ApiError::BadData { .. } | ApiError::Body(_) | ApiError::UnsupportedMediaType(_) => {
+                "bad_data"
+            }
             ApiError::PayloadTooLarge { .. } => "too_large",
             ApiError::TooManySeries(_) => "limit",
             ApiError::NotFound(_) => "not_found",
@@ -82,13 +87,15 @@ impl ApiError {
 
     /// `{"status":"error","errorType":..,"error":..[,"index":N]}`, as Prometheus's API answers.
     pub fn into_response(self) -> Response<Body> {
-        let mut body = json!({"status": "error", "errorType": self.error_type(), "error": self.to_string()});
+        let mut body =
+            json!({"status": "error", "errorType": self.error_type(), "error": self.to_string()});
         if let ApiError::BadData { index: Some(i), .. } = &self {
             body["index"] = json!(i);
         }
         let mut resp = json_response(self.status(), &body);
         if let ApiError::MethodNotAllowed { allow, .. } = &self {
-            resp.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
         }
         resp
     }
@@ -97,14 +104,16 @@ impl ApiError {
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
 fn text_response(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 
@@ -112,13 +121,21 @@ fn text_response(status: StatusCode, content_type: &'static str, body: String) -
 /// before reading, and while reading for chunked bodies).
 pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
     if let Some(len) = req.headers().get(hyper::header::CONTENT_LENGTH) {
-        if len.to_str().ok().and_then(|s| s.parse::<u64>().ok()).is_some_and(|n| n > limit as u64) {
+        if len
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .is_some_and(|n| n > limit as u64)
+        {
             return Err(ApiError::PayloadTooLarge { limit });
         }
     }
     match Limited::new(req.into_body(), limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             Err(ApiError::PayloadTooLarge { limit })
         }
         Err(e) => Err(ApiError::Body(e.to_string())),
@@ -129,7 +146,10 @@ fn only(method: &Method, allowed: &Method, allow: &'static str) -> Result<(), Ap
     if method == allowed || (allowed == Method::GET && method == Method::HEAD) {
         Ok(())
     } else {
-        Err(ApiError::MethodNotAllowed { method: method.to_string(), allow })
+        Err(ApiError::MethodNotAllowed {
+            method: method.to_string(),
+            allow,
+        })
     }
 }
 
@@ -144,11 +164,19 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
     }))
 }
 
-async fn route(app: &Arc<App>, req: Request<Incoming>, path: &str, method: &Method) -> Result<Response<Body>, ApiError> {
+async fn route(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    path: &str,
+    method: &Method,
+) -> Result<Response<Body>, ApiError> {
     match path {
         "/metrics" => {
             only(method, &Method::GET, "GET")?;
-            let accept = req.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok());
+            let accept = req
+                .headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
             let format = Format::from_accept(accept);
             let body = crate::output::metrics::render(&app.engine, format);
             Ok(text_response(StatusCode::OK, format.content_type(), body))
@@ -167,31 +195,50 @@ async fn route(app: &Arc<App>, req: Request<Incoming>, path: &str, method: &Meth
         }
         "/-/healthy" => {
             only(method, &Method::GET, "GET")?;
-            Ok(text_response(StatusCode::OK, "text/plain; charset=utf-8", "driftgauge is Healthy.\n".into()))
+            Ok(text_response(
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                "driftgauge is Healthy.\n".into(),
+            ))
         }
         "/-/ready" => {
             only(method, &Method::GET, "GET")?;
             if app.is_ready() {
-                Ok(text_response(StatusCode::OK, "text/plain; charset=utf-8", "driftgauge is Ready.\n".into()))
+                Ok(text_response(
+                    StatusCode::OK,
+                    "text/plain; charset=utf-8",
+                    "driftgauge is Ready.\n".into(),
+                ))
             } else {
                 Err(ApiError::NotReady)
             }
         }
         "/-/reload" => {
             if method != Method::POST && method != Method::PUT {
-                return Err(ApiError::MethodNotAllowed { method: method.to_string(), allow: "POST, PUT" });
+                return Err(ApiError::MethodNotAllowed {
+                    method: method.to_string(),
+                    allow: "POST, PUT",
+                });
             }
             if !app.options.enable_lifecycle {
                 return Err(ApiError::LifecycleDisabled);
             }
             match app.reload().await {
-                Ok(()) => Ok(text_response(StatusCode::OK, "text/plain; charset=utf-8", String::new())),
+                Ok(()) => Ok(text_response(
+                    StatusCode::OK,
+                    "text/plain; charset=utf-8",
+                    String::new(),
+                )),
                 Err(e) => Err(ApiError::ReloadFailed(e.to_string())),
             }
         }
         "/" => {
             only(method, &Method::GET, "GET")?;
-            Ok(text_response(StatusCode::OK, "text/plain; charset=utf-8", index()))
+            Ok(text_response(
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                index(),
+            ))
         }
         other => Err(ApiError::NotFound(other.to_string())),
     }

@@ -23,27 +23,44 @@ pub fn parse_values(text: &str, column: Option<&str>) -> Result<Vec<f64>, Values
         .enumerate()
         .map(|(i, l)| (i + 1, l.trim()))
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'));
-    let index = match column {
-        None => None,
-        Some(col) => {
-            let (_, header) = lines.next().ok_or(ValuesError::Empty)?;
-            let names: Vec<&str> = header.split(',').map(|h| h.trim().trim_matches('"')).collect();
-            let i = names.iter().position(|h| *h == col).ok_or_else(|| ValuesError::NoSuchColumn {
-                column: col.to_string(),
-                header: names.join(", "),
-            })?;
-            Some(i)
-        }
-    };
+    let index =
+        match column {
+            None => None,
+            Some(col) => {
+                let (_, header) = lines.next().ok_or(ValuesError::Empty)?;
+                let names: Vec<&str> = header
+                    .split(',')
+                    .map(|h| h.trim().trim_matches('"'))
+                    .collect();
+                let i = names.iter().position(|h| *h == col).ok_or_else(|| {
+                    ValuesError::NoSuchColumn {
+                        column: col.to_string(),
+                        header: names.join(", "),
+                    }
+                })?;
+                Some(i)
+            }
+        };
     let mut out = Vec::new();
     for (line, l) in lines {
         let field = match index {
             None => l,
-            Some(i) => l.split(',').nth(i).ok_or(ValuesError::ShortRow { line, index: i })?.trim().trim_matches('"'),
+            Some(i) => l
+                .split(',')
+                .nth(i)
+                .ok_or(ValuesError::ShortRow { line, index: i })?
+                .trim()
+                .trim_matches('"'),
         };
-        let x: f64 = field.parse().map_err(|_| ValuesError::NotANumber { line, text: field.to_string() })?;
+        let x: f64 = field.parse().map_err(|_| ValuesError::NotANumber {
+            line,
+            text: field.to_string(),
+        })?;
         if !x.is_finite() {
-            return Err(ValuesError::NotFinite { line, text: field.to_string() });
+            return Err(ValuesError::NotFinite {
+                line,
+                text: field.to_string(),
+            });
         }
         out.push(x);
     }
@@ -59,10 +76,28 @@ mod tests {
 
     #[test]
     fn plain_lines() {
-        assert_eq!(parse_values("# ref\n1\n\n 2.5 \n-3e2\n", None), Ok(vec![1.0, 2.5, -300.0]));
-        assert_eq!(parse_values("1\nx\n", None), Err(ValuesError::NotANumber { line: 2, text: "x".into() }));
-        assert_eq!(parse_values("1\nNaN\n", None), Err(ValuesError::NotFinite { line: 2, text: "NaN".into() }));
-        assert_eq!(parse_values("# only a comment\n", None), Err(ValuesError::Empty));
+        assert_eq!(
+            parse_values("# ref\n1\n\n 2.5 \n-3e2\n", None),
+            Ok(vec![1.0, 2.5, -300.0])
+        );
+        assert_eq!(
+            parse_values("1\nx\n", None),
+            Err(ValuesError::NotANumber {
+                line: 2,
+                text: "x".into()
+            })
+        );
+        assert_eq!(
+            parse_values("1\nNaN\n", None),
+            Err(ValuesError::NotFinite {
+                line: 2,
+                text: "NaN".into()
+            })
+        );
+        assert_eq!(
+            parse_values("# only a comment\n", None),
+            Err(ValuesError::Empty)
+        );
     }
 
     #[test]
@@ -71,8 +106,14 @@ mod tests {
         assert_eq!(parse_values(csv, Some("amount")), Ok(vec![10.5, 3.0]));
         assert_eq!(
             parse_values(csv, Some("x")),
-            Err(ValuesError::NoSuchColumn { column: "x".into(), header: "id, amount".into() })
+            Err(ValuesError::NoSuchColumn {
+                column: "x".into(),
+                header: "id, amount".into()
+            })
         );
-        assert_eq!(parse_values("a,b\n1\n", Some("b")), Err(ValuesError::ShortRow { line: 2, index: 1 }));
+        assert_eq!(
+            parse_values("a,b\n1\n", Some("b")),
+            Err(ValuesError::ShortRow { line: 2, index: 1 })
+        );
     }
 }

@@ -91,7 +91,10 @@ fn parse_entry(raw: &RawValue) -> Result<SeriesSamples, String> {
     })?;
     let metric = entry.metric.ok_or("missing \"metric\"")?;
     if metric.len() > MAX_NAME_BYTES {
-        return Err(format!("metric name too long ({} bytes, limit {MAX_NAME_BYTES})", metric.len()));
+        return Err(format!(
+            "metric name too long ({} bytes, limit {MAX_NAME_BYTES})",
+            metric.len()
+        ));
     }
     if !is_valid_metric_name(&metric) {
         return Err(format!("invalid metric name {metric:?}"));
@@ -99,11 +102,17 @@ fn parse_entry(raw: &RawValue) -> Result<SeriesSamples, String> {
     let mut labels = Labels::new();
     if let Some(map) = entry.labels {
         if map.len() > MAX_LABELS {
-            return Err(format!("too many labels ({}, limit {MAX_LABELS})", map.len()));
+            return Err(format!(
+                "too many labels ({}, limit {MAX_LABELS})",
+                map.len()
+            ));
         }
         for (name, value) in map {
             if name.len() > MAX_NAME_BYTES {
-                return Err(format!("label name too long ({} bytes, limit {MAX_NAME_BYTES})", name.len()));
+                return Err(format!(
+                    "label name too long ({} bytes, limit {MAX_NAME_BYTES})",
+                    name.len()
+                ));
             }
             if !is_valid_label_name(&name) || name.starts_with("__") {
                 return Err(format!("invalid label name {name:?}"));
@@ -138,7 +147,11 @@ fn parse_entry(raw: &RawValue) -> Result<SeriesSamples, String> {
             out
         }
     };
-    Ok(SeriesSamples { metric, labels, values })
+    Ok(SeriesSamples {
+        metric,
+        labels,
+        values,
+    })
 }
 
 fn number(v: &serde_json::Value) -> Result<f64, String> {
@@ -147,7 +160,9 @@ fn number(v: &serde_json::Value) -> Result<f64, String> {
             Some(x) if x.is_finite() => Ok(x),
             _ => Err(format!("{n} is not a finite number")),
         },
-        serde_json::Value::String(s) => Err(format!("{s:?} is not a number (non-numeric or non-finite values are refused)")),
+        serde_json::Value::String(s) => Err(format!(
+            "{s:?} is not a number (non-numeric or non-finite values are refused)"
+        )),
         other => Err(format!("{other} is not a number")),
     }
 }
@@ -179,20 +194,44 @@ mod tests {
 
     #[test]
     fn bad_bodies() {
-        bad("nope", "body is not valid JSON: expected ident at line 1 column 2");
+        bad(
+            "nope",
+            "body is not valid JSON: expected ident at line 1 column 2",
+        );
         bad("{}", "body must be an object with a \"samples\" array");
-        bad(r#"{"samples":[{"metric":"9x","value":1}]}"#, "samples[0]: invalid metric name \"9x\"");
+        bad(
+            r#"{"samples":[{"metric":"9x","value":1}]}"#,
+            "samples[0]: invalid metric name \"9x\"",
+        );
         bad(
             r#"{"samples":[{"metric":"a","value":1},{"metric":"a","labels":{"a-b":"x"},"value":1}]}"#,
             "samples[1]: invalid label name \"a-b\"",
         );
-        bad(r#"{"samples":[{"metric":"a","value":1,"values":[1]}]}"#, "samples[0]: both \"value\" and \"values\" given; give one");
-        bad(r#"{"samples":[{"metric":"a"}]}"#, "samples[0]: neither \"value\" nor \"values\" given");
+        bad(
+            r#"{"samples":[{"metric":"a","value":1,"values":[1]}]}"#,
+            "samples[0]: both \"value\" and \"values\" given; give one",
+        );
+        bad(
+            r#"{"samples":[{"metric":"a"}]}"#,
+            "samples[0]: neither \"value\" nor \"values\" given",
+        );
         bad(r#"{"samples":[{"metric":"a","values":[1,"NaN"]}]}"#, "samples[0]: values[1]: \"NaN\" is not a number (non-numeric or non-finite values are refused)");
-        bad(r#"{"samples":[{"metric":"a","value":1e999}]}"#, "samples[0]: number out of range");
-        bad(r#"{"samples":[{"metric":"a","value":true}]}"#, "samples[0]: value: true is not a number");
+        bad(
+            r#"{"samples":[{"metric":"a","value":1e999}]}"#,
+            "samples[0]: number out of range",
+        );
+        bad(
+            r#"{"samples":[{"metric":"a","value":true}]}"#,
+            "samples[0]: value: true is not a number",
+        );
         bad(r#"{"samples":[{"metric":"a","valu":1}]}"#, "samples[0]: unknown field `valu`, expected one of `metric`, `labels`, `value`, `values`");
-        bad(r#"{"samples":[{"metric":"a","labels":{"__name__":"x"},"value":1}]}"#, "samples[0]: invalid label name \"__name__\"");
-        bad(r#"{"samples":[{"metric":"a","labels":{"l":1},"value":1}]}"#, "samples[0]: label \"l\": value must be a string");
+        bad(
+            r#"{"samples":[{"metric":"a","labels":{"__name__":"x"},"value":1}]}"#,
+            "samples[0]: invalid label name \"__name__\"",
+        );
+        bad(
+            r#"{"samples":[{"metric":"a","labels":{"l":1},"value":1}]}"#,
+            "samples[0]: label \"l\": value must be a string",
+        );
     }
 }

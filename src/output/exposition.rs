@@ -27,7 +27,10 @@ impl Format {
     /// OpenMetrics only when asked for by name.
     pub fn from_accept(accept: Option<&str>) -> Format {
         match accept {
-            Some(a) if a.split(',').any(|part| part.trim().starts_with("application/openmetrics-text")) => {
+            Some(a)
+                if a.split(',')
+                    .any(|part| part.trim().starts_with("application/openmetrics-text")) =>
+            {
                 Format::OpenMetrics
             }
             _ => Format::Text,
@@ -53,7 +56,12 @@ pub struct Family {
 
 impl Family {
     pub fn new(name: &'static str, kind: Kind, help: &'static str) -> Self {
-        Family { name, help, kind, samples: Vec::new() }
+        Family {
+            name,
+            help,
+            kind,
+            samples: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, labels: Vec<(String, String)>, value: f64) {
@@ -65,7 +73,9 @@ pub fn encode(families: &[Family], format: Format) -> String {
     let mut out = String::with_capacity(4096);
     for f in families {
         let (type_name, kind) = match (format, f.kind) {
-            (Format::OpenMetrics, Kind::Counter) => (f.name.strip_suffix("_total").unwrap_or(f.name), "counter"),
+            (Format::OpenMetrics, Kind::Counter) => {
+                (f.name.strip_suffix("_total").unwrap_or(f.name), "counter")
+            }
             (_, Kind::Counter) => (f.name, "counter"),
             (_, Kind::Gauge) => (f.name, "gauge"),
         };
@@ -132,9 +142,17 @@ mod tests {
     use super::*;
 
     fn sample() -> Vec<Family> {
-        let mut g = Family::new("driftgauge_drift_status", Kind::Gauge, "0 stable, 1 warning, 2 drifted");
+        let mut g = Family::new(
+            "driftgauge_drift_status",
+            Kind::Gauge,
+            "0 stable, 1 warning, 2 drifted",
+        );
         g.push(vec![("rule".into(), "a\"b\\c\nd".into())], 2.0);
-        let mut c = Family::new("driftgauge_samples_received_total", Kind::Counter, "Samples taken in.");
+        let mut c = Family::new(
+            "driftgauge_samples_received_total",
+            Kind::Counter,
+            "Samples taken in.",
+        );
         c.push(vec![("source".into(), "push".into())], 1e-9);
         vec![g, c]
     }
@@ -181,7 +199,9 @@ mod tests {
         assert_eq!(Format::from_accept(None), Format::Text);
         assert_eq!(Format::from_accept(Some("text/plain")), Format::Text);
         assert_eq!(
-            Format::from_accept(Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")),
+            Format::from_accept(Some(
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+            )),
             Format::OpenMetrics
         );
     }

@@ -62,7 +62,9 @@ impl CounterVec2 {
     }
     pub fn get(&self, a: &str, b: &str) -> f64 {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&(a.to_string(), b.to_string())).copied().unwrap_or(0.0)
+        map.get(&(a.to_string(), b.to_string()))
+            .copied()
+            .unwrap_or(0.0)
     }
     pub fn snapshot(&self) -> Vec<((String, String), f64)> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());

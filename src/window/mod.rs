@@ -65,7 +65,12 @@ impl SampleWindows {
             CurrentWindow::Last(n) => n.min(self.max_values),
             CurrentWindow::Duration(d) => {
                 let cutoff = now_ms.saturating_sub(d.as_millis() as i64);
-                let in_window = self.times.iter().rev().take_while(|&&t| t >= cutoff).count();
+                let in_window = self
+                    .times
+                    .iter()
+                    .rev()
+                    .take_while(|&&t| t >= cutoff)
+                    .count();
                 in_window.min(self.max_values)
             }
         };
@@ -92,7 +97,11 @@ impl SampleWindows {
             CurrentWindow::Last(n) => self.recent.len().min(n),
             CurrentWindow::Duration(d) => {
                 let cutoff = now_ms.saturating_sub(d.as_millis() as i64);
-                self.times.iter().rev().take_while(|&&t| t >= cutoff).count()
+                self.times
+                    .iter()
+                    .rev()
+                    .take_while(|&&t| t >= cutoff)
+                    .count()
             }
         }
     }
@@ -144,19 +153,44 @@ mod tests {
     fn first_freezes_then_last_rolls() {
         let mut w = SampleWindows::new(&ReferenceWindow::First(3), &CurrentWindow::Last(2), 100);
         feed(&mut w, 1..=2, 0);
-        assert_eq!(w.view(0), WindowView { reference: vec![1.0, 2.0], current: vec![] });
+        assert_eq!(
+            w.view(0),
+            WindowView {
+                reference: vec![1.0, 2.0],
+                current: vec![]
+            }
+        );
         feed(&mut w, 3..=7, 0);
-        assert_eq!(w.view(0), WindowView { reference: vec![1.0, 2.0, 3.0], current: vec![6.0, 7.0] });
+        assert_eq!(
+            w.view(0),
+            WindowView {
+                reference: vec![1.0, 2.0, 3.0],
+                current: vec![6.0, 7.0]
+            }
+        );
         assert_eq!(w.counts(0), (3, 2));
     }
 
     #[test]
     fn preceding_rolls_before_current() {
-        let mut w = SampleWindows::new(&ReferenceWindow::Preceding(3), &CurrentWindow::Last(2), 100);
+        let mut w =
+            SampleWindows::new(&ReferenceWindow::Preceding(3), &CurrentWindow::Last(2), 100);
         feed(&mut w, 1..=4, 0);
-        assert_eq!(w.view(0), WindowView { reference: vec![1.0, 2.0], current: vec![3.0, 4.0] });
+        assert_eq!(
+            w.view(0),
+            WindowView {
+                reference: vec![1.0, 2.0],
+                current: vec![3.0, 4.0]
+            }
+        );
         feed(&mut w, 5..=10, 0);
-        assert_eq!(w.view(0), WindowView { reference: vec![6.0, 7.0, 8.0], current: vec![9.0, 10.0] });
+        assert_eq!(
+            w.view(0),
+            WindowView {
+                reference: vec![6.0, 7.0, 8.0],
+                current: vec![9.0, 10.0]
+            }
+        );
     }
 
     #[test]
@@ -165,21 +199,48 @@ mod tests {
         let mut w = SampleWindows::new(&ReferenceWindow::Preceding(2), &cur, 100);
         feed(&mut w, 1..=3, 0);
         feed(&mut w, 4..=5, 8_000);
-        assert_eq!(w.view(9_000), WindowView { reference: vec![], current: vec![1.0, 2.0, 3.0, 4.0, 5.0] });
+        assert_eq!(
+            w.view(9_000),
+            WindowView {
+                reference: vec![],
+                current: vec![1.0, 2.0, 3.0, 4.0, 5.0]
+            }
+        );
         // At t=15s the first three are older than 10s: they become the preceding reference (last 2 of them).
-        assert_eq!(w.view(15_000), WindowView { reference: vec![2.0, 3.0], current: vec![4.0, 5.0] });
+        assert_eq!(
+            w.view(15_000),
+            WindowView {
+                reference: vec![2.0, 3.0],
+                current: vec![4.0, 5.0]
+            }
+        );
         w.trim(15_000);
         assert_eq!(w.recent.len(), 4);
-        assert_eq!(w.view(30_000), WindowView { reference: vec![4.0, 5.0], current: vec![] });
+        assert_eq!(
+            w.view(30_000),
+            WindowView {
+                reference: vec![4.0, 5.0],
+                current: vec![]
+            }
+        );
     }
 
     #[test]
     fn file_reference_is_fixed_and_max_values_bounds() {
         let values: Arc<[f64]> = vec![9.0, 8.0].into();
-        let r = ReferenceWindow::File { path: "x".into(), values };
+        let r = ReferenceWindow::File {
+            path: "x".into(),
+            values,
+        };
         let mut w = SampleWindows::new(&r, &CurrentWindow::Last(1000), 3);
         feed(&mut w, 1..=10, 0);
-        assert_eq!(w.view(0), WindowView { reference: vec![9.0, 8.0], current: vec![8.0, 9.0, 10.0] });
+        assert_eq!(
+            w.view(0),
+            WindowView {
+                reference: vec![9.0, 8.0],
+                current: vec![8.0, 9.0, 10.0]
+            }
+        );
     }
 
     #[test]
@@ -187,6 +248,12 @@ mod tests {
         let mut e = EmaState::default();
         e.push(1.0, 0.5);
         e.push(0.0, 0.5);
-        assert_eq!(e, EmaState { value: Some(0.5), samples: 2 });
+        assert_eq!(
+            e,
+            EmaState {
+                value: Some(0.5),
+                samples: 2
+            }
+        );
     }
 }

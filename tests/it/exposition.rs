@@ -15,10 +15,23 @@ pub fn promtool_check_metrics(text: &str) -> (bool, String) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("promtool is required (apt-get install prometheus; scripts/test installs it): {e}"));
-    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
+        .unwrap_or_else(|e| {
+            panic!(
+                "promtool is required (apt-get install prometheus; scripts/test installs it): {e}"
+            )
+        });
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
     let out = child.wait_with_output().expect("promtool");
-    let msg = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let msg = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), msg)
 }
 
@@ -51,10 +64,18 @@ groups:
     let mut rng = Rng::new(9);
     // Label values that need escaping, and a series label that clashes with `rule`.
     let labels = [("model", "a \"quoted\" \\ back\nslash"), ("rule", "clash")];
-    server.push("feature_value", &labels, &rng.normals(50, 0.0, 1.0)).await;
-    server.push("feature_value", &labels, &rng.normals(50, 5.0, 1.0)).await;
+    server
+        .push("feature_value", &labels, &rng.normals(50, 0.0, 1.0))
+        .await;
+    server
+        .push("feature_value", &labels, &rng.normals(50, 5.0, 1.0))
+        .await;
     server.push("acc", &[("model", "m")], &[0.1]).await;
-    server.wait_metric("driftgauge_drift_status", &[("rule", "ks_rule")], |v| v == 2.0).await;
+    server
+        .wait_metric("driftgauge_drift_status", &[("rule", "ks_rule")], |v| {
+            v == 2.0
+        })
+        .await;
     rx.wait_for(3, crate::support::WAIT).await;
     let text = server.metrics().await;
     assert!(text.contains(r#"exported_rule="clash""#), "{text}");
@@ -75,10 +96,17 @@ groups:
         "driftgauge_config_last_reload_success_timestamp_seconds",
         "driftgauge_build_info",
     ] {
-        assert!(text.lines().any(|l| l.starts_with(family) && !l.starts_with('#')), "no sample of {family}:\n{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(family) && !l.starts_with('#')),
+            "no sample of {family}:\n{text}"
+        );
     }
     let (ok, msg) = promtool_check_metrics(&text);
     assert!(ok, "promtool check metrics failed:\n{msg}\n---\n{text}");
-    assert!(msg.trim().is_empty(), "promtool found something to say:\n{msg}");
+    assert!(
+        msg.trim().is_empty(),
+        "promtool found something to say:\n{msg}"
+    );
     server.stop().await;
 }

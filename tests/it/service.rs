@@ -73,17 +73,39 @@ async fn ks_push_drifts_gauges_and_calls_the_webhook_once() {
     server.push("feature_value", &labels, &current).await;
 
     let sel = [("rule", "amount_drift"), ("feature", "amount")];
-    server.wait_metric("driftgauge_drift_status", &sel, |v| v == 2.0).await;
+    server
+        .wait_metric("driftgauge_drift_status", &sel, |v| v == 2.0)
+        .await;
     let text = server.metrics().await;
     let expected = ks_2samp(&reference, &current, Alternative::TwoSided, Method::Auto).unwrap();
-    assert_eq!(metric_value(&text, "driftgauge_drift_statistic", &sel), Some(expected.statistic));
+    assert_eq!(
+        metric_value(&text, "driftgauge_drift_statistic", &sel),
+        Some(expected.statistic)
+    );
     let p = metric_value(&text, "driftgauge_drift_p_value", &sel).unwrap();
-    assert!((p - expected.p_value).abs() <= 1e-12 + 1e-9 * expected.p_value, "{p} vs {}", expected.p_value);
+    assert!(
+        (p - expected.p_value).abs() <= 1e-12 + 1e-9 * expected.p_value,
+        "{p} vs {}",
+        expected.p_value
+    );
     let with_window = |w| [("rule", "amount_drift"), ("window", w)];
-    assert_eq!(metric_value(&text, "driftgauge_window_samples", &with_window("reference")), Some(300.0));
-    assert_eq!(metric_value(&text, "driftgauge_window_samples", &with_window("current")), Some(300.0));
+    assert_eq!(
+        metric_value(
+            &text,
+            "driftgauge_window_samples",
+            &with_window("reference")
+        ),
+        Some(300.0)
+    );
+    assert_eq!(
+        metric_value(&text, "driftgauge_window_samples", &with_window("current")),
+        Some(300.0)
+    );
     // Group and rule labels ride on the gauges.
-    assert!(text.contains(r#"model_owner="risk""#) && text.contains(r#"team="risk""#), "{text}");
+    assert!(
+        text.contains(r#"model_owner="risk""#) && text.contains(r#"team="risk""#),
+        "{text}"
+    );
 
     let calls = rx.wait_for(1, WAIT).await;
     let body = calls[0].json();
@@ -93,20 +115,39 @@ async fn ks_push_drifts_gauges_and_calls_the_webhook_once() {
     assert_eq!(body["rule"], "amount_drift");
     assert_eq!(body["group"], "fraud-model");
     assert_eq!(body["detector"], "ks");
-    assert_eq!(body["labels"], json!({"model": "fraud", "feature": "amount", "team": "risk", "model_owner": "risk"}));
+    assert_eq!(
+        body["labels"],
+        json!({"model": "fraud", "feature": "amount", "team": "risk", "model_owner": "risk"})
+    );
     assert_eq!(body["statistic"], json!(expected.statistic));
     assert_eq!(body["value"], serde_json::Value::Null);
     assert_eq!(body["extra"], json!({"hyperparameter_tuning": true}));
     let summary = body["annotations"]["summary"].as_str().unwrap();
-    assert!(summary.starts_with("amount drifted for fraud (D=0."), "{summary}");
+    assert!(
+        summary.starts_with("amount drifted for fraud (D=0."),
+        "{summary}"
+    );
     assert!(body["starts_at"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(calls[0].header("idempotency-key"), body["idempotency_key"].as_str());
+    assert_eq!(
+        calls[0].header("idempotency-key"),
+        body["idempotency_key"].as_str()
+    );
     assert_eq!(calls[0].header("content-type"), Some("application/json"));
 
     // Still drifted a few evaluations later, and no second call.
-    let evals = |t: &str| metric_value(t, "driftgauge_rule_evaluations_total", &[("group", "fraud-model")]).unwrap();
+    let evals = |t: &str| {
+        metric_value(
+            t,
+            "driftgauge_rule_evaluations_total",
+            &[("group", "fraud-model")],
+        )
+        .unwrap()
+    };
     let before = evals(&server.metrics().await);
-    wait_until("three more evaluations", || async { evals(&server.metrics().await) >= before + 3.0 }).await;
+    wait_until("three more evaluations", || async {
+        evals(&server.metrics().await) >= before + 3.0
+    })
+    .await;
     assert_eq!(rx.requests().len(), 1, "one call on entering drifted");
     server.stop().await;
 }
@@ -118,13 +159,23 @@ async fn ema_degrades_then_recovers_with_send_resolved() {
     let labels = [("model", "fraud")];
     let sel = [("rule", "accuracy_degradation")];
     server.push("model_accuracy", &labels, &[0.95, 0.94]).await;
-    server.wait_metric("driftgauge_drift_status", &sel, |v| v == 0.0).await;
+    server
+        .wait_metric("driftgauge_drift_status", &sel, |v| v == 0.0)
+        .await;
     // 0.945 → 0.8 gives 0.8725: warning band.
     server.push("model_accuracy", &labels, &[0.8]).await;
-    server.wait_metric("driftgauge_ema_value", &sel, |v| v == 0.5 * 0.8 + 0.5 * (0.5 * 0.94 + 0.5 * 0.95)).await;
-    server.wait_metric("driftgauge_drift_status", &sel, |v| v == 1.0).await;
+    server
+        .wait_metric("driftgauge_ema_value", &sel, |v| {
+            v == 0.5 * 0.8 + 0.5 * (0.5 * 0.94 + 0.5 * 0.95)
+        })
+        .await;
+    server
+        .wait_metric("driftgauge_drift_status", &sel, |v| v == 1.0)
+        .await;
     server.push("model_accuracy", &labels, &[0.7, 0.7]).await;
-    server.wait_metric("driftgauge_drift_status", &sel, |v| v == 2.0).await;
+    server
+        .wait_metric("driftgauge_drift_status", &sel, |v| v == 2.0)
+        .await;
     let calls = rx.wait_for(1, WAIT).await;
     let body = calls[0].json();
     assert_eq!(body["status"], "drifted");
@@ -132,13 +183,20 @@ async fn ema_degrades_then_recovers_with_send_resolved() {
     assert_eq!(body["statistic"], serde_json::Value::Null);
     assert!(body["value"].as_f64().unwrap() < 0.85);
     // Recovery: send_resolved calls again with the new status.
-    server.push("model_accuracy", &labels, &[1.0, 1.0, 1.0, 1.0]).await;
-    server.wait_metric("driftgauge_drift_status", &sel, |v| v == 0.0).await;
+    server
+        .push("model_accuracy", &labels, &[1.0, 1.0, 1.0, 1.0])
+        .await;
+    server
+        .wait_metric("driftgauge_drift_status", &sel, |v| v == 0.0)
+        .await;
     let calls = rx.wait_for(2, WAIT).await;
     let resolved = calls[1].json();
     assert_eq!(resolved["status"], "stable");
     assert_eq!(resolved["previous_status"], "drifted");
-    assert_ne!(calls[0].header("idempotency-key"), calls[1].header("idempotency-key"));
+    assert_ne!(
+        calls[0].header("idempotency-key"),
+        calls[1].header("idempotency-key")
+    );
     server.stop().await;
 }
 
@@ -149,13 +207,28 @@ async fn two_series_of_one_rule_are_evaluated_apart() {
     let mut rng = Rng::new(2);
     let a = [("model", "fraud"), ("feature", "amount")];
     let b = [("model", "fraud"), ("feature", "age")];
-    server.push("feature_value", &a, &rng.normals(300, 0.0, 1.0)).await;
-    server.push("feature_value", &b, &rng.normals(300, 0.0, 1.0)).await;
-    server.push("feature_value", &a, &rng.normals(300, 2.0, 1.0)).await;
-    server.push("feature_value", &b, &rng.normals(300, 0.0, 1.0)).await;
-    server.wait_metric("driftgauge_drift_status", &[("feature", "amount")], |v| v == 2.0).await;
+    server
+        .push("feature_value", &a, &rng.normals(300, 0.0, 1.0))
+        .await;
+    server
+        .push("feature_value", &b, &rng.normals(300, 0.0, 1.0))
+        .await;
+    server
+        .push("feature_value", &a, &rng.normals(300, 2.0, 1.0))
+        .await;
+    server
+        .push("feature_value", &b, &rng.normals(300, 0.0, 1.0))
+        .await;
+    server
+        .wait_metric("driftgauge_drift_status", &[("feature", "amount")], |v| {
+            v == 2.0
+        })
+        .await;
     let text = server.metrics().await;
-    assert_eq!(metric_value(&text, "driftgauge_drift_status", &[("feature", "age")]), Some(0.0));
+    assert_eq!(
+        metric_value(&text, "driftgauge_drift_status", &[("feature", "age")]),
+        Some(0.0)
+    );
     let calls = rx.wait_for(1, WAIT).await;
     assert_eq!(calls[0].json()["labels"]["feature"], "amount");
     server.stop().await;
@@ -180,15 +253,33 @@ groups:
     let server = Server::start(Files::new(&config(&rx, "")).rule_file("p.yml", rules)).await;
     let mut rng = Rng::new(3);
     for version in ["v1", "v2", "v3"] {
-        let labels = [("model", "fraud"), ("version", version), ("feature", "amount")];
-        server.push("feature_value", &labels, &rng.normals(60, 0.0, 1.0)).await;
+        let labels = [
+            ("model", "fraud"),
+            ("version", version),
+            ("feature", "amount"),
+        ];
+        server
+            .push("feature_value", &labels, &rng.normals(60, 0.0, 1.0))
+            .await;
     }
     let sel = [("rule", "pooled_drift"), ("window", "current")];
-    server.wait_metric("driftgauge_window_samples", &sel, |v| v == 80.0).await;
+    server
+        .wait_metric("driftgauge_window_samples", &sel, |v| v == 80.0)
+        .await;
     let text = server.metrics().await;
-    assert_eq!(metric_value(&text, "driftgauge_window_samples", &[("rule", "pooled_drift"), ("window", "reference")]), Some(100.0));
+    assert_eq!(
+        metric_value(
+            &text,
+            "driftgauge_window_samples",
+            &[("rule", "pooled_drift"), ("window", "reference")]
+        ),
+        Some(100.0)
+    );
     // One pooled series, labelled by the `by` labels only.
-    let status: Vec<&str> = text.lines().filter(|l| l.starts_with("driftgauge_drift_status{")).collect();
+    let status: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("driftgauge_drift_status{"))
+        .collect();
     assert_eq!(status.len(), 1, "{text}");
     assert!(!status[0].contains("version="), "{}", status[0]);
     assert!(status[0].contains(r#"feature="amount""#) && status[0].contains(r#"model="fraud""#));
@@ -202,21 +293,52 @@ async fn bad_pushes_are_refused_whole_and_nothing_is_applied() {
     let server = Server::start(Files::new(&cfg).rule_file("q.yml", EMA_RULES)).await;
     let good = json!({"metric": "model_accuracy", "labels": {"model": "fraud"}, "value": 0.99});
     let cases: Vec<(serde_json::Value, usize, &str)> = vec![
-        (json!({"metric": "9bad", "value": 1}), 1, "invalid metric name"),
-        (json!({"metric": "ok", "labels": {"bad-name": "x"}, "value": 1}), 1, "invalid label name"),
-        (json!({"metric": "ok", "values": [1.0, "NaN"]}), 1, "values[1]"),
+        (
+            json!({"metric": "9bad", "value": 1}),
+            1,
+            "invalid metric name",
+        ),
+        (
+            json!({"metric": "ok", "labels": {"bad-name": "x"}, "value": 1}),
+            1,
+            "invalid label name",
+        ),
+        (
+            json!({"metric": "ok", "values": [1.0, "NaN"]}),
+            1,
+            "values[1]",
+        ),
         (json!({"metric": "ok", "value": "abc"}), 1, "not a number"),
-        (json!({"metric": "ok", "value": 1, "values": [1]}), 1, "both"),
+        (
+            json!({"metric": "ok", "value": 1, "values": [1]}),
+            1,
+            "both",
+        ),
         (json!({"metric": "ok"}), 1, "neither"),
         (json!({"metric": "ok", "values": []}), 1, "empty"),
-        (json!({"metric": "ok", "labels": {"l": "x".repeat(5000)}, "value": 1}), 1, "too long"),
+        (
+            json!({"metric": "ok", "labels": {"l": "x".repeat(5000)}, "value": 1}),
+            1,
+            "too long",
+        ),
     ];
     for (bad, index, reason) in cases {
-        let (status, v) = server.post_json("/api/v1/samples", json!({"samples": [good.clone(), bad.clone()]})).await;
+        let (status, v) = server
+            .post_json(
+                "/api/v1/samples",
+                json!({"samples": [good.clone(), bad.clone()]}),
+            )
+            .await;
         assert_eq!(status, 400, "{bad}: {v}");
         assert_eq!(v["index"], index, "{bad}: {v}");
         assert!(v["error"].as_str().unwrap().contains(reason), "{bad}: {v}");
-        assert!(v["error"].as_str().unwrap().starts_with(&format!("samples[{index}]: ")), "{v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("samples[{index}]: ")),
+            "{v}"
+        );
     }
     for body in ["not json", "{}", r#"{"samples": 3}"#, "[]"] {
         let (status, text) = server.post("/api/v1/samples", body).await;
@@ -229,17 +351,37 @@ async fn bad_pushes_are_refused_whole_and_nothing_is_applied() {
     assert_eq!(status, 413, "{text}");
     assert!(text.contains("max_body_bytes=8192"), "{text}");
     // Over the series limit: 429 naming it, and the batch is refused whole.
-    let four: Vec<_> = (0..4).map(|i| json!({"metric": "m", "labels": {"i": i.to_string()}, "value": 1})).collect();
-    let (status, v) = server.post_json("/api/v1/samples", json!({"samples": four})).await;
+    let four: Vec<_> = (0..4)
+        .map(|i| json!({"metric": "m", "labels": {"i": i.to_string()}, "value": 1}))
+        .collect();
+    let (status, v) = server
+        .post_json("/api/v1/samples", json!({"samples": four}))
+        .await;
     assert_eq!(status, 429, "{v}");
     assert!(v["error"].as_str().unwrap().contains("max_series=3"), "{v}");
 
     // Nothing of any refused batch was applied: no samples counted, no window touched.
     let text = server.metrics().await;
-    assert_eq!(metric_value(&text, "driftgauge_samples_received_total", &[("source", "push")]), Some(0.0));
-    assert_eq!(metric_value(&text, "driftgauge_window_samples", &[("rule", "accuracy_degradation")]), None);
+    assert_eq!(
+        metric_value(
+            &text,
+            "driftgauge_samples_received_total",
+            &[("source", "push")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            "driftgauge_window_samples",
+            &[("rule", "accuracy_degradation")]
+        ),
+        None
+    );
     // A good batch still goes through afterwards.
-    let (status, v) = server.post_json("/api/v1/samples", json!({"samples": [good]})).await;
+    let (status, v) = server
+        .post_json("/api/v1/samples", json!({"samples": [good]}))
+        .await;
     assert_eq!((status, v), (200, json!({"accepted": 1})));
     let (status, _) = server.get("/api/v1/samples").await;
     assert_eq!(status, 405);
@@ -250,46 +392,122 @@ async fn bad_pushes_are_refused_whole_and_nothing_is_applied() {
 async fn reload_keeps_unchanged_rules_and_survives_a_bad_file() {
     let rx = Receiver::start(Script::ok()).await;
     let cfg = config(&rx, "");
-    let server = Server::start(Files::new(&cfg).rule_file("fraud.yml", KS_RULES).rule_file("q.yml", EMA_RULES)).await;
+    let server = Server::start(
+        Files::new(&cfg)
+            .rule_file("fraud.yml", KS_RULES)
+            .rule_file("q.yml", EMA_RULES),
+    )
+    .await;
     let mut rng = Rng::new(4);
-    server.push("feature_value", &[("model", "fraud")], &rng.normals(150, 0.0, 1.0)).await;
-    server.push("model_accuracy", &[("model", "fraud")], &[0.9]).await;
+    server
+        .push(
+            "feature_value",
+            &[("model", "fraud")],
+            &rng.normals(150, 0.0, 1.0),
+        )
+        .await;
+    server
+        .push("model_accuracy", &[("model", "fraud")], &[0.9])
+        .await;
     let ref_sel = [("rule", "amount_drift"), ("window", "reference")];
-    server.wait_metric("driftgauge_window_samples", &ref_sel, |v| v == 150.0).await;
-    server.wait_metric("driftgauge_ema_value", &[("rule", "accuracy_degradation")], |v| v == 0.9).await;
+    server
+        .wait_metric("driftgauge_window_samples", &ref_sel, |v| v == 150.0)
+        .await;
+    server
+        .wait_metric(
+            "driftgauge_ema_value",
+            &[("rule", "accuracy_degradation")],
+            |v| v == 0.9,
+        )
+        .await;
 
     // A bad file: 500 naming file:line:col, old rules keep running, reload gauge 0.
-    server.rewrite(&Files::new(&cfg).rule_file("fraud.yml", KS_RULES).rule_file("q.yml", "groups:\n  - name: q\n    rules:\n      - name: x\n        detector: nope\n"));
+    server.rewrite(
+        &Files::new(&cfg).rule_file("fraud.yml", KS_RULES).rule_file(
+            "q.yml",
+            "groups:\n  - name: q\n    rules:\n      - name: x\n        detector: nope\n",
+        ),
+    );
     let (status, text) = server.post("/-/reload", "").await;
     assert_eq!(status, 500, "{text}");
     assert!(text.contains("q.yml:5:19: "), "{text}");
     let t = server.metrics().await;
-    assert_eq!(metric_value(&t, "driftgauge_config_last_reload_successful", &[]), Some(0.0));
-    server.push("model_accuracy", &[("model", "fraud")], &[0.5]).await;
-    server.wait_metric("driftgauge_ema_value", &[("rule", "accuracy_degradation")], |v| v == 0.7).await;
+    assert_eq!(
+        metric_value(&t, "driftgauge_config_last_reload_successful", &[]),
+        Some(0.0)
+    );
+    server
+        .push("model_accuracy", &[("model", "fraud")], &[0.5])
+        .await;
+    server
+        .wait_metric(
+            "driftgauge_ema_value",
+            &[("rule", "accuracy_degradation")],
+            |v| v == 0.7,
+        )
+        .await;
 
     // A good reload that drops the EMA rule and keeps the KS rule as it was.
     server.rewrite(&Files::new(&cfg).rule_file("fraud.yml", KS_RULES));
     let (status, text) = server.post("/-/reload", "").await;
     assert_eq!(status, 200, "{text}");
     let t = server.metrics().await;
-    assert_eq!(metric_value(&t, "driftgauge_config_last_reload_successful", &[]), Some(1.0));
-    assert_eq!(metric_value(&t, "driftgauge_ema_value", &[("rule", "accuracy_degradation")]), None, "removed rule left");
+    assert_eq!(
+        metric_value(&t, "driftgauge_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(
+            &t,
+            "driftgauge_ema_value",
+            &[("rule", "accuracy_degradation")]
+        ),
+        None,
+        "removed rule left"
+    );
     assert!(!t.contains("accuracy_degradation"), "{t}");
     assert!(!t.contains(r#"group="quality""#), "{t}");
     // The kept rule kept its frozen reference: 150 more values go to the reference, not a new one.
-    server.push("feature_value", &[("model", "fraud")], &rng.normals(200, 0.0, 1.0)).await;
-    server.wait_metric("driftgauge_window_samples", &[("rule", "amount_drift"), ("window", "current")], |v| v == 50.0).await;
-    server.wait_metric("driftgauge_window_samples", &ref_sel, |v| v == 300.0).await;
+    server
+        .push(
+            "feature_value",
+            &[("model", "fraud")],
+            &rng.normals(200, 0.0, 1.0),
+        )
+        .await;
+    server
+        .wait_metric(
+            "driftgauge_window_samples",
+            &[("rule", "amount_drift"), ("window", "current")],
+            |v| v == 50.0,
+        )
+        .await;
+    server
+        .wait_metric("driftgauge_window_samples", &ref_sel, |v| v == 300.0)
+        .await;
 
     // A changed rule starts afresh.
-    server.rewrite(&Files::new(&cfg).rule_file("fraud.yml", &KS_RULES.replace("alpha: 0.05", "alpha: 0.01")));
+    server.rewrite(
+        &Files::new(&cfg).rule_file("fraud.yml", &KS_RULES.replace("alpha: 0.05", "alpha: 0.01")),
+    );
     let (status, _) = server.post("/-/reload", "").await;
     assert_eq!(status, 200);
     let t = server.metrics().await;
-    assert_eq!(metric_value(&t, "driftgauge_window_samples", &ref_sel), None, "changed rule reset its windows: {t}");
-    server.push("feature_value", &[("model", "fraud")], &rng.normals(10, 0.0, 1.0)).await;
-    server.wait_metric("driftgauge_window_samples", &ref_sel, |v| v == 10.0).await;
+    assert_eq!(
+        metric_value(&t, "driftgauge_window_samples", &ref_sel),
+        None,
+        "changed rule reset its windows: {t}"
+    );
+    server
+        .push(
+            "feature_value",
+            &[("model", "fraud")],
+            &rng.normals(10, 0.0, 1.0),
+        )
+        .await;
+    server
+        .wait_metric("driftgauge_window_samples", &ref_sel, |v| v == 10.0)
+        .await;
     server.stop().await;
 }
 
@@ -311,10 +529,21 @@ async fn reload_is_refused_without_the_lifecycle_flag() {
     driftgauge::output::webhook::install_crypto_provider();
     let client = reqwest::Client::new();
     let url = |p: &str| format!("http://{addr}{p}");
-    wait_until("ready", || async { client.get(url("/-/ready")).send().await.is_ok_and(|r| r.status() == 200) }).await;
+    wait_until("ready", || async {
+        client
+            .get(url("/-/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
     let r = client.post(url("/-/reload")).send().await.unwrap();
     assert_eq!(r.status(), 403);
-    assert!(r.text().await.unwrap().contains("Lifecycle API is not enabled"));
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("Lifecycle API is not enabled"));
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }
@@ -325,7 +554,10 @@ async fn webhook_retries_after_500s_with_one_idempotency_key_and_a_valid_signatu
     use hmac::{Hmac, Mac};
     let rx = Receiver::start(Script::statuses([500, 500, 200])).await;
     let key = b"driftgauge-test-signing-key-0123";
-    let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(key));
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    );
     let cfg = format!(
         r#"
 rule_files: ["rules/*.yml"]
@@ -346,15 +578,34 @@ webhooks:
     std::fs::write(tmp.path().join("token"), "s3cr3t\n").unwrap();
     std::fs::write(tmp.path().join("whsec"), &secret).unwrap();
     let cfg_abs = cfg
-        .replace("bearer_token_file: token", &format!("bearer_token_file: {}", tmp.path().join("token").display()))
-        .replace("signing_secret_file: whsec", &format!("signing_secret_file: {}", tmp.path().join("whsec").display()));
-    let server = Server::start(Files { config: cfg_abs, rules: dir_files.rules }).await;
-    server.push("model_accuracy", &[("model", "fraud")], &[0.1]).await;
+        .replace(
+            "bearer_token_file: token",
+            &format!("bearer_token_file: {}", tmp.path().join("token").display()),
+        )
+        .replace(
+            "signing_secret_file: whsec",
+            &format!(
+                "signing_secret_file: {}",
+                tmp.path().join("whsec").display()
+            ),
+        );
+    let server = Server::start(Files {
+        config: cfg_abs,
+        rules: dir_files.rules,
+    })
+    .await;
+    server
+        .push("model_accuracy", &[("model", "fraud")], &[0.1])
+        .await;
     let calls = rx.wait_for(3, WAIT).await;
     assert_eq!(calls.len(), 3);
     let ik = calls[0].header("idempotency-key").unwrap().to_string();
     for c in &calls {
-        assert_eq!(c.header("idempotency-key"), Some(ik.as_str()), "same key on every retry");
+        assert_eq!(
+            c.header("idempotency-key"),
+            Some(ik.as_str()),
+            "same key on every retry"
+        );
         assert_eq!(c.header("authorization"), Some("Bearer s3cr3t"));
         assert_eq!(c.header("x-team"), Some("risk"));
         assert_eq!(c.header("webhook-id"), Some(ik.as_str()));
@@ -362,15 +613,26 @@ webhooks:
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
         mac.update(format!("{ik}.{ts}.").as_bytes());
         mac.update(&c.body);
-        let expected = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+        let expected = format!(
+            "v1,{}",
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+        );
         assert_eq!(c.header("webhook-signature"), Some(expected.as_str()));
     }
     let t = server.metrics().await;
     wait_until("queue drained", || async {
-        metric_value(&server.metrics().await, "driftgauge_webhook_queue_length", &[]) == Some(0.0)
+        metric_value(
+            &server.metrics().await,
+            "driftgauge_webhook_queue_length",
+            &[],
+        ) == Some(0.0)
     })
     .await;
-    let fails = metric_value(&t, "driftgauge_webhook_requests_total", &[("webhook", "retrain"), ("outcome", "failure")]);
+    let fails = metric_value(
+        &t,
+        "driftgauge_webhook_requests_total",
+        &[("webhook", "retrain"), ("outcome", "failure")],
+    );
     assert_eq!(fails, Some(2.0), "{t}");
     server.stop().await;
 }
@@ -381,36 +643,75 @@ async fn a_dead_webhook_receiver_never_delays_evaluation() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_url = format!("http://{}/hook", dead.local_addr().unwrap());
     drop(dead);
-    let slow = Receiver::start(Script::replies([crate::receiver::Reply::ok().delay(Duration::from_secs(30))])).await;
+    let slow = Receiver::start(Script::replies([
+        crate::receiver::Reply::ok().delay(Duration::from_secs(30))
+    ]))
+    .await;
     let cfg = format!(
         "rule_files: [\"rules/*.yml\"]\nwebhooks:\n  retrain:\n    url: {dead_url}\n    min_backoff: 10ms\n  slow:\n    url: {}\n    timeout: 30s\n",
         slow.url("/slow")
     );
     let rules = EMA_RULES.replace("webhooks: [retrain]", "webhooks: [retrain, slow]");
     let server = Server::start(Files::new(&cfg).rule_file("q.yml", &rules)).await;
-    server.push("model_accuracy", &[("model", "fraud")], &[0.1]).await;
-    server.wait_metric("driftgauge_drift_status", &[("rule", "accuracy_degradation")], |v| v == 2.0).await;
-    let evals = |t: &str| metric_value(t, "driftgauge_rule_evaluations_total", &[("group", "quality")]).unwrap();
+    server
+        .push("model_accuracy", &[("model", "fraud")], &[0.1])
+        .await;
+    server
+        .wait_metric(
+            "driftgauge_drift_status",
+            &[("rule", "accuracy_degradation")],
+            |v| v == 2.0,
+        )
+        .await;
+    let evals = |t: &str| {
+        metric_value(
+            t,
+            "driftgauge_rule_evaluations_total",
+            &[("group", "quality")],
+        )
+        .unwrap()
+    };
     let before = evals(&server.metrics().await);
-    wait_until("evaluations go on", || async { evals(&server.metrics().await) >= before + 5.0 }).await;
+    wait_until("evaluations go on", || async {
+        evals(&server.metrics().await) >= before + 5.0
+    })
+    .await;
     wait_until("failed attempts counted", || async {
-        metric_value(&server.metrics().await, "driftgauge_webhook_requests_total", &[("webhook", "retrain"), ("outcome", "failure")])
-            .is_some_and(|v| v >= 2.0)
+        metric_value(
+            &server.metrics().await,
+            "driftgauge_webhook_requests_total",
+            &[("webhook", "retrain"), ("outcome", "failure")],
+        )
+        .is_some_and(|v| v >= 2.0)
     })
     .await;
     let t = server.metrics().await;
-    assert!(metric_value(&t, "driftgauge_webhook_queue_length", &[]).unwrap() >= 1.0, "{t}");
+    assert!(
+        metric_value(&t, "driftgauge_webhook_queue_length", &[]).unwrap() >= 1.0,
+        "{t}"
+    );
     let started = std::time::Instant::now();
     server.stop().await;
-    assert!(started.elapsed() < Duration::from_secs(12), "shutdown is bounded");
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "shutdown is bounded"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_api_lists_groups_rules_and_series() {
     let rx = Receiver::start(Script::ok()).await;
     let server = Server::start(Files::new(&config(&rx, "")).rule_file("q.yml", EMA_RULES)).await;
-    server.push("model_accuracy", &[("model", "fraud")], &[0.88]).await;
-    server.wait_metric("driftgauge_drift_status", &[("rule", "accuracy_degradation")], |v| v == 1.0).await;
+    server
+        .push("model_accuracy", &[("model", "fraud")], &[0.88])
+        .await;
+    server
+        .wait_metric(
+            "driftgauge_drift_status",
+            &[("rule", "accuracy_degradation")],
+            |v| v == 1.0,
+        )
+        .await;
     let (status, text) = server.get("/api/v1/rules").await;
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -451,13 +752,35 @@ async fn evaluate_endpoint_matches_the_library() {
     assert_eq!(v["method"], r.method.as_str());
     assert_eq!(v["n_reference"], 500);
     assert_eq!(v["n_current"], 400);
-    assert_eq!(v["status"], if r.p_value <= 0.01 { "drifted" } else { "stable" });
+    assert_eq!(
+        v["status"],
+        if r.p_value <= 0.01 {
+            "drifted"
+        } else {
+            "stable"
+        }
+    );
     for (body, needle) in [
-        (json!({"detector": "psi", "reference": [1], "current": [2]}), "unknown detector"),
-        (json!({"detector": "ks", "reference": [], "current": [2]}), "reference"),
-        (json!({"detector": "ks", "reference": [1], "current": [2], "method": "fast"}), "unknown method"),
-        (json!({"detector": "ks", "reference": [1], "current": [2], "alpha": 2}), "alpha"),
-        (json!({"detector": "ks", "reference": [1, "x"], "current": [2]}), "bad request body"),
+        (
+            json!({"detector": "psi", "reference": [1], "current": [2]}),
+            "unknown detector",
+        ),
+        (
+            json!({"detector": "ks", "reference": [], "current": [2]}),
+            "reference",
+        ),
+        (
+            json!({"detector": "ks", "reference": [1], "current": [2], "method": "fast"}),
+            "unknown method",
+        ),
+        (
+            json!({"detector": "ks", "reference": [1], "current": [2], "alpha": 2}),
+            "alpha",
+        ),
+        (
+            json!({"detector": "ks", "reference": [1, "x"], "current": [2]}),
+            "bad request body",
+        ),
     ] {
         let (status, v) = server.post_json("/api/v1/evaluate", body.clone()).await;
         assert_eq!(status, 400, "{body}: {v}");
@@ -469,21 +792,38 @@ async fn evaluate_endpoint_matches_the_library() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_negotiate_openmetrics_and_health_routes_answer() {
     let server = Server::start(Files::new("rule_files: []\n")).await;
-    let r = server.client.get(server.url("/metrics")).send().await.unwrap();
-    assert_eq!(r.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let r = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
     let text = r.text().await.unwrap();
     assert!(text.contains("driftgauge_build_info{revision="), "{text}");
     let r = server
         .client
         .get(server.url("/metrics"))
-        .header("accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
         .send()
         .await
         .unwrap();
-    assert_eq!(r.headers()["content-type"], "application/openmetrics-text; version=1.0.0; charset=utf-8");
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
     let text = r.text().await.unwrap();
     assert!(text.ends_with("# EOF\n"));
-    assert!(text.contains("# TYPE driftgauge_samples_received counter"), "{text}");
+    assert!(
+        text.contains("# TYPE driftgauge_samples_received counter"),
+        "{text}"
+    );
     assert_eq!(server.get("/-/healthy").await.0, 200);
     assert_eq!(server.get("/-/ready").await.0, 200);
     assert_eq!(server.get("/nope").await.0, 404);

@@ -30,7 +30,10 @@ pub struct Files {
 
 impl Files {
     pub fn new(config: &str) -> Files {
-        Files { config: config.to_string(), rules: vec![] }
+        Files {
+            config: config.to_string(),
+            rules: vec![],
+        }
     }
     pub fn rule_file(mut self, name: &str, text: &str) -> Files {
         self.rules.push((name.to_string(), text.to_string()));
@@ -50,13 +53,21 @@ impl Server {
             auto_reload: false,
         };
         driftgauge::output::webhook::install_crypto_provider();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app::run(options, listener, async move {
             let _ = stopped.await;
         }));
-        let server = Server { addr, dir, client: reqwest::Client::new(), stop: Some(stop), task: Some(task) };
+        let server = Server {
+            addr,
+            dir,
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        };
         server.wait_ready().await;
         server
     }
@@ -76,7 +87,10 @@ impl Server {
 
     /// Rewrites the config and rule files (rule files not listed are removed).
     pub fn rewrite(&self, files: &Files) {
-        for entry in std::fs::read_dir(self.dir.path().join("rules")).expect("rules dir").flatten() {
+        for entry in std::fs::read_dir(self.dir.path().join("rules"))
+            .expect("rules dir")
+            .flatten()
+        {
             let _ = std::fs::remove_file(entry.path());
         }
         write_files(self.dir.path(), files);
@@ -109,14 +123,17 @@ impl Server {
 
     pub async fn post_json(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         let (status, text) = self.post(path, body.to_string()).await;
-        let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} answered non-JSON ({e}): {text}"));
+        let v = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{path} answered non-JSON ({e}): {text}"));
         (status, v)
     }
 
     /// Pushes one series' values; asserts 200.
     pub async fn push(&self, metric: &str, labels: &[(&str, &str)], values: &[f64]) {
-        let labels: serde_json::Map<String, serde_json::Value> =
-            labels.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect();
+        let labels: serde_json::Map<String, serde_json::Value> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+            .collect();
         let body = serde_json::json!({"samples": [{"metric": metric, "labels": labels, "values": values}]});
         let (status, v) = self.post_json("/api/v1/samples", body).await;
         assert_eq!(status, 200, "push refused: {v}");
@@ -130,7 +147,12 @@ impl Server {
     }
 
     /// Polls `/metrics` until `name{labels}` has a value satisfying `pred`; returns it.
-    pub async fn wait_metric(&self, name: &str, labels: &[(&str, &str)], pred: impl Fn(f64) -> bool) -> f64 {
+    pub async fn wait_metric(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        pred: impl Fn(f64) -> bool,
+    ) -> f64 {
         let deadline = Instant::now() + WAIT;
         loop {
             let text = self.metrics().await;
@@ -152,7 +174,10 @@ impl Server {
             let _ = s.send(());
         }
         if let Some(t) = self.task.take() {
-            let r = tokio::time::timeout(WAIT, t).await.expect("shutdown within bound").expect("join");
+            let r = tokio::time::timeout(WAIT, t)
+                .await
+                .expect("shutdown within bound")
+                .expect("join");
             r.expect("clean exit");
         }
     }
@@ -193,8 +218,14 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
         if n != name {
             continue;
         }
-        if labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))) {
-            assert!(found.is_none(), "several samples of {name} match {labels:?}:\n{text}");
+        if labels
+            .iter()
+            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+        {
+            assert!(
+                found.is_none(),
+                "several samples of {name} match {labels:?}:\n{text}"
+            );
             found = Some(match value {
                 "NaN" => f64::NAN,
                 "+Inf" => f64::INFINITY,

@@ -1,0 +1,368 @@
+//! The binary itself: `eval`, `--version`, and `serve` as a process (signals, embedded default).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use driftgauge::detect::ks::{ks_2samp, Alternative, Method};
+
+use crate::support::Rng;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_driftgauge"))
+}
+
+fn write_values(path: &Path, values: &[f64]) {
+    let text: String = values.iter().map(|v| format!("{v:?}\n")).collect();
+    std::fs::write(path, format!("# generated\n\n{text}")).unwrap();
+}
+
+#[test]
+fn eval_json_matches_the_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(11);
+    let a = rng.normals(700, 0.0, 1.0);
+    let b = rng.normals(600, 0.2, 1.0);
+    write_values(&dir.path().join("a.txt"), &a);
+    write_values(&dir.path().join("b.txt"), &b);
+    for (alt, alternative) in [
+        ("two-sided", Alternative::TwoSided),
+        ("less", Alternative::Less),
+        ("greater", Alternative::Greater),
+    ] {
+        for (m, method) in [
+            ("auto", Method::Auto),
+            ("exact", Method::Exact),
+            ("asymp", Method::Asymp),
+        ] {
+            let out = bin()
+                .args(["eval", "--detector=ks", "--output=json"])
+                .arg(format!(
+                    "--reference={}",
+                    dir.path().join("a.txt").display()
+                ))
+                .arg(format!("--current={}", dir.path().join("b.txt").display()))
+                .arg(format!("--alternative={alt}"))
+                .arg(format!("--method={m}"))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let r = ks_2samp(&a, &b, alternative, method).unwrap();
+            assert_eq!(v["detector"], "ks");
+            assert_eq!(v["statistic"].as_f64(), Some(r.statistic), "{alt} {m}");
+            assert_eq!(v["p_value"].as_f64(), Some(r.p_value), "{alt} {m}");
+            assert_eq!(v["statistic_location"].as_f64(), Some(r.location));
+            assert_eq!(v["statistic_sign"].as_i64(), Some(r.sign as i64));
+            assert_eq!(v["method"], r.method.as_str());
+            assert_eq!(v["n_reference"], 700);
+            assert_eq!(v["n_current"], 600);
+            let status = if r.p_value <= 0.05 {
+                "drifted"
+            } else {
+                "stable"
+            };
+            assert_eq!(v["status"], status);
+        }
+    }
+}
+
+#[test]
+fn eval_reads_a_csv_column_and_prints_text() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.csv"), "id,amount\n1,1.0\n2,2.0\n3,3.0\n").unwrap();
+    std::fs::write(
+        dir.path().join("b.csv"),
+        "id,amount\n1,10.0\n2,20.0\n3,30.0\n",
+    )
+    .unwrap();
+    let out = bin()
+        .current_dir(dir.path())
+        .args([
+            "eval",
+            "--detector=ks",
+            "--reference=a.csv",
+            "--current=b.csv",
+            "--column=amount",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("statistic:          1\n"), "{text}");
+    assert!(text.contains("method:             exact\n"), "{text}");
+}
+
+#[test]
+fn eval_fails_clearly_on_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty.txt"), "# nothing\n\n").unwrap();
+    std::fs::write(dir.path().join("bad.txt"), "1\n2\nfoo\n").unwrap();
+    std::fs::write(dir.path().join("ok.txt"), "1\n2\n").unwrap();
+    for (reference, needle) in [
+        ("empty.txt", "empty.txt: no values"),
+        ("bad.txt", "bad.txt: line 3: expected a number, got \"foo\""),
+        ("missing.txt", "reading missing.txt"),
+    ] {
+        let out = bin()
+            .current_dir(dir.path())
+            .args(["eval", "--detector=ks", "--current=ok.txt"])
+            .arg(format!("--reference={reference}"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{reference}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{reference}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+    let out = bin()
+        .args([
+            "eval",
+            "--detector=ks",
+            "--reference=a",
+            "--current=b",
+            "--alternative=sideways",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--alternative=sideways"));
+}
+
+#[test]
+fn version_and_help() {
+    let out = bin().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("driftgauge {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = bin().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in ["serve", "check", "eval"] {
+        assert!(help.contains(word), "{help}");
+    }
+    let out = bin().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--config.file",
+        "--web.listen-address",
+        "--storage.path",
+        "--log.level",
+        "--log.format",
+        "--web.enable-lifecycle",
+    ] {
+        assert!(help.contains(flag), "{help}");
+    }
+}
+
+/// A `serve` process; its address is read from its first log lines.
+struct Process {
+    child: Child,
+    addr: String,
+}
+
+impl Process {
+    fn start(dir: &Path, args: &[&str]) -> Process {
+        let mut child = bin()
+            .current_dir(dir)
+            .arg("serve")
+            .arg("--web.listen-address=127.0.0.1:0")
+            .args(args)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        // Read the log on a thread (it also keeps draining it, so the child never blocks on a
+        // full pipe) and wait for the listening address with a deadline.
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut seen = String::new();
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(l) => l,
+                Err(_) => panic!("serve did not log its address:\n{seen}"),
+            };
+            seen.push_str(&line);
+            seen.push('\n');
+            if let Some(i) = line.find("address=") {
+                break line[i + 8..].split(' ').next().unwrap().to_string();
+            }
+            if let Some(i) = line.find("\"address\":\"") {
+                break line[i + 11..].split('"').next().unwrap().to_string();
+            }
+        };
+        Process { child, addr }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        http(&self.addr, "GET", path, "")
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal blocking HTTP/1.1 client (Connection: close), so process tests need no runtime.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn poll(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn serve_without_flags_runs_the_example_rules_and_stops_on_sigterm() {
+    // The embedded default: ./rules/*.yml and ./data in the working directory.
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(dir.path().join("rules/reference")).unwrap();
+    for entry in std::fs::read_dir(repo.join("rules")).unwrap().flatten() {
+        if entry.path().is_file() {
+            std::fs::copy(
+                entry.path(),
+                dir.path().join("rules").join(entry.file_name()),
+            )
+            .unwrap();
+        }
+    }
+    for entry in std::fs::read_dir(repo.join("rules/reference"))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::copy(
+            entry.path(),
+            dir.path().join("rules/reference").join(entry.file_name()),
+        )
+        .unwrap();
+    }
+    let mut p = Process::start(dir.path(), &[]);
+    poll("ready", || p.get("/-/ready").0 == 200);
+    let (status, rules) = p.get("/api/v1/rules");
+    assert_eq!(status, 200);
+    assert!(
+        rules.contains("amount_drift") && rules.contains("accuracy_degradation"),
+        "{rules}"
+    );
+    assert!(
+        dir.path().join("data").is_dir(),
+        "state directory under ./data"
+    );
+    let (status, body) = http(
+        &p.addr,
+        "POST",
+        "/api/v1/samples",
+        r#"{"samples":[{"metric":"model_accuracy","labels":{"model":"fraud"},"value":0.97}]}"#,
+    );
+    assert_eq!((status, body.as_str()), (200, r#"{"accepted":1}"#));
+    p.signal("TERM");
+    let status = p.wait_exit(Duration::from_secs(12));
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn sighup_reloads_and_a_bad_file_keeps_the_running_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    std::fs::write(
+        dir.path().join("driftgauge.yml"),
+        "rule_files: [\"rules/*.yml\"]\n",
+    )
+    .unwrap();
+    let rule = |name: &str| {
+        format!("groups:\n  - name: g\n    rules:\n      - name: {name}\n        detector: ema\n        series: acc\n        smoothing: 0.5\n        below: 0.5\n")
+    };
+    std::fs::write(dir.path().join("rules/a.yml"), rule("first")).unwrap();
+    let p = Process::start(
+        dir.path(),
+        &["--config.file=driftgauge.yml", "--log.format=json"],
+    );
+    poll("ready", || p.get("/-/ready").0 == 200);
+    assert!(p.get("/api/v1/rules").1.contains("\"first\""));
+
+    std::fs::write(dir.path().join("rules/a.yml"), rule("second")).unwrap();
+    p.signal("HUP");
+    poll("reload to the second rule", || {
+        p.get("/api/v1/rules").1.contains("\"second\"")
+    });
+
+    std::fs::write(dir.path().join("rules/a.yml"), "groups: [oops\n").unwrap();
+    p.signal("HUP");
+    poll("reload failure counted", || {
+        p.get("/metrics")
+            .1
+            .contains("driftgauge_config_last_reload_successful 0")
+    });
+    assert!(
+        p.get("/api/v1/rules").1.contains("\"second\""),
+        "bad reload kept the running rules"
+    );
+}
