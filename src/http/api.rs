@@ -14,31 +14,7 @@ use crate::detect::report::ks_report;
 use crate::engine::{now_ms, rfc3339, IngestError};
 use crate::ingest::push;
 
-fn check_json_content_type(req: &Request<Incoming>) -> Result<(), ApiError> {
-    match req
-        .headers()
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    {
-        None => Ok(()),
-        Some(ct) => {
-            let mime = ct
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            if mime == "application/json" || mime.ends_with("+json") || mime.is_empty() {
-                Ok(())
-            } else {
-                Err(ApiError::UnsupportedMediaType(ct.to_string()))
-            }
-        }
-    }
-}
-
 pub async fn push(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    check_json_content_type(&req)?;
     let limit = app.engine.current().config.limits.max_body_bytes;
     let body = match read_body(req, limit).await {
         Ok(b) => b,
@@ -87,7 +63,6 @@ struct EvaluateRequest {
 const MAX_EVALUATE_VALUES: usize = 20_000_000;
 
 pub async fn evaluate(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    check_json_content_type(&req)?;
     let limit = app.engine.current().config.limits.max_body_bytes;
     let body = read_body(req, limit).await?;
     let bad = |message: String| ApiError::BadData {

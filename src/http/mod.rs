@@ -49,8 +49,6 @@ pub enum ApiError {
     ReloadFailed(String),
     #[error("could not read the request body: {0}")]
     Body(String),
-    #[error("unsupported content type {0:?}: send application/json")]
-    UnsupportedMediaType(String),
     #[error("not ready: rules are still loading")]
     NotReady,
 }
@@ -65,16 +63,13 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::LifecycleDisabled => StatusCode::FORBIDDEN,
             ApiError::ReloadFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn error_type(&self) -> &'static str {
         match self {
-            ApiError::BadData { .. } | ApiError::Body(_) | ApiError::UnsupportedMediaType(_) => {
-                "bad_data"
-            }
+            ApiError::BadData { .. } | ApiError::Body(_) => "bad_data",
             ApiError::PayloadTooLarge { .. } => "too_large",
             ApiError::TooManySeries(_) => "limit",
             ApiError::NotFound(_) => "not_found",
