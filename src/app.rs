@@ -159,6 +159,9 @@ pub async fn run(
     if app.options.handle_sighup {
         spawn_sighup(Arc::clone(&app), stop_rx.clone());
     }
+    if app.options.auto_reload {
+        spawn_auto_reload(Arc::clone(&app), stop_rx.clone());
+    }
     app.ready.store(true, Ordering::Release);
     tracing::info!(
         address = %listener.local_addr()?,
@@ -210,6 +213,57 @@ pub async fn run(
     sender.shutdown(SHUTDOWN_GRACE).await;
     tracing::info!("driftgauge stopped");
     Ok(())
+}
+
+/// How often `--config.auto-reload` looks at the files.
+const AUTO_RELOAD_POLL: Duration = Duration::from_secs(2);
+
+/// What the config and rule files look like on disk: paths, sizes and modification times of
+/// the config file and of every file the `rule_files` globs match now (so new and removed
+/// files count too).
+fn fingerprint(
+    config_file: Option<&std::path::Path>,
+    rule_globs: &[String],
+) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let stat = |p: &std::path::Path| {
+        let m = std::fs::metadata(p).ok();
+        (
+            p.to_path_buf(),
+            m.as_ref().map_or(0, |m| m.len()),
+            m.and_then(|m| m.modified().ok()),
+        )
+    };
+    let mut out: Vec<_> = config_file.map(stat).into_iter().collect();
+    for pattern in rule_globs {
+        if let Ok(paths) = glob::glob(pattern) {
+            out.extend(paths.flatten().map(|p| stat(&p)));
+        }
+    }
+    out
+}
+
+/// `--config.auto-reload`: polls the files' fingerprint and reloads when it changes. A bad
+/// edit is reported once (and keeps the running rules) until the files change again.
+fn spawn_auto_reload(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let globs = |app: &App| app.engine.current().config.rule_files.clone();
+        let mut last = fingerprint(app.options.config_file.as_deref(), &globs(&app));
+        let mut ticker = tokio::time::interval(AUTO_RELOAD_POLL);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let now = fingerprint(app.options.config_file.as_deref(), &globs(&app));
+                    if now != last {
+                        tracing::info!("config or rule files changed: reloading");
+                        let _ = app.reload().await;
+                        // The reload may have changed the globs themselves.
+                        last = fingerprint(app.options.config_file.as_deref(), &globs(&app));
+                    }
+                }
+                _ = crate::engine::scheduler::stopped(&mut stop) => return,
+            }
+        }
+    });
 }
 
 #[cfg(unix)]

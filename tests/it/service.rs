@@ -829,3 +829,112 @@ async fn metrics_negotiate_openmetrics_and_health_routes_answer() {
     assert_eq!(server.get("/nope").await.0, 404);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_reload_picks_up_edited_rule_files() {
+    let rules = EMA_RULES.replace("        webhooks: [retrain]\n", "");
+    let cfg = "rule_files: [\"rules/*.yml\"]\n";
+    let server = Server::start_with(Files::new(cfg).rule_file("q.yml", &rules), |o| {
+        o.auto_reload = true
+    })
+    .await;
+    assert!(server
+        .get("/api/v1/rules")
+        .await
+        .1
+        .contains("accuracy_degradation"));
+    server.rewrite(&Files::new(cfg).rule_file(
+        "q.yml",
+        &rules.replace("accuracy_degradation", "accuracy_drop"),
+    ));
+    wait_until("the edited rule is loaded", || async {
+        server
+            .get("/api/v1/rules")
+            .await
+            .1
+            .contains("accuracy_drop")
+    })
+    .await;
+    // A bad edit is refused and the running rule stays.
+    server
+        .rewrite(&Files::new("rule_files: [\"rules/*.yml\"]\n").rule_file("q.yml", "groups: [\n"));
+    wait_until("the failed reload is reported", || async {
+        metric_value(
+            &server.metrics().await,
+            "driftgauge_config_last_reload_successful",
+            &[],
+        ) == Some(0.0)
+    })
+    .await;
+    assert!(server
+        .get("/api/v1/rules")
+        .await
+        .1
+        .contains("accuracy_drop"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooldown_allows_one_call_per_rule_and_series() {
+    let rx = Receiver::start(Script::ok()).await;
+    let cfg = format!(
+        "rule_files: [\"rules/*.yml\"]\nwebhooks:\n  retrain:\n    url: {}\n    cooldown: 1h\n    send_resolved: true\n",
+        rx.url("/r")
+    );
+    let server = Server::start(Files::new(&cfg).rule_file("q.yml", EMA_RULES)).await;
+    let sel = [("rule", "accuracy_degradation"), ("model", "fraud")];
+    let other = [("rule", "accuracy_degradation"), ("model", "other")];
+    let rules = EMA_RULES.replace(r#"model_accuracy{model="fraud"}"#, "model_accuracy");
+    server.rewrite(&Files::new(&cfg).rule_file("q.yml", &rules));
+    assert_eq!(server.post("/-/reload", "").await.0, 200);
+    // drifted → stable → drifted within the cooldown: one call for this series.
+    for (v, status) in [(0.1, 2.0), (1.0, 0.0), (0.1, 2.0)] {
+        server
+            .push(
+                "model_accuracy",
+                &[("model", "fraud")],
+                &[v, v, v, v, v, v, v, v],
+            )
+            .await;
+        server
+            .wait_metric("driftgauge_drift_status", &sel, |s| s == status)
+            .await;
+    }
+    // Another series of the same rule has its own cooldown.
+    server
+        .push("model_accuracy", &[("model", "other")], &[0.1])
+        .await;
+    server
+        .wait_metric("driftgauge_drift_status", &other, |s| s == 2.0)
+        .await;
+    let calls = rx.wait_for(2, WAIT).await;
+    let evals = |t: &str| {
+        metric_value(
+            t,
+            "driftgauge_rule_evaluations_total",
+            &[("group", "quality")],
+        )
+        .unwrap()
+    };
+    let before = evals(&server.metrics().await);
+    wait_until("a few more evaluations", || async {
+        evals(&server.metrics().await) >= before + 3.0
+    })
+    .await;
+    let calls_now = rx.requests();
+    assert_eq!(
+        calls_now.len(),
+        2,
+        "one call per series within the cooldown: {:?}",
+        calls_now.iter().map(|c| c.json()).collect::<Vec<_>>()
+    );
+    let models: Vec<_> = calls
+        .iter()
+        .map(|c| c.json()["labels"]["model"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        models.contains(&"fraud".to_string()) && models.contains(&"other".to_string()),
+        "{models:?}"
+    );
+    server.stop().await;
+}

@@ -43,15 +43,21 @@ impl Files {
 
 impl Server {
     pub async fn start(files: Files) -> Server {
+        Server::start_with(files, |_| {}).await
+    }
+
+    /// Starts with options adjusted by `tweak` (config file, storage and lifecycle are set).
+    pub async fn start_with(files: Files, tweak: impl FnOnce(&mut app::Options)) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         write_files(dir.path(), &files);
-        let options = app::Options {
+        let mut options = app::Options {
             config_file: Some(dir.path().join("driftgauge.yml")),
             storage_path: dir.path().join("data"),
             enable_lifecycle: true,
             handle_sighup: false,
             auto_reload: false,
         };
+        tweak(&mut options);
         driftgauge::output::webhook::install_crypto_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
