@@ -18,21 +18,40 @@ use crate::engine::{scheduler, Engine};
 use crate::output::telemetry::Telemetry;
 use crate::output::webhook::{WebhookError, WebhookSender};
 use crate::rules::{self, LoadError};
+use crate::store::Store;
 
 /// How long in-flight requests and webhook attempts get to finish on shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// `--config.file`; `None` runs on the embedded default.
     pub config_file: Option<PathBuf>,
     pub storage_path: PathBuf,
+    /// How often rule+series state is flushed to the store (`--storage.flush-interval`).
+    pub flush_interval: Duration,
     pub enable_lifecycle: bool,
     /// Reload on SIGHUP (off for in-process tests).
     pub handle_sighup: bool,
     /// Reload when the config or rule files change (`--config.auto-reload`).
     pub auto_reload: bool,
 }
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            config_file: None,
+            storage_path: PathBuf::from("data"),
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+            enable_lifecycle: false,
+            handle_sighup: false,
+            auto_reload: false,
+        }
+    }
+}
+
+/// `--storage.flush-interval`'s default.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -45,6 +64,8 @@ pub enum AppError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -123,6 +144,10 @@ pub async fn run(
         path: options.storage_path.clone(),
         source,
     })?;
+    let dir = options.storage_path.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&dir))
+        .await
+        .map_err(|e| AppError::Io(std::io::Error::other(e)))??;
 
     let telemetry = Arc::new(Telemetry::default());
     telemetry.samples_received.touch("push");
@@ -141,6 +166,23 @@ pub async fn run(
     telemetry
         .config_last_reload_success_timestamp
         .store(crate::engine::now_ms() / 1000, Ordering::Relaxed);
+
+    // Restore state before answering ready: windows, EMA, rule states, then the outbox.
+    let restored = {
+        let (engine, store) = (Arc::clone(&engine), store.clone());
+        tokio::task::spawn_blocking(move || engine.restore(&store))
+            .await
+            .map_err(|e| AppError::Io(std::io::Error::other(e)))??
+    };
+    sender.set_outbox(store.clone());
+    let resumed = sender.resume_from_outbox()?;
+    tracing::info!(
+        store = %store.path().display(),
+        series = restored.series,
+        dropped = restored.dropped,
+        webhook_deliveries = resumed,
+        "state restored"
+    );
 
     let (reloaded, reloaded_rx) = watch::channel(0u64);
     let (stop, stop_rx) = watch::channel(false);
@@ -162,6 +204,12 @@ pub async fn run(
     if app.options.auto_reload {
         spawn_auto_reload(Arc::clone(&app), stop_rx.clone());
     }
+    let flusher = tokio::spawn(flush_loop(
+        Arc::clone(&engine),
+        store.clone(),
+        app.options.flush_interval,
+        stop_rx.clone(),
+    ));
     app.ready.store(true, Ordering::Release);
     tracing::info!(
         address = %listener.local_addr()?,
@@ -210,9 +258,44 @@ pub async fn run(
         tracing::warn!(grace = ?SHUTDOWN_GRACE, "in-flight requests did not finish in time");
     }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, scheduler).await;
+    let _ = flusher.await;
+    // The last flush, after the last evaluation: acknowledged samples survive a SIGTERM.
+    flush_now(&engine, &store).await;
     sender.shutdown(SHUTDOWN_GRACE).await;
     tracing::info!("driftgauge stopped");
     Ok(())
+}
+
+async fn flush_now(engine: &Arc<Engine>, store: &Store) {
+    let (e, s) = (Arc::clone(engine), store.clone());
+    match tokio::task::spawn_blocking(move || e.flush(&s)).await {
+        Ok(Ok(n)) => {
+            engine
+                .telemetry
+                .storage_last_flush_timestamp
+                .store(crate::engine::now_ms(), Ordering::Relaxed);
+            tracing::debug!(records = n, "state flushed");
+        }
+        Ok(Err(error)) => tracing::error!(%error, "flushing state failed; will retry"),
+        Err(error) => tracing::error!(%error, "flush task failed"),
+    }
+}
+
+/// Flushes changed rule+series state every `interval` until `stop`.
+async fn flush_loop(
+    engine: Arc<Engine>,
+    store: Store,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => flush_now(&engine, &store).await,
+            _ = crate::engine::scheduler::stopped(&mut stop) => return,
+        }
+    }
 }
 
 /// How often `--config.auto-reload` looks at the files.

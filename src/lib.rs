@@ -13,5 +13,6 @@ pub mod ingest;
 pub mod logging;
 pub mod output;
 pub mod rules;
+pub mod store;
 pub mod time;
 pub mod window;

@@ -48,6 +48,13 @@ struct ServeArgs {
     /// Where state is kept.
     #[arg(long = "storage.path", value_name = "DIR", default_value = "data")]
     storage_path: PathBuf,
+    /// How often rule state (windows, EMA, states) is flushed to the store.
+    #[arg(
+        long = "storage.flush-interval",
+        value_name = "DURATION",
+        default_value = "5s"
+    )]
+    flush_interval: String,
     /// debug, info, warn or error.
     #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
     log_level: String,
@@ -143,9 +150,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(port) => format!("0.0.0.0:{port}"),
         None => args.listen_address.clone(),
     };
+    let flush_interval = rules::parse_duration(&args.flush_interval)
+        .map_err(|e| anyhow::anyhow!("--storage.flush-interval={}: {e}", args.flush_interval))?;
     let options = app::Options {
         config_file: args.config_file,
         storage_path: args.storage_path,
+        flush_interval,
         enable_lifecycle: args.enable_lifecycle,
         handle_sighup: true,
         auto_reload: args.auto_reload,

@@ -6,6 +6,7 @@
 //! A group's gauges are published as one `Arc<GroupOutput>` swap, so `/metrics` never shows
 //! half an evaluation.
 
+mod persist;
 pub mod scheduler;
 pub mod state;
 
@@ -108,6 +109,8 @@ struct SeriesState {
     last_fed_ms: i64,
     /// webhook name → when it was last called for this rule+series (for `cooldown`).
     last_sent_ms: BTreeMap<String, i64>,
+    /// Changed since the last flush to the store.
+    dirty: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +133,9 @@ struct Registry {
 pub struct Engine {
     current: RwLock<Arc<Generation>>,
     registry: Mutex<Registry>,
+    /// Store keys of series that left (idle, or their rule was removed or changed), to be
+    /// deleted at the next flush.
+    removed: Mutex<Vec<Vec<u8>>>,
     next_id: AtomicU64,
     pub telemetry: Arc<Telemetry>,
     sender: WebhookSender,
@@ -154,6 +160,7 @@ impl Engine {
                 groups: vec![],
             })),
             registry: Mutex::new(Registry::default()),
+            removed: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             telemetry,
             sender,
@@ -223,6 +230,22 @@ impl Engine {
             }));
         }
         self.sender.update(config.webhooks.clone());
+        // Rules that did not carry over: their stored state goes at the next flush.
+        {
+            let mut removed = lock(&self.removed);
+            for og in &old.groups {
+                for rt in &og.rules {
+                    let kept = groups
+                        .iter()
+                        .any(|g| g.rules.iter().any(|r| Arc::ptr_eq(r, rt)));
+                    if !kept {
+                        for key in lock(&rt.series).keys() {
+                            removed.push(persist::series_key(&og.group.name, &rt.rule.name, key));
+                        }
+                    }
+                }
+            }
+        }
         let generation = Arc::new(Generation {
             id,
             config: Arc::new(config),
@@ -281,6 +304,7 @@ impl Engine {
                     SeriesState::new(&rt.rule, limits.max_window_values, now_ms)
                 });
                 state.last_fed_ms = now_ms;
+                state.dirty = true;
                 match (&mut state.window, &rt.rule.detector) {
                     (SeriesWindow::Ks(w), _) => s.values.iter().for_each(|&v| w.push(v, now_ms)),
                     (SeriesWindow::Ema(e), DetectorSpec::Ema(spec)) => {
@@ -303,11 +327,19 @@ impl Engine {
         lock(&self.registry)
             .series
             .retain(|_, e| now_ms - e.last_seen_ms < idle);
+        let mut gone = Vec::new();
         for g in &generation.groups {
             for r in &g.rules {
-                lock(&r.series).retain(|_, s| now_ms - s.last_fed_ms < idle);
+                lock(&r.series).retain(|k, s| {
+                    let keep = now_ms - s.last_fed_ms < idle;
+                    if !keep {
+                        gone.push(persist::series_key(&g.group.name, &r.rule.name, k));
+                    }
+                    keep
+                });
             }
         }
+        lock(&self.removed).extend(gone);
     }
 
     /// Number of distinct series known to the engine.
@@ -344,12 +376,16 @@ impl Engine {
                 if outcome.error.is_some() {
                     failed = true;
                 }
+                let before = state.machine.clone();
                 let transition = state.machine.step(
                     outcome.verdict,
                     now_ms,
                     rt.rule.for_,
                     rt.rule.keep_firing_for,
                 );
+                if state.machine != before {
+                    state.dirty = true;
+                }
                 if let Some(t) = transition {
                     self.on_transition(
                         &generation.config,
@@ -466,6 +502,7 @@ impl Engine {
             }) {
                 Ok(()) => {
                     state.last_sent_ms.insert(name.clone(), t.at_ms);
+                    state.dirty = true;
                 }
                 Err(e) => {
                     tracing::error!(webhook = %name, rule = %rule.name, error = %e, "webhook delivery not enqueued")
@@ -490,6 +527,7 @@ impl SeriesState {
             machine: Machine::default(),
             last_fed_ms: now_ms,
             last_sent_ms: BTreeMap::new(),
+            dirty: true,
         }
     }
 }

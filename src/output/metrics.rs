@@ -181,6 +181,15 @@ pub fn render(engine: &Engine, format: Format) -> String {
         t.config_last_reload_success_timestamp
             .load(Ordering::Relaxed) as f64,
     );
+    let mut flushed = Family::new(
+        "driftgauge_storage_last_flush_timestamp_seconds",
+        Kind::Gauge,
+        "Unix time of the last successful flush of rule state to the store.",
+    );
+    flushed.push(
+        vec![],
+        t.storage_last_flush_timestamp.load(Ordering::Relaxed) as f64 / 1000.0,
+    );
     let mut build = Family::new(
         "driftgauge_build_info",
         Kind::Gauge,
@@ -211,6 +220,7 @@ pub fn render(engine: &Engine, format: Format) -> String {
             queue,
             reload_ok,
             reload_ts,
+            flushed,
             build,
         ],
         format,

@@ -21,6 +21,8 @@ pub struct Telemetry {
     pub config_last_reload_successful: AtomicI64,
     /// Unix seconds of the last successful (re)load.
     pub config_last_reload_success_timestamp: AtomicI64,
+    /// Unix milliseconds of the last successful flush of state to the store.
+    pub storage_last_flush_timestamp: AtomicI64,
 }
 
 /// A counter family with one label.

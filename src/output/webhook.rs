@@ -41,6 +41,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::output::telemetry::Telemetry;
 use crate::rules::model::WebhookConfig;
+use crate::store::Store;
 
 /// Deliveries pending (waiting or retrying) at most, by default; see
 /// [`WebhookSender::with_max_pending`].
@@ -178,6 +179,9 @@ struct Inner {
     /// Notified whenever a delivery finishes.
     finished: Notify,
     phase: watch::Sender<Phase>,
+    /// The durable outbox: a delivery is written here before its first attempt and removed
+    /// when it settles, so one pending at a crash or shutdown is resumed at the next start.
+    outbox: RwLock<Option<Store>>,
 }
 
 /// Running → Draining (no new deliveries, no more retries; attempts under way go on) →
@@ -231,10 +235,43 @@ impl WebhookSender {
                 abandoned: AtomicUsize::new(0),
                 finished: Notify::new(),
                 phase,
+                outbox: RwLock::new(None),
             }),
         };
         sender.update(webhooks);
         Ok(sender)
+    }
+
+    /// Persists deliveries in `store` from now on (see [`Inner::outbox`]).
+    pub fn set_outbox(&self, store: Store) {
+        *self.inner.outbox.write().unwrap_or_else(|e| e.into_inner()) = Some(store);
+    }
+
+    fn outbox(&self) -> Option<Store> {
+        self.inner
+            .outbox
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Resumes the deliveries a previous run left in the outbox; returns how many.
+    pub fn resume_from_outbox(&self) -> Result<usize, crate::store::StoreError> {
+        let Some(store) = self.outbox() else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for (key, record) in store.deliveries()? {
+            let delivery = decode_delivery(&record)
+                .map_err(|e| store.corrupt("outbox", format!("delivery {key}: {e}")))?;
+            match self.enqueue_inner(delivery, false) {
+                Ok(()) => n += 1,
+                Err(e) => {
+                    tracing::error!(idempotency_key = %key, error = %e, "stored delivery not resumed; it stays in the outbox")
+                }
+            }
+        }
+        Ok(n)
     }
 
     /// Sets how many deliveries may be pending at once (default [`MAX_PENDING`]).
@@ -276,6 +313,10 @@ impl WebhookSender {
     /// [`with_max_pending`](Self::with_max_pending) limit) wait or retry at once. A refused
     /// delivery to a known webhook counts as a failure in `driftgauge_webhook_requests_total`.
     pub fn enqueue(&self, delivery: Delivery) -> Result<(), WebhookError> {
+        self.enqueue_inner(delivery, true)
+    }
+
+    fn enqueue_inner(&self, delivery: Delivery, persist: bool) -> Result<(), WebhookError> {
         let inner = &self.inner;
         if !self.current_webhooks().contains_key(&delivery.webhook) {
             tracing::error!(
@@ -305,9 +346,19 @@ impl WebhookSender {
             .telemetry
             .webhook_queue_length
             .fetch_add(1, Ordering::Relaxed);
+        let outbox = self.outbox();
+        if let (true, Some(store)) = (persist, &outbox) {
+            if let Err(error) =
+                store.put_delivery(&delivery.idempotency_key, &encode_delivery(&delivery))
+            {
+                // Still attempted: losing durability beats losing the call.
+                tracing::error!(idempotency_key = %delivery.idempotency_key, %error, "delivery not persisted to the outbox");
+            }
+        }
         let guard = Pending {
             inner: Arc::clone(inner),
             settled: false,
+            outbox: outbox.map(|s| (s, delivery.idempotency_key.clone())),
         };
         tracing::debug!(
             webhook = %delivery.webhook,
@@ -499,12 +550,21 @@ struct Pending {
     inner: Arc<Inner>,
     /// Delivered or refused for good; otherwise it ends abandoned.
     settled: bool,
+    /// The outbox entry to remove once the delivery settles.
+    outbox: Option<(Store, String)>,
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
         if !self.settled {
             self.inner.abandoned.fetch_add(1, Ordering::AcqRel);
+        } else if let Some((store, key)) = self.outbox.take() {
+            // Settled for good: the outbox entry goes (off the async workers: it fsyncs).
+            self.inner.runtime.spawn_blocking(move || {
+                if let Err(error) = store.delete_delivery(&key) {
+                    tracing::error!(idempotency_key = %key, %error, "settled delivery not removed from the outbox");
+                }
+            });
         }
         self.inner
             .telemetry
@@ -658,6 +718,35 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// The outbox record of a delivery.
+fn encode_delivery(d: &Delivery) -> Vec<u8> {
+    let mut w = crate::store::codec::Writer::default();
+    w.u8(1)
+        .str(&d.webhook)
+        .str(&d.idempotency_key)
+        .bytes(&d.body);
+    w.buf
+}
+
+fn decode_delivery(bytes: &[u8]) -> Result<Delivery, crate::store::codec::DecodeError> {
+    let mut r = crate::store::codec::Reader::new(bytes);
+    if r.u8("version")? != 1 {
+        return Err(crate::store::codec::DecodeError {
+            at: 0,
+            what: "unknown delivery record version",
+        });
+    }
+    let webhook = r.string("webhook")?;
+    let idempotency_key = r.string("idempotency key")?;
+    let body = r.bytes("body")?.to_vec();
+    r.finish()?;
+    Ok(Delivery {
+        webhook,
+        idempotency_key,
+        body,
+    })
 }
 
 /// Installs rustls's `ring` provider for every reqwest client of the process. Another part of

@@ -81,6 +81,39 @@ impl SampleWindows {
         }
     }
 
+    /// The raw parts, for the state store: (first-N reference, recent values, their arrival times).
+    pub fn parts(&self) -> (&[f64], &VecDeque<f64>, &VecDeque<i64>) {
+        (&self.first, &self.recent, &self.times)
+    }
+
+    /// Rebuilds windows from stored parts. `None` when the parts cannot belong to this spec
+    /// (times missing for a `duration` window, or present for a `last` one).
+    pub fn from_parts(
+        reference: &ReferenceWindow,
+        current: &CurrentWindow,
+        max_values: usize,
+        first: Vec<f64>,
+        recent: Vec<f64>,
+        times: Vec<i64>,
+    ) -> Option<Self> {
+        let timed = matches!(current, CurrentWindow::Duration(_));
+        if (timed && times.len() != recent.len()) || (!timed && !times.is_empty()) {
+            return None;
+        }
+        if let ReferenceWindow::First(n) = reference {
+            if first.len() > *n || (first.len() < *n && !recent.is_empty()) {
+                return None;
+            }
+        } else if !first.is_empty() {
+            return None;
+        }
+        let mut w = SampleWindows::new(reference, current, max_values);
+        w.first = first;
+        w.recent = recent.into();
+        w.times = times.into();
+        Some(w)
+    }
+
     /// Number of values in the (reference, current) windows at `now_ms`.
     pub fn counts(&self, now_ms: i64) -> (usize, usize) {
         let cur = self.current_len(now_ms);

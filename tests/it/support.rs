@@ -53,6 +53,7 @@ impl Server {
         let mut options = app::Options {
             config_file: Some(dir.path().join("driftgauge.yml")),
             storage_path: dir.path().join("data"),
+            flush_interval: std::time::Duration::from_millis(100),
             enable_lifecycle: true,
             handle_sighup: false,
             auto_reload: false,

@@ -1,0 +1,250 @@
+//! Engine state ⇄ store records: flushing dirty rule+series state, and restoring it at start.
+//!
+//! A record carries a fingerprint of its rule's definition; a record whose rule is gone or was
+//! changed while driftgauge was down is dropped at restore (as a reload would reset it).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{lock, Engine, RuleRuntime, SeriesState, SeriesWindow};
+use crate::engine::state::{Machine, Status};
+use crate::rules::model::{DetectorSpec, Labels, Rule};
+use crate::store::codec::{DecodeError, Reader, Writer};
+use crate::store::{Store, StoreError};
+use crate::window::{EmaState, SampleWindows};
+
+const RECORD_VERSION: u8 = 1;
+
+/// `group \0 rule \0 {labels as JSON}`.
+pub(super) fn series_key(group: &str, rule: &str, labels: &Labels) -> Vec<u8> {
+    let mut k = Vec::with_capacity(group.len() + rule.len() + 32);
+    k.extend_from_slice(group.as_bytes());
+    k.push(0);
+    k.extend_from_slice(rule.as_bytes());
+    k.push(0);
+    k.extend_from_slice(serde_json::to_string(labels).unwrap_or_default().as_bytes());
+    k
+}
+
+fn parse_key(k: &[u8]) -> Option<(String, String, Labels)> {
+    let mut parts = k.splitn(3, |&b| b == 0);
+    let group = std::str::from_utf8(parts.next()?).ok()?.to_string();
+    let rule = std::str::from_utf8(parts.next()?).ok()?.to_string();
+    let labels: Labels = serde_json::from_slice(parts.next()?).ok()?;
+    Some((group, rule, labels))
+}
+
+/// FNV-1a over the rule's definition: changes whenever the rule does.
+pub(super) fn fingerprint(rule: &Rule) -> u64 {
+    let text = format!("{rule:?}");
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn status_code(s: Status) -> u8 {
+    match s {
+        Status::Stable => 0,
+        Status::Warning => 1,
+        Status::Drifted => 2,
+    }
+}
+
+fn encode(state: &SeriesState, fp: u64) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.u8(RECORD_VERSION).u64(fp).i64(state.last_fed_ms);
+    let m = &state.machine;
+    w.u8(status_code(m.status))
+        .opt_i64(m.pending_since_ms)
+        .opt_i64(m.since_ms)
+        .opt_i64(m.last_drifted_condition_ms);
+    w.u64(state.last_sent_ms.len() as u64);
+    for (name, t) in &state.last_sent_ms {
+        w.str(name).i64(*t);
+    }
+    match &state.window {
+        SeriesWindow::Ks(win) => {
+            let (first, recent, times) = win.parts();
+            w.u8(0)
+                .f64s(first.iter())
+                .f64s(recent.iter())
+                .i64s(times.iter());
+        }
+        SeriesWindow::Ema(e) => {
+            w.u8(1).opt_f64(e.value).u64(e.samples);
+        }
+    }
+    w.buf
+}
+
+/// Decodes a record for `rule`; `Ok(None)` when it belongs to another definition of the rule.
+fn decode(
+    bytes: &[u8],
+    rule: &Rule,
+    max_values: usize,
+) -> Result<Option<SeriesState>, DecodeError> {
+    let mut r = Reader::new(bytes);
+    if r.u8("record version")? != RECORD_VERSION {
+        return Err(DecodeError {
+            at: 0,
+            what: "unknown record version",
+        });
+    }
+    if r.u64("fingerprint")? != fingerprint(rule) {
+        return Ok(None);
+    }
+    let last_fed_ms = r.i64("last fed")?;
+    let status = match r.u8("status")? {
+        0 => Status::Stable,
+        1 => Status::Warning,
+        2 => Status::Drifted,
+        _ => {
+            return Err(DecodeError {
+                at: 17,
+                what: "status",
+            })
+        }
+    };
+    let machine = Machine {
+        status,
+        pending_since_ms: r.opt_i64("pending since")?,
+        since_ms: r.opt_i64("since")?,
+        last_drifted_condition_ms: r.opt_i64("last drifted")?,
+    };
+    let n = r.u64("webhook count")?;
+    let mut last_sent_ms = BTreeMap::new();
+    for _ in 0..n {
+        let name = r.string("webhook name")?;
+        last_sent_ms.insert(name, r.i64("webhook time")?);
+    }
+    let window = match (r.u8("window kind")?, &rule.detector) {
+        (0, DetectorSpec::Ks(spec)) => {
+            let first = r.f64s("first")?;
+            let recent = r.f64s("recent")?;
+            let times = r.i64s("times")?;
+            let w = SampleWindows::from_parts(
+                &spec.reference,
+                &spec.current,
+                max_values,
+                first,
+                recent,
+                times,
+            )
+            .ok_or(DecodeError {
+                at: 0,
+                what: "windows do not fit the rule",
+            })?;
+            SeriesWindow::Ks(w)
+        }
+        (1, DetectorSpec::Ema(_)) => SeriesWindow::Ema(EmaState {
+            value: r.opt_f64("ema")?,
+            samples: r.u64("ema samples")?,
+        }),
+        _ => {
+            return Err(DecodeError {
+                at: 0,
+                what: "window kind does not match the detector",
+            })
+        }
+    };
+    r.finish()?;
+    Ok(Some(SeriesState {
+        window,
+        machine,
+        last_fed_ms,
+        last_sent_ms,
+        dirty: false,
+    }))
+}
+
+/// What a restore found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Restored {
+    pub series: usize,
+    /// Records whose rule is gone or changed: deleted at the next flush.
+    pub dropped: usize,
+}
+
+impl Engine {
+    /// Writes every rule+series state changed since the last flush, and deletes the records of
+    /// series that left, in one durable transaction. Returns how many records were written.
+    pub fn flush(&self, store: &Store) -> Result<usize, StoreError> {
+        let generation = self.current();
+        let mut upserts = Vec::new();
+        let mut flushed: Vec<(Arc<RuleRuntime>, Labels)> = Vec::new();
+        for g in &generation.groups {
+            for rt in &g.rules {
+                let fp = fingerprint(&rt.rule);
+                let mut series = lock(&rt.series);
+                for (key, state) in series.iter_mut().filter(|(_, s)| s.dirty) {
+                    upserts.push((
+                        series_key(&g.group.name, &rt.rule.name, key),
+                        encode(state, fp),
+                    ));
+                    state.dirty = false;
+                    flushed.push((Arc::clone(rt), key.clone()));
+                }
+            }
+        }
+        let deletes = std::mem::take(&mut *lock(&self.removed));
+        match store.write_series(&upserts, &deletes) {
+            Ok(()) => Ok(upserts.len()),
+            Err(e) => {
+                // Nothing was written: mark it all for the next try.
+                for (rt, key) in flushed {
+                    if let Some(s) = lock(&rt.series).get_mut(&key) {
+                        s.dirty = true;
+                    }
+                }
+                lock(&self.removed).extend(deletes);
+                Err(e)
+            }
+        }
+    }
+
+    /// Loads stored rule+series state into the rules of the current generation.
+    pub fn restore(&self, store: &Store) -> Result<Restored, StoreError> {
+        let generation = self.current();
+        let max_values = generation.config.limits.max_window_values;
+        let mut out = Restored::default();
+        for (k, v) in store.series()? {
+            let Some((group, rule, labels)) = parse_key(&k) else {
+                return Err(store.corrupt("series", "a key is not group/rule/labels".into()));
+            };
+            let rt = generation
+                .groups
+                .iter()
+                .filter(|g| g.group.name == group)
+                .flat_map(|g| g.rules.iter())
+                .find(|r| r.rule.name == rule);
+            let Some(rt) = rt else {
+                out.dropped += 1;
+                lock(&self.removed).push(k);
+                continue;
+            };
+            match decode(&v, &rt.rule, max_values) {
+                Ok(Some(state)) => {
+                    lock(&rt.series).insert(labels, state);
+                    out.series += 1;
+                }
+                Ok(None) => {
+                    out.dropped += 1;
+                    lock(&self.removed).push(k);
+                }
+                Err(e) => {
+                    return Err(store.corrupt(
+                        "series",
+                        format!(
+                            "{group}/{rule} {}: {e}",
+                            crate::engine::format_labels(&labels)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+}

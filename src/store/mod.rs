@@ -1,0 +1,283 @@
+//! The embedded crash-safe state store (redb) under `--storage.path`: rule+series state
+//! (windows, frozen references, EMA, state machine, cooldown clocks) flushed on an interval,
+//! and the webhook outbox, written before a delivery is first attempted.
+//!
+//! Why redb: a pure-Rust, single-file, ACID store with copy-on-write B-trees and fsync on
+//! commit; a `kill -9` leaves the last committed transaction intact. No C toolchain, no SQL
+//! layer we do not need: two tables of bytes.
+//!
+//! The store never wipes anything on its own: a file it cannot read, or one written by another
+//! format version, is an error that names the file and the way out (move the directory aside).
+
+pub mod codec;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadableTable, TableDefinition};
+
+/// Bumped when the encoding of a table changes incompatibly.
+pub const FORMAT_VERSION: u64 = 1;
+const FILE_NAME: &str = "driftgauge.redb";
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// key: `group \0 rule \0 name=value \0 ...` → codec-encoded series state.
+const SERIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("series");
+/// key: idempotency key → codec-encoded delivery.
+const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the storage directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot open the state store {path}: {message}. Nothing was changed; to start with empty \
+         state, stop driftgauge and move {dir} aside (or point --storage.path elsewhere)"
+    )]
+    Open {
+        path: PathBuf,
+        dir: PathBuf,
+        message: String,
+    },
+    #[error(
+        "the state store {path} was written by format version {found}; this driftgauge reads \
+         version {FORMAT_VERSION}. Nothing was changed; move {dir} aside to start fresh, or run \
+         the driftgauge version that wrote it"
+    )]
+    Version {
+        path: PathBuf,
+        dir: PathBuf,
+        found: u64,
+    },
+    #[error("state store {path}: a record in table {table} cannot be decoded ({message}); move {dir} aside to start fresh")]
+    Corrupt {
+        path: PathBuf,
+        dir: PathBuf,
+        table: &'static str,
+        message: String,
+    },
+    #[error("state store {path}: {message}")]
+    Io { path: PathBuf, message: String },
+}
+
+/// A handle on the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    path: PathBuf,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) `dir/driftgauge.redb`, checking its format version.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(FILE_NAME);
+        let open_err = |message: String| StoreError::Open {
+            path: path.clone(),
+            dir: dir.to_path_buf(),
+            message,
+        };
+        let db = Database::create(&path).map_err(|e| open_err(e.to_string()))?;
+        let store = Store {
+            db: Arc::new(db),
+            path: path.clone(),
+            dir: dir.to_path_buf(),
+        };
+        let txn = store
+            .db
+            .begin_write()
+            .map_err(|e| open_err(e.to_string()))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| open_err(e.to_string()))?;
+            let found = meta
+                .get("format_version")
+                .map_err(|e| open_err(e.to_string()))?
+                .map(|v| v.value());
+            match found {
+                Some(FORMAT_VERSION) => {}
+                Some(found) => {
+                    return Err(StoreError::Version {
+                        path,
+                        dir: dir.to_path_buf(),
+                        found,
+                    })
+                }
+                None => {
+                    meta.insert("format_version", FORMAT_VERSION)
+                        .map_err(|e| open_err(e.to_string()))?;
+                }
+            }
+            txn.open_table(SERIES)
+                .map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(OUTBOX)
+                .map_err(|e| open_err(e.to_string()))?;
+        }
+        txn.commit().map_err(|e| open_err(e.to_string()))?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Io {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    pub(crate) fn corrupt(&self, table: &'static str, message: String) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            dir: self.dir.clone(),
+            table,
+            message,
+        }
+    }
+
+    /// Writes and removes series records in one transaction (durable on return).
+    pub fn write_series(
+        &self,
+        upserts: &[(Vec<u8>, Vec<u8>)],
+        deletes: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
+        if upserts.is_empty() && deletes.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        {
+            let mut t = txn.open_table(SERIES).map_err(|e| self.io(e))?;
+            for k in deletes {
+                t.remove(k.as_slice()).map_err(|e| self.io(e))?;
+            }
+            for (k, v) in upserts {
+                t.insert(k.as_slice(), v.as_slice())
+                    .map_err(|e| self.io(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.io(e))
+    }
+
+    /// Every series record.
+    pub fn series(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let t = txn.open_table(SERIES).map_err(|e| self.io(e))?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(|e| self.io(e))? {
+            let (k, v) = item.map_err(|e| self.io(e))?;
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Persists one outbox entry (durable on return).
+    pub fn put_delivery(&self, key: &str, record: &[u8]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        {
+            let mut t = txn.open_table(OUTBOX).map_err(|e| self.io(e))?;
+            t.insert(key, record).map_err(|e| self.io(e))?;
+        }
+        txn.commit().map_err(|e| self.io(e))
+    }
+
+    pub fn delete_delivery(&self, key: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        {
+            let mut t = txn.open_table(OUTBOX).map_err(|e| self.io(e))?;
+            t.remove(key).map_err(|e| self.io(e))?;
+        }
+        txn.commit().map_err(|e| self.io(e))
+    }
+
+    /// Every outbox entry, as (idempotency key, record).
+    pub fn deliveries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let t = txn.open_table(OUTBOX).map_err(|e| self.io(e))?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(|e| self.io(e))? {
+            let (k, v) = item.map_err(|e| self.io(e))?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.write_series(
+                &[
+                    (b"a".to_vec(), b"1".to_vec()),
+                    (b"b".to_vec(), b"2".to_vec()),
+                ],
+                &[],
+            )
+            .unwrap();
+            s.write_series(&[], &[b"a".to_vec()]).unwrap();
+            s.put_delivery("k1", b"d1").unwrap();
+            s.put_delivery("k2", b"d2").unwrap();
+            s.delete_delivery("k1").unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.series().unwrap(), vec![(b"b".to_vec(), b"2".to_vec())]);
+        assert_eq!(
+            s.deliveries().unwrap(),
+            vec![("k2".to_string(), b"d2".to_vec())]
+        );
+    }
+
+    #[test]
+    fn another_format_version_is_refused_with_the_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            let txn = s.db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert("format_version", 99)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let e = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("format version 99"), "{e}");
+        assert!(e.contains("move"), "{e}");
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_error_not_a_wipe() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            b"this is not a redb file at all, but it is long enough to look like one maybe",
+        )
+        .unwrap();
+        let e = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("cannot open the state store"), "{e}");
+        assert!(e.contains("move"), "{e}");
+        let bytes = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
+        assert!(
+            bytes.starts_with(b"this is not a redb file"),
+            "the file was left as it was"
+        );
+    }
+}
