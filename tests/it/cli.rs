@@ -166,13 +166,13 @@ fn version_and_help() {
 }
 
 /// A `serve` process; its address is read from its first log lines.
-struct Process {
-    child: Child,
-    addr: String,
+pub(crate) struct Process {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
 }
 
 impl Process {
-    fn start(dir: &Path, args: &[&str]) -> Process {
+    pub(crate) fn start(dir: &Path, args: &[&str]) -> Process {
         let mut child = bin()
             .current_dir(dir)
             .arg("serve")
@@ -211,11 +211,11 @@ impl Process {
         Process { child, addr }
     }
 
-    fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) fn get(&self, path: &str) -> (u16, String) {
         http(&self.addr, "GET", path, "")
     }
 
-    fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .arg(format!("-{sig}"))
             .arg(self.child.id().to_string())
@@ -224,7 +224,7 @@ impl Process {
         assert!(ok.success());
     }
 
-    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -247,7 +247,7 @@ impl Drop for Process {
 }
 
 /// A minimal blocking HTTP/1.1 client (Connection: close), so process tests need no runtime.
-fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+pub(crate) fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -271,7 +271,7 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     (status, body)
 }
 
-fn poll(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) fn poll(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

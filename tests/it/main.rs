@@ -2,6 +2,7 @@
 
 mod check;
 mod cli;
+mod durability;
 mod ema_vectors;
 mod exposition;
 mod ks_vectors;

@@ -228,9 +228,14 @@ pub struct Receiver {
 impl Receiver {
     /// Binds `127.0.0.1:0` and serves in the background on the current tokio runtime.
     pub async fn start(script: Script) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Receiver::start_on("127.0.0.1:0", script).await
+    }
+
+    /// Binds `addr` (e.g. a port a test reserved earlier, for a receiver that comes up late).
+    pub async fn start_on(addr: &str, script: Script) -> Receiver {
+        let listener = TcpListener::bind(addr)
             .await
-            .expect("bind 127.0.0.1:0 for the test receiver");
+            .unwrap_or_else(|e| panic!("bind {addr} for the test receiver: {e}"));
         let addr = listener
             .local_addr()
             .expect("local address of the test receiver");
