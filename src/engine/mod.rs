@@ -24,7 +24,7 @@ use crate::output::telemetry::Telemetry;
 use crate::output::webhook::{Delivery, WebhookSender};
 use crate::rules::model::{Config, DetectorSpec, Group, Labels, Rule, RuleSet};
 use crate::rules::template;
-use crate::window::{EmaState, SampleWindows};
+use crate::window::{sort_values, EmaState, SampleWindows};
 use state::{Machine, Status, Transition};
 
 pub use crate::time::{now_ms, rfc3339};
@@ -569,12 +569,19 @@ impl Job {
                 {
                     return out;
                 }
-                match ks::ks_2samp(
-                    &view.reference,
-                    &view.current,
-                    spec.alternative,
-                    spec.method,
-                ) {
+                // A fixed reference comes sorted once; the rest is sorted here, off any lock.
+                let mut current = view.current;
+                sort_values(&mut current);
+                let unsorted_reference;
+                let reference: &[f64] = if view.reference_sorted {
+                    &view.reference
+                } else {
+                    let mut r = view.reference.to_vec();
+                    sort_values(&mut r);
+                    unsorted_reference = r;
+                    &unsorted_reference
+                };
+                match ks::ks_2samp_sorted(reference, &current, spec.alternative, spec.method) {
                     Ok(r) => {
                         out.statistic = Some(r.statistic);
                         out.p_value = Some(r.p_value);

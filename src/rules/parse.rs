@@ -572,6 +572,10 @@ impl Walker<'_, '_> {
             );
             return None;
         }
+        // The order of a reference does not matter to a detector: keep it sorted once, so
+        // every series of the rule shares it without sorting.
+        let mut values = values;
+        crate::window::sort_values(&mut values);
         Some(ReferenceWindow::File {
             path,
             values: Arc::from(values),
@@ -951,7 +955,7 @@ mod tests {
             panic!("{spec:?}")
         };
         assert_eq!(path, &data_dir().join("ref/amount.txt"));
-        assert_eq!(&values[..], &[12.5, 3.1, 40.0, 100.0, -7.0]);
+        assert_eq!(&values[..], &[-7.0, 3.1, 12.5, 40.0, 100.0], "kept sorted");
     }
 
     #[test]

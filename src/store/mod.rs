@@ -63,6 +63,9 @@ pub enum StoreError {
     Io { path: PathBuf, message: String },
 }
 
+/// A stored (key, value) pair.
+pub type Record = (Vec<u8>, Vec<u8>);
+
 /// A handle on the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -173,7 +176,7 @@ impl Store {
     }
 
     /// Every series record.
-    pub fn series(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn series(&self) -> Result<Vec<Record>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.io(e))?;
         let t = txn.open_table(SERIES).map_err(|e| self.io(e))?;
         let mut out = Vec::new();

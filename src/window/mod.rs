@@ -2,6 +2,7 @@
 //! pool) between evaluations. Time is passed in as Unix milliseconds; nothing here reads a clock.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::rules::model::{CurrentWindow, ReferenceWindow};
 
@@ -12,7 +13,11 @@ use crate::rules::model::{CurrentWindow, ReferenceWindow};
 /// `preceding: N`, the N samples before it.
 #[derive(Debug, Clone)]
 pub struct SampleWindows {
+    /// A `first: N` reference while it fills, in arrival order.
     first: Vec<f64>,
+    /// The fixed reference, sorted once: a full `first: N` reference, or a `file:` reference.
+    /// Shared with every evaluation without a copy.
+    frozen: Option<Arc<[f64]>>,
     recent: VecDeque<f64>,
     /// Arrival time of each value in `recent`, kept only for `duration:` current windows.
     times: VecDeque<i64>,
@@ -21,18 +26,43 @@ pub struct SampleWindows {
     max_values: usize,
 }
 
-/// Copies of the two windows, for a detector to run on outside any lock.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The two windows, for a detector to run on outside any lock: the current window (and a
+/// rolling reference) copied, a fixed reference shared already sorted.
+#[derive(Debug, Clone, PartialEq)]
 pub struct WindowView {
-    pub reference: Vec<f64>,
+    pub reference: Arc<[f64]>,
+    /// True when `reference` is sorted ascending (by `f64::total_cmp`).
+    pub reference_sorted: bool,
     pub current: Vec<f64>,
+}
+
+/// Sorts ascending by `f64::total_cmp`, the order the KS walk expects.
+pub fn sort_values(v: &mut [f64]) {
+    v.sort_unstable_by(f64::total_cmp);
+}
+
+fn sorted_arc(values: &[f64]) -> Arc<[f64]> {
+    let mut v = values.to_vec();
+    sort_values(&mut v);
+    v.into()
 }
 
 impl SampleWindows {
     /// `max_values` bounds what the current window (and a `preceding` reference) may hold.
     pub fn new(reference: &ReferenceWindow, current: &CurrentWindow, max_values: usize) -> Self {
+        let frozen = match reference {
+            ReferenceWindow::File { values, .. } => {
+                if values.is_sorted_by(|a, b| a.total_cmp(b).is_le()) {
+                    Some(Arc::clone(values))
+                } else {
+                    Some(sorted_arc(values))
+                }
+            }
+            _ => None,
+        };
         SampleWindows {
             first: Vec::new(),
+            frozen,
             recent: VecDeque::new(),
             times: VecDeque::new(),
             reference: reference.clone(),
@@ -43,8 +73,13 @@ impl SampleWindows {
 
     pub fn push(&mut self, value: f64, now_ms: i64) {
         if let ReferenceWindow::First(n) = self.reference {
-            if self.first.len() < n {
+            if self.frozen.is_none() {
                 self.first.push(value);
+                if self.first.len() >= n {
+                    let mut full = std::mem::take(&mut self.first);
+                    sort_values(&mut full);
+                    self.frozen = Some(full.into());
+                }
                 return;
             }
         }
@@ -83,7 +118,11 @@ impl SampleWindows {
 
     /// The raw parts, for the state store: (first-N reference, recent values, their arrival times).
     pub fn parts(&self) -> (&[f64], &VecDeque<f64>, &VecDeque<i64>) {
-        (&self.first, &self.recent, &self.times)
+        let first: &[f64] = match (&self.reference, &self.frozen) {
+            (ReferenceWindow::First(_), Some(frozen)) => frozen,
+            _ => &self.first,
+        };
+        (first, &self.recent, &self.times)
     }
 
     /// Rebuilds windows from stored parts. `None` when the parts cannot belong to this spec
@@ -108,7 +147,10 @@ impl SampleWindows {
             return None;
         }
         let mut w = SampleWindows::new(reference, current, max_values);
-        w.first = first;
+        match reference {
+            ReferenceWindow::First(n) if first.len() == *n => w.frozen = Some(sorted_arc(&first)),
+            _ => w.first = first,
+        }
         w.recent = recent.into();
         w.times = times.into();
         Some(w)
@@ -118,7 +160,7 @@ impl SampleWindows {
     pub fn counts(&self, now_ms: i64) -> (usize, usize) {
         let cur = self.current_len(now_ms);
         let reference = match &self.reference {
-            ReferenceWindow::First(_) => self.first.len(),
+            ReferenceWindow::First(_) => self.frozen.as_ref().map_or(self.first.len(), |f| f.len()),
             ReferenceWindow::Preceding(p) => (self.recent.len() - cur).min(*p),
             ReferenceWindow::File { values, .. } => values.len(),
         };
@@ -139,20 +181,24 @@ impl SampleWindows {
         }
     }
 
-    /// Copies both windows as they stand at `now_ms`.
+    /// The windows as they stand at `now_ms`.
     pub fn view(&self, now_ms: i64) -> WindowView {
         let (nref, ncur) = self.counts(now_ms);
         let len = self.recent.len();
         let current: Vec<f64> = self.recent.range(len - ncur..).copied().collect();
-        let reference = match &self.reference {
-            ReferenceWindow::First(_) => self.first.clone(),
-            ReferenceWindow::Preceding(_) => {
+        let (reference, reference_sorted) = match (&self.reference, &self.frozen) {
+            (_, Some(frozen)) => (Arc::clone(frozen), true),
+            (ReferenceWindow::Preceding(_), None) => {
                 let end = len - ncur;
-                self.recent.range(end - nref..end).copied().collect()
+                (self.recent.range(end - nref..end).copied().collect(), false)
             }
-            ReferenceWindow::File { values, .. } => values.to_vec(),
+            (_, None) => (self.first.as_slice().into(), false),
         };
-        WindowView { reference, current }
+        WindowView {
+            reference,
+            reference_sorted,
+            current,
+        }
     }
 }
 
@@ -173,8 +219,11 @@ impl EmaState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::time::Duration;
+
+    fn plain(v: WindowView) -> (Vec<f64>, Vec<f64>) {
+        (v.reference.to_vec(), v.current)
+    }
 
     fn feed(w: &mut SampleWindows, xs: impl IntoIterator<Item = i32>, t: i64) {
         for x in xs {
@@ -186,22 +235,14 @@ mod tests {
     fn first_freezes_then_last_rolls() {
         let mut w = SampleWindows::new(&ReferenceWindow::First(3), &CurrentWindow::Last(2), 100);
         feed(&mut w, 1..=2, 0);
-        assert_eq!(
-            w.view(0),
-            WindowView {
-                reference: vec![1.0, 2.0],
-                current: vec![]
-            }
-        );
+        assert_eq!(plain(w.view(0)), (vec![1.0, 2.0], vec![]));
         feed(&mut w, 3..=7, 0);
-        assert_eq!(
-            w.view(0),
-            WindowView {
-                reference: vec![1.0, 2.0, 3.0],
-                current: vec![6.0, 7.0]
-            }
-        );
+        assert_eq!(plain(w.view(0)), (vec![1.0, 2.0, 3.0], vec![6.0, 7.0]));
         assert_eq!(w.counts(0), (3, 2));
+        assert!(
+            w.view(0).reference_sorted,
+            "a full first-N reference is frozen sorted"
+        );
     }
 
     #[test]
@@ -209,21 +250,9 @@ mod tests {
         let mut w =
             SampleWindows::new(&ReferenceWindow::Preceding(3), &CurrentWindow::Last(2), 100);
         feed(&mut w, 1..=4, 0);
-        assert_eq!(
-            w.view(0),
-            WindowView {
-                reference: vec![1.0, 2.0],
-                current: vec![3.0, 4.0]
-            }
-        );
+        assert_eq!(plain(w.view(0)), (vec![1.0, 2.0], vec![3.0, 4.0]));
         feed(&mut w, 5..=10, 0);
-        assert_eq!(
-            w.view(0),
-            WindowView {
-                reference: vec![6.0, 7.0, 8.0],
-                current: vec![9.0, 10.0]
-            }
-        );
+        assert_eq!(plain(w.view(0)), (vec![6.0, 7.0, 8.0], vec![9.0, 10.0]));
     }
 
     #[test]
@@ -233,29 +262,14 @@ mod tests {
         feed(&mut w, 1..=3, 0);
         feed(&mut w, 4..=5, 8_000);
         assert_eq!(
-            w.view(9_000),
-            WindowView {
-                reference: vec![],
-                current: vec![1.0, 2.0, 3.0, 4.0, 5.0]
-            }
+            plain(w.view(9_000)),
+            (vec![], vec![1.0, 2.0, 3.0, 4.0, 5.0])
         );
         // At t=15s the first three are older than 10s: they become the preceding reference (last 2 of them).
-        assert_eq!(
-            w.view(15_000),
-            WindowView {
-                reference: vec![2.0, 3.0],
-                current: vec![4.0, 5.0]
-            }
-        );
+        assert_eq!(plain(w.view(15_000)), (vec![2.0, 3.0], vec![4.0, 5.0]));
         w.trim(15_000);
         assert_eq!(w.recent.len(), 4);
-        assert_eq!(
-            w.view(30_000),
-            WindowView {
-                reference: vec![4.0, 5.0],
-                current: vec![]
-            }
-        );
+        assert_eq!(plain(w.view(30_000)), (vec![4.0, 5.0], vec![]));
     }
 
     #[test]
@@ -267,13 +281,9 @@ mod tests {
         };
         let mut w = SampleWindows::new(&r, &CurrentWindow::Last(1000), 3);
         feed(&mut w, 1..=10, 0);
-        assert_eq!(
-            w.view(0),
-            WindowView {
-                reference: vec![9.0, 8.0],
-                current: vec![8.0, 9.0, 10.0]
-            }
-        );
+        // The file reference is shared sorted.
+        assert_eq!(plain(w.view(0)), (vec![8.0, 9.0], vec![8.0, 9.0, 10.0]));
+        assert!(w.view(0).reference_sorted);
     }
 
     #[test]
