@@ -364,10 +364,7 @@ impl Engine {
                     .map(|(k, s)| (k.clone(), Job::of(s, &rt.rule, now_ms)))
                     .collect()
             };
-            let results: Vec<(Labels, Outcome)> = jobs
-                .into_iter()
-                .map(|(k, job)| (k, job.run(&rt.rule)))
-                .collect();
+            let results = run_jobs(jobs, &rt.rule);
             let mut series = lock(&rt.series);
             for (key, outcome) in results {
                 let Some(state) = series.get_mut(&key) else {
@@ -615,6 +612,49 @@ impl Job {
             },
         }
     }
+}
+
+/// Runs detector jobs, spread over the machine's cores when there are enough of them to pay
+/// for the threads. No lock is held here.
+fn run_jobs(jobs: Vec<(Labels, Job)>, rule: &Rule) -> Vec<(Labels, Outcome)> {
+    const MIN_JOBS_PER_THREAD: usize = 4;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len() / MIN_JOBS_PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return jobs
+            .into_iter()
+            .map(|(k, job)| (k, job.run(rule)))
+            .collect();
+    }
+    let chunk = jobs.len().div_ceil(threads);
+    let mut jobs = jobs;
+    let mut chunks = Vec::with_capacity(threads);
+    while !jobs.is_empty() {
+        let rest = jobs.split_off(chunk.min(jobs.len()));
+        chunks.push(std::mem::replace(&mut jobs, rest));
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|c| {
+                scope.spawn(move || {
+                    c.into_iter()
+                        .map(|(k, job)| (k, job.run(rule)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(v) => v,
+                // A detector panicked: surface it as the evaluation's panic, as one thread would.
+                Err(p) => std::panic::resume_unwind(p),
+            })
+            .collect()
+    })
 }
 
 /// The routes of one series: every rule whose selector matches, with the window key
