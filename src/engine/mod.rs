@@ -10,7 +10,7 @@ mod persist;
 pub mod scheduler;
 pub mod state;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
@@ -36,6 +36,13 @@ const RESERVED_LABELS: [&str; 3] = ["rule", "group", "window"];
 pub enum IngestError {
     #[error("series limit reached: this batch would hold {would_hold} series, over limits.max_series={limit}")]
     TooManySeries { limit: usize, would_hold: usize },
+    #[error("series limit of rule {group}/{rule} reached: this batch would give it {would_hold} series, over limits.max_series_per_rule={limit}")]
+    TooManySeriesForRule {
+        group: String,
+        rule: String,
+        limit: usize,
+        would_hold: usize,
+    },
 }
 
 /// One set of loaded rules. A reload builds a new generation; rules that did not change carry
@@ -265,26 +272,65 @@ impl Engine {
         let generation = self.current();
         let limits = &generation.config.limits;
         let mut reg = lock(&self.registry);
-        let mut new_series: Vec<(String, Labels)> = Vec::new();
+        let refuse = |e: IngestError| {
+            let values: usize = batch.iter().map(|s| s.values.len()).sum();
+            self.telemetry
+                .samples_rejected
+                .add("series_limit", values as f64);
+            Err(e)
+        };
+        // Check every limit before touching anything.
+        let mut new_series: HashSet<(&str, &Labels)> = HashSet::new();
+        let mut routes: Vec<Option<Vec<(Arc<RuleRuntime>, Labels)>>> =
+            Vec::with_capacity(batch.len());
+        let mut new_keys: HashMap<*const RuleRuntime, (Arc<RuleRuntime>, HashSet<Labels>)> =
+            HashMap::new();
         for s in batch {
-            let key = (s.metric.clone(), s.labels.clone());
-            if !reg.series.contains_key(&key) && !new_series.contains(&key) {
-                new_series.push(key);
+            let entry = reg.series.get(&(s.metric.clone(), s.labels.clone()));
+            if entry.is_none() {
+                new_series.insert((s.metric.as_str(), &s.labels));
             }
+            let fresh = match entry {
+                Some(e) if e.generation == generation.id => None,
+                _ => Some(routes_for(&generation, &s.metric, &s.labels)),
+            };
+            let these = fresh
+                .as_ref()
+                .or(entry.map(|e| &e.routes))
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            for (rt, key) in these {
+                if !lock(&rt.series).contains_key(key) {
+                    new_keys
+                        .entry(Arc::as_ptr(rt))
+                        .or_insert_with(|| (Arc::clone(rt), HashSet::new()))
+                        .1
+                        .insert(key.clone());
+                }
+            }
+            routes.push(fresh);
         }
         let would_hold = reg.series.len() + new_series.len();
         if would_hold > limits.max_series {
-            self.telemetry.samples_rejected.add(
-                "series_limit",
-                batch.iter().map(|s| s.values.len()).sum::<usize>() as f64,
-            );
-            return Err(IngestError::TooManySeries {
+            return refuse(IngestError::TooManySeries {
                 limit: limits.max_series,
                 would_hold,
             });
         }
+        for (rt, keys) in new_keys.values() {
+            let would_hold = lock(&rt.series).len() + keys.len();
+            if would_hold > limits.max_series_per_rule {
+                return refuse(IngestError::TooManySeriesForRule {
+                    group: rt.group.clone(),
+                    rule: rt.rule.name.clone(),
+                    limit: limits.max_series_per_rule,
+                    would_hold,
+                });
+            }
+        }
+        drop(new_keys);
         let mut accepted = 0;
-        for s in batch {
+        for (s, fresh) in batch.iter().zip(routes) {
             let entry = reg
                 .series
                 .entry((s.metric.clone(), s.labels.clone()))
@@ -294,8 +340,8 @@ impl Engine {
                     routes: vec![],
                 });
             entry.last_seen_ms = now_ms;
-            if entry.generation != generation.id {
-                entry.routes = routes_for(&generation, &s.metric, &s.labels);
+            if let Some(r) = fresh {
+                entry.routes = r;
                 entry.generation = generation.id;
             }
             for (rt, key) in &entry.routes {

@@ -11,7 +11,7 @@ use super::{json_response, read_body, ApiError, Body};
 use crate::app::App;
 use crate::detect::ks::{Alternative, Method};
 use crate::detect::report::ks_report;
-use crate::engine::{now_ms, rfc3339, IngestError};
+use crate::engine::{now_ms, rfc3339};
 use crate::ingest::push;
 
 pub async fn push(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
@@ -39,7 +39,7 @@ pub async fn push(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Bod
         .map_err(|e| ApiError::Body(format!("ingestion failed: {e}")))?;
     match accepted {
         Ok(n) => Ok(json_response(StatusCode::OK, &json!({ "accepted": n }))),
-        Err(e @ IngestError::TooManySeries { .. }) => Err(ApiError::TooManySeries(e.to_string())),
+        Err(e) => Err(ApiError::TooManySeries(e.to_string())),
     }
 }
 

@@ -86,6 +86,7 @@ const WEBHOOK_KEYS: &[&str] = &[
 ];
 const LIMIT_KEYS: &[&str] = &[
     "max_series",
+    "max_series_per_rule",
     "max_body_bytes",
     "max_window_values",
     "series_idle_timeout",
@@ -536,6 +537,7 @@ fn limits(cx: &mut Cx, map: &MarkedMappingNode) -> Limits {
         }
     };
     int(cx, "max_series", &mut limits.max_series);
+    int(cx, "max_series_per_rule", &mut limits.max_series_per_rule);
     int(cx, "max_body_bytes", &mut limits.max_body_bytes);
     int(cx, "max_window_values", &mut limits.max_window_values);
     if let Some(d) =
@@ -913,6 +915,7 @@ query_sources:
             c.limits,
             Limits {
                 max_series: 10,
+                max_series_per_rule: Limits::default().max_series_per_rule,
                 max_body_bytes: 2048,
                 max_window_values: 500,
                 series_idle_timeout: Duration::from_secs(3600)

@@ -158,6 +158,8 @@ pub struct WebhookConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     pub max_series: usize,
+    /// Series (or `by` pools) one rule evaluates, at most.
+    pub max_series_per_rule: usize,
     pub max_body_bytes: usize,
     /// Values held by one window (reference or current) at most.
     pub max_window_values: usize,
@@ -169,6 +171,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_series: 100_000,
+            max_series_per_rule: 10_000,
             max_body_bytes: 16 * 1024 * 1024,
             max_window_values: 1_000_000,
             series_idle_timeout: Duration::from_secs(24 * 3600),

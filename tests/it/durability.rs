@@ -216,3 +216,85 @@ fn a_corrupt_store_is_refused_with_the_way_out() {
         "left as it was"
     );
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS");
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS value")
+}
+
+#[test]
+fn ten_times_the_series_limit_keeps_rss_flat() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    std::fs::write(
+        dir.path().join("driftgauge.yml"),
+        "rule_files: [\"rules/*.yml\"]\nlimits:\n  max_series: 2000\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("rules/r.yml"),
+        "groups:\n  - name: g\n    interval: 100ms\n    rules:\n      - name: r\n        detector: ema\n        series: m\n        smoothing: 0.5\n        below: 0.5\n",
+    )
+    .unwrap();
+    let p = Process::start(dir.path(), &["--config.file=driftgauge.yml"]);
+    poll("ready", || p.get("/-/ready").0 == 200);
+    let batch = |from: usize, n: usize| {
+        let samples: Vec<String> = (from..from + n)
+            .map(|i| format!(r#"{{"metric":"m","labels":{{"id":"s{i}"}},"value":0.9}}"#))
+            .collect();
+        format!(r#"{{"samples":[{}]}}"#, samples.join(","))
+    };
+    // Fill up to the limit; a few refused batches warm the allocator's arenas; then measure.
+    assert_eq!(
+        http(&p.addr, "POST", "/api/v1/samples", &batch(0, 2000)).0,
+        200
+    );
+    for round in 1..=3 {
+        assert_eq!(
+            http(
+                &p.addr,
+                "POST",
+                "/api/v1/samples",
+                &batch(round * 2000, 2000)
+            )
+            .0,
+            429
+        );
+        assert_eq!(p.get("/metrics").0, 200);
+    }
+    let before = rss_kib(p.child.id());
+    // Ten times the limit in new series: every batch refused whole.
+    for round in 4..=13 {
+        let (status, body) = http(
+            &p.addr,
+            "POST",
+            "/api/v1/samples",
+            &batch(round * 2000, 2000),
+        );
+        assert_eq!(status, 429, "{body}");
+    }
+    for _ in 0..3 {
+        assert_eq!(p.get("/metrics").0, 200);
+    }
+    let after = rss_kib(p.child.id());
+    assert!(
+        after <= before + 8 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+    let t = p.get("/metrics").1;
+    assert_eq!(
+        metric_value(
+            &t,
+            "driftgauge_samples_rejected_total",
+            &[("reason", "series_limit")]
+        ),
+        Some(26000.0)
+    );
+}

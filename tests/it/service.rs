@@ -938,3 +938,51 @@ async fn cooldown_allows_one_call_per_rule_and_series() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_a_rules_series_limit_is_refused_whole() {
+    let cfg = "rule_files: [\"rules/*.yml\"]\nlimits:\n  max_series_per_rule: 2\n";
+    let rules = EMA_RULES
+        .replace("        webhooks: [retrain]\n", "")
+        .replace(r#"model_accuracy{model="fraud"}"#, "model_accuracy");
+    let server = Server::start(Files::new(cfg).rule_file("q.yml", &rules)).await;
+    server
+        .push("model_accuracy", &[("model", "a")], &[0.9])
+        .await;
+    let three: Vec<_> = ["b", "c", "d"]
+        .iter()
+        .map(|m| json!({"metric": "model_accuracy", "labels": {"model": m}, "value": 0.9}))
+        .collect();
+    let (status, v) = server
+        .post_json("/api/v1/samples", json!({ "samples": three }))
+        .await;
+    assert_eq!(status, 429, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("quality/accuracy_degradation") && msg.contains("max_series_per_rule=2"),
+        "{msg}"
+    );
+    // Nothing of it applied: only series "a" exists; one more series still fits.
+    let (status, _) = server
+        .post_json("/api/v1/samples", json!({"samples": [three[0].clone()]}))
+        .await;
+    assert_eq!(status, 200);
+    let t = server.metrics().await;
+    assert_eq!(
+        metric_value(
+            &t,
+            "driftgauge_samples_received_total",
+            &[("source", "push")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric_value(
+            &t,
+            "driftgauge_samples_rejected_total",
+            &[("reason", "series_limit")]
+        ),
+        Some(3.0)
+    );
+    server.stop().await;
+}
