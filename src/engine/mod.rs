@@ -126,6 +126,9 @@ enum SeriesWindow {
     Ema(EmaState),
 }
 
+/// A rule a series feeds, and the window key it feeds there.
+type Route = (Arc<RuleRuntime>, Labels);
+
 struct SeriesEntry {
     last_seen_ms: i64,
     generation: u64,
@@ -281,8 +284,7 @@ impl Engine {
         };
         // Check every limit before touching anything.
         let mut new_series: HashSet<(&str, &Labels)> = HashSet::new();
-        let mut routes: Vec<Option<Vec<(Arc<RuleRuntime>, Labels)>>> =
-            Vec::with_capacity(batch.len());
+        let mut routes: Vec<Option<Vec<Route>>> = Vec::with_capacity(batch.len());
         let mut new_keys: HashMap<*const RuleRuntime, (Arc<RuleRuntime>, HashSet<Labels>)> =
             HashMap::new();
         for s in batch {

@@ -173,7 +173,12 @@ pub(crate) struct Process {
 
 impl Process {
     pub(crate) fn start(dir: &Path, args: &[&str]) -> Process {
+        Process::start_env(dir, args, &[])
+    }
+
+    pub(crate) fn start_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Process {
         let mut child = bin()
+            .envs(env.iter().copied())
             .current_dir(dir)
             .arg("serve")
             .arg("--web.listen-address=127.0.0.1:0")

@@ -243,7 +243,13 @@ fn ten_times_the_series_limit_keeps_rss_flat() {
         "groups:\n  - name: g\n    interval: 100ms\n    rules:\n      - name: r\n        detector: ema\n        series: m\n        smoothing: 0.5\n        below: 0.5\n",
     )
     .unwrap();
-    let p = Process::start(dir.path(), &["--config.file=driftgauge.yml"]);
+    // One malloc arena: glibc's per-thread arenas otherwise wander by several MiB with
+    // whichever threads served the requests, which hides a real leak behind noise.
+    let p = Process::start_env(
+        dir.path(),
+        &["--config.file=driftgauge.yml"],
+        &[("MALLOC_ARENA_MAX", "1")],
+    );
     poll("ready", || p.get("/-/ready").0 == 200);
     let batch = |from: usize, n: usize| {
         let samples: Vec<String> = (from..from + n)
