@@ -204,6 +204,14 @@ pub async fn run(
     if app.options.auto_reload {
         spawn_auto_reload(Arc::clone(&app), stop_rx.clone());
     }
+    // Sources that pull: they start after the restore (query warm-ups must not refill
+    // restored windows) and follow reloads.
+    let query_sources = crate::ingest::query::spawn_configured_query_sources(Arc::clone(&engine), stop_rx.clone());
+    let scrapers = tokio::spawn(crate::ingest::scrape::run(
+        Arc::clone(&engine),
+        app.reloaded.subscribe(),
+        stop_rx.clone(),
+    ));
     let flusher = tokio::spawn(flush_loop(
         Arc::clone(&engine),
         store.clone(),
@@ -258,6 +266,8 @@ pub async fn run(
         tracing::warn!(grace = ?SHUTDOWN_GRACE, "in-flight requests did not finish in time");
     }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, scheduler).await;
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, query_sources).await;
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, scrapers).await;
     let _ = flusher.await;
     // The last flush, after the last evaluation: acknowledged samples survive a SIGTERM.
     flush_now(&engine, &store).await;

@@ -20,8 +20,11 @@
 //!
 //! Pure: no I/O, no locks, no panics on any input; NaN and ±inf are rejected with an error.
 
+use std::sync::{Mutex, PoisonError};
+
 use super::cephes::binom;
 use super::kstwo;
+use super::sort::sort_samples;
 
 /// Which alternative hypothesis is tested (SciPy's `alternative`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -131,13 +134,18 @@ const CURRENT: &str = "current";
 /// `max(n, m)` up to which `auto` computes the exact p-value (SciPy's `MAX_AUTO_N`).
 const MAX_AUTO_N: usize = 10_000;
 
-fn validate(reference: &[f64], current: &[f64]) -> Result<(), KsError> {
+fn check_sizes(reference: &[f64], current: &[f64]) -> Result<(), KsError> {
     if reference.is_empty() {
         return Err(KsError::EmptySample { which: REFERENCE });
     }
     if current.is_empty() {
         return Err(KsError::EmptySample { which: CURRENT });
     }
+    Ok(())
+}
+
+fn validate(reference: &[f64], current: &[f64]) -> Result<(), KsError> {
+    check_sizes(reference, current)?;
     if let Some(index) = reference.iter().position(|x| !x.is_finite()) {
         return Err(KsError::NonFinite {
             which: REFERENCE,
@@ -155,22 +163,40 @@ fn validate(reference: &[f64], current: &[f64]) -> Result<(), KsError> {
 
 /// Two-sample KS test, `scipy.stats.ks_2samp(reference, current, alternative, method)`.
 ///
-/// Sorts copies of both samples, then calls [`ks_2samp_sorted`]. Errors name the sample and
-/// the index in the slice as given.
+/// Small samples are sorted (copies, by [`sort_samples`]) and walked as in
+/// [`ks_2samp_sorted`]. Large ones are not sorted at all: a few passes count the values per
+/// value bucket, and only the buckets that can hold the extremes are sorted and walked (see
+/// "Walking only where an extreme can be" in the source); samples of 2^17 values or more in
+/// all use a second thread. Errors name the sample and the index in the slice as given.
 pub fn ks_2samp(
     reference: &[f64],
     current: &[f64],
     alternative: Alternative,
     method: Method,
 ) -> Result<KsResult, KsError> {
-    validate(reference, current)?;
-    let mut a = reference.to_vec();
-    let mut b = current.to_vec();
-    // total_cmp puts -0.0 before 0.0; either order gives the same counts, and this one matches
-    // SciPy's reported location in `negzero_location_test`.
-    a.sort_unstable_by(f64::total_cmp);
-    b.sort_unstable_by(f64::total_cmp);
-    ks_2samp_sorted(&a, &b, alternative, method)
+    check_sizes(reference, current)?;
+    // Large samples: no sort at all, only the values near the extremes are sorted.
+    let ext = match unsorted_extremes(reference, current) {
+        Some(ext) => ext,
+        None => {
+            validate(reference, current)?;
+            // The radix sort puts -0.0 before 0.0 (total_cmp order); either order gives the
+            // same counts, and this one matches SciPy's reported location in
+            // `negzero_location_test`.
+            let mut a = reference.to_vec();
+            let mut b = current.to_vec();
+            sort_samples(&mut a);
+            sort_samples(&mut b);
+            extremes(&a, &b)
+        }
+    };
+    Ok(conclude(
+        ext,
+        reference.len(),
+        current.len(),
+        alternative,
+        method,
+    ))
 }
 
 /// Two-sample KS test on samples the caller keeps sorted ascending (the hot path).
@@ -193,6 +219,23 @@ pub fn ks_2samp_sorted(
         "current not sorted"
     );
     let ext = extremes(reference, current);
+    Ok(conclude(
+        ext,
+        reference.len(),
+        current.len(),
+        alternative,
+        method,
+    ))
+}
+
+/// The statistic, its location and sign from the extremes, then the p-value.
+fn conclude(
+    ext: Extremes,
+    n: usize,
+    m: usize,
+    alternative: Alternative,
+    method: Method,
+) -> KsResult {
     // minS = clip(-diff[argmin], 0, 1), numpy's clip: max first, then min.
     let neg = -ext.min_diff;
     let min_s = if neg > 0.0 { neg } else { 0.0 };
@@ -203,19 +246,19 @@ pub fn ks_2samp_sorted(
         Alternative::TwoSided if min_s > max_s => (min_s, ext.min_loc, -1),
         _ => (max_s, ext.max_loc, 1),
     };
-    let (statistic, p_value, method) =
-        p_value(reference.len(), current.len(), d, alternative, method);
-    Ok(KsResult {
+    let (statistic, p_value, method) = p_value(n, m, d, alternative, method);
+    KsResult {
         statistic,
         p_value,
         location,
         sign,
         method,
-    })
+    }
 }
 
 /// The extremes of `diff` over `sorted(a) ++ sorted(b)`, with the value at the first index of
 /// each.
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Extremes {
     max_diff: f64,
     max_loc: f64,
@@ -223,139 +266,466 @@ struct Extremes {
     min_loc: f64,
 }
 
-/// One merge walk over distinct values. For each group of equal values (`==`, so `-0.0` and
-/// `0.0` together) the counts `i = #a <= v` and `j = #b <= v` give the group's `diff`; every
-/// element of the group, in `a` or in `b`, has that same `diff`. Tracking the first strict
-/// improvement separately over the groups present in `a` and those present in `b` and then
-/// preferring `a` on ties reproduces numpy's `argmax`/`argmin` over the concatenation.
-fn extremes(a: &[f64], b: &[f64]) -> Extremes {
-    let n = a.len();
-    let m = b.len();
-    let nf = n as f64;
-    let mf = m as f64;
-    let (mut i, mut j) = (0usize, 0usize);
-    let (mut a_max, mut a_max_loc) = (f64::NEG_INFINITY, 0.0);
-    let (mut a_min, mut a_min_loc) = (f64::INFINITY, 0.0);
-    let (mut b_max, mut b_max_loc) = (f64::NEG_INFINITY, 0.0);
-    let (mut b_min, mut b_min_loc) = (f64::INFINITY, 0.0);
+/// Running extremes of `diff` over groups of equal values, kept apart for the groups present
+/// in `a` and those present in `b`: tracking the first strict improvement separately and
+/// then preferring `a` on ties reproduces numpy's `argmax`/`argmin` over the concatenation
+/// `sorted(a) ++ sorted(b)`, where every element of a group has the group's `diff`.
+#[derive(Debug, Clone, Copy)]
+struct Tracker {
+    nf: f64,
+    mf: f64,
+    a_max: f64,
+    a_max_loc: f64,
+    a_min: f64,
+    a_min_loc: f64,
+    b_max: f64,
+    b_max_loc: f64,
+    b_min: f64,
+    b_min_loc: f64,
+}
 
-    while i < n && j < m {
-        let (x, y) = (a[i], b[j]);
-        if x < y {
-            // Group only in `a`.
-            let i0 = i;
+impl Tracker {
+    fn new(n: usize, m: usize) -> Self {
+        Tracker {
+            nf: n as f64,
+            mf: m as f64,
+            a_max: f64::NEG_INFINITY,
+            a_max_loc: 0.0,
+            a_min: f64::INFINITY,
+            a_min_loc: 0.0,
+            b_max: f64::NEG_INFINITY,
+            b_max_loc: 0.0,
+            b_min: f64::INFINITY,
+            b_min_loc: 0.0,
+        }
+    }
+
+    #[inline(always)]
+    fn see_a(&mut self, d: f64, loc: f64) {
+        if d > self.a_max {
+            self.a_max = d;
+            self.a_max_loc = loc;
+        }
+        if d < self.a_min {
+            self.a_min = d;
+            self.a_min_loc = loc;
+        }
+    }
+
+    #[inline(always)]
+    fn see_b(&mut self, d: f64, loc: f64) {
+        if d > self.b_max {
+            self.b_max = d;
+            self.b_max_loc = loc;
+        }
+        if d < self.b_min {
+            self.b_min = d;
+            self.b_min_loc = loc;
+        }
+    }
+
+    /// One merge walk over the distinct values of `a` and `b`, both sorted, which must hold
+    /// every sample value of one interval of the value axis, `i0` reference values and `j0`
+    /// current values lying below it. Intervals must be walked in increasing order. For each
+    /// group of equal values (`==`, so `-0.0` and `0.0` together) the counts `i = #a <= v` and
+    /// `j = #b <= v` give `diff = i as f64 / n as f64 - j as f64 / m as f64`.
+    fn walk(&mut self, a: &[f64], b: &[f64], i0: usize, j0: usize) {
+        let mut t = *self;
+        let (nf, mf) = (t.nf, t.mf);
+        let diff = |i: usize, j: usize| (i0 + i) as f64 / nf - (j0 + j) as f64 / mf;
+        let (n, m) = (a.len(), b.len());
+        let (mut i, mut j) = (0usize, 0usize);
+        while i < n && j < m {
+            let (x, y) = (a[i], b[j]);
+            if x < y {
+                // Group only in `a`.
+                let i1 = i;
+                i += 1;
+                while i < n && a[i] <= x {
+                    i += 1;
+                }
+                t.see_a(diff(i, j), a[i1]);
+            } else if y < x {
+                // Group only in `b`.
+                let j1 = j;
+                j += 1;
+                while j < m && b[j] <= y {
+                    j += 1;
+                }
+                t.see_b(diff(i, j), b[j1]);
+            } else {
+                // x == y: the group is in both.
+                let (i1, j1) = (i, j);
+                i += 1;
+                while i < n && a[i] <= x {
+                    i += 1;
+                }
+                j += 1;
+                while j < m && b[j] <= x {
+                    j += 1;
+                }
+                let d = diff(i, j);
+                t.see_a(d, a[i1]);
+                t.see_b(d, b[j1]);
+            }
+        }
+        // Tails: only one sample left; the other's count is final.
+        while i < n {
+            let i1 = i;
             i += 1;
-            while i < n && a[i] <= x {
+            while i < n && a[i] <= a[i1] {
                 i += 1;
             }
-            let d = i as f64 / nf - j as f64 / mf;
-            if d > a_max {
-                a_max = d;
-                a_max_loc = a[i0];
-            }
-            if d < a_min {
-                a_min = d;
-                a_min_loc = a[i0];
-            }
-        } else if y < x {
-            // Group only in `b`.
-            let j0 = j;
+            t.see_a(diff(i, j), a[i1]);
+        }
+        while j < m {
+            let j1 = j;
             j += 1;
-            while j < m && b[j] <= y {
+            while j < m && b[j] <= b[j1] {
                 j += 1;
             }
-            let d = i as f64 / nf - j as f64 / mf;
-            if d > b_max {
-                b_max = d;
-                b_max_loc = b[j0];
-            }
-            if d < b_min {
-                b_min = d;
-                b_min_loc = b[j0];
-            }
+            t.see_b(diff(i, j), b[j1]);
+        }
+        *self = t;
+    }
+
+    fn finish(&self) -> Extremes {
+        // The reference part comes first in the concatenation, so it wins ties.
+        let (max_diff, max_loc) = if self.a_max >= self.b_max {
+            (self.a_max, self.a_max_loc)
         } else {
-            // x == y: the group is in both.
-            let (i0, j0) = (i, j);
-            i += 1;
-            while i < n && a[i] <= x {
-                i += 1;
-            }
-            j += 1;
-            while j < m && b[j] <= x {
-                j += 1;
-            }
-            let d = i as f64 / nf - j as f64 / mf;
-            if d > a_max {
-                a_max = d;
-                a_max_loc = a[i0];
-            }
-            if d < a_min {
-                a_min = d;
-                a_min_loc = a[i0];
-            }
-            if d > b_max {
-                b_max = d;
-                b_max_loc = b[j0];
-            }
-            if d < b_min {
-                b_min = d;
-                b_min_loc = b[j0];
-            }
+            (self.b_max, self.b_max_loc)
+        };
+        let (min_diff, min_loc) = if self.a_min <= self.b_min {
+            (self.a_min, self.a_min_loc)
+        } else {
+            (self.b_min, self.b_min_loc)
+        };
+        Extremes {
+            max_diff,
+            max_loc,
+            min_diff,
+            min_loc,
         }
     }
-    // Tails: only one sample left; the other's count is final.
-    while i < n {
-        let x = a[i];
-        let i0 = i;
-        i += 1;
-        while i < n && a[i] <= x {
-            i += 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Walking only where an extreme can be
+// ---------------------------------------------------------------------------------------------
+//
+// Cut the value axis into segments that never split a group of equal values, and count the
+// reference (`ca`) and current (`cb`) values in each. With `q(i, j) = i*m - j*n`, the exact
+// `diff` at a group end is `q / (n*m)`. At the end of a non-empty segment `q` is known from
+// the counts alone, and it is the `q` of a real group end (the segment's last group); inside
+// a segment starting at `q0`, every group end has `q0 - cb*n <= q <= q0 + ca*m`. So a segment
+// whose upper bound is below the largest end-of-segment `q`, and whose lower bound is above
+// the smallest, holds no group end reaching either extreme, and needs no walk.
+//
+// That argument is about exact values; the statistic is the float `diff`. Each `diff` is
+// within `3 * 2^-53` of its exact value (three roundings of numbers in [-1, 1]), and exact
+// values that differ differ by at least `1 / (n*m)`. With `n*m <= 2^49` that is more than
+// twice the rounding error, so a smaller exact value always gives a strictly smaller float:
+// the float maximum (and the first group reaching it, which the walk picks among the float
+// ties) is among the groups with the largest exact `q`, which the kept segments hold. The
+// kept segments are walked in increasing order, so "first" keeps its meaning.
+
+/// `n * m` up to which pruning is exact (see above).
+const MAX_PRUNE_NM: u128 = 1 << 49;
+/// Below this many values in all, a plain walk (and sort) is as fast.
+const PRUNE_MIN_LEN: usize = 4096;
+/// Reference and current values per segment of the sorted walk, at most (ties aside).
+const BLOCK: usize = 64;
+/// From this many values in all, the unsorted path uses a second thread.
+const PARALLEL_MIN_LEN: usize = 1 << 17;
+
+fn prunable(n: usize, m: usize) -> bool {
+    n <= u32::MAX as usize && m <= u32::MAX as usize && (n as u128) * (m as u128) <= MAX_PRUNE_NM
+}
+
+/// Consecutive segments `first..=last` that must be walked, with the counts below them
+/// (`i0`, `j0`) and in them (`na`, `nb`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Run {
+    first: usize,
+    last: usize,
+    i0: usize,
+    j0: usize,
+    na: usize,
+    nb: usize,
+}
+
+/// The runs of segments that may hold a group end where `diff` reaches its maximum or
+/// minimum, in increasing order, given the per-segment counts (see above).
+fn candidate_runs(ca: &[u32], cb: &[u32], n: usize, m: usize) -> Vec<Run> {
+    let (ni, mi) = (n as i64, m as i64);
+    let mut q = 0i64;
+    let (mut qmax, mut qmin) = (i64::MIN, i64::MAX);
+    for (&x, &y) in ca.iter().zip(cb) {
+        if x == 0 && y == 0 {
+            continue;
         }
-        let d = i as f64 / nf - j as f64 / mf;
-        if d > a_max {
-            a_max = d;
-            a_max_loc = a[i0];
-        }
-        if d < a_min {
-            a_min = d;
-            a_min_loc = a[i0];
-        }
+        q += i64::from(x) * mi - i64::from(y) * ni;
+        qmax = qmax.max(q);
+        qmin = qmin.min(q);
     }
-    while j < m {
-        let y = b[j];
-        let j0 = j;
-        j += 1;
-        while j < m && b[j] <= y {
-            j += 1;
+    let mut runs: Vec<Run> = Vec::new();
+    let (mut q, mut i0, mut j0) = (0i64, 0usize, 0usize);
+    let mut extend = false;
+    for (s, (&x, &y)) in ca.iter().zip(cb).enumerate() {
+        if x == 0 && y == 0 {
+            continue;
         }
-        let d = i as f64 / nf - j as f64 / mf;
-        if d > b_max {
-            b_max = d;
-            b_max_loc = b[j0];
+        let (xa, yb) = (x as usize, y as usize);
+        let wanted = q + i64::from(x) * mi >= qmax || q - i64::from(y) * ni <= qmin;
+        if wanted {
+            match runs.last_mut() {
+                Some(run) if extend => {
+                    run.last = s;
+                    run.na += xa;
+                    run.nb += yb;
+                }
+                _ => runs.push(Run {
+                    first: s,
+                    last: s,
+                    i0,
+                    j0,
+                    na: xa,
+                    nb: yb,
+                }),
+            }
         }
-        if d < b_min {
-            b_min = d;
-            b_min_loc = b[j0];
+        extend = wanted;
+        q += i64::from(x) * mi - i64::from(y) * ni;
+        i0 += xa;
+        j0 += yb;
+    }
+    runs
+}
+
+/// Extremes of two sorted samples: a plain walk, or for large samples, segments of about
+/// [`BLOCK`] values of each sample found by galloping, and a walk of the candidate segments.
+fn extremes(a: &[f64], b: &[f64]) -> Extremes {
+    let (n, m) = (a.len(), b.len());
+    if n + m < PRUNE_MIN_LEN || !prunable(n, m) {
+        let mut tracker = Tracker::new(n, m);
+        tracker.walk(a, b, 0, 0);
+        return tracker.finish();
+    }
+    blocked_extremes(a, b)
+}
+
+/// [`extremes`] by segments; `n * m` must be at most [`MAX_PRUNE_NM`].
+fn blocked_extremes(a: &[f64], b: &[f64]) -> Extremes {
+    let (n, m) = (a.len(), b.len());
+    let mut tracker = Tracker::new(n, m);
+    let mut ca: Vec<u32> = Vec::with_capacity((n + m) / BLOCK + 2);
+    let mut cb: Vec<u32> = Vec::with_capacity((n + m) / BLOCK + 2);
+    let (mut i, mut j) = (0usize, 0usize);
+    while i < n || j < m {
+        // The segment ends at the smaller of the BLOCK-th next values (with all its ties).
+        let end = match (a.get(i + BLOCK - 1), b.get(j + BLOCK - 1)) {
+            (Some(&x), Some(&y)) => Some(if x <= y { x } else { y }),
+            (Some(&x), None) => Some(x),
+            (None, Some(&y)) => Some(y),
+            (None, None) => None,
+        };
+        let (i1, j1) = match end {
+            Some(v) => (upper_bound_from(a, i, v), upper_bound_from(b, j, v)),
+            None => (n, m),
+        };
+        ca.push((i1 - i) as u32);
+        cb.push((j1 - j) as u32);
+        (i, j) = (i1, j1);
+    }
+    for run in candidate_runs(&ca, &cb, n, m) {
+        let ra = a.get(run.i0..run.i0 + run.na).unwrap_or(&[]);
+        let rb = b.get(run.j0..run.j0 + run.nb).unwrap_or(&[]);
+        tracker.walk(ra, rb, run.i0, run.j0);
+    }
+    tracker.finish()
+}
+
+/// The first index `>= from` whose value is `> x`, in a sorted slice whose values before
+/// `from` are `<= x`: a galloping search, O(log(answer - from)).
+fn upper_bound_from(v: &[f64], from: usize, x: f64) -> usize {
+    let rest = v.get(from..).unwrap_or(&[]);
+    let mut hi = 1usize;
+    while hi <= rest.len() && rest[hi - 1] <= x {
+        hi *= 2;
+    }
+    let lo = hi / 2;
+    let hi = hi.min(rest.len());
+    from + lo + rest[lo..hi].partition_point(|&y| y <= x)
+}
+
+/// A monotone map from values to `buckets` buckets, linear between the smallest and largest
+/// value: `x <= y` implies `bucket(x) <= bucket(y)`, and equal values (`-0.0` and `0.0`
+/// included) share a bucket, so buckets are segments that never split a group. Halving
+/// first keeps `x - lo` finite for any finite `x`, `lo`; every step (halving, subtracting,
+/// scaling, the saturating conversion, the clamp) is monotone.
+#[derive(Debug, Clone, Copy)]
+struct BucketMap {
+    half_lo: f64,
+    scale: f64,
+    last: i64,
+}
+
+impl BucketMap {
+    fn new(lo: f64, hi: f64, buckets: usize) -> Self {
+        let half_lo = lo * 0.5;
+        let span = hi * 0.5 - half_lo;
+        let scale = if span > 0.0 {
+            buckets as f64 / span
+        } else {
+            0.0
+        };
+        BucketMap {
+            half_lo,
+            scale,
+            last: buckets as i64 - 1,
         }
     }
 
-    // The reference part comes first in the concatenation, so it wins ties.
-    let (max_diff, max_loc) = if a_max >= b_max {
-        (a_max, a_max_loc)
-    } else {
-        (b_max, b_max_loc)
-    };
-    let (min_diff, min_loc) = if a_min <= b_min {
-        (a_min, a_min_loc)
-    } else {
-        (b_min, b_min_loc)
-    };
-    Extremes {
-        max_diff,
-        max_loc,
-        min_diff,
-        min_loc,
+    #[inline(always)]
+    fn bucket(&self, x: f64) -> usize {
+        let y = (x * 0.5 - self.half_lo) * self.scale;
+        (y as i64).clamp(0, self.last) as usize
     }
+
+    fn histogram(&self, values: &[f64]) -> Vec<u32> {
+        let mut counts = vec![0u32; (self.last + 1) as usize];
+        for &x in values {
+            // `bucket` is at most `last`, so the slot always exists.
+            if let Some(c) = counts.get_mut(self.bucket(x)) {
+                *c += 1;
+            }
+        }
+        counts
+    }
+
+    fn gather(&self, values: &[f64], wanted: &[bool], count: usize) -> Vec<f64> {
+        let mut out = Vec::with_capacity(count);
+        for &x in values {
+            if wanted.get(self.bucket(x)).copied().unwrap_or(false) {
+                out.push(x);
+            }
+        }
+        out
+    }
+}
+
+/// The smallest and largest value, or `None` if any value is NaN or infinite. Eight lanes,
+/// so the compiler can keep it in vector registers.
+fn finite_range(values: &[f64]) -> Option<(f64, f64)> {
+    let mut lo = [f64::INFINITY; 8];
+    let mut hi = [f64::NEG_INFINITY; 8];
+    // x * 0 is NaN exactly for NaN and infinities.
+    let mut poison = [0.0f64; 8];
+    let mut chunks = values.chunks_exact(8);
+    for c in &mut chunks {
+        for l in 0..8 {
+            let x = c[l];
+            lo[l] = if x < lo[l] { x } else { lo[l] };
+            hi[l] = if x > hi[l] { x } else { hi[l] };
+            poison[l] += x * 0.0;
+        }
+    }
+    let (mut l, mut h, mut p) = (f64::INFINITY, f64::NEG_INFINITY, 0.0);
+    for &x in chunks.remainder().iter().chain(&lo) {
+        l = if x < l { x } else { l };
+    }
+    for &x in chunks.remainder().iter().chain(&hi) {
+        h = if x > h { x } else { h };
+    }
+    for &x in chunks.remainder() {
+        p += x * 0.0;
+    }
+    for x in poison {
+        p += x;
+    }
+    (p == 0.0).then_some((l, h))
+}
+
+/// Runs `f` on a second thread and `g` on this one when `parallel` (and the thread can be
+/// started), else both here.
+fn both<A, B, F, G>(parallel: bool, f: F, g: G) -> (A, B)
+where
+    A: Send,
+    F: FnOnce() -> A + Send,
+    G: FnOnce() -> B,
+{
+    if !parallel {
+        return (f(), g());
+    }
+    let slot = Mutex::new(Some(f));
+    let take = || slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+    std::thread::scope(|s| {
+        let spawned = std::thread::Builder::new().spawn_scoped(s, || take().map(|f| f()));
+        let y = g();
+        let x = match spawned.map(|h| h.join()) {
+            Ok(Ok(Some(x))) => Some(x),
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            // Not started: `f` is still in the slot.
+            Ok(Ok(None)) | Err(_) => take().map(|f| f()),
+        };
+        match x {
+            Some(x) => (x, y),
+            // `f` is taken exactly once, by the thread or here.
+            None => unreachable!("the first closure ran neither on the thread nor here"),
+        }
+    })
+}
+
+/// Extremes of two unsorted samples without sorting them: one pass for the range (and the
+/// finiteness check), one to count values per bucket, one to collect the values of the
+/// candidate buckets, which alone are sorted and walked. `None` when a value is not finite,
+/// or when the samples are small or too large for exact pruning (the caller sorts then).
+fn unsorted_extremes(a: &[f64], b: &[f64]) -> Option<Extremes> {
+    let (n, m) = (a.len(), b.len());
+    if n + m < PRUNE_MIN_LEN || !prunable(n, m) {
+        return None;
+    }
+    bucketed_extremes(a, b, n + m >= PARALLEL_MIN_LEN)
+}
+
+/// [`unsorted_extremes`] without the size limits; `n * m` must be at most [`MAX_PRUNE_NM`].
+fn bucketed_extremes(a: &[f64], b: &[f64], parallel: bool) -> Option<Extremes> {
+    let (n, m) = (a.len(), b.len());
+    let (ra, rb) = both(parallel, || finite_range(a), || finite_range(b));
+    let ((alo, ahi), (blo, bhi)) = (ra?, rb?);
+    let lo = if alo < blo { alo } else { blo };
+    let hi = if ahi > bhi { ahi } else { bhi };
+    let buckets = ((n + m) / 32).next_power_of_two().clamp(1 << 10, 1 << 16);
+    let map = BucketMap::new(lo, hi, buckets);
+    let (ca, cb) = both(parallel, || map.histogram(a), || map.histogram(b));
+    let runs = candidate_runs(&ca, &cb, n, m);
+    let mut wanted = vec![false; buckets];
+    let (mut na, mut nb) = (0, 0);
+    for run in &runs {
+        for w in wanted.iter_mut().take(run.last + 1).skip(run.first) {
+            *w = true;
+        }
+        na += run.na;
+        nb += run.nb;
+    }
+    let (mut ga, mut gb) = both(
+        parallel,
+        || map.gather(a, &wanted, na),
+        || map.gather(b, &wanted, nb),
+    );
+    sort_samples(&mut ga);
+    sort_samples(&mut gb);
+    let mut tracker = Tracker::new(n, m);
+    let (mut pa, mut pb) = (0, 0);
+    for run in &runs {
+        let ra = ga.get(pa..pa + run.na).unwrap_or(&[]);
+        let rb = gb.get(pb..pb + run.nb).unwrap_or(&[]);
+        tracker.walk(ra, rb, run.i0, run.j0);
+        pa += run.na;
+        pb += run.nb;
+    }
+    Some(tracker.finish())
 }
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {
@@ -506,55 +876,157 @@ fn prob_outside_square(n: u64, h: u64) -> f64 {
 
 /// SciPy's `_compute_outer_prob_inside_method(m, n, g, h)`: the proportion of lattice paths
 /// that leave the band `|x/m - y/n| < h/lcm`, computed directly as `1 - p` (Viehmann).
+///
+/// Row `i` of the lattice is `R_i[jj] = (P_i[jj] * i + R_i[jj-1] * j) / (i + j)` over the
+/// band `j = minj_i + jj`, where `P_i[jj]` is row `i-1` at `jj + shift_i` (1 outside what row
+/// `i-1` stored). Each cell is a division on the row's dependency chain, so one row at a time
+/// runs at the division's latency. [`LATTICE_ROWS`] consecutive rows are computed together
+/// instead, each lagging the one above by `shift + 2` cells so that what it reads was written
+/// a step earlier: independent chains, the same operations on the same operands in the same
+/// order, so the same bits as SciPy's row-by-row loop (kept as `outer_prob_rowwise` in the
+/// tests, which compare the two).
 fn outer_prob_inside_method(m: u64, n: u64, g: u64, h: u64) -> f64 {
     let (m, n) = if m < n { (n, m) } else { (m, n) };
     let (m, n, g, h) = (m as i64, n as i64, g as i64, h as i64);
     let mg = m / g;
     let ng = n / g;
     let mgf = mg as f64;
-    let mut minj: i64 = 0;
-    let mut maxj: i64 = ((h as f64) / mgf).ceil().min((n + 1) as f64) as i64;
-    let mut curlen = maxj - minj;
-    let len_a = (2 * maxj + 2).min(n + 1).max(1) as usize;
-    let mut a = vec![1.0f64; len_a];
-    for e in a.iter_mut().take((maxj - minj).max(0) as usize) {
-        *e = 0.0;
-    }
+    let maxj0: i64 = ((h as f64) / mgf).ceil().min((n + 1) as f64) as i64;
+    let len_a = (2 * maxj0 + 2).min(n + 1).max(1) as usize;
+    let mut rows = Vec::with_capacity(m.max(0) as usize);
+    let mut lastminj = 0i64;
     for i in 1..=m {
-        let lastminj = minj;
-        let lastlen = curlen;
-        minj = ((((ng * i - h) as f64) / mgf).floor() as i64 + 1).max(0);
-        minj = minj.min(n);
-        maxj = (((ng * i + h) as f64) / mgf).ceil().min((n + 1) as f64) as i64;
+        let minj = ((((ng * i - h) as f64) / mgf).floor() as i64 + 1)
+            .max(0)
+            .min(n);
+        let maxj = (((ng * i + h) as f64) / mgf).ceil().min((n + 1) as f64) as i64;
         if maxj <= minj {
+            // SciPy returns at the first such row; nothing before it matters.
             return 1.0;
         }
-        let fi = i as f64;
-        let mut val = if minj == 0 { 0.0 } else { 1.0 };
-        let shift = (minj - lastminj) as usize;
-        let width = (maxj - minj) as usize;
-        for jj in 0..width {
-            let j = (jj as i64 + minj) as f64;
-            // Entries past the stored window are 1 (paths that already left the band).
-            let prev = a.get(jj + shift).copied().unwrap_or(1.0);
-            val = (prev * fi + val * j) / (fi + j);
-            if let Some(slot) = a.get_mut(jj) {
-                *slot = val;
+        rows.push(LatticeRow {
+            minj: minj as usize,
+            width: (maxj - minj) as usize,
+            shift: (minj - lastminj) as usize,
+            fi: i as f64,
+            val0: if minj == 0 { 0.0 } else { 1.0 },
+        });
+        lastminj = minj;
+    }
+    let Some(&last) = rows.last() else {
+        return 1.0;
+    };
+    // Row 0: zeros on 0..maxj0 (then ones, which `lim` stands for).
+    let mut a = vec![0.0f64; len_a];
+    let mut lim = (maxj0.max(0) as usize).min(len_a);
+    for group in rows.chunks(LATTICE_ROWS) {
+        lim = lattice_rows(group, &mut a, lim);
+    }
+    let idx = last.width - 1;
+    if idx < lim {
+        a[idx]
+    } else {
+        1.0
+    }
+}
+
+/// Rows computed together by [`outer_prob_inside_method`].
+const LATTICE_ROWS: usize = 6;
+
+/// One row of the lattice: its band `minj..minj + width`, how far `minj` moved from the row
+/// above, `i` as a float, and the value left of the band.
+#[derive(Debug, Clone, Copy)]
+struct LatticeRow {
+    minj: usize,
+    width: usize,
+    shift: usize,
+    fi: f64,
+    val0: f64,
+}
+
+/// Computes `rows` (at most [`LATTICE_ROWS`]) in place in `a`, whose first `lim` cells hold
+/// the row above them (cells past `lim` count as 1); returns the new `lim`.
+fn lattice_rows(rows: &[LatticeRow], a: &mut [f64], lim: usize) -> usize {
+    const K: usize = LATTICE_ROWS;
+    let k = rows.len().min(K);
+    let len_a = a.len();
+    let mut off = [0usize; K];
+    let mut lims = [0usize; K];
+    let mut val = [0.0f64; K];
+    let mut prev_lim = lim;
+    for q in 0..k {
+        if q > 0 {
+            off[q] = off[q - 1] + rows[q].shift + 2;
+        }
+        lims[q] = prev_lim;
+        prev_lim = rows[q].width.min(len_a);
+        val[q] = rows[q].val0;
+    }
+    let end = (0..k).map(|q| off[q] + rows[q].width).max().unwrap_or(0);
+    // One step of every row that is inside its band at time t.
+    let step = |t: usize, val: &mut [f64; K], a: &mut [f64]| {
+        for q in 0..k {
+            let row = &rows[q];
+            let Some(jj) = t.checked_sub(off[q]) else {
+                continue;
+            };
+            if jj >= row.width {
+                continue;
+            }
+            let idx = jj + row.shift;
+            let prev = if idx < lims[q] { a[idx] } else { 1.0 };
+            let j = (jj + row.minj) as f64;
+            val[q] = (prev * row.fi + val[q] * j) / (row.fi + j);
+            if jj < len_a {
+                a[jj] = val[q];
             }
         }
-        curlen = maxj - minj;
-        if lastlen > curlen {
-            // Set some carried-over elements to 1.
-            let from = (maxj - minj) as usize;
-            let to = ((maxj - minj + (lastlen - curlen)) as usize).min(len_a);
-            for e in a.iter_mut().take(to).skip(from) {
-                *e = 1.0;
+    };
+    // Steady state, when a full group has every row inside its band: no per-row checks but
+    // the read limit.
+    let (t0, t1) = if k == K {
+        let t0 = off[K - 1];
+        let t1 = (0..K).map(|q| off[q] + rows[q].width).min().unwrap_or(0);
+        (t0, t1.max(t0))
+    } else {
+        (end, end)
+    };
+    for t in 0..t0 {
+        step(t, &mut val, a);
+    }
+    let mut fi = [0.0f64; K];
+    let mut jf = [0.0f64; K];
+    let mut jj = [0usize; K];
+    let mut shift = [0usize; K];
+    for q in 0..k {
+        fi[q] = rows[q].fi;
+        shift[q] = rows[q].shift;
+        jj[q] = t0.saturating_sub(off[q]);
+        jf[q] = (jj[q] + rows[q].minj) as f64;
+    }
+    for _ in t0..t1 {
+        let mut prev = [1.0f64; K];
+        for q in 0..K {
+            let idx = jj[q] + shift[q];
+            if idx < lims[q] {
+                prev[q] = a[idx];
             }
+        }
+        for q in 0..K {
+            val[q] = (prev[q] * fi[q] + val[q] * jf[q]) / (fi[q] + jf[q]);
+        }
+        for q in 0..K {
+            if jj[q] < len_a {
+                a[jj[q]] = val[q];
+            }
+            jj[q] += 1;
+            jf[q] += 1.0;
         }
     }
-    a.get((maxj - minj - 1).max(0) as usize)
-        .copied()
-        .unwrap_or(1.0)
+    for t in t1..end {
+        step(t, &mut val, a);
+    }
+    prev_lim
 }
 
 /// SciPy's `_count_paths_outside_method(m, n, g, h)`: the number of lattice paths from (0, 0)
@@ -609,6 +1081,296 @@ mod tests {
             Ok(r) => r,
             Err(e) => panic!("unexpected error {e}"),
         }
+    }
+
+    /// SciPy's loop as it is written, one row at a time: the oracle for
+    /// [`outer_prob_inside_method`].
+    fn outer_prob_rowwise(m: u64, n: u64, g: u64, h: u64) -> f64 {
+        let (m, n) = if m < n { (n, m) } else { (m, n) };
+        let (m, n, g, h) = (m as i64, n as i64, g as i64, h as i64);
+        let mg = m / g;
+        let ng = n / g;
+        let mgf = mg as f64;
+        let mut minj: i64 = 0;
+        let mut maxj: i64 = ((h as f64) / mgf).ceil().min((n + 1) as f64) as i64;
+        let mut curlen = maxj - minj;
+        let len_a = (2 * maxj + 2).min(n + 1).max(1) as usize;
+        let mut a = vec![1.0f64; len_a];
+        for e in a.iter_mut().take((maxj - minj).max(0) as usize) {
+            *e = 0.0;
+        }
+        for i in 1..=m {
+            let lastminj = minj;
+            let lastlen = curlen;
+            minj = ((((ng * i - h) as f64) / mgf).floor() as i64 + 1).max(0);
+            minj = minj.min(n);
+            maxj = (((ng * i + h) as f64) / mgf).ceil().min((n + 1) as f64) as i64;
+            if maxj <= minj {
+                return 1.0;
+            }
+            let fi = i as f64;
+            let mut val = if minj == 0 { 0.0 } else { 1.0 };
+            let shift = (minj - lastminj) as usize;
+            let width = (maxj - minj) as usize;
+            for jj in 0..width {
+                let j = (jj as i64 + minj) as f64;
+                // Entries past the stored window are 1 (paths that already left the band).
+                let prev = a.get(jj + shift).copied().unwrap_or(1.0);
+                val = (prev * fi + val * j) / (fi + j);
+                if let Some(slot) = a.get_mut(jj) {
+                    *slot = val;
+                }
+            }
+            curlen = maxj - minj;
+            if lastlen > curlen {
+                // Set some carried-over elements to 1.
+                let from = (maxj - minj) as usize;
+                let to = ((maxj - minj + (lastlen - curlen)) as usize).min(len_a);
+                for e in a.iter_mut().take(to).skip(from) {
+                    *e = 1.0;
+                }
+            }
+        }
+        a.get((maxj - minj - 1).max(0) as usize)
+            .copied()
+            .unwrap_or(1.0)
+    }
+
+    #[test]
+    fn interleaved_lattice_rows_give_scipys_bits() {
+        // Every (m, n, h) with m, n < 24, and random larger ones.
+        for m in 1..24u64 {
+            for n in 1..24u64 {
+                let g = gcd(m, n);
+                for h in 1..=(m / g * n) {
+                    let want = outer_prob_rowwise(m, n, g, h);
+                    let got = outer_prob_inside_method(m, n, g, h);
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "m={m} n={n} h={h}: {got} {want}"
+                    );
+                }
+            }
+        }
+        let mut rng = Lcg(3);
+        for _ in 0..25 {
+            let m = 1 + rng.below(1500);
+            let n = 1 + rng.below(1500);
+            let g = gcd(m, n);
+            let h = 1 + rng.below(m / g * n / 6 + 1);
+            let want = outer_prob_rowwise(m, n, g, h);
+            let got = outer_prob_inside_method(m, n, g, h);
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "m={m} n={n} h={h}: {got} {want}"
+            );
+        }
+    }
+
+    fn plain(a: &[f64], b: &[f64]) -> Extremes {
+        let mut x = a.to_vec();
+        let mut y = b.to_vec();
+        x.sort_unstable_by(f64::total_cmp);
+        y.sort_unstable_by(f64::total_cmp);
+        let mut t = Tracker::new(a.len(), b.len());
+        t.walk(&x, &y, 0, 0);
+        t.finish()
+    }
+
+    fn bits(e: &Extremes) -> [u64; 4] {
+        [
+            e.max_diff.to_bits(),
+            e.max_loc.to_bits(),
+            e.min_diff.to_bits(),
+            e.min_loc.to_bits(),
+        ]
+    }
+
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            self.0 >> 11
+        }
+        fn below(&mut self, k: u64) -> u64 {
+            self.next() % k
+        }
+        fn unit(&mut self) -> f64 {
+            self.next() as f64 / (1u64 << 53) as f64
+        }
+        /// One value of kind `kind`: continuous, ties, signed zeros, wide magnitudes,
+        /// subnormals, huge values, a constant.
+        fn value(&mut self, kind: u64, shift: f64) -> f64 {
+            match kind {
+                0 => self.unit() + shift,
+                1 => self.below(5) as f64 + if shift > 0.0 { 1.0 } else { 0.0 },
+                2 => {
+                    if self.below(2) == 0 {
+                        0.0
+                    } else {
+                        -0.0
+                    }
+                }
+                3 => {
+                    ((self.unit() * 80.0 - 40.0) + shift).exp()
+                        * if self.below(2) == 0 { 1.0 } else { -1.0 }
+                }
+                4 => {
+                    f64::from_bits(self.below(1 << 52))
+                        * if self.below(2) == 0 { 1.0 } else { -1.0 }
+                }
+                5 => {
+                    [f64::MAX, -f64::MAX, 1.7e308, -1.7e308, 0.0, -0.0, 1.0][self.below(7) as usize]
+                }
+                6 => 2.5,
+                _ => (self.below(1000) as f64 / 10.0).round() + shift,
+            }
+        }
+    }
+
+    #[test]
+    fn pruned_walks_agree_with_the_plain_walk() {
+        let mut rng = Lcg(7);
+        for case in 0..1500u64 {
+            let kind = case % 8;
+            let (n, m) = match case % 5 {
+                0 => (1 + rng.below(40) as usize, 1 + rng.below(40) as usize),
+                1 => (1 + rng.below(3000) as usize, 1 + rng.below(30) as usize),
+                2 => (1 + rng.below(30) as usize, 1 + rng.below(3000) as usize),
+                _ => (1 + rng.below(3000) as usize, 1 + rng.below(3000) as usize),
+            };
+            let shift = [0.0, 0.01, 0.3][rng.below(3) as usize];
+            let a: Vec<f64> = (0..n).map(|_| rng.value(kind, 0.0)).collect();
+            let mut b: Vec<f64> = (0..m).map(|_| rng.value(kind, shift)).collect();
+            if case % 11 == 0 {
+                // Identical samples: every group end has diff 0 when n == m.
+                b = a.clone();
+            }
+            let want = plain(&a, &b);
+            let (mut x, mut y) = (a.clone(), b.clone());
+            x.sort_unstable_by(f64::total_cmp);
+            y.sort_unstable_by(f64::total_cmp);
+            let blocked = blocked_extremes(&x, &y);
+            assert_eq!(
+                bits(&blocked),
+                bits(&want),
+                "blocked, case {case} kind {kind} n {n} m {m}"
+            );
+            for parallel in [false, true] {
+                let bucketed = bucketed_extremes(&a, &b, parallel)
+                    .unwrap_or_else(|| panic!("case {case}: finite values rejected"));
+                assert_eq!(
+                    bits(&bucketed),
+                    bits(&want),
+                    "bucketed, case {case} kind {kind} n {n} m {m}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn large_samples_take_the_pruned_paths_and_agree() {
+        let mut rng = Lcg(99);
+        for kind in [0, 1, 3, 7] {
+            let a: Vec<f64> = (0..150_000).map(|_| rng.value(kind, 0.0)).collect();
+            let b: Vec<f64> = (0..90_000).map(|_| rng.value(kind, 0.002)).collect();
+            let want = plain(&a, &b);
+            let got = unsorted_extremes(&a, &b).unwrap_or_else(|| panic!("not pruned"));
+            assert_eq!(bits(&got), bits(&want), "kind {kind}");
+            let (mut x, mut y) = (a.clone(), b.clone());
+            x.sort_unstable_by(f64::total_cmp);
+            y.sort_unstable_by(f64::total_cmp);
+            assert_eq!(bits(&extremes(&x, &y)), bits(&want), "kind {kind}");
+        }
+    }
+
+    #[test]
+    fn non_finite_values_are_reported_by_index_on_every_path() {
+        for len in [10usize, 5000, 200_000] {
+            let a: Vec<f64> = (0..len).map(|i| i as f64).collect();
+            let mut b = a.clone();
+            b[len / 2] = f64::INFINITY;
+            b[len - 1] = f64::NAN;
+            assert_eq!(
+                ks_2samp(&a, &b, Alternative::TwoSided, Method::Auto),
+                Err(KsError::NonFinite {
+                    which: CURRENT,
+                    index: len / 2
+                })
+            );
+            assert_eq!(
+                ks_2samp(&b, &a, Alternative::TwoSided, Method::Auto),
+                Err(KsError::NonFinite {
+                    which: REFERENCE,
+                    index: len / 2
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn finite_range_spots_non_finite_anywhere() {
+        let mut v: Vec<f64> = (0..37).map(|i| i as f64 - 3.0).collect();
+        assert_eq!(finite_range(&v), Some((-3.0, 33.0)));
+        for i in [0, 7, 8, 31, 32, 36] {
+            for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+                let keep = v[i];
+                v[i] = bad;
+                assert_eq!(finite_range(&v), None, "{i} {bad}");
+                v[i] = keep;
+            }
+        }
+    }
+
+    #[test]
+    fn upper_bound_from_gallops_correctly() {
+        let v = [0.0, 1.0, 1.0, 1.0, 2.0, 3.0, 3.0, 5.0];
+        for from in 0..=v.len() {
+            for x in [-1.0, 0.0, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0] {
+                if from > 0 && v[from - 1] > x {
+                    continue;
+                }
+                let want = v.partition_point(|&y| y <= x).max(from);
+                assert_eq!(upper_bound_from(&v, from, x), want, "{from} {x}");
+            }
+        }
+    }
+
+    #[test]
+    fn bucket_map_is_monotone_at_the_edges() {
+        let map = BucketMap::new(-f64::MAX, f64::MAX, 1024);
+        let xs = [
+            -f64::MAX,
+            -1e300,
+            -1.0,
+            -0.0,
+            0.0,
+            5e-324,
+            1.0,
+            1e300,
+            f64::MAX,
+        ];
+        for w in xs.windows(2) {
+            assert!(map.bucket(w[0]) <= map.bucket(w[1]));
+        }
+        assert_eq!(map.bucket(-0.0), map.bucket(0.0));
+        // A span so small the scale overflows: the first bucket or the last, still monotone.
+        let tiny = BucketMap::new(0.0, 1e-320, 1 << 16);
+        assert!(tiny.scale.is_infinite());
+        assert_eq!(tiny.bucket(0.0), 0);
+        assert_eq!(tiny.bucket(-0.0), 0);
+        assert_eq!(tiny.bucket(1e-320), (1 << 16) - 1);
+        // Halving rounds the smallest subnormal away: a zero span, one bucket.
+        let gone = BucketMap::new(0.0, 5e-324, 1 << 16);
+        assert_eq!(gone.bucket(5e-324), 0);
+        let flat = BucketMap::new(2.0, 2.0, 1024);
+        assert_eq!(flat.bucket(2.0), 0);
     }
 
     #[test]

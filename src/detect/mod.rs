@@ -5,6 +5,7 @@ pub mod ema;
 pub mod ks;
 pub mod kstwo;
 pub mod report;
+pub mod sort;
 
 /// What a detector concludes about one rule+series at one evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,8 @@
 //! |---|---|
 //! | `GET /metrics` | Prometheus text 0.0.4, or OpenMetrics when `Accept` asks for it |
 //! | `POST /api/v1/samples` | push samples (JSON), all or nothing |
+//! | `POST /api/v1/write` | Prometheus remote_write 1.0 receiver (protobuf + snappy) |
+//! | `GET /api/v1/sources` | query sources: health, last success, last error, failures |
 //! | `POST /api/v1/evaluate` | one stateless KS evaluation |
 //! | `GET /api/v1/rules` | groups, rules, evaluated series with state |
 //! | `GET /-/healthy`, `GET /-/ready` | liveness, readiness |
@@ -11,6 +13,7 @@
 //! | `GET /` | a plain-text index of these routes |
 
 mod api;
+pub mod auth;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -180,6 +183,15 @@ async fn route(
             only(method, &Method::POST, "POST")?;
             api::push(app, req).await
         }
+        "/api/v1/write" => {
+            only(method, &Method::POST, "POST")?;
+            crate::ingest::remote_write::handle(app, req).await
+        }
+        "/api/v1/sources" => {
+            only(method, &Method::GET, "GET")?;
+            let body = json!({"status": "success", "data": {"query_sources": app.engine.telemetry.query_sources.to_json()}});
+            Ok(json_response(StatusCode::OK, &body))
+        }
         "/api/v1/evaluate" => {
             only(method, &Method::POST, "POST")?;
             api::evaluate(app, req).await
@@ -244,6 +256,8 @@ fn index() -> String {
         "driftgauge {}\n\n\
          GET  /metrics           Prometheus metrics (drift gauges)\n\
          POST /api/v1/samples    push samples (JSON)\n\
+         POST /api/v1/write      Prometheus remote_write receiver\n\
+         GET  /api/v1/sources    query sources and their health\n\
          POST /api/v1/evaluate   one stateless KS evaluation\n\
          GET  /api/v1/rules      rule groups, rules, series and their state\n\
          GET  /-/healthy         liveness\n\

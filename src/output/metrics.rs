@@ -202,6 +202,22 @@ pub fn render(engine: &Engine, format: Format) -> String {
         ],
         1.0,
     );
+    let mut query_failures = Family::new(
+        "driftgauge_query_failures_total",
+        Kind::Counter,
+        "Failed query-source requests (errors, timeouts, bad answers), by source.",
+    );
+    for (source, v) in t.query_failures.snapshot() {
+        query_failures.push(one("source", &source), v);
+    }
+    let mut scrape_failures = Family::new(
+        "driftgauge_scrape_failures_total",
+        Kind::Counter,
+        "Failed scrapes (connection errors, timeouts, non-2xx statuses, bad bodies), by job.",
+    );
+    for (job, v) in t.scrape_failures.snapshot() {
+        scrape_failures.push(one("job", &job), v);
+    }
 
     encode(
         &[
@@ -222,6 +238,8 @@ pub fn render(engine: &Engine, format: Format) -> String {
             reload_ts,
             flushed,
             build,
+            query_failures,
+            scrape_failures,
         ],
         format,
     )

@@ -23,6 +23,12 @@ pub struct Telemetry {
     pub config_last_reload_success_timestamp: AtomicI64,
     /// Unix milliseconds of the last successful flush of state to the store.
     pub storage_last_flush_timestamp: AtomicI64,
+    /// Failed query-source requests (errors, timeouts, bad answers), keyed by source name.
+    pub query_failures: CounterVec,
+    /// Health of each running query source (last success, last error), for a status route.
+    pub query_sources: crate::ingest::query::SourceStatuses,
+    /// Failed scrapes (connection errors, timeouts, non-2xx, bad bodies), keyed by job name.
+    pub scrape_failures: CounterVec,
 }
 
 /// A counter family with one label.

@@ -1,0 +1,757 @@
+//! Values from NumPy's `.npy` files (`numpy.save`), for `driftgauge eval`.
+//!
+//! The format: the magic `\x93NUMPY`, a version byte pair (1.0, 2.0 or 3.0), the header
+//! length (`u16` little-endian for 1.0, `u32` for 2.0 and 3.0), then the header, a Python
+//! dict literal such as `{'descr': '<f8', 'fortran_order': False, 'shape': (1000,), }`,
+//! then the array's bytes. Accepted: one-dimensional arrays of little-endian float64 (`<f8`)
+//! or float32 (`<f4`, widened exactly), C order. Anything else is an [`NpyError`] saying
+//! what was found; no input panics, the header is bounded to [`MAX_HEADER_LEN`] bytes, and
+//! the data must be exactly as long as the shape says.
+//!
+//! [`parse_npy`] decodes bytes already in memory. [`read_npy_file`] memory-maps the file and,
+//! for `<f8` data (which `numpy.save` always aligns), hands out the values in place without
+//! copying them: on this machine a fresh 8 MB buffer costs more in page faults than the
+//! whole KS test on it.
+
+use std::fs::File;
+use std::ops::Deref;
+use std::path::Path;
+
+/// The NPY magic string.
+pub const MAGIC: &[u8; 6] = b"\x93NUMPY";
+
+/// The longest header accepted. NumPy itself refuses headers over 10,000 bytes unless told
+/// otherwise; a one-dimensional float array needs under 128.
+pub const MAX_HEADER_LEN: usize = 65_536;
+
+/// Why bytes are not an acceptable NPY array.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum NpyError {
+    #[error("not an NPY file: it does not start with the magic \\x93NUMPY")]
+    NotNpy,
+    #[error("unsupported NPY format version {major}.{minor} (1.0, 2.0 and 3.0 are supported)")]
+    UnsupportedVersion { major: u8, minor: u8 },
+    #[error("the file ends inside the NPY header")]
+    TruncatedHeader,
+    #[error("NPY header of {len} bytes is longer than the {max} bytes accepted")]
+    HeaderTooLong { len: usize, max: usize },
+    #[error("malformed NPY header at byte {offset}: {reason}")]
+    BadHeader { offset: usize, reason: &'static str },
+    #[error("NPY header is missing the key {key:?}")]
+    MissingKey { key: &'static str },
+    #[error("NPY header has an unexpected key {key:?}")]
+    UnknownKey { key: String },
+    #[error(
+        "unsupported dtype {descr:?}: expected little-endian float64 ('<f8') or float32 ('<f4')"
+    )]
+    UnsupportedDtype { descr: String },
+    #[error("Fortran-ordered arrays are not supported")]
+    FortranOrder,
+    #[error("expected a one-dimensional array, got shape ({shape})")]
+    NotOneDimensional { shape: String },
+    #[error("the shape ({count},) needs {expected} bytes of data, the file has {found}")]
+    DataLength {
+        count: u64,
+        expected: u64,
+        found: u64,
+    },
+}
+
+/// Element types accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dtype {
+    /// `<f8`
+    F64,
+    /// `<f4`
+    F32,
+}
+
+impl Dtype {
+    fn size(self) -> usize {
+        match self {
+            Dtype::F64 => 8,
+            Dtype::F32 => 4,
+        }
+    }
+}
+
+/// What an NPY header says, checked against the length of the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NpyHeader {
+    pub dtype: Dtype,
+    /// Number of values.
+    pub count: usize,
+    /// Where the data starts.
+    pub data_offset: usize,
+}
+
+/// Decodes a whole `.npy` file held in memory.
+pub fn parse_npy(bytes: &[u8]) -> Result<Vec<f64>, NpyError> {
+    let header = parse_header(bytes)?;
+    Ok(decode(bytes, &header))
+}
+
+/// Parses and checks the header of a `.npy` file whose bytes (all of them) are `bytes`.
+pub fn parse_header(bytes: &[u8]) -> Result<NpyHeader, NpyError> {
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(NpyError::NotNpy);
+    }
+    let (major, minor) = match bytes.get(6..8) {
+        Some(&[major, minor]) => (major, minor),
+        _ => return Err(NpyError::TruncatedHeader),
+    };
+    let (len_bytes, start) = match (major, minor) {
+        (1, 0) => (2, 10),
+        (2, 0) | (3, 0) => (4, 12),
+        _ => return Err(NpyError::UnsupportedVersion { major, minor }),
+    };
+    let len_field = bytes
+        .get(8..8 + len_bytes)
+        .ok_or(NpyError::TruncatedHeader)?;
+    let header_len = len_field
+        .iter()
+        .rev()
+        .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+    if header_len > MAX_HEADER_LEN {
+        return Err(NpyError::HeaderTooLong {
+            len: header_len,
+            max: MAX_HEADER_LEN,
+        });
+    }
+    let text = bytes
+        .get(start..start + header_len)
+        .ok_or(NpyError::TruncatedHeader)?;
+    let fields = parse_dict(text, start)?;
+    let data_offset = start + header_len;
+    let available = (bytes.len() - data_offset) as u64;
+    let expected = (fields.count as u64).checked_mul(fields.dtype.size() as u64);
+    if expected != Some(available) {
+        return Err(NpyError::DataLength {
+            count: fields.count as u64,
+            expected: expected.unwrap_or(u64::MAX),
+            found: available,
+        });
+    }
+    Ok(NpyHeader {
+        dtype: fields.dtype,
+        count: fields.count,
+        data_offset,
+    })
+}
+
+/// The values after a checked header.
+fn decode(bytes: &[u8], header: &NpyHeader) -> Vec<f64> {
+    let data = bytes.get(header.data_offset..).unwrap_or(&[]);
+    match header.dtype {
+        Dtype::F64 => data
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect(),
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+            .collect(),
+    }
+}
+
+struct Fields {
+    dtype: Dtype,
+    count: usize,
+}
+
+/// A cursor over the header's dict literal; `base` is the header's offset in the file, for
+/// error positions.
+struct Cursor<'a> {
+    text: &'a [u8],
+    pos: usize,
+    base: usize,
+}
+
+impl Cursor<'_> {
+    fn err<T>(&self, reason: &'static str) -> Result<T, NpyError> {
+        Err(NpyError::BadHeader {
+            offset: self.base + self.pos,
+            reason,
+        })
+    }
+
+    fn skip_space(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.text.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_space();
+        self.text.get(self.pos).copied()
+    }
+
+    fn expect(&mut self, c: u8, reason: &'static str) -> Result<(), NpyError> {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            self.err(reason)
+        }
+    }
+
+    /// A quoted string without escapes (NumPy writes none in these fields).
+    fn string(&mut self) -> Result<&[u8], NpyError> {
+        let quote = match self.peek() {
+            Some(q @ (b'\'' | b'"')) => q,
+            _ => return self.err("expected a quoted string"),
+        };
+        self.pos += 1;
+        let start = self.pos;
+        while let Some(&c) = self.text.get(self.pos) {
+            if c == quote {
+                let s = &self.text[start..self.pos];
+                self.pos += 1;
+                return Ok(s);
+            }
+            if c == b'\\' || !c.is_ascii() || c.is_ascii_control() {
+                return self.err("unsupported character in a string");
+            }
+            self.pos += 1;
+        }
+        self.err("unterminated string")
+    }
+
+    fn word(&mut self) -> &[u8] {
+        self.skip_space();
+        let start = self.pos;
+        while let Some(c) = self.text.get(self.pos) {
+            if c.is_ascii_alphanumeric() || *c == b'_' {
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+        &self.text[start..self.pos]
+    }
+
+    /// A tuple of non-negative integers: `()`, `(n,)`, `(n, m)`, ...
+    fn shape(&mut self) -> Result<Vec<u64>, NpyError> {
+        self.expect(b'(', "expected a tuple for 'shape'")?;
+        let mut dims = Vec::new();
+        loop {
+            if self.peek() == Some(b')') {
+                self.pos += 1;
+                return Ok(dims);
+            }
+            let digits = self.word();
+            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+                return self.err("expected a non-negative integer in 'shape'");
+            }
+            // Python may write a trailing 'L' on old files; digits only here.
+            let mut v: u64 = 0;
+            for &d in digits {
+                v = match v
+                    .checked_mul(10)
+                    .and_then(|v| v.checked_add(u64::from(d - b'0')))
+                {
+                    Some(v) => v,
+                    None => return self.err("dimension too large"),
+                };
+            }
+            if dims.len() >= 32 {
+                return self.err("too many dimensions");
+            }
+            dims.push(v);
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b')') => {}
+                _ => return self.err("expected ',' or ')' in 'shape'"),
+            }
+        }
+    }
+}
+
+fn parse_dict(text: &[u8], base: usize) -> Result<Fields, NpyError> {
+    let mut c = Cursor { text, pos: 0, base };
+    c.expect(b'{', "expected '{'")?;
+    let mut descr: Option<String> = None;
+    let mut fortran: Option<bool> = None;
+    let mut shape: Option<Vec<u64>> = None;
+    loop {
+        if c.peek() == Some(b'}') {
+            c.pos += 1;
+            break;
+        }
+        let key = c.string()?.to_vec();
+        c.expect(b':', "expected ':' after a key")?;
+        match key.as_slice() {
+            b"descr" => {
+                if c.peek() != Some(b'\'') && c.peek() != Some(b'"') {
+                    // A list: a structured dtype.
+                    return Err(NpyError::UnsupportedDtype {
+                        descr: "a structured dtype".to_string(),
+                    });
+                }
+                let d = c.string()?;
+                descr = Some(String::from_utf8_lossy(d).into_owned());
+            }
+            b"fortran_order" => {
+                fortran = Some(match c.word() {
+                    b"True" => true,
+                    b"False" => false,
+                    _ => return c.err("expected True or False for 'fortran_order'"),
+                });
+            }
+            b"shape" => shape = Some(c.shape()?),
+            other => {
+                return Err(NpyError::UnknownKey {
+                    key: String::from_utf8_lossy(other).into_owned(),
+                })
+            }
+        }
+        match c.peek() {
+            Some(b',') => c.pos += 1,
+            Some(b'}') => {}
+            _ => return c.err("expected ',' or '}' after a value"),
+        }
+    }
+    // Only padding may follow the dict.
+    if c.peek().is_some() {
+        return c.err("unexpected text after the header dict");
+    }
+    let descr = descr.ok_or(NpyError::MissingKey { key: "descr" })?;
+    let fortran = fortran.ok_or(NpyError::MissingKey {
+        key: "fortran_order",
+    })?;
+    let shape = shape.ok_or(NpyError::MissingKey { key: "shape" })?;
+    let dtype = match descr.as_str() {
+        "<f8" => Dtype::F64,
+        "<f4" => Dtype::F32,
+        _ => return Err(NpyError::UnsupportedDtype { descr }),
+    };
+    if fortran {
+        return Err(NpyError::FortranOrder);
+    }
+    let count = match shape.as_slice() {
+        [n] => usize::try_from(*n).map_err(|_| NpyError::BadHeader {
+            offset: base,
+            reason: "dimension too large",
+        })?,
+        _ => {
+            let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+            let mut s = dims.join(", ");
+            if dims.len() == 1 {
+                s.push(',');
+            }
+            return Err(NpyError::NotOneDimensional { shape: s });
+        }
+    };
+    Ok(Fields { dtype, count })
+}
+
+/// Why a `.npy` file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum NpyFileError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Npy(#[from] NpyError),
+}
+
+/// A sample's values: decoded into memory, or the data of a memory-mapped `.npy` file.
+pub enum Values {
+    Owned(Vec<f64>),
+    Mapped(MappedF64),
+}
+
+impl Deref for Values {
+    type Target = [f64];
+
+    fn deref(&self) -> &[f64] {
+        match self {
+            Values::Owned(v) => v,
+            Values::Mapped(m) => m.as_slice(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Values {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            Values::Owned(_) => "Owned",
+            Values::Mapped(_) => "Mapped",
+        };
+        write!(f, "Values::{kind}({} values)", self.len())
+    }
+}
+
+/// Reads a `.npy` file: memory-mapped, and for `<f8` data used in place; other accepted data
+/// (float32) is decoded into memory. On platforms without the mapping the file is read in
+/// one go.
+pub fn read_npy_file(path: &Path) -> Result<Values, NpyFileError> {
+    let mut file = File::open(path)?;
+    #[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
+    if let Some(values) = map::values(&file)? {
+        return Ok(values);
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes)?;
+    Ok(Values::Owned(parse_npy(&bytes)?))
+}
+
+pub use map::MappedF64;
+
+/// The memory mapping, through the C library's `mmap`/`munmap` (which the standard library
+/// already links on Unix), so no crate is needed for it. The mapping is private and
+/// read-only. As with any mapped file, truncating the file while it is mapped makes reads of
+/// the lost pages fault (SIGBUS); `eval` maps the files only while it runs.
+#[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
+mod map {
+    use std::ffi::c_void;
+    use std::fs::File;
+    use std::os::unix::io::AsRawFd;
+
+    use super::{decode, parse_header, Dtype, NpyFileError, Values};
+
+    extern "C" {
+        fn mmap(
+            addr: *mut c_void,
+            len: usize,
+            prot: i32,
+            flags: i32,
+            fd: i32,
+            offset: i64,
+        ) -> *mut c_void;
+        fn munmap(addr: *mut c_void, len: usize) -> i32;
+    }
+
+    const PROT_READ: i32 = 1;
+    const MAP_PRIVATE: i32 = 2;
+    /// The smallest NPY file: magic, version, length, an empty header.
+    const MIN_NPY_LEN: usize = 10;
+
+    /// A private read-only mapping of a whole file.
+    struct Mapping {
+        ptr: *mut c_void,
+        len: usize,
+    }
+
+    // SAFETY: the mapping is read-only memory owned by this value; sharing or moving a pointer
+    // to it between threads is as safe as sharing a `&[u8]`.
+    unsafe impl Send for Mapping {}
+    unsafe impl Sync for Mapping {}
+
+    impl Mapping {
+        fn of(file: &File, len: usize) -> std::io::Result<Mapping> {
+            // SAFETY: a new mapping chosen by the kernel (addr null) of `len > 0` bytes of an
+            // open file descriptor, read-only and private; the result is checked below.
+            let ptr = unsafe {
+                mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    PROT_READ,
+                    MAP_PRIVATE,
+                    file.as_raw_fd(),
+                    0,
+                )
+            };
+            if ptr as usize == usize::MAX || ptr.is_null() {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(Mapping { ptr, len })
+        }
+
+        fn bytes(&self) -> &[u8] {
+            // SAFETY: `ptr` is a live mapping of `len` readable bytes until `drop`.
+            unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+        }
+    }
+
+    impl Drop for Mapping {
+        fn drop(&mut self) {
+            // SAFETY: unmapping exactly what `mmap` returned, once.
+            unsafe {
+                munmap(self.ptr, self.len);
+            }
+        }
+    }
+
+    /// The float64 data of a mapped `.npy` file, used in place.
+    pub struct MappedF64 {
+        map: Mapping,
+        offset: usize,
+        count: usize,
+    }
+
+    impl MappedF64 {
+        pub fn as_slice(&self) -> &[f64] {
+            // SAFETY: checked in `values`: `offset + 8 * count <= len`, and `ptr + offset` is
+            // 8-aligned (the mapping is page-aligned, `offset % 8 == 0`); every bit pattern is
+            // a valid f64 and the target is little-endian like the data.
+            unsafe {
+                std::slice::from_raw_parts(
+                    (self.map.ptr as *const u8).add(self.offset) as *const f64,
+                    self.count,
+                )
+            }
+        }
+    }
+
+    /// `Some` values if the file could be mapped (float64 in place, float32 decoded), `None`
+    /// if it is too short to map, and the parse error if it is not an acceptable array.
+    pub(super) fn values(file: &File) -> Result<Option<Values>, NpyFileError> {
+        let len = file.metadata()?.len();
+        let Ok(len) = usize::try_from(len) else {
+            return Ok(None);
+        };
+        if len < MIN_NPY_LEN {
+            return Ok(None);
+        }
+        let map = Mapping::of(file, len)?;
+        let header = parse_header(map.bytes())?;
+        let aligned = (map.ptr as usize + header.data_offset) % std::mem::align_of::<f64>() == 0;
+        if header.dtype == Dtype::F64 && aligned && header.count > 0 {
+            return Ok(Some(Values::Mapped(MappedF64 {
+                map,
+                offset: header.data_offset,
+                count: header.count,
+            })));
+        }
+        Ok(Some(Values::Owned(decode(map.bytes(), &header))))
+    }
+}
+
+/// Where there is no mapping, nothing is ever mapped.
+#[cfg(not(all(unix, target_pointer_width = "64", target_endian = "little")))]
+mod map {
+    /// Never constructed on this platform.
+    pub enum MappedF64 {}
+
+    impl MappedF64 {
+        pub fn as_slice(&self) -> &[f64] {
+            match *self {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An NPY file as `numpy.save` writes it (header padded so the data is 64-aligned).
+    fn npy(version: u8, descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+        let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        let prefix = if version == 1 { 10 } else { 12 };
+        let mut header = dict.into_bytes();
+        let total = (prefix + header.len() + 1).div_ceil(64) * 64;
+        header.resize(total - prefix - 1, b' ');
+        header.push(b'\n');
+        let mut out = MAGIC.to_vec();
+        out.extend([version, 0]);
+        if version == 1 {
+            out.extend((header.len() as u16).to_le_bytes());
+        } else {
+            out.extend((header.len() as u32).to_le_bytes());
+        }
+        out.extend(header);
+        out.extend(data);
+        out
+    }
+
+    fn f8(values: &[f64]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn reads_float64_in_every_version() {
+        let values = [1.5, -0.0, 0.0, f64::MAX, 5e-324, -3.25];
+        for version in [1, 2, 3] {
+            let bytes = npy(version, "<f8", "(6,)", &f8(&values));
+            let got = parse_npy(&bytes).unwrap_or_else(|e| panic!("v{version}: {e}"));
+            let got: Vec<u64> = got.iter().map(|v| v.to_bits()).collect();
+            let want: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, want, "v{version}");
+            assert_eq!(parse_header(&bytes).map(|h| h.data_offset % 64), Ok(0));
+        }
+    }
+
+    #[test]
+    fn reads_float32_widened_exactly() {
+        let values = [0.1f32, -2.5, 1e-40, f32::MAX];
+        let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let got = parse_npy(&npy(1, "<f4", "(4,)", &data));
+        let want: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
+        assert_eq!(got, Ok(want));
+    }
+
+    #[test]
+    fn accepts_double_quotes_spacing_and_key_order() {
+        let dict = b"{\"shape\":(2,),\"fortran_order\":False,\"descr\":\"<f8\"}";
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend([1, 0]);
+        bytes.extend((dict.len() as u16).to_le_bytes());
+        bytes.extend(dict);
+        bytes.extend(f8(&[1.0, 2.0]));
+        assert_eq!(parse_npy(&bytes), Ok(vec![1.0, 2.0]));
+        // Empty arrays parse (KS then refuses the empty sample).
+        assert_eq!(parse_npy(&npy(1, "<f8", "(0,)", &[])), Ok(vec![]));
+    }
+
+    #[test]
+    fn rejects_what_it_does_not_support_clearly() {
+        let data = f8(&[1.0, 2.0]);
+        let cases: Vec<(Vec<u8>, NpyError)> = vec![
+            (b"1.0\n2.0\n".to_vec(), NpyError::NotNpy),
+            (b"\x93NUM".to_vec(), NpyError::NotNpy),
+            (b"\x93NUMPY\x01".to_vec(), NpyError::TruncatedHeader),
+            (
+                b"\x93NUMPY\x04\x00\x00\x00".to_vec(),
+                NpyError::UnsupportedVersion { major: 4, minor: 0 },
+            ),
+            (
+                b"\x93NUMPY\x01\x00\x50\x00{".to_vec(),
+                NpyError::TruncatedHeader,
+            ),
+            (
+                b"\x93NUMPY\x02\x00\xff\xff\xff\x7f".to_vec(),
+                NpyError::HeaderTooLong {
+                    len: 0x7fff_ffff,
+                    max: MAX_HEADER_LEN,
+                },
+            ),
+            (
+                npy(1, ">f8", "(2,)", &data),
+                NpyError::UnsupportedDtype {
+                    descr: ">f8".into(),
+                },
+            ),
+            (
+                npy(1, "<i8", "(2,)", &data),
+                NpyError::UnsupportedDtype {
+                    descr: "<i8".into(),
+                },
+            ),
+            (
+                npy(1, "<f8", "(1, 2)", &data),
+                NpyError::NotOneDimensional {
+                    shape: "1, 2".into(),
+                },
+            ),
+            (
+                npy(1, "<f8", "()", &data[..8]),
+                NpyError::NotOneDimensional { shape: "".into() },
+            ),
+            (
+                npy(1, "<f8", "(3,)", &data),
+                NpyError::DataLength {
+                    count: 3,
+                    expected: 24,
+                    found: 16,
+                },
+            ),
+            (
+                npy(1, "<f8", "(1,)", &data),
+                NpyError::DataLength {
+                    count: 1,
+                    expected: 8,
+                    found: 16,
+                },
+            ),
+            (
+                npy(1, "<f8", "(99999999999999999999,)", &data),
+                NpyError::BadHeader {
+                    offset: 48,
+                    reason: "dimension too large",
+                },
+            ),
+            (
+                npy(1, "<f8", "(4611686018427387904,)", &data),
+                NpyError::DataLength {
+                    count: 4611686018427387904,
+                    expected: u64::MAX,
+                    found: 16,
+                },
+            ),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(parse_npy(&bytes), Err(want.clone()), "{want}");
+        }
+        let fortran = {
+            let mut b = npy(1, "<f8", "(2,)", &data);
+            let at = b.windows(5).position(|w| w == b"False").unwrap_or(0);
+            b.splice(at..at + 5, *b"True ");
+            b
+        };
+        assert_eq!(parse_npy(&fortran), Err(NpyError::FortranOrder));
+    }
+
+    #[test]
+    fn malformed_headers_are_errors_not_panics() {
+        let data = f8(&[1.0]);
+        for dict in [
+            "",
+            "{",
+            "{'descr'",
+            "{'descr': '<f8'",
+            "{'descr': '<f8', 'shape': (1,)}",
+            "{'descr': '<f8', 'fortran_order': Maybe, 'shape': (1,)}",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), 'extra': 1}",
+            "{'descr': [('a', '<f8')], 'fortran_order': False, 'shape': (1,)}",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (-1,)}",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (1,)} trailing",
+            "{'descr': '<f\\8', 'fortran_order': False, 'shape': (1,)}",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (1,",
+            "{'descr': '<f8' 'fortran_order': False}",
+        ] {
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend([1, 0]);
+            bytes.extend((dict.len() as u16).to_le_bytes());
+            bytes.extend(dict.as_bytes());
+            bytes.extend(&data);
+            assert!(parse_npy(&bytes).is_err(), "{dict}");
+        }
+        // Every prefix of a good file, and every single-byte corruption of its header.
+        let good = npy(1, "<f8", "(1,)", &data);
+        for len in 0..good.len() {
+            let _ = parse_npy(&good[..len]);
+        }
+        for i in 0..good.len() - 8 {
+            for b in [0u8, b'(', b')', b'\'', b',', 0xff] {
+                let mut bad = good.clone();
+                bad[i] = b;
+                let _ = parse_npy(&bad);
+            }
+        }
+    }
+
+    #[test]
+    fn files_are_mapped_in_place_or_decoded() {
+        let dir = std::env::temp_dir().join(format!("driftgauge-npy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let values: Vec<f64> = (0..1000).map(|i| i as f64 * 0.5 - 7.0).collect();
+        let f8_path = dir.join("a.npy");
+        std::fs::write(&f8_path, npy(1, "<f8", "(1000,)", &f8(&values)))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let got = read_npy_file(&f8_path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&*got, &values[..]);
+        #[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
+        assert!(matches!(got, Values::Mapped(_)), "{got:?}");
+        let f4: Vec<u8> = values
+            .iter()
+            .flat_map(|&v| (v as f32).to_le_bytes())
+            .collect();
+        let f4_path = dir.join("b.npy");
+        std::fs::write(&f4_path, npy(3, "<f4", "(1000,)", &f4)).unwrap_or_else(|e| panic!("{e}"));
+        let got = read_npy_file(&f4_path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(got, Values::Owned(_)));
+        assert_eq!(&*got, &values[..]);
+        let bad_path = dir.join("c.npy");
+        std::fs::write(&bad_path, b"\x93NUMPY\x01\x00\x05\x00{oops")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            read_npy_file(&bad_path),
+            Err(NpyFileError::Npy(NpyError::BadHeader { .. }))
+        ));
+        assert!(matches!(
+            read_npy_file(&dir.join("missing.npy")),
+            Err(NpyFileError::Io(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

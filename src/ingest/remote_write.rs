@@ -1,0 +1,821 @@
+//! `POST /api/v1/write`: the Prometheus remote write 1.0 receiver.
+//!
+//! The body is a protobuf `prometheus.WriteRequest` compressed with snappy's block format
+//! (not the framed format). The protobuf is decoded by hand: only four small messages matter,
+//!
+//! ```text
+//! WriteRequest { repeated TimeSeries timeseries = 1; /* metadata = 3: skipped */ }
+//! TimeSeries   { repeated Label labels = 1; repeated Sample samples = 2;
+//!                /* exemplars = 3: skipped; histograms = 4: counted and skipped */ }
+//! Label        { string name = 1; string value = 2; }
+//! Sample       { double value = 1; int64 timestamp = 2; }
+//! ```
+//!
+//! and every other field, of any wire type (groups included), is skipped. The decoder is
+//! bounded everywhere: a length is checked against what is left of its buffer before
+//! anything is sliced or allocated, the decompressed size is checked before decompressing,
+//! and nothing panics on any input.
+//!
+//! A request is all or nothing: every series is validated (`__name__` a valid metric name,
+//! other labels valid, not reserved, within the push API's limits) before anything is handed
+//! to the engine. Stale markers (the NaN with bits `0x7ff0000000000002`, which Prometheus
+//! writes when a series disappears) and other non-finite values are skipped and counted,
+//! never taken as values. Samples of one series are taken in timestamp order (Prometheus
+//! sends one `TimeSeries` per sample, so a series' samples are gathered across the request).
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{HeaderMap, Request, Response, StatusCode};
+
+use super::names::{is_valid_label_name, is_valid_metric_name};
+use super::push::{MAX_LABELS, MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES};
+use super::SeriesSamples;
+use crate::app::App;
+use crate::engine::{now_ms, Engine, IngestError};
+use crate::http::{read_body, ApiError, Body};
+use crate::rules::model::Labels;
+
+/// The `source` this receiver counts its samples under.
+pub const SOURCE: &str = "remote_write";
+
+/// Prometheus's staleness marker: a NaN with this exact bit pattern.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Largest decompressed body taken, whatever `limits.max_body_bytes` says.
+pub const MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
+
+/// Groups nested deeper than this are refused (they never occur in a `WriteRequest`).
+const MAX_GROUP_DEPTH: usize = 64;
+
+/// The decompressed size allowed for a body limit: four times the body limit (snappy on
+/// remote write data compresses about that much), never more than
+/// [`MAX_DECOMPRESSED_BYTES`].
+pub fn decompressed_limit(max_body_bytes: usize) -> usize {
+    max_body_bytes.saturating_mul(4).min(MAX_DECOMPRESSED_BYTES)
+}
+
+/// Why a remote write body was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RemoteWriteError {
+    #[error("body is not snappy block-compressed data: {0}")]
+    Snappy(String),
+    #[error("decompressed body would be {size} bytes, over the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("body is not a protobuf prometheus.WriteRequest: {0}")]
+    Protobuf(String),
+    #[error("timeseries[{index}]: {reason}")]
+    Series { index: usize, reason: String },
+}
+
+impl RemoteWriteError {
+    /// The counter reason (`driftgauge_samples_rejected_total{reason}`): a fixed set.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RemoteWriteError::Snappy(_) | RemoteWriteError::Protobuf(_) => "bad_body",
+            RemoteWriteError::TooLarge { .. } => "too_large",
+            RemoteWriteError::Series { reason, .. } => {
+                if reason.contains("too") {
+                    "too_large"
+                } else if reason.contains("name") {
+                    "bad_name"
+                } else {
+                    "bad_body"
+                }
+            }
+        }
+    }
+
+    /// The index of the bad `TimeSeries`, when one is to blame.
+    pub fn index(&self) -> Option<usize> {
+        match self {
+            RemoteWriteError::Series { index, .. } => Some(*index),
+            _ => None,
+        }
+    }
+}
+
+/// A decoded, validated request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decoded {
+    /// One entry a distinct series, in first-seen order, values in timestamp order; series
+    /// left with no value (only stale markers, say) are not listed.
+    pub series: Vec<SeriesSamples>,
+    /// Values kept.
+    pub samples: usize,
+    /// Staleness markers skipped.
+    pub stale_markers: usize,
+    /// Other NaNs and infinities skipped.
+    pub non_finite: usize,
+    /// Native histogram samples skipped (not supported).
+    pub histograms: usize,
+}
+
+/// Decompresses and decodes a whole body. Pure; nothing is returned unless every series is
+/// good.
+pub fn decode(body: &[u8], max_decompressed: usize) -> Result<Decoded, RemoteWriteError> {
+    let size =
+        snap::raw::decompress_len(body).map_err(|e| RemoteWriteError::Snappy(e.to_string()))?;
+    if size > max_decompressed {
+        return Err(RemoteWriteError::TooLarge {
+            size,
+            limit: max_decompressed,
+        });
+    }
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| RemoteWriteError::Snappy(e.to_string()))?;
+    decode_write_request(&raw)
+}
+
+/// Decodes an uncompressed `WriteRequest`.
+pub fn decode_write_request(buf: &[u8]) -> Result<Decoded, RemoteWriteError> {
+    let mut out = Decoded::default();
+    let mut index: HashMap<(String, Labels), usize> = HashMap::new();
+    let mut gathered: Vec<Gathered> = Vec::new();
+    let mut r = Reader::new(buf);
+    let mut n = 0usize;
+    while !r.done() {
+        let (field, wire) = r.key().map_err(RemoteWriteError::Protobuf)?;
+        if field == 1 {
+            let bytes = r
+                .len_delimited(field, wire)
+                .map_err(RemoteWriteError::Protobuf)?;
+            let series_index = n;
+            n += 1;
+            let bad = |reason: String| RemoteWriteError::Series {
+                index: series_index,
+                reason,
+            };
+            let ts = decode_series(bytes).map_err(bad)?;
+            out.histograms += ts.histograms;
+            let (metric, labels) = validate_labels(ts.labels).map_err(bad)?;
+            let mut kept = Vec::with_capacity(ts.samples.len());
+            for (t, v) in ts.samples {
+                if v.to_bits() == STALE_NAN_BITS {
+                    out.stale_markers += 1;
+                } else if !v.is_finite() {
+                    out.non_finite += 1;
+                } else {
+                    kept.push((t, v));
+                }
+            }
+            if kept.is_empty() {
+                continue;
+            }
+            out.samples += kept.len();
+            match index.entry((metric, labels)) {
+                Entry::Occupied(e) => gathered[*e.get()].2.extend(kept),
+                Entry::Vacant(e) => {
+                    let (metric, labels) = e.key().clone();
+                    e.insert(gathered.len());
+                    gathered.push((metric, labels, kept));
+                }
+            }
+        } else {
+            r.skip(field, wire).map_err(RemoteWriteError::Protobuf)?;
+        }
+    }
+    out.series = gathered
+        .into_iter()
+        .map(|(metric, labels, mut samples)| {
+            // Stable: samples with equal timestamps keep their arrival order.
+            samples.sort_by_key(|&(t, _)| t);
+            SeriesSamples {
+                metric,
+                labels,
+                values: samples.into_iter().map(|(_, v)| v).collect(),
+            }
+        })
+        .collect();
+    Ok(out)
+}
+
+/// A distinct series of a request and its (timestamp, value) pairs, in arrival order.
+type Gathered = (String, Labels, Vec<(i64, f64)>);
+
+/// One `TimeSeries` as it came, not yet validated.
+struct RawSeries {
+    labels: Vec<(String, String)>,
+    samples: Vec<(i64, f64)>,
+    histograms: usize,
+}
+
+fn decode_series(buf: &[u8]) -> Result<RawSeries, String> {
+    let mut out = RawSeries {
+        labels: Vec::new(),
+        samples: Vec::new(),
+        histograms: 0,
+    };
+    let mut r = Reader::new(buf);
+    while !r.done() {
+        let (field, wire) = r.key()?;
+        match field {
+            1 => {
+                let b = r.len_delimited(field, wire)?;
+                out.labels.push(decode_label(b)?);
+            }
+            2 => {
+                let b = r.len_delimited(field, wire)?;
+                out.samples.push(decode_sample(b)?);
+            }
+            4 => {
+                r.len_delimited(field, wire)?;
+                out.histograms += 1;
+            }
+            // 3: exemplars; anything else: fields of later versions.
+            _ => r.skip(field, wire)?,
+        }
+    }
+    Ok(out)
+}
+
+fn decode_label(buf: &[u8]) -> Result<(String, String), String> {
+    let mut name = String::new();
+    let mut value = String::new();
+    let mut r = Reader::new(buf);
+    while !r.done() {
+        let (field, wire) = r.key()?;
+        match field {
+            1 => name = utf8(r.len_delimited(field, wire)?, "label name")?,
+            2 => value = utf8(r.len_delimited(field, wire)?, "label value")?,
+            _ => r.skip(field, wire)?,
+        }
+    }
+    Ok((name, value))
+}
+
+fn utf8(bytes: &[u8], what: &str) -> Result<String, String> {
+    std::str::from_utf8(bytes)
+        .map(str::to_string)
+        .map_err(|_| format!("{what} is not valid UTF-8"))
+}
+
+fn decode_sample(buf: &[u8]) -> Result<(i64, f64), String> {
+    let mut value = 0.0;
+    let mut timestamp = 0i64;
+    let mut r = Reader::new(buf);
+    while !r.done() {
+        let (field, wire) = r.key()?;
+        match field {
+            1 => {
+                expect_wire(field, wire, WIRE_I64)?;
+                value = f64::from_bits(r.fixed64()?);
+            }
+            2 => {
+                expect_wire(field, wire, WIRE_VARINT)?;
+                // int64 travels as its two's complement in a varint.
+                timestamp = r.varint()? as i64;
+            }
+            _ => r.skip(field, wire)?,
+        }
+    }
+    Ok((timestamp, value))
+}
+
+/// The series' metric name and labels, checked as the push API checks them.
+fn validate_labels(raw: Vec<(String, String)>) -> Result<(String, Labels), String> {
+    let mut metric: Option<String> = None;
+    let mut labels = Labels::new();
+    let mut seen = std::collections::HashSet::with_capacity(raw.len());
+    for (name, value) in raw {
+        if !seen.insert(name.clone()) {
+            return Err(format!("duplicate label name {name:?}"));
+        }
+        if name == "__name__" {
+            if value.len() > MAX_NAME_BYTES {
+                return Err(format!(
+                    "metric name too long ({} bytes, limit {MAX_NAME_BYTES})",
+                    value.len()
+                ));
+            }
+            if !is_valid_metric_name(&value) {
+                return Err(format!("invalid metric name {value:?}"));
+            }
+            metric = Some(value);
+            continue;
+        }
+        if name.len() > MAX_NAME_BYTES {
+            return Err(format!(
+                "label name too long ({} bytes, limit {MAX_NAME_BYTES})",
+                name.len()
+            ));
+        }
+        if !is_valid_label_name(&name) || name.starts_with("__") {
+            return Err(format!("invalid label name {name:?}"));
+        }
+        if value.len() > MAX_LABEL_VALUE_BYTES {
+            return Err(format!(
+                "label {name:?}: value too long ({} bytes, limit {MAX_LABEL_VALUE_BYTES})",
+                value.len()
+            ));
+        }
+        // Prometheus drops empty-valued labels: a label with an empty value is no label.
+        if !value.is_empty() {
+            labels.insert(name, value);
+        }
+        if labels.len() > MAX_LABELS {
+            return Err(format!("too many labels (limit {MAX_LABELS})"));
+        }
+    }
+    let metric = metric.ok_or_else(|| "missing __name__ label".to_string())?;
+    Ok((metric, labels))
+}
+
+const WIRE_VARINT: u8 = 0;
+const WIRE_I64: u8 = 1;
+const WIRE_LEN: u8 = 2;
+const WIRE_START_GROUP: u8 = 3;
+const WIRE_END_GROUP: u8 = 4;
+const WIRE_I32: u8 = 5;
+
+fn expect_wire(field: u32, got: u8, want: u8) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "field {field} has wire type {got}, expected {want}"
+        ))
+    }
+}
+
+/// A cursor over protobuf bytes. Every read checks what is left first.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    fn done(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    fn left(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let Some(&b) = self.buf.get(self.pos) else {
+                return Err("truncated varint".into());
+            };
+            self.pos += 1;
+            if i == 9 && b > 1 {
+                return Err("varint overflows 64 bits".into());
+            }
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint longer than 10 bytes".into())
+    }
+
+    /// A field key: (field number, wire type).
+    fn key(&mut self) -> Result<(u32, u8), String> {
+        let k = self.varint()?;
+        let field = k >> 3;
+        let wire = (k & 7) as u8;
+        if field == 0 || field > u64::from(u32::MAX >> 3) {
+            return Err(format!("invalid field number {field}"));
+        }
+        Ok((field as u32, wire))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if n > self.left() {
+            return Err(format!(
+                "field needs {n} bytes, {} left in the message",
+                self.left()
+            ));
+        }
+        let out = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+
+    fn fixed64(&mut self) -> Result<u64, String> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    /// The bytes of a length-delimited field (after checking its wire type).
+    fn len_delimited(&mut self, field: u32, wire: u8) -> Result<&'a [u8], String> {
+        expect_wire(field, wire, WIRE_LEN)?;
+        let n = self.varint()?;
+        // A length that does not fit what is left is refused before any use of it.
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= self.left())
+            .ok_or_else(|| {
+                format!(
+                    "field {field}: length {n} exceeds the {} bytes left in the message",
+                    self.left()
+                )
+            })?;
+        self.take(n)
+    }
+
+    /// Skips one field's value whatever its wire type, groups included.
+    fn skip(&mut self, field: u32, wire: u8) -> Result<(), String> {
+        let mut open: Vec<u32> = Vec::new();
+        let (mut field, mut wire) = (field, wire);
+        loop {
+            match wire {
+                WIRE_VARINT => {
+                    self.varint()?;
+                }
+                WIRE_I64 => {
+                    self.take(8)?;
+                }
+                WIRE_LEN => {
+                    self.len_delimited(field, wire)?;
+                }
+                WIRE_I32 => {
+                    self.take(4)?;
+                }
+                WIRE_START_GROUP => {
+                    if open.len() >= MAX_GROUP_DEPTH {
+                        return Err("groups nested too deeply".into());
+                    }
+                    open.push(field);
+                }
+                WIRE_END_GROUP => match open.pop() {
+                    Some(f) if f == field => {}
+                    _ => return Err(format!("unexpected end of group {field}")),
+                },
+                other => return Err(format!("field {field}: invalid wire type {other}")),
+            }
+            if open.is_empty() {
+                return Ok(());
+            }
+            if self.done() {
+                return Err("unterminated group".into());
+            }
+            (field, wire) = self.key()?;
+        }
+    }
+}
+
+/// Refuses bodies the decoder cannot read: another compression, or remote write 2.0.
+fn check_headers(headers: &HeaderMap) -> Result<(), ApiError> {
+    let bad = |message: String| ApiError::BadData {
+        message,
+        index: None,
+    };
+    if let Some(enc) = headers.get(hyper::header::CONTENT_ENCODING) {
+        let enc = enc.to_str().unwrap_or("").trim();
+        if !enc.eq_ignore_ascii_case("snappy") {
+            return Err(bad(format!(
+                "unsupported Content-Encoding {enc:?}: remote write bodies are snappy-compressed"
+            )));
+        }
+    }
+    if let Some(ct) = headers.get(hyper::header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        if ct.contains("io.prometheus.write.v2.Request") {
+            return Err(bad(
+                "remote write 2.0 (io.prometheus.write.v2.Request) is not supported; \
+                 send prometheus.WriteRequest (remote write 1.0)"
+                    .into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What happened to one request on the blocking pool.
+enum Outcome {
+    Bad(RemoteWriteError),
+    Stored(Counts),
+    Limit(IngestError, Counts),
+}
+
+struct Counts {
+    stale_markers: usize,
+    non_finite: usize,
+    histograms: usize,
+}
+
+/// `POST /api/v1/write`: 204 when applied; 400 (with the reason) for a body that cannot be
+/// decoded or holds a bad series, nothing applied; 413 over `limits.max_body_bytes`; 429
+/// when the series would pass `limits.max_series`.
+pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    handle_engine(&app.engine, req).await
+}
+
+/// [`handle`] on an engine alone (for a server of one's own, as the tests run).
+pub async fn handle_engine(
+    engine: &Arc<Engine>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let engine = Arc::clone(engine);
+    let telemetry = Arc::clone(&engine.telemetry);
+    check_headers(req.headers())
+        .inspect_err(|_| telemetry.samples_rejected.add("bad_body", 1.0))?;
+    let limit = engine.current().config.limits.max_body_bytes;
+    let body = read_body(req, limit)
+        .await
+        .inspect_err(|_| telemetry.samples_rejected.touch("too_large"))?;
+    let max_decompressed = decompressed_limit(limit);
+    // Decoding a large body and ingesting are CPU work: off the async workers.
+    let outcome = tokio::task::spawn_blocking(move || {
+        let decoded = match decode(&body, max_decompressed) {
+            Ok(d) => d,
+            Err(e) => return Outcome::Bad(e),
+        };
+        let counts = Counts {
+            stale_markers: decoded.stale_markers,
+            non_finite: decoded.non_finite,
+            histograms: decoded.histograms,
+        };
+        if decoded.series.is_empty() {
+            return Outcome::Stored(counts);
+        }
+        match engine.ingest(&decoded.series, SOURCE, now_ms()) {
+            Ok(_) => Outcome::Stored(counts),
+            Err(e) => Outcome::Limit(e, counts),
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Body(format!("remote write failed: {e}")))?;
+    match outcome {
+        Outcome::Bad(e) => {
+            telemetry.samples_rejected.add(e.reason(), 1.0);
+            Err(ApiError::BadData {
+                index: e.index(),
+                message: e.to_string(),
+            })
+        }
+        Outcome::Stored(c) => {
+            count_skipped(&telemetry, &c);
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            Ok(resp)
+        }
+        Outcome::Limit(e, c) => {
+            // The skipped values were skipped whatever happened to the rest.
+            count_skipped(&telemetry, &c);
+            Err(ApiError::TooManySeries(e.to_string()))
+        }
+    }
+}
+
+fn count_skipped(telemetry: &crate::output::telemetry::Telemetry, c: &Counts) {
+    for (reason, n) in [
+        ("stale_marker", c.stale_markers),
+        ("non_finite", c.non_finite),
+        ("native_histogram", c.histograms),
+    ] {
+        if n > 0 {
+            telemetry.samples_rejected.add(reason, n as f64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A tiny protobuf encoder, for building bodies.
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    fn key(field: u64, wire: u64, out: &mut Vec<u8>) {
+        varint(field << 3 | wire, out);
+    }
+    fn bytes_field(field: u64, b: &[u8], out: &mut Vec<u8>) {
+        key(field, 2, out);
+        varint(b.len() as u64, out);
+        out.extend_from_slice(b);
+    }
+    fn label(name: &str, value: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        bytes_field(1, name.as_bytes(), &mut out);
+        bytes_field(2, value.as_bytes(), &mut out);
+        out
+    }
+    fn sample(value: f64, ts: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        key(1, 1, &mut out);
+        out.extend_from_slice(&value.to_bits().to_le_bytes());
+        key(2, 0, &mut out);
+        varint(ts as u64, &mut out);
+        out
+    }
+    fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (n, v) in labels {
+            bytes_field(1, &label(n, v), &mut out);
+        }
+        for (v, t) in samples {
+            bytes_field(2, &sample(*v, *t), &mut out);
+        }
+        out
+    }
+    fn request(all: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for s in all {
+            bytes_field(1, s, &mut out);
+        }
+        out
+    }
+    fn snappy(raw: &[u8]) -> Vec<u8> {
+        snap::raw::Encoder::new().compress_vec(raw).unwrap()
+    }
+
+    #[test]
+    fn decodes_merges_orders_and_skips() {
+        let stale = f64::from_bits(STALE_NAN_BITS);
+        let a = [("__name__", "acc"), ("model", "fraud"), ("empty", "")];
+        let raw = request(&[
+            series(&a, &[(0.9, 2000), (0.8, 1000)]),
+            series(&[("__name__", "other")], &[(f64::NAN, 5), (stale, 6)]),
+            series(&a, &[(0.7, 1500), (f64::INFINITY, 1600), (stale, 3000)]),
+        ]);
+        let d = decode(&snappy(&raw), 1 << 20).unwrap();
+        assert_eq!(d.series.len(), 1, "{d:?}");
+        assert_eq!(d.series[0].metric, "acc");
+        assert_eq!(
+            d.series[0].labels,
+            Labels::from([("model".to_string(), "fraud".to_string())])
+        );
+        assert_eq!(d.series[0].values, vec![0.8, 0.7, 0.9]);
+        assert_eq!(
+            (d.samples, d.stale_markers, d.non_finite),
+            (3, 2, 2),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn skips_unknown_fields_of_every_wire_type() {
+        let mut ts = series(&[("__name__", "m")], &[(1.0, 1)]);
+        // exemplar (3), histogram (4), unknown varint, fixed32, fixed64 and a group.
+        bytes_field(3, b"\x0a\x00", &mut ts);
+        bytes_field(4, b"", &mut ts);
+        key(9, 0, &mut ts);
+        varint(300, &mut ts);
+        key(10, 5, &mut ts);
+        ts.extend_from_slice(&[1, 2, 3, 4]);
+        key(11, 1, &mut ts);
+        ts.extend_from_slice(&[0; 8]);
+        key(12, 3, &mut ts);
+        key(1, 0, &mut ts);
+        varint(7, &mut ts);
+        key(13, 3, &mut ts);
+        key(13, 4, &mut ts);
+        key(12, 4, &mut ts);
+        let mut raw = request(&[ts]);
+        bytes_field(3, b"metadata", &mut raw);
+        let d = decode_write_request(&raw).unwrap();
+        assert_eq!(d.series[0].values, vec![1.0]);
+        assert_eq!(d.histograms, 1);
+    }
+
+    #[track_caller]
+    fn refused(raw: &[u8], contains: &str) {
+        match decode_write_request(raw) {
+            Ok(d) => panic!("accepted {raw:?}: {d:?}"),
+            Err(e) => assert!(e.to_string().contains(contains), "{e}"),
+        }
+    }
+
+    #[test]
+    fn refuses_bad_series_and_bad_protobuf() {
+        refused(
+            &request(&[series(&[("model", "x")], &[(1.0, 1)])]),
+            "timeseries[0]: missing __name__ label",
+        );
+        refused(
+            &request(&[
+                series(&[("__name__", "ok")], &[(1.0, 1)]),
+                series(&[("__name__", "9bad")], &[(1.0, 1)]),
+            ]),
+            "timeseries[1]: invalid metric name \"9bad\"",
+        );
+        refused(
+            &request(&[series(&[("__name__", "m"), ("a-b", "x")], &[(1.0, 1)])]),
+            "invalid label name \"a-b\"",
+        );
+        refused(
+            &request(&[series(&[("__name__", "m"), ("__x", "x")], &[(1.0, 1)])]),
+            "invalid label name \"__x\"",
+        );
+        refused(
+            &request(&[series(&[("__name__", "m"), ("a", "1"), ("a", "2")], &[])]),
+            "duplicate label name \"a\"",
+        );
+        let long = "v".repeat(MAX_LABEL_VALUE_BYTES + 1);
+        refused(
+            &request(&[series(&[("__name__", "m"), ("a", &long)], &[])]),
+            "value too long",
+        );
+        // Truncated and malformed protobuf.
+        refused(&[0x0a, 0x05, 0x01], "length 5 exceeds the 1 bytes left");
+        refused(&[0x0a], "truncated varint");
+        refused(
+            &[
+                0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+            ],
+            "length",
+        );
+        refused(
+            &[
+                0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+            ],
+            "overflows",
+        );
+        refused(&[0x08, 0x01], "wire type 0, expected 2");
+        refused(&[0x17], "invalid wire type 7");
+        refused(&[0x00], "invalid field number 0");
+        refused(&[0x1b, 0x08, 0x01], "unterminated group");
+        refused(&[0x1c], "unexpected end of group");
+        let mut label_bad_utf8 = Vec::new();
+        bytes_field(1, b"\xff", &mut label_bad_utf8);
+        let mut ts = Vec::new();
+        bytes_field(1, &label_bad_utf8, &mut ts);
+        refused(&request(&[ts]), "label name is not valid UTF-8");
+        let mut bad_sample = Vec::new();
+        key(1, 0, &mut bad_sample);
+        varint(1, &mut bad_sample);
+        let mut ts = Vec::new();
+        bytes_field(2, &bad_sample, &mut ts);
+        refused(&request(&[ts]), "field 1 has wire type 0, expected 1");
+    }
+
+    #[test]
+    fn refuses_bad_snappy_and_oversized_bodies() {
+        assert!(matches!(
+            decode(b"not snappy at all", 1 << 20),
+            Err(RemoteWriteError::Snappy(_))
+        ));
+        let raw = request(&[series(&[("__name__", "m")], &[(1.0, 1)])]);
+        assert!(matches!(
+            decode(&snappy(&raw), raw.len() - 1),
+            Err(RemoteWriteError::TooLarge { .. })
+        ));
+        // A header claiming a huge size is refused before anything is allocated.
+        let mut huge = Vec::new();
+        varint(1 << 40, &mut huge);
+        huge.extend_from_slice(b"\x00abc");
+        assert!(decode(&huge, 1 << 20).is_err());
+        // The framed format is not the block format.
+        let mut framed = snap::write::FrameEncoder::new(Vec::new());
+        std::io::Write::write_all(&mut framed, &raw).unwrap();
+        assert!(decode(&framed.into_inner().unwrap(), 1 << 20).is_err());
+    }
+
+    #[test]
+    fn empty_body_is_an_empty_request() {
+        assert_eq!(decode(&snappy(b""), 10).unwrap(), Decoded::default());
+    }
+
+    #[test]
+    fn never_panics_on_truncations_or_bit_flips() {
+        let raw = request(&[
+            series(&[("__name__", "m"), ("a", "b")], &[(1.0, 1), (2.0, 2)]),
+            series(&[("__name__", "n")], &[(3.0, -1)]),
+        ]);
+        for cut in 0..raw.len() {
+            let _ = decode_write_request(&raw[..cut]);
+        }
+        for i in 0..raw.len() {
+            for bit in 0..8 {
+                let mut b = raw.clone();
+                b[i] ^= 1 << bit;
+                let _ = decode_write_request(&b);
+                let _ = decode(&b, 1 << 16);
+            }
+        }
+        let compressed = snappy(&raw);
+        for cut in 0..compressed.len() {
+            let _ = decode(&compressed[..cut], 1 << 16);
+        }
+    }
+
+    #[test]
+    fn negative_timestamps_order_too() {
+        let raw = request(&[series(&[("__name__", "m")], &[(2.0, 5), (1.0, -5)])]);
+        let d = decode_write_request(&raw).unwrap();
+        assert_eq!(d.series[0].values, vec![1.0, 2.0]);
+    }
+}

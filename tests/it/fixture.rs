@@ -1,0 +1,283 @@
+//! Fixtures for the remote write and scrape tests: a programmable exporter (a real HTTP
+//! server answering `/metrics` with whatever body the test sets, changed during the test),
+//! and a small service of its own around an [`Engine`] (rules evaluated by the real
+//! scheduler, the real remote write handler on `POST /api/v1/write`, the real `/metrics`,
+//! scrapers started with `scrape::spawn_scrapers` or following reloads with `scrape::run`),
+//! all on loopback. Waiting is polling with a deadline, never a sleep.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use driftgauge::engine::{scheduler, Engine};
+use driftgauge::ingest::{remote_write, scrape};
+use driftgauge::output::exposition::Format;
+use driftgauge::output::telemetry::Telemetry;
+use driftgauge::output::webhook::WebhookSender;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::receiver::{Receiver, Reply, Script};
+use crate::support::{metric_value, WAIT};
+
+pub const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// An exporter whose `/metrics` answer the test sets (and changes) at will.
+pub struct Exporter {
+    pub server: Receiver,
+    reply: Arc<Mutex<Reply>>,
+}
+
+impl Exporter {
+    pub async fn start(content_type: &str, body: &str) -> Exporter {
+        let reply = Arc::new(Mutex::new(
+            Reply::ok().header("content-type", content_type).body(body),
+        ));
+        let shared = Arc::clone(&reply);
+        let server = Receiver::start(Script::from_fn(move |_| {
+            shared.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        }))
+        .await;
+        Exporter { server, reply }
+    }
+
+    /// `127.0.0.1:PORT`, as a scrape target.
+    pub fn target(&self) -> String {
+        self.server.addr().to_string()
+    }
+
+    /// Answers this from the next request on.
+    pub fn set(&self, reply: Reply) {
+        *self.reply.lock().unwrap_or_else(|e| e.into_inner()) = reply;
+    }
+
+    pub fn set_body(&self, content_type: &str, body: &str) {
+        self.set(Reply::ok().header("content-type", content_type).body(body));
+    }
+
+    /// Scrapes answered so far.
+    pub fn scrapes(&self) -> usize {
+        self.server.requests().len()
+    }
+
+    /// Returns once a scrape that began after this call has been answered and the scrape
+    /// after it has begun: scrapes of one target run one after another, so by then the
+    /// earlier one has been parsed and ingested. Call it after [`Exporter::set`].
+    pub async fn wait_scraped(&self) {
+        // One scrape may have picked its answer before the change: skip it, take the next
+        // one, then wait for the one after that to start.
+        let n = self.scrapes();
+        self.server.wait_for(n + 3, WAIT).await;
+    }
+}
+
+/// An engine with its scheduler, scrapers and an HTTP front of its own.
+pub struct Service {
+    pub engine: Arc<Engine>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+    reloaded: watch::Sender<u64>,
+    stop: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// How the service runs its scrapers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Scrapers {
+    /// `scrape::spawn_scrapers` with the loaded `scrape_configs`.
+    Spawn,
+    /// `scrape::run`, following reloads.
+    FollowReloads,
+}
+
+impl Service {
+    /// Writes `driftgauge.yml` (with `config`) and `files` (paths relative to the config,
+    /// e.g. `rules/a.yml`, `token.txt`) into a temp dir, loads them as `serve` does, and
+    /// starts everything.
+    pub async fn start(config: &str, files: &[(&str, &str)], scrapers: Scrapers) -> Service {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write_files(dir.path(), config, files);
+        let loaded = driftgauge::rules::load(Some(&dir.path().join("driftgauge.yml")))
+            .unwrap_or_else(|e| panic!("test config refused: {e}"));
+        let telemetry = Arc::new(Telemetry::default());
+        let sender = WebhookSender::new(loaded.config.webhooks.clone(), Arc::clone(&telemetry))
+            .expect("webhook sender");
+        let scrape_configs = loaded.config.scrape_configs.clone();
+        let engine = Arc::new(Engine::new(loaded.config, loaded.rules, telemetry, sender));
+        let (reloaded, reloaded_rx) = watch::channel(0u64);
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(scheduler::run(
+            Arc::clone(&engine),
+            reloaded_rx.clone(),
+            stop_rx.clone(),
+        ));
+        match scrapers {
+            Scrapers::Spawn => {
+                scrape::spawn_scrapers(Arc::clone(&engine), scrape_configs, stop_rx.clone());
+            }
+            Scrapers::FollowReloads => {
+                tokio::spawn(scrape::run(Arc::clone(&engine), reloaded_rx, stop_rx));
+            }
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(serve(listener, Arc::clone(&engine)));
+        Service {
+            engine,
+            addr,
+            dir,
+            client: reqwest::Client::new(),
+            reloaded,
+            stop,
+            server,
+        }
+    }
+
+    /// Rewrites the files and applies them as a reload does.
+    pub fn reload(&self, config: &str, files: &[(&str, &str)]) {
+        write_files(self.dir.path(), config, files);
+        let loaded = driftgauge::rules::load(Some(&self.dir.path().join("driftgauge.yml")))
+            .unwrap_or_else(|e| panic!("test config refused: {e}"));
+        self.engine.apply(loaded.config, loaded.rules);
+        self.reloaded.send_modify(|n| *n += 1);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs a remote write body as Prometheus does.
+    pub async fn write(&self, body: Vec<u8>) -> (u16, String) {
+        let r = self
+            .client
+            .post(self.url("/api/v1/write"))
+            .header("content-type", "application/x-protobuf")
+            .header("content-encoding", "snappy")
+            .header("x-prometheus-remote-write-version", "0.1.0")
+            .body(body)
+            .send()
+            .await
+            .expect("POST /api/v1/write");
+        (r.status().as_u16(), r.text().await.expect("body"))
+    }
+
+    pub async fn metrics(&self) -> String {
+        let r = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(r.status(), 200);
+        r.text().await.expect("body")
+    }
+
+    /// Polls `/metrics` until `cond` holds for it; returns that text.
+    pub async fn wait_for(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = self.metrics().await;
+            if cond(&text) {
+                return text;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; /metrics:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Polls `/metrics` until `name{labels}` satisfies `pred`; returns the value.
+    pub async fn wait_metric(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        pred: impl Fn(f64) -> bool,
+    ) -> f64 {
+        let text = self
+            .wait_for(&format!("{name}{labels:?}"), |t| {
+                metric_value(t, name, labels).is_some_and(&pred)
+            })
+            .await;
+        metric_value(&text, name, labels).unwrap_or(f64::NAN)
+    }
+
+    pub fn counter(&self, family: &str, label: &str) -> f64 {
+        let t = &self.engine.telemetry;
+        match family {
+            "received" => t.samples_received.get(label),
+            "rejected" => t.samples_rejected.get(label),
+            "scrape_failures" => t.scrape_failures.get(label),
+            other => panic!("no counter family {other}"),
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        self.server.abort();
+    }
+}
+
+fn write_files(dir: &std::path::Path, config: &str, files: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir.join("rules")).expect("rules dir");
+    std::fs::write(dir.join("driftgauge.yml"), config).expect("write config");
+    for (name, text) in files {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("dir");
+        }
+        std::fs::write(path, text).expect("write file");
+    }
+}
+
+async fn serve(listener: TcpListener, engine: Arc<Engine>) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let engine = Arc::clone(&engine);
+                connections.spawn(async move {
+                    let service = service_fn(move |req| route(Arc::clone(&engine), req));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn route(
+    engine: Arc<Engine>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let resp = match (req.method().clone(), req.uri().path()) {
+        (Method::POST, "/api/v1/write") => remote_write::handle_engine(&engine, req)
+            .await
+            .unwrap_or_else(|e| e.into_response()),
+        (Method::GET, "/metrics") => Response::new(Full::new(Bytes::from(
+            driftgauge::output::metrics::render(&engine, Format::Text),
+        ))),
+        _ => {
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::NOT_FOUND;
+            r
+        }
+    };
+    Ok(resp)
+}

@@ -1,0 +1,580 @@
+//! `--web.config.file`: TLS with certificates the `openssl` CLI makes at test time, basic auth
+//! with bcrypt hashes, bearer tokens on the write routes; over real sockets with reqwest.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use driftgauge::http::auth::{accept_tls, load_web_config, WebConfig};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// bcrypt's lowest cost keeps the tests fast.
+const COST: u32 = 4;
+
+/// Runs `openssl` in `dir`; panics loudly when it is missing or fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("these tests need the openssl command line tool to make certificates: {e}")
+        });
+    assert!(
+        out.status.success(),
+        "openssl {} failed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A throwaway PKI in a temp dir: `ca.crt`; `server.crt`/`server.key` (RSA 2048, for
+/// 127.0.0.1 and localhost, signed by the CA); `client.crt`/`client.key` (signed by the CA,
+/// clientAuth); `rogue.crt`/`rogue.key` (a self-signed client the CA never signed); and
+/// `other.key`, a key that belongs to no certificate.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        let mut ca = vec!["req", "-x509", "-nodes", "-days", "1"];
+        ca.extend(ec);
+        ca.extend([
+            "-subj",
+            "/CN=driftgauge test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ]);
+        openssl(d, &ca);
+        std::fs::write(
+            d.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write");
+        std::fs::write(
+            d.join("client.ext"),
+            "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        )
+        .expect("write");
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+        );
+        let mut client = vec!["req", "-nodes"];
+        client.extend(ec);
+        client.extend([
+            "-subj",
+            "/CN=client",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+        ]);
+        openssl(d, &client);
+        for (name, serial) in [("server", "2"), ("client", "3")] {
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &format!("{name}.csr"),
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-set_serial",
+                    serial,
+                    "-days",
+                    "1",
+                    "-extfile",
+                    &format!("{name}.ext"),
+                    "-out",
+                    &format!("{name}.crt"),
+                ],
+            );
+        }
+        let mut rogue = vec!["req", "-x509", "-nodes", "-days", "1"];
+        rogue.extend(ec);
+        rogue.extend([
+            "-subj",
+            "/CN=rogue",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-keyout",
+            "rogue.key",
+            "-out",
+            "rogue.crt",
+        ]);
+        openssl(d, &rogue);
+        openssl(
+            d,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                "other.key",
+            ],
+        );
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// Writes `web.yml` (and any `extra` files) next to the certificates; returns its path.
+    fn web_config(&self, text: &str, extra: &[(&str, &str)]) -> PathBuf {
+        for (name, content) in extra {
+            let p = self.path(name);
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).expect("mkdir");
+            }
+            std::fs::write(p, content).expect("write");
+        }
+        let path = self.path("web.yml");
+        std::fs::write(&path, text).expect("write web.yml");
+        path
+    }
+
+    /// An HTTPS client that trusts only the test CA.
+    fn client(&self) -> reqwest::ClientBuilder {
+        driftgauge::output::webhook::install_crypto_provider();
+        let ca = reqwest::Certificate::from_pem(&self.read("ca.crt")).expect("CA certificate");
+        reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+    }
+
+    /// The test client with the CA-signed client certificate (or the rogue one).
+    fn client_with_identity(&self, name: &str) -> reqwest::Client {
+        let mut pem = self.read(&format!("{name}.crt"));
+        pem.extend(self.read(&format!("{name}.key")));
+        let identity = reqwest::Identity::from_pem(&pem).expect("identity");
+        self.client().identity(identity).build().expect("client")
+    }
+}
+
+fn bcrypt_hash(password: &str) -> String {
+    bcrypt::hash(password, COST).expect("bcrypt")
+}
+
+/// A small server on the module's functions alone, the way the service wires them: TLS
+/// handshake (with a timeout) in the connection's own task, then hyper; `authorize` before
+/// anything else; 401 with the challenges.
+struct TestServer {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(config: WebConfig, handshake_timeout: Duration) -> TestServer {
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let acceptor = config.tls_acceptor();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (config, acceptor) = (Arc::clone(&config), acceptor.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let config = Arc::clone(&config);
+                    async move {
+                        let verdict = config
+                            .authorize_async(req.method(), req.uri().path(), req.headers())
+                            .await;
+                        let mut resp = match verdict {
+                            Ok(()) => Response::new(Full::new(Bytes::from("ok"))),
+                            Err(e) => {
+                                let mut r = Response::new(Full::new(Bytes::from(e.to_string())));
+                                *r.status_mut() = StatusCode::UNAUTHORIZED;
+                                for c in e.challenges() {
+                                    r.headers_mut().append(
+                                        hyper::header::WWW_AUTHENTICATE,
+                                        hyper::header::HeaderValue::from_static(c),
+                                    );
+                                }
+                                r
+                            }
+                        };
+                        for (name, value) in config.response_headers() {
+                            resp.headers_mut().insert(name.clone(), value.clone());
+                        }
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                match acceptor {
+                    Some(acceptor) => {
+                        if let Ok(tls) = accept_tls(&acceptor, stream, handshake_timeout).await {
+                            let _ = http1::Builder::new()
+                                .serve_connection(TokioIo::new(tls), service)
+                                .await;
+                        }
+                    }
+                    None => {
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    TestServer { addr, task }
+}
+
+fn https(addr: SocketAddr, path: &str) -> String {
+    format!("https://{addr}{path}")
+}
+
+#[test]
+fn a_web_config_with_openssl_made_files_loads() {
+    let pki = Pki::new();
+    let path = pki.web_config(
+        &format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n  min_version: TLS12\nbasic_auth_users:\n  alice: {}\nwrite_bearer_token_files: [secrets/writer.token]\n",
+            bcrypt_hash("alice-password")
+        ),
+        &[("secrets/writer.token", "writer-token-value\n")],
+    );
+    let config = load_web_config(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.tls_acceptor().is_some());
+    assert_eq!(config.scheme(), "https");
+    let debug = format!("{config:?}");
+    assert!(
+        debug.contains("RequireAndVerifyClientCert") && debug.contains("alice"),
+        "{debug}"
+    );
+    // No key material, hash or token in Debug output.
+    let key = String::from_utf8(pki.read("server.key")).expect("PEM is text");
+    let key_line = key.lines().nth(1).expect("a base64 line");
+    for secret in [
+        "PRIVATE KEY",
+        key_line,
+        "writer-token-value",
+        "alice-password",
+        "$2",
+    ] {
+        assert!(!debug.contains(secret), "{secret:?} in {debug}");
+    }
+}
+
+#[test]
+fn certificate_and_key_problems_are_reported_at_their_keys() {
+    let pki = Pki::new();
+    let load = |text: &str| {
+        let path = pki.web_config(text, &[]);
+        load_web_config(&path)
+            .expect_err("should be refused")
+            .to_string()
+    };
+    let origin = pki.path("web.yml").display().to_string();
+    let d = pki.dir.path().display();
+    assert_eq!(
+        load("tls_server_config:\n  cert_file: server.crt\n  key_file: other.key\n"),
+        format!(
+            "{origin}:3:13: key_file {d}/other.key: the private key does not match the certificate of cert_file {d}/server.crt"
+        )
+    );
+    assert_eq!(
+        load("tls_server_config:\n  cert_file: server.key\n  key_file: server.key\n"),
+        format!("{origin}:2:14: cert_file {d}/server.key: no PEM CERTIFICATE found")
+    );
+    assert_eq!(
+        load("tls_server_config:\n  cert_file: server.crt\n  key_file: server.crt\n"),
+        format!(
+            "{origin}:3:13: key_file {d}/server.crt: no PEM private key found (PKCS#8, PKCS#1 or SEC1)"
+        )
+    );
+    assert_eq!(
+        load("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: missing-ca.crt\n"),
+        format!("{origin}:5:19: client_ca_file: cannot read {d}/missing-ca.crt: no such file")
+    );
+    // A mismatch error never quotes the key.
+    let key = String::from_utf8(pki.read("other.key")).expect("PEM is text");
+    let message = load("tls_server_config:\n  cert_file: server.crt\n  key_file: other.key\n");
+    assert!(!message.contains(key.lines().nth(1).expect("a base64 line")));
+}
+
+#[test]
+fn inline_certificate_and_key_work_like_files() {
+    let pki = Pki::new();
+    let indent = |name: &str| {
+        String::from_utf8(pki.read(name))
+            .expect("PEM is text")
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    let text = format!(
+        "tls_server_config:\n  cert: |\n{}  key: |\n{}",
+        indent("server.crt"),
+        indent("server.key")
+    );
+    let path = pki.web_config(&text, &[]);
+    let config = load_web_config(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.tls_acceptor().is_some());
+    assert!(!format!("{config:?}").contains("PRIVATE"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_basic_auth_and_write_tokens() {
+    let pki = Pki::new();
+    let path = pki.web_config(
+        &format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nhttp_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\nbasic_auth_users:\n  alice: {}\nwrite_bearer_token_files: [secrets/writer.token]\n",
+            bcrypt_hash("alice-password")
+        ),
+        &[("secrets/writer.token", "writer-token-value\n")],
+    );
+    let server = serve(
+        load_web_config(&path).unwrap_or_else(|e| panic!("{e}")),
+        Duration::from_secs(5),
+    )
+    .await;
+    let client = pki.client().build().expect("client");
+    let url = |p: &str| https(server.addr, p);
+
+    let r = client.get(url("/metrics")).send().await.expect("HTTPS GET");
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Basic realm=\"driftgauge\"")
+    );
+    assert_eq!(
+        r.headers()
+            .get("x-content-type-options")
+            .and_then(|v| v.to_str().ok()),
+        Some("nosniff")
+    );
+    let r = client
+        .get(url("/metrics"))
+        .basic_auth("alice", Some("alice-password"))
+        .send()
+        .await
+        .expect("HTTPS GET");
+    assert_eq!(r.status(), 200);
+    for (user, password) in [("alice", "wrong"), ("mallory", "alice-password")] {
+        let r = client
+            .get(url("/metrics"))
+            .basic_auth(user, Some(password))
+            .send()
+            .await
+            .expect("HTTPS GET");
+        assert_eq!(r.status(), 401, "{user}");
+    }
+    // The write token opens the write routes only.
+    let r = client
+        .post(url("/api/v1/samples"))
+        .bearer_auth("writer-token-value")
+        .body("{}")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    let r = client
+        .post(url("/api/v1/samples"))
+        .body("{}")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 401);
+    let challenges: Vec<&str> = r
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert_eq!(
+        challenges,
+        ["Basic realm=\"driftgauge\"", "Bearer realm=\"driftgauge\""]
+    );
+    let r = client
+        .get(url("/metrics"))
+        .bearer_auth("writer-token-value")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 401);
+
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let plain = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    assert!(
+        plain
+            .get(format!("http://{}/metrics", server.addr))
+            .send()
+            .await
+            .is_err(),
+        "plain HTTP must not be served on the TLS port"
+    );
+    // A client that does not trust the CA refuses the server.
+    let rogue_root = reqwest::Certificate::from_pem(&pki.read("rogue.crt")).expect("cert");
+    let untrusting = reqwest::Client::builder()
+        .tls_certs_only([rogue_root])
+        .no_proxy()
+        .build()
+        .expect("client");
+    assert!(untrusting.get(url("/metrics")).send().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_are_required_and_verified() {
+    let pki = Pki::new();
+    let path = pki.web_config(
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
+        &[],
+    );
+    let server = serve(
+        load_web_config(&path).unwrap_or_else(|e| panic!("{e}")),
+        Duration::from_secs(5),
+    )
+    .await;
+    let url = https(server.addr, "/metrics");
+    let r = pki
+        .client_with_identity("client")
+        .get(&url)
+        .send()
+        .await
+        .expect("mutual TLS");
+    assert_eq!(r.status(), 200);
+    let anonymous = pki.client().build().expect("client");
+    assert!(
+        anonymous.get(&url).send().await.is_err(),
+        "no client certificate"
+    );
+    assert!(
+        pki.client_with_identity("rogue")
+            .get(&url)
+            .send()
+            .await
+            .is_err(),
+        "a client certificate the CA did not sign"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optional_client_certificates_must_still_verify() {
+    let pki = Pki::new();
+    let path = pki.web_config(
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: ca.crt\n",
+        &[],
+    );
+    let server = serve(
+        load_web_config(&path).unwrap_or_else(|e| panic!("{e}")),
+        Duration::from_secs(5),
+    )
+    .await;
+    let url = https(server.addr, "/metrics");
+    let anonymous = pki.client().build().expect("client");
+    assert_eq!(anonymous.get(&url).send().await.expect("GET").status(), 200);
+    let r = pki
+        .client_with_identity("client")
+        .get(&url)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 200);
+    assert!(pki
+        .client_with_identity("rogue")
+        .get(&url)
+        .send()
+        .await
+        .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_version_tls13_refuses_tls12_clients() {
+    let pki = Pki::new();
+    let path = pki.web_config(
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS13\n",
+        &[],
+    );
+    let server = serve(
+        load_web_config(&path).unwrap_or_else(|e| panic!("{e}")),
+        Duration::from_secs(5),
+    )
+    .await;
+    let url = https(server.addr, "/");
+    let tls12 = pki
+        .client()
+        .tls_version_max(reqwest::tls::Version::TLS_1_2)
+        .build()
+        .expect("client");
+    assert!(tls12.get(&url).send().await.is_err());
+    let default = pki.client().build().expect("client");
+    assert_eq!(default.get(&url).send().await.expect("GET").status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
+    let pki = Pki::new();
+    let path = pki.web_config(
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+        &[],
+    );
+    let server = serve(
+        load_web_config(&path).unwrap_or_else(|e| panic!("{e}")),
+        Duration::from_millis(200),
+    )
+    .await;
+    let mut silent = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf))
+        .await
+        .expect("the server closes the connection well before 10 s");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+}
