@@ -150,7 +150,9 @@ pub async fn run(
         .map_err(|e| AppError::Io(std::io::Error::other(e)))??;
 
     let telemetry = Arc::new(Telemetry::default());
-    telemetry.samples_received.touch("push");
+    for source in ["push", "remote_write"] {
+        telemetry.samples_received.touch(source);
+    }
     let sender = WebhookSender::new(loaded.config.webhooks.clone(), Arc::clone(&telemetry))?;
     let n_rules: usize = loaded.rules.groups.iter().map(|g| g.rules.len()).sum();
     let n_groups = loaded.rules.groups.len();

@@ -214,10 +214,44 @@ fn check(args: CheckArgs) -> ExitCode {
     }
 }
 
-fn read_values(path: &PathBuf, column: Option<&str>) -> anyhow::Result<Vec<f64>> {
+/// Values of a text or CSV file, or of a NumPy `.npy` file (by its extension or its magic),
+/// which is memory-mapped and, for float64 data, used in place without a copy.
+fn read_values(
+    path: &PathBuf,
+    column: Option<&str>,
+) -> anyhow::Result<driftgauge::ingest::npy::Values> {
+    use driftgauge::ingest::npy::{self, NpyFileError, Values};
+    use std::io::Read;
+
+    let has_magic = || {
+        let mut magic = [0u8; 6];
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut magic))
+            .is_ok()
+            && &magic == npy::MAGIC
+    };
+    let npy_name = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if npy_name || has_magic() {
+        if column.is_some() {
+            bail!(
+                "{}: --column selects a CSV column; a .npy file holds one array",
+                path.display()
+            );
+        }
+        return npy::read_npy_file(path).map_err(|e| match e {
+            NpyFileError::Io(e) => {
+                anyhow::Error::new(e).context(format!("reading {}", path.display()))
+            }
+            NpyFileError::Npy(e) => anyhow::Error::new(e).context(format!("{}", path.display())),
+        });
+    }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    parse_values(&text, column).with_context(|| format!("{}", path.display()))
+    parse_values(&text, column)
+        .map(Values::Owned)
+        .with_context(|| format!("{}", path.display()))
 }
 
 fn eval(args: EvalArgs) -> anyhow::Result<()> {

@@ -559,17 +559,22 @@ fn upper_bound_from(v: &[f64], from: usize, x: f64) -> usize {
     from + lo + rest[lo..hi].partition_point(|&y| y <= x)
 }
 
-/// A monotone map from values to `buckets` buckets, linear between the smallest and largest
-/// value: `x <= y` implies `bucket(x) <= bucket(y)`, and equal values (`-0.0` and `0.0`
+/// A monotone map from values to `buckets` buckets, linear between `lo` and `hi` and clamped
+/// outside: `x <= y` implies `bucket(x) <= bucket(y)`, and equal values (`-0.0` and `0.0`
 /// included) share a bucket, so buckets are segments that never split a group. Halving
 /// first keeps `x - lo` finite for any finite `x`, `lo`; every step (halving, subtracting,
-/// scaling, the saturating conversion, the clamp) is monotone.
+/// scaling, clamping, truncating) is monotone. Any `lo`, `hi` give a correct map; a good
+/// range only makes the buckets even.
 #[derive(Debug, Clone, Copy)]
 struct BucketMap {
     half_lo: f64,
     scale: f64,
-    last: i64,
+    last: f64,
+    buckets: usize,
 }
+
+/// Values handled together by the bucket passes (the compiler vectorises the arithmetic).
+const LANES: usize = 8;
 
 impl BucketMap {
     fn new(lo: f64, hi: f64, buckets: usize) -> Self {
@@ -583,30 +588,67 @@ impl BucketMap {
         BucketMap {
             half_lo,
             scale,
-            last: buckets as i64 - 1,
+            last: (buckets - 1) as f64,
+            buckets,
         }
     }
 
     #[inline(always)]
     fn bucket(&self, x: f64) -> usize {
         let y = (x * 0.5 - self.half_lo) * self.scale;
-        (y as i64).clamp(0, self.last) as usize
+        // NaN (0 * inf when the span is tiny) goes to 0 with the negatives.
+        let y = if y > 0.0 { y } else { 0.0 };
+        let y = if y < self.last { y } else { self.last };
+        y as usize
     }
 
-    fn histogram(&self, values: &[f64]) -> Vec<u32> {
-        let mut counts = vec![0u32; (self.last + 1) as usize];
-        for &x in values {
-            // `bucket` is at most `last`, so the slot always exists.
-            if let Some(c) = counts.get_mut(self.bucket(x)) {
-                *c += 1;
+    #[inline(always)]
+    fn buckets(&self, c: &[f64]) -> [usize; LANES] {
+        let mut out = [0usize; LANES];
+        for (o, &x) in out.iter_mut().zip(c) {
+            *o = self.bucket(x);
+        }
+        out
+    }
+
+    /// Values per bucket, or `None` if a value is NaN or infinite.
+    fn histogram(&self, values: &[f64]) -> Option<Vec<u32>> {
+        let mut counts = vec![0u32; self.buckets];
+        // x * 0 is NaN exactly for NaN and infinities.
+        let mut poison = [0.0f64; LANES];
+        let mut chunks = values.chunks_exact(LANES);
+        for c in &mut chunks {
+            for (p, &x) in poison.iter_mut().zip(c) {
+                *p += x * 0.0;
+            }
+            for k in self.buckets(c) {
+                // `bucket` is at most `last`, so the slot always exists.
+                if let Some(n) = counts.get_mut(k) {
+                    *n += 1;
+                }
             }
         }
-        counts
+        for &x in chunks.remainder() {
+            poison[0] += x * 0.0;
+            if let Some(n) = counts.get_mut(self.bucket(x)) {
+                *n += 1;
+            }
+        }
+        poison.iter().all(|&p| p == 0.0).then_some(counts)
     }
 
+    /// The values whose bucket is `wanted`, in their order.
     fn gather(&self, values: &[f64], wanted: &[bool], count: usize) -> Vec<f64> {
         let mut out = Vec::with_capacity(count);
-        for &x in values {
+        let mut chunks = values.chunks_exact(LANES);
+        for c in &mut chunks {
+            for (k, &x) in self.buckets(c).into_iter().zip(c) {
+                if wanted.get(k).copied().unwrap_or(false) {
+                    out.push(x);
+                }
+            }
+        }
+        for &x in chunks.remainder() {
             if wanted.get(self.bucket(x)).copied().unwrap_or(false) {
                 out.push(x);
             }
@@ -615,36 +657,27 @@ impl BucketMap {
     }
 }
 
-/// The smallest and largest value, or `None` if any value is NaN or infinite. Eight lanes,
-/// so the compiler can keep it in vector registers.
-fn finite_range(values: &[f64]) -> Option<(f64, f64)> {
-    let mut lo = [f64::INFINITY; 8];
-    let mut hi = [f64::NEG_INFINITY; 8];
-    // x * 0 is NaN exactly for NaN and infinities.
-    let mut poison = [0.0f64; 8];
-    let mut chunks = values.chunks_exact(8);
-    for c in &mut chunks {
-        for l in 0..8 {
-            let x = c[l];
-            lo[l] = if x < lo[l] { x } else { lo[l] };
-            hi[l] = if x > hi[l] { x } else { hi[l] };
-            poison[l] += x * 0.0;
-        }
+/// A range holding all but about 0.1% of the values at each end, from a strided sample of
+/// both samples (any range is correct; this one keeps outliers from stretching the buckets).
+/// Non-finite values, which the histogram pass rejects afterwards, are kept out of it.
+fn sample_range(a: &[f64], b: &[f64]) -> (f64, f64) {
+    const SAMPLE: usize = 1 << 14;
+    let stride = ((a.len() + b.len()) / SAMPLE).max(1);
+    let mut s: Vec<f64> = a
+        .iter()
+        .step_by(stride)
+        .chain(b.iter().step_by(stride))
+        .copied()
+        .filter(|x| x.is_finite())
+        .collect();
+    if s.is_empty() {
+        return (0.0, 0.0);
     }
-    let (mut l, mut h, mut p) = (f64::INFINITY, f64::NEG_INFINITY, 0.0);
-    for &x in chunks.remainder().iter().chain(&lo) {
-        l = if x < l { x } else { l };
-    }
-    for &x in chunks.remainder().iter().chain(&hi) {
-        h = if x > h { x } else { h };
-    }
-    for &x in chunks.remainder() {
-        p += x * 0.0;
-    }
-    for x in poison {
-        p += x;
-    }
-    (p == 0.0).then_some((l, h))
+    let k = s.len() / 1024;
+    let last = s.len() - 1 - k;
+    let (_, &mut lo, _) = s.select_nth_unstable_by(k, f64::total_cmp);
+    let (_, &mut hi, _) = s.select_nth_unstable_by(last, f64::total_cmp);
+    (lo, hi)
 }
 
 /// Runs `f` on a second thread and `g` on this one when `parallel` (and the thread can be
@@ -677,9 +710,9 @@ where
     })
 }
 
-/// Extremes of two unsorted samples without sorting them: one pass for the range (and the
-/// finiteness check), one to count values per bucket, one to collect the values of the
-/// candidate buckets, which alone are sorted and walked. `None` when a value is not finite,
+/// Extremes of two unsorted samples without sorting them: a strided sample for the range,
+/// one pass to count the values per bucket (and check they are finite), one to collect the
+/// values of the candidate buckets, which alone are sorted and walked. `None` when a value is not finite,
 /// or when the samples are small or too large for exact pruning (the caller sorts then).
 fn unsorted_extremes(a: &[f64], b: &[f64]) -> Option<Extremes> {
     let (n, m) = (a.len(), b.len());
@@ -692,13 +725,11 @@ fn unsorted_extremes(a: &[f64], b: &[f64]) -> Option<Extremes> {
 /// [`unsorted_extremes`] without the size limits; `n * m` must be at most [`MAX_PRUNE_NM`].
 fn bucketed_extremes(a: &[f64], b: &[f64], parallel: bool) -> Option<Extremes> {
     let (n, m) = (a.len(), b.len());
-    let (ra, rb) = both(parallel, || finite_range(a), || finite_range(b));
-    let ((alo, ahi), (blo, bhi)) = (ra?, rb?);
-    let lo = if alo < blo { alo } else { blo };
-    let hi = if ahi > bhi { ahi } else { bhi };
+    let (lo, hi) = sample_range(a, b);
     let buckets = ((n + m) / 32).next_power_of_two().clamp(1 << 10, 1 << 16);
     let map = BucketMap::new(lo, hi, buckets);
     let (ca, cb) = both(parallel, || map.histogram(a), || map.histogram(b));
+    let (ca, cb) = (ca?, cb?);
     let runs = candidate_runs(&ca, &cb, n, m);
     let mut wanted = vec![false; buckets];
     let (mut na, mut nb) = (0, 0);
@@ -1315,14 +1346,15 @@ mod tests {
     }
 
     #[test]
-    fn finite_range_spots_non_finite_anywhere() {
+    fn histogram_spots_non_finite_anywhere() {
         let mut v: Vec<f64> = (0..37).map(|i| i as f64 - 3.0).collect();
-        assert_eq!(finite_range(&v), Some((-3.0, 33.0)));
+        let map = BucketMap::new(-3.0, 33.0, 1024);
+        assert_eq!(map.histogram(&v).map(|c| c.iter().sum::<u32>()), Some(37));
         for i in [0, 7, 8, 31, 32, 36] {
             for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
                 let keep = v[i];
                 v[i] = bad;
-                assert_eq!(finite_range(&v), None, "{i} {bad}");
+                assert_eq!(map.histogram(&v), None, "{i} {bad}");
                 v[i] = keep;
             }
         }

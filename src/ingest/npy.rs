@@ -239,20 +239,22 @@ impl Cursor<'_> {
                 self.pos += 1;
                 return Ok(dims);
             }
-            let digits = self.word();
+            self.skip_space();
+            let start = self.pos;
+            let digits = self.word().to_vec();
+            let at = |reason| NpyError::BadHeader {
+                offset: self.base + start,
+                reason,
+            };
             if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-                return self.err("expected a non-negative integer in 'shape'");
+                return Err(at("expected a non-negative integer in 'shape'"));
             }
-            // Python may write a trailing 'L' on old files; digits only here.
             let mut v: u64 = 0;
-            for &d in digits {
-                v = match v
+            for d in digits {
+                v = v
                     .checked_mul(10)
                     .and_then(|v| v.checked_add(u64::from(d - b'0')))
-                {
-                    Some(v) => v,
-                    None => return self.err("dimension too large"),
-                };
+                    .ok_or_else(|| at("dimension too large"))?;
             }
             if dims.len() >= 32 {
                 return self.err("too many dimensions");
@@ -656,7 +658,8 @@ mod tests {
             (
                 npy(1, "<f8", "(99999999999999999999,)", &data),
                 NpyError::BadHeader {
-                    offset: 48,
+                    // 10 bytes of preamble, then the dict up to the digits.
+                    offset: 10 + "{'descr': '<f8', 'fortran_order': False, 'shape': (".len(),
                     reason: "dimension too large",
                 },
             ),

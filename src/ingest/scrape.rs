@@ -96,7 +96,7 @@ pub struct Target {
     pub bearer_token: Option<String>,
 }
 
-/// Every target of these configs, in config order.
+/// Every target of these configs, in config order (exact repeats once).
 pub fn targets(configs: &[ScrapeConfig]) -> Vec<Target> {
     let mut out = Vec::new();
     for c in configs {
@@ -112,9 +112,17 @@ pub fn targets(configs: &[ScrapeConfig]) -> Vec<Target> {
                     .entry("job".into())
                     .or_insert_with(|| c.job_name.clone());
                 labels.entry("instance".into()).or_insert_with(|| t.clone());
+                let url = format!("{}://{}{}", c.scheme.as_str(), t, c.metrics_path);
+                // A target listed twice is scraped once, as Prometheus does.
+                if out
+                    .iter()
+                    .any(|o: &Target| o.job == c.job_name && o.url == url && o.labels == labels)
+                {
+                    continue;
+                }
                 out.push(Target {
                     job: c.job_name.clone(),
-                    url: format!("{}://{}{}", c.scheme.as_str(), t, c.metrics_path),
+                    url,
                     labels,
                     interval: c.scrape_interval,
                     timeout: c.scrape_timeout,
@@ -546,7 +554,7 @@ mod tests {
 
     #[test]
     fn targets_from_configs() {
-        let text = "scrape_configs:\n  - job_name: m\n    scheme: https\n    metrics_path: /x\n    static_configs:\n      - targets: [\"a:1\", \"b:2\"]\n        labels: {instance: fixed, team: t}\n      - targets: [\"c:3\"]\n";
+        let text = "scrape_configs:\n  - job_name: m\n    scheme: https\n    metrics_path: /x\n    static_configs:\n      - targets: [\"a:1\", \"b:2\"]\n        labels: {instance: fixed, team: t}\n      - targets: [\"c:3\", \"c:3\"]\n";
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("driftgauge.yml");
         std::fs::write(&file, format!("rule_files: []\n{text}")).unwrap();

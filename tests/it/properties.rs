@@ -499,7 +499,7 @@ fn json_entry(g: &mut Gen, out: &mut String) {
                 }
                 out.push(']');
             }
-            _ => out.push_str("1"),
+            _ => out.push('1'),
         }
     }
     out.push('}');

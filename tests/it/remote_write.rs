@@ -305,3 +305,38 @@ async fn over_the_series_limit_is_429_and_nothing_is_applied() {
     svc.wait_metric("driftgauge_ema_value", &RULE, |v| v == 0.9)
         .await;
 }
+
+/// The same through the whole service: `serve`'s own route, scheduler and `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_takes_remote_write_on_its_own_route() {
+    let server = crate::support::Server::start(
+        crate::support::Files::new(&config("")).rule_file("q.yml", RULES),
+    )
+    .await;
+    let r = server
+        .client
+        .post(server.url("/api/v1/write"))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "snappy")
+        .header("x-prometheus-remote-write-version", "0.1.0")
+        .body(body(&[series(&ACC, &[(0.5, 1), (0.4, 2)])]))
+        .send()
+        .await
+        .expect("POST /api/v1/write");
+    assert_eq!(r.status(), 204);
+    server
+        .wait_metric("driftgauge_drift_status", &RULE, |v| v == 2.0)
+        .await;
+    let (status, text) = server.post("/api/v1/write", b"garbage".to_vec()).await;
+    assert_eq!(status, 400, "{text}");
+    let text = server.metrics().await;
+    assert_eq!(
+        metric_value(
+            &text,
+            "driftgauge_samples_received_total",
+            &[("source", "remote_write")]
+        ),
+        Some(2.0),
+        "{text}"
+    );
+}

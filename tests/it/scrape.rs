@@ -269,3 +269,31 @@ async fn scrapers_follow_reloads() {
         "the old target is no longer scraped"
     );
 }
+
+/// The same through the whole service: `serve` starts the scrapers of its config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_scrapes_its_configured_targets() {
+    let exporter = Exporter::start(TEXT, &text_body(21.5, 1000, 10_000)).await;
+    let target = exporter.target();
+    let server = crate::support::Server::start(
+        crate::support::Files::new(&config(&job("fixture", &target, ""))).rule_file("s.yml", RULES),
+    )
+    .await;
+    server
+        .wait_metric(
+            "driftgauge_ema_value",
+            &[("rule", "temp"), ("job", "fixture"), ("instance", &target)],
+            |v| v == 21.5,
+        )
+        .await;
+    exporter.set_body(TEXT, "temperature{room=\"a\" 1\n");
+    server
+        .wait_metric(
+            "driftgauge_scrape_failures_total",
+            &[("job", "fixture")],
+            |v| v >= 1.0,
+        )
+        .await;
+    let text = server.metrics().await;
+    assert_eq!(value(&text, "temp"), Some(21.5));
+}
