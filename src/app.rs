@@ -55,18 +55,19 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("loading configuration failed:\n{0}")]
+    /// Every `file:line:col: message`, one per line.
+    #[error(transparent)]
     Config(#[from] LoadError),
-    #[error("webhook sender: {0}")]
+    #[error("webhook sender")]
     Webhook(#[from] WebhookError),
-    #[error("storage path {path}: {source}")]
+    #[error("storage path {path}")]
     Storage {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    #[error("serving HTTP: {0}")]
+    #[error("serving HTTP")]
     Io(#[from] std::io::Error),
 }
 
@@ -208,7 +209,8 @@ pub async fn run(
     }
     // Sources that pull: they start after the restore (query warm-ups must not refill
     // restored windows) and follow reloads.
-    let query_sources = crate::ingest::query::spawn_configured_query_sources(Arc::clone(&engine), stop_rx.clone());
+    let query_sources =
+        crate::ingest::query::spawn_configured_query_sources(Arc::clone(&engine), stop_rx.clone());
     let scrapers = tokio::spawn(crate::ingest::scrape::run(
         Arc::clone(&engine),
         app.reloaded.subscribe(),

@@ -9,6 +9,7 @@ mod fixture;
 mod ks_vectors;
 mod prom;
 mod prometheus;
+mod prometheus_feeds;
 mod properties;
 mod receiver;
 mod remote_write;

@@ -68,7 +68,7 @@ impl Server {
         let task = tokio::spawn(app::run(options, listener, async move {
             let _ = stopped.await;
         }));
-        let server = Server {
+        let mut server = Server {
             addr,
             dir,
             client: reqwest::Client::new(),
@@ -79,9 +79,13 @@ impl Server {
         server
     }
 
-    async fn wait_ready(&self) {
+    async fn wait_ready(&mut self) {
         let deadline = Instant::now() + WAIT;
         loop {
+            if self.task.as_ref().is_some_and(|t| t.is_finished()) {
+                let result = self.task.take().expect("task").await;
+                panic!("driftgauge exited during start-up: {result:?}");
+            }
             if let Ok(r) = self.client.get(self.url("/-/ready")).send().await {
                 if r.status() == 200 {
                     return;
