@@ -35,6 +35,8 @@ pub struct Options {
     pub handle_sighup: bool,
     /// Reload when the config or rule files change (`--config.auto-reload`).
     pub auto_reload: bool,
+    /// `--web.config.file`: TLS, basic auth and write tokens (exporter-toolkit format).
+    pub web_config: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -46,6 +48,7 @@ impl Default for Options {
             enable_lifecycle: false,
             handle_sighup: false,
             auto_reload: false,
+            web_config: None,
         }
     }
 }
@@ -69,12 +72,17 @@ pub enum AppError {
     Store(#[from] crate::store::StoreError),
     #[error("serving HTTP")]
     Io(#[from] std::io::Error),
+    /// Every `file:line:col: message` of the web config, one per line.
+    #[error(transparent)]
+    WebConfig(#[from] crate::http::auth::WebConfigError),
 }
 
 /// The running service, shared by every request.
 pub struct App {
     pub options: Options,
     pub engine: Arc<Engine>,
+    /// `--web.config.file`, when given: who gets in.
+    pub web: Option<Arc<crate::http::auth::WebConfig>>,
     ready: AtomicBool,
     reloaded: watch::Sender<u64>,
     /// One reload at a time.
@@ -133,6 +141,21 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
+    // First, so a bad web config stops the start before anything else happens. Blocking
+    // pool: it reads files and computes one bcrypt hash (the dummy for unknown users).
+    let web = match options.web_config.clone() {
+        Some(path) => {
+            let loaded =
+                tokio::task::spawn_blocking(move || crate::http::auth::load_web_config(&path))
+                    .await
+                    .map_err(|e| AppError::Io(std::io::Error::other(e)))??;
+            // Debug output is secret-free: user names and file names only.
+            tracing::info!(web_config = ?loaded, "web config loaded");
+            Some(Arc::new(loaded))
+        }
+        None => None,
+    };
+    let acceptor = web.as_ref().and_then(|w| w.tls_acceptor());
     let file = options.config_file.clone();
     let loaded = tokio::task::spawn_blocking(move || rules::load(file.as_deref()))
         .await
@@ -192,6 +215,7 @@ pub async fn run(
     let app = Arc::new(App {
         options,
         engine: Arc::clone(&engine),
+        web,
         ready: AtomicBool::new(false),
         reloaded,
         reload_lock: AsyncMutex::new(()),
@@ -235,7 +259,7 @@ pub async fn run(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(s) => s,
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -245,13 +269,43 @@ pub async fn run(
                     }
                 };
                 let app = Arc::clone(&app);
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30))
-                    .serve_connection(TokioIo::new(stream), service_fn(move |req| crate::http::handle(Arc::clone(&app), req)));
-                let conn = graceful.watch(conn);
+                let acceptor = acceptor.clone();
+                let watcher = graceful.watcher();
+                // The TLS handshake runs in the connection's own task and is bounded, so a
+                // slow or silent client holds neither the accept loop nor a task for long.
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let service = service_fn(move |req| crate::http::handle(Arc::clone(&app), req));
+                    let mut builder = http1::Builder::new();
+                    builder
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(30));
+                    let result = match acceptor {
+                        Some(acceptor) => {
+                            match crate::http::auth::accept_tls(
+                                &acceptor,
+                                stream,
+                                crate::http::auth::TLS_HANDSHAKE_TIMEOUT,
+                            )
+                            .await
+                            {
+                                Ok(tls) => {
+                                    watcher
+                                        .watch(builder.serve_connection(TokioIo::new(tls), service))
+                                        .await
+                                }
+                                Err(e) => {
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                            }
+                        }
+                        None => {
+                            watcher
+                                .watch(builder.serve_connection(TokioIo::new(stream), service))
+                                .await
+                        }
+                    };
+                    if let Err(e) = result {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });

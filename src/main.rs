@@ -140,12 +140,6 @@ fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     logging::init(&args.log_level, &args.log_format)?;
-    if let Some(f) = &args.web_config_file {
-        bail!(
-            "--web.config.file={}: TLS and basic auth are not supported by this version yet",
-            f.display()
-        );
-    }
     let addr = match args.listen_address.strip_prefix(':') {
         Some(port) => format!("0.0.0.0:{port}"),
         None => args.listen_address.clone(),
@@ -159,6 +153,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         enable_lifecycle: args.enable_lifecycle,
         handle_sighup: true,
         auto_reload: args.auto_reload,
+        web_config: args.web_config_file,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

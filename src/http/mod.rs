@@ -21,7 +21,7 @@ use std::sync::Arc;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
@@ -54,6 +54,8 @@ pub enum ApiError {
     Body(String),
     #[error("not ready: rules are still loading")]
     NotReady,
+    #[error("unauthorized: {0}")]
+    Unauthorized(auth::AuthError),
 }
 
 impl ApiError {
@@ -67,6 +69,7 @@ impl ApiError {
             ApiError::LifecycleDisabled => StatusCode::FORBIDDEN,
             ApiError::ReloadFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -80,6 +83,7 @@ impl ApiError {
             ApiError::LifecycleDisabled => "forbidden",
             ApiError::ReloadFailed(_) => "reload",
             ApiError::NotReady => "unavailable",
+            ApiError::Unauthorized(_) => "unauthorized",
         }
     }
 
@@ -94,6 +98,12 @@ impl ApiError {
         if let ApiError::MethodNotAllowed { allow, .. } = &self {
             resp.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        if let ApiError::Unauthorized(e) = &self {
+            for challenge in e.challenges() {
+                resp.headers_mut()
+                    .append(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            }
         }
         resp
     }
@@ -155,11 +165,29 @@ fn only(method: &Method, allowed: &Method, allow: &'static str) -> Result<(), Ap
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    let result = route(&app, req, &path, &method).await;
-    Ok(result.unwrap_or_else(|e| {
+    // Who gets in, before routing and before any body is read: an unknown path without
+    // credentials is 401 too, so routes cannot be probed.
+    let authorized = match &app.web {
+        Some(web) => web
+            .authorize_async(&method, &path, req.headers())
+            .await
+            .map_err(ApiError::Unauthorized),
+        None => Ok(()),
+    };
+    let result = match authorized {
+        Ok(()) => route(&app, req, &path, &method).await,
+        Err(e) => Err(e),
+    };
+    let mut resp = result.unwrap_or_else(|e| {
         tracing::debug!(%method, %path, error = %e, "request refused");
         e.into_response()
-    }))
+    });
+    if let Some(web) = &app.web {
+        for (name, value) in web.response_headers() {
+            resp.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    Ok(resp)
 }
 
 async fn route(

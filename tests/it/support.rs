@@ -57,6 +57,7 @@ impl Server {
             enable_lifecycle: true,
             handle_sighup: false,
             auto_reload: false,
+            web_config: None,
         };
         tweak(&mut options);
         driftgauge::output::webhook::install_crypto_provider();

@@ -578,3 +578,244 @@ async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     assert!(started.elapsed() >= Duration::from_millis(150));
 }
+// ---- driftgauge itself: app::run with `Options::web_config` ----
+
+const SERVICE_CONFIG: &str = "global: {evaluation_interval: 50ms}\nrule_files: [\"rules/*.yml\"]\n";
+
+const EMA_RULES: &str = r#"
+groups:
+  - name: quality
+    interval: 50ms
+    rules:
+      - name: accuracy_degradation
+        detector: ema
+        series: 'model_accuracy{model="fraud"}'
+        smoothing: 0.5
+        below: 0.85
+"#;
+
+/// driftgauge started in-process on `127.0.0.1:0` with a web config next to the test PKI.
+struct Service {
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), driftgauge::app::AppError>>>,
+}
+
+impl Service {
+    /// Starts the service; `ready` builds the request `/-/ready` is polled with (over HTTPS,
+    /// with credentials) for the address it got.
+    async fn start(
+        web_config: PathBuf,
+        ready: impl Fn(SocketAddr) -> reqwest::RequestBuilder,
+    ) -> Service {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("rules")).expect("mkdir");
+        std::fs::write(dir.path().join("driftgauge.yml"), SERVICE_CONFIG).expect("write");
+        std::fs::write(dir.path().join("rules/q.yml"), EMA_RULES).expect("write");
+        let options = driftgauge::app::Options {
+            config_file: Some(dir.path().join("driftgauge.yml")),
+            storage_path: dir.path().join("data"),
+            flush_interval: Duration::from_millis(100),
+            enable_lifecycle: true,
+            web_config: Some(web_config),
+            ..Default::default()
+        };
+        driftgauge::output::webhook::install_crypto_provider();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(driftgauge::app::run(options, listener, async move {
+            let _ = stopped.await;
+        }));
+        let service = Service {
+            addr,
+            _dir: dir,
+            stop: Some(stop),
+            task: Some(task),
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(r) = ready(addr).send().await {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "driftgauge did not become ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        service
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let r = tokio::time::timeout(Duration::from_secs(15), t)
+                .await
+                .expect("shutdown within bound")
+                .expect("join");
+            r.expect("clean exit");
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driftgauge_serves_https_with_basic_auth_and_write_tokens() {
+    let pki = Pki::new();
+    let web = pki.web_config(
+        &format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  alice: {}\nwrite_bearer_token_files: [secrets/writer.token]\n",
+            bcrypt_hash("alice-password")
+        ),
+        &[("secrets/writer.token", "writer-token-value\n")],
+    );
+    let client = pki.client().build().expect("client");
+    let service = Service::start(web, |addr| {
+        client
+            .get(https(addr, "/-/ready"))
+            .basic_auth("alice", Some("alice-password"))
+    })
+    .await;
+    let url = |p: &str| https(service.addr, p);
+
+    let r = client.get(url("/metrics")).send().await.expect("HTTPS GET");
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Basic realm=\"driftgauge\"")
+    );
+    let r = client
+        .get(url("/metrics"))
+        .basic_auth("alice", Some("alice-password"))
+        .send()
+        .await
+        .expect("HTTPS GET");
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains("driftgauge_build_info"));
+    for (user, password) in [("alice", "wrong"), ("mallory", "alice-password")] {
+        let r = client
+            .get(url("/metrics"))
+            .basic_auth(user, Some(password))
+            .send()
+            .await
+            .expect("HTTPS GET");
+        assert_eq!(r.status(), 401, "{user}");
+    }
+    // No route enumeration without credentials: an unknown path is 401, not 404.
+    let r = client.get(url("/no/such/route")).send().await.expect("GET");
+    assert_eq!(r.status(), 401);
+
+    let sample =
+        r#"{"samples":[{"metric":"model_accuracy","labels":{"model":"fraud"},"value":0.93}]}"#;
+    let r = client
+        .post(url("/api/v1/samples"))
+        .bearer_auth("writer-token-value")
+        .header("content-type", "application/json")
+        .body(sample)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value =
+        serde_json::from_str(&r.text().await.expect("body")).expect("JSON");
+    assert_eq!(body["accepted"], 1);
+    let r = client
+        .post(url("/api/v1/samples"))
+        .body(sample)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 401);
+    let r = client
+        .post(url("/api/v1/samples"))
+        .bearer_auth("not-the-token")
+        .body(sample)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 401);
+    let r = client
+        .post(url("/api/v1/samples"))
+        .basic_auth("alice", Some("alice-password"))
+        .body(sample)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    let r = client
+        .post(url("/-/reload"))
+        .bearer_auth("writer-token-value")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    // The write token is not a read credential.
+    let r = client
+        .get(url("/metrics"))
+        .bearer_auth("writer-token-value")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 401);
+
+    let plain = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    assert!(
+        plain
+            .get(format!("http://{}/-/healthy", service.addr))
+            .send()
+            .await
+            .is_err(),
+        "plain HTTP must not be served on the TLS port"
+    );
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_web_config_stops_the_start() {
+    let pki = Pki::new();
+    let web = pki.web_config(
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  cert_fil: typo\n",
+        &[],
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = driftgauge::app::Options {
+        storage_path: dir.path().join("data"),
+        web_config: Some(web.clone()),
+        ..Default::default()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let result = tokio::time::timeout(
+        Duration::from_secs(15),
+        driftgauge::app::run(options, listener, std::future::pending()),
+    )
+    .await
+    .expect("refused at once");
+    let err = result.expect_err("a bad web config must stop the start");
+    assert!(
+        err.to_string().contains(&format!(
+            "{}:4:3: unknown key \"cert_fil\" in tls_server_config",
+            web.display()
+        )),
+        "{err}"
+    );
+}
