@@ -1,13 +1,18 @@
 //! KS timings: `cargo bench --bench ks`. Plain `fn main` (no criterion): median of several
-//! runs with `std::time::Instant`, on deterministic data from two slightly shifted
-//! normal-ish distributions.
+//! runs with `std::time::Instant`, on deterministic normal data (Box–Muller) with the current
+//! sample shifted by 0.02 sd.
+//!
+//! `cargo bench --bench ks -- --kstwo-grid` instead checks `kstwo::sf` (whose large-n series
+//! is summed by quadrature) against `kstwo::sf_reference` (SciPy's term-by-term sums) on a
+//! dense grid of (n, x), in release, and prints the largest relative difference per n.
 
 use driftgauge::detect::ks::{ks_2samp, ks_2samp_sorted, Alternative, KsResult, Method};
 use driftgauge::detect::kstwo;
+use driftgauge::detect::sort::sort_samples;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-/// 64-bit LCG (Knuth's MMIX constants); normal-ish values as a centred sum of 4 uniforms.
+/// 64-bit LCG (Knuth's MMIX constants); normal values by Box–Muller.
 struct Lcg(u64);
 
 impl Lcg {
@@ -16,12 +21,15 @@ impl Lcg {
             .0
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
 
     fn sample(&mut self, len: usize, shift: f64) -> Vec<f64> {
         (0..len)
-            .map(|_| (0..4).map(|_| self.uniform()).sum::<f64>() - 2.0 + shift)
+            .map(|_| {
+                let (u, v) = (self.uniform(), self.uniform());
+                (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos() + shift
+            })
             .collect()
     }
 }
@@ -50,7 +58,7 @@ fn fmt(d: Duration) -> String {
 
 fn row(what: &str, n: usize, m: usize, method: Method, runs: usize, d: Duration, r: &KsResult) {
     println!(
-        "| {what:<22} | {n:>8} | {m:>8} | {:<6} | {:<6} | {runs:>4} | {:>10} | {:.5} | {:.3e} |",
+        "| {what:<24} | {n:>8} | {m:>8} | {:<6} | {:<6} | {runs:>4} | {:>10} | {:.5} | {:.3e} |",
         method.as_str(),
         r.method.as_str(),
         fmt(d),
@@ -59,9 +67,20 @@ fn row(what: &str, n: usize, m: usize, method: Method, runs: usize, d: Duration,
     );
 }
 
+fn plain_row(what: &str, n: usize, m: usize, runs: usize, d: Duration) {
+    println!(
+        "| {what:<24} | {n:>8} | {m:>8} |        |        | {runs:>4} | {:>10} |         |           |",
+        fmt(d)
+    );
+}
+
 fn main() {
-    println!("| what                   |        n |        m | method | used   | runs |     median | D       | p         |");
-    println!("|------------------------|---------:|---------:|--------|--------|-----:|-----------:|---------|-----------|");
+    if std::env::args().any(|a| a == "--kstwo-grid") {
+        kstwo_grid();
+        return;
+    }
+    println!("| what                     |        n |        m | method | used   | runs |     median | D       | p         |");
+    println!("|--------------------------|---------:|---------:|--------|--------|-----:|-----------:|---------|-----------|");
     let mut rng = Lcg(0x00c0_ffee);
     for &size in &[1_000usize, 10_000, 100_000, 1_000_000] {
         let reference = rng.sample(size, 0.0);
@@ -77,7 +96,7 @@ fn main() {
                 )
                 .unwrap_or_else(|e| panic!("{e}"))
             });
-            row("ks_2samp (sorts)", size, size, method, runs, d, &r);
+            row("ks_2samp (unsorted)", size, size, method, runs, d, &r);
         }
         let mut a = reference.clone();
         let mut b = current.clone();
@@ -96,18 +115,43 @@ fn main() {
         let en = (size as f64 * size as f64 / (2.0 * size as f64)).round_ties_even();
         let (d, p) = median_time(runs, || kstwo::sf(black_box(r.statistic), black_box(en)));
         println!(
-            "| {:<22} | {size:>8} | {size:>8} | asymp  | asymp  | {runs:>4} | {:>10} | {:.5} | {p:.3e} |",
+            "| {:<24} | {size:>8} | {size:>8} | asymp  | asymp  | {runs:>4} | {:>10} | {:.5} | {p:.3e} |",
             "  of which kstwo::sf",
             fmt(d),
             r.statistic
         );
+        if size >= 100_000 {
+            let ref_runs = if size >= 1_000_000 { 3 } else { 5 };
+            let (d, p) = median_time(ref_runs, || {
+                kstwo::sf_reference(black_box(r.statistic), black_box(en))
+            });
+            println!(
+                "| {:<24} | {size:>8} | {size:>8} | asymp  | asymp  | {ref_runs:>4} | {:>10} | {:.5} | {p:.3e} |",
+                "  kstwo::sf_reference",
+                fmt(d),
+                r.statistic
+            );
+        }
+        // Sorting one sample: the radix sort against the standard library's.
+        let (d, _) = median_time(runs, || {
+            let mut v = reference.clone();
+            sort_samples(&mut v);
+            v
+        });
+        plain_row("sort_samples (copy+sort)", size, 0, runs, d);
+        let (d, _) = median_time(runs, || {
+            let mut v = reference.clone();
+            v.sort_unstable_by(f64::total_cmp);
+            v
+        });
+        plain_row("std sort_unstable_by", size, 0, runs, d);
     }
 
     // Exact p-values at the auto boundary: coprime sizes, so lcm ~ 1e8 and the lattice walk is
     // the inside method (two-sided) or the path count (one-sided, which overflows and falls
     // back to asymp as in SciPy).
     let reference = rng.sample(9999, 0.0);
-    let current = rng.sample(9998, 0.02);
+    let current = rng.sample(9998, 0.05);
     let mut a = reference.clone();
     let mut b = current.clone();
     a.sort_unstable_by(f64::total_cmp);
@@ -144,4 +188,77 @@ fn main() {
         d,
         &r,
     );
+}
+
+/// `kstwo::sf` against `kstwo::sf_reference` on a dense grid: for each n, 80 x from where
+/// `smirnov`'s series takes over (`n x^2 = 2.2`) to where the result underflows
+/// (`n x^2 = 370`), geometrically spaced with a little jitter, plus 40 x across the rest of
+/// (0, 1) where nothing changed. Relative differences are reported for results of at least
+/// 1e-300 (below that the doubles are subnormal or nearly, and only the absolute difference
+/// means anything); every point must meet DESIGN's p-value contract (1e-9 relative or 1e-12
+/// absolute). `KSTWO_GRID_N=1000,5000` picks the n.
+fn kstwo_grid() {
+    let ns: Vec<i64> = std::env::var("KSTWO_GRID_N")
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .unwrap_or_else(|| {
+            vec![
+                1_000, 1_001, 1_500, 2_000, 3_333, 5_000, 7_919, 10_000, 20_000, 50_000, 99_991,
+                100_000, 200_000, 500_000, 777_777, 1_000_000,
+            ]
+        });
+    println!(
+        "| n | points | quadrature used | max rel diff (p >= 1e-300) | max abs diff | fast per point | reference per point |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    let (mut worst_rel, mut worst_abs, mut total, mut broken) = (0.0f64, 0.0f64, 0, 0);
+    for &n in &ns {
+        let nf = n as f64;
+        let (lo, hi) = ((2.2 / nf).sqrt(), (370.0 / nf).sqrt().min(0.999));
+        let mut xs: Vec<f64> = (0..80)
+            .map(|k| lo * (hi / lo).powf(k as f64 / 79.0) * (1.0 + 1e-7 * (k % 7) as f64))
+            .collect();
+        xs.extend((1..=40).map(|k| k as f64 / 41.0));
+        let (mut t_fast, mut t_ref) = (Duration::ZERO, Duration::ZERO);
+        let (mut max_rel, mut max_abs, mut used) = (0.0f64, 0.0f64, 0);
+        for &x in &xs {
+            let t = Instant::now();
+            let got = black_box(kstwo::sf(x, nf));
+            t_fast += t.elapsed();
+            let t = Instant::now();
+            let want = black_box(kstwo::sf_reference(x, nf));
+            t_ref += t.elapsed();
+            if got.to_bits() == want.to_bits() {
+                continue;
+            }
+            used += 1;
+            let abs = (got - want).abs();
+            let rel = abs / want.abs();
+            if !(abs <= 1e-12 || rel <= 1e-9) {
+                broken += 1;
+                println!("  n={n} x={x:e}: {got:e} vs {want:e}");
+            }
+            max_abs = max_abs.max(abs);
+            if want.abs() >= 1e-300 {
+                max_rel = max_rel.max(rel);
+            }
+        }
+        let k = xs.len() as u32;
+        println!(
+            "| {n} | {k} | {used} | {max_rel:.2e} | {max_abs:.2e} | {} | {} |",
+            fmt(t_fast / k),
+            fmt(t_ref / k)
+        );
+        worst_rel = worst_rel.max(max_rel);
+        worst_abs = worst_abs.max(max_abs);
+        total += xs.len();
+    }
+    println!();
+    println!(
+        "{total} points: largest relative difference {worst_rel:.2e} (p >= 1e-300), largest \
+         absolute {worst_abs:.2e}; {broken} outside the contract (1e-9 rel or 1e-12 abs)"
+    );
+    if broken > 0 {
+        std::process::exit(1);
+    }
 }

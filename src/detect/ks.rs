@@ -5,20 +5,29 @@
 //! - **Statistic and location.** For every `x` of `sorted(reference) ++ sorted(current)`,
 //!   `diff(x) = (#ref <= x) as f64 / n as f64 - (#cur <= x) as f64 / m as f64` (this float
 //!   form, whose rounding decides ties); the location is the value at the *first* index of the
-//!   largest (smallest) `diff` in that concatenated order. It is computed by one O(n+m) merge
-//!   walk over the two sorted slices, without materialising `diff`: equal values share the same
+//!   largest (smallest) `diff` in that concatenated order. It is computed by a merge walk
+//!   over the two sorted samples, without materialising `diff`: equal values share the same
 //!   `diff`, so the first index of an extreme is the first element of the first group reaching
-//!   it in the reference part, else in the current part. `-0.0 == 0.0` when counting.
+//!   it in the reference part, else in the current part. `-0.0 == 0.0` when counting. Large
+//!   samples are walked only where an extreme can be: exact counts per segment of the value
+//!   axis bound `diff` inside each segment, and the other segments are skipped (sorted
+//!   input: segments of 64 values found by galloping; unsorted input: value buckets counted
+//!   in one pass, and only the candidate buckets' values collected, sorted and walked, so a
+//!   large sample is never sorted at all). The bounds are exact integers; with `n*m <= 2^49`
+//!   a float `diff` can never beat one from a larger exact value, so the result is the plain
+//!   walk's, bit for bit (see "Walking only where an extreme can be").
 //! - **Sign.** `greater` reports `max diff` with sign +1, `less` reports `clip(-min diff, 0, 1)`
 //!   with sign -1, `two-sided` the `less` triple only when strictly larger.
 //! - **p-value.** `auto` is exact iff `max(n, m) <= 10000`; a forced `exact` falls back to
 //!   asymptotic when `lcm(n, m)` is too large for SciPy's int32 lattice or when the exact lattice
 //!   computation fails (overflow, or a result outside [0, 1]); when exact is attempted `D` is
-//!   first rounded to `h / lcm(n, m)`. Exact p-values use SciPy's lattice-path recursions;
+//!   first rounded to `h / lcm(n, m)`. Exact p-values use SciPy's lattice-path recursions
+//!   (the two-sided one computing several lattice rows at once, same operations, same bits);
 //!   asymptotic two-sided uses [`super::kstwo::sf`]`(D, round(n*m/(n+m)))` (not the Kolmogorov
 //!   limit) and one-sided uses Hodges' approximation.
 //!
 //! Pure: no I/O, no locks, no panics on any input; NaN and ±inf are rejected with an error.
+//! [`ks_2samp`] on 2^17 values or more runs its counting passes on a second (scoped) thread.
 
 use std::sync::{Mutex, PoisonError};
 
@@ -563,8 +572,8 @@ fn upper_bound_from(v: &[f64], from: usize, x: f64) -> usize {
 /// outside: `x <= y` implies `bucket(x) <= bucket(y)`, and equal values (`-0.0` and `0.0`
 /// included) share a bucket, so buckets are segments that never split a group. Halving
 /// first keeps `x - lo` finite for any finite `x`, `lo`; every step (halving, subtracting,
-/// scaling, clamping, truncating) is monotone. Any `lo`, `hi` give a correct map; a good
-/// range only makes the buckets even.
+/// scaling, clamping to `[0, buckets - 1]`, rounding to an integer by adding 1.5 * 2^52) is
+/// monotone. Any `lo`, `hi` give a correct map; a good range only makes the buckets even.
 #[derive(Debug, Clone, Copy)]
 struct BucketMap {
     half_lo: f64,
@@ -575,13 +584,19 @@ struct BucketMap {
 
 /// Values handled together by the bucket passes (the compiler vectorises the arithmetic).
 const LANES: usize = 8;
+/// `1.5 * 2^52`: adding it to a value in `[0, 2^51)` rounds that value to an integer and
+/// leaves the integer in the low bits of the sum, a conversion that vectorises (Rust's
+/// saturating `as` does not).
+const ROUNDER: f64 = 6_755_399_441_055_744.0;
 
 impl BucketMap {
     fn new(lo: f64, hi: f64, buckets: usize) -> Self {
         let half_lo = lo * 0.5;
         let span = hi * 0.5 - half_lo;
+        // A span so small that the scale overflows is held at f64::MAX, so that positions
+        // are never 0 * inf = NaN for finite values.
         let scale = if span > 0.0 {
-            buckets as f64 / span
+            (buckets as f64 / span).min(f64::MAX)
         } else {
             0.0
         };
@@ -593,20 +608,30 @@ impl BucketMap {
         }
     }
 
+    /// `ROUNDER + bucket(x)`, exactly.
     #[inline(always)]
-    fn bucket(&self, x: f64) -> usize {
+    fn rounded(&self, x: f64) -> f64 {
         let y = (x * 0.5 - self.half_lo) * self.scale;
-        // NaN (0 * inf when the span is tiny) goes to 0 with the negatives.
+        // NaN (only for non-finite x) goes to 0 with the negatives; overflows clamp.
         let y = if y > 0.0 { y } else { 0.0 };
         let y = if y < self.last { y } else { self.last };
-        y as usize
+        y + ROUNDER
     }
 
     #[inline(always)]
-    fn buckets(&self, c: &[f64]) -> [usize; LANES] {
-        let mut out = [0usize; LANES];
-        for (o, &x) in out.iter_mut().zip(c) {
-            *o = self.bucket(x);
+    fn bucket(&self, x: f64) -> usize {
+        self.rounded(x).to_bits() as u32 as usize
+    }
+
+    #[inline(always)]
+    fn buckets8(&self, c: &[f64]) -> [u32; LANES] {
+        let mut z = [0.0f64; LANES];
+        for (z, &x) in z.iter_mut().zip(c) {
+            *z = self.rounded(x);
+        }
+        let mut out = [0u32; LANES];
+        for (o, z) in out.iter_mut().zip(z) {
+            *o = z.to_bits() as u32;
         }
         out
     }
@@ -621,9 +646,9 @@ impl BucketMap {
             for (p, &x) in poison.iter_mut().zip(c) {
                 *p += x * 0.0;
             }
-            for k in self.buckets(c) {
-                // `bucket` is at most `last`, so the slot always exists.
-                if let Some(n) = counts.get_mut(k) {
+            for k in self.buckets8(c) {
+                // Buckets are below `buckets`, so the slot always exists.
+                if let Some(n) = counts.get_mut(k as usize) {
                     *n += 1;
                 }
             }
@@ -637,19 +662,63 @@ impl BucketMap {
         poison.iter().all(|&p| p == 0.0).then_some(counts)
     }
 
-    /// The values whose bucket is `wanted`, in their order.
-    fn gather(&self, values: &[f64], wanted: &[bool], count: usize) -> Vec<f64> {
+    /// The values whose bucket is in one of `hulls` (inclusive bucket ranges, at most
+    /// [`GATHER_HULLS`]), in their order.
+    fn gather_hulls(&self, values: &[f64], hulls: &[(usize, usize)], count: usize) -> Vec<f64> {
+        // bucket(x) in first..=last  <=>  ROUNDER + first <= rounded(x) <= ROUNDER + last, all
+        // exact; unused slots are empty.
+        let mut lo = [f64::INFINITY; GATHER_HULLS];
+        let mut hi = [f64::NEG_INFINITY; GATHER_HULLS];
+        for ((l, h), &(first, last)) in lo.iter_mut().zip(hi.iter_mut()).zip(hulls) {
+            *l = ROUNDER + first as f64;
+            *h = ROUNDER + last as f64;
+        }
+        let wanted = |z: f64| {
+            let mut hit = false;
+            for (&l, &h) in lo.iter().zip(&hi) {
+                hit |= (z >= l) & (z <= h);
+            }
+            hit
+        };
+        self.gather_by(values, count, wanted)
+    }
+
+    /// The values whose bucket's bit is set in `bits`, in their order.
+    fn gather_bits(&self, values: &[f64], bits: &[u64], count: usize) -> Vec<f64> {
+        let bit = |k: usize| bits.get(k >> 6).is_some_and(|w| (w >> (k & 63)) & 1 == 1);
         let mut out = Vec::with_capacity(count);
         let mut chunks = values.chunks_exact(LANES);
         for c in &mut chunks {
-            for (k, &x) in self.buckets(c).into_iter().zip(c) {
-                if wanted.get(k).copied().unwrap_or(false) {
+            for (k, &x) in self.buckets8(c).into_iter().zip(c) {
+                if bit(k as usize) {
                     out.push(x);
                 }
             }
         }
         for &x in chunks.remainder() {
-            if wanted.get(self.bucket(x)).copied().unwrap_or(false) {
+            if bit(self.bucket(x)) {
+                out.push(x);
+            }
+        }
+        out
+    }
+
+    #[inline(always)]
+    fn gather_by(&self, values: &[f64], count: usize, wanted: impl Fn(f64) -> bool) -> Vec<f64> {
+        let mut out = Vec::with_capacity(count);
+        let mut chunks = values.chunks_exact(LANES);
+        for c in &mut chunks {
+            let mut hits = 0u32;
+            for (l, &x) in c.iter().enumerate() {
+                hits |= u32::from(wanted(self.rounded(x))) << l;
+            }
+            while hits != 0 {
+                out.push(c[hits.trailing_zeros() as usize]);
+                hits &= hits - 1;
+            }
+        }
+        for &x in chunks.remainder() {
+            if wanted(self.rounded(x)) {
                 out.push(x);
             }
         }
@@ -657,8 +726,45 @@ impl BucketMap {
     }
 }
 
-/// A range holding all but about 0.1% of the values at each end, from a strided sample of
-/// both samples (any range is correct; this one keeps outliers from stretching the buckets).
+/// Bucket ranges the gather pass tests each value against; more candidate runs are covered
+/// by fewer, wider hulls, or by a bitmap of buckets.
+const GATHER_HULLS: usize = 4;
+
+/// Bucket ranges covering every run, at most [`GATHER_HULLS`] of them, made by joining
+/// neighbouring runs across the gaps that hold the fewest values; `None` when covering the
+/// runs that way would take in more than `slack` values besides theirs.
+fn hulls(runs: &[Run], ca: &[u32], cb: &[u32], slack: usize) -> Option<Vec<(usize, usize)>> {
+    let mut hulls: Vec<(usize, usize)> = runs.iter().map(|r| (r.first, r.last)).collect();
+    let between = |a: usize, b: usize| -> usize {
+        ca[a..b].iter().chain(&cb[a..b]).map(|&c| c as usize).sum()
+    };
+    let mut extra = 0;
+    while hulls.len() > GATHER_HULLS {
+        let (k, cost) = (0..hulls.len() - 1)
+            .map(|k| (k, between(hulls[k].1 + 1, hulls[k + 1].0)))
+            .min_by_key(|&(_, cost)| cost)?;
+        extra += cost;
+        if extra > slack {
+            return None;
+        }
+        hulls[k].1 = hulls[k + 1].1;
+        hulls.remove(k + 1);
+    }
+    Some(hulls)
+}
+
+/// The values of `values` in the buckets of `runs` (all of them among `values`, which came
+/// from a coarser gather), in their order.
+fn keep_runs(map: &BucketMap, values: &mut Vec<f64>, bits: &[u64]) {
+    values.retain(|&x| {
+        let k = map.bucket(x);
+        bits.get(k >> 6).is_some_and(|w| (w >> (k & 63)) & 1 == 1)
+    });
+}
+
+/// A range holding all but about 1/8192 of the values at each end, from a strided sample of
+/// both samples (any range is correct; this one keeps a few outliers from stretching the
+/// buckets, and keeps the clamped end buckets small, so that they are rarely candidates).
 /// Non-finite values, which the histogram pass rejects afterwards, are kept out of it.
 fn sample_range(a: &[f64], b: &[f64]) -> (f64, f64) {
     const SAMPLE: usize = 1 << 14;
@@ -673,7 +779,7 @@ fn sample_range(a: &[f64], b: &[f64]) -> (f64, f64) {
     if s.is_empty() {
         return (0.0, 0.0);
     }
-    let k = s.len() / 1024;
+    let k = s.len() / 8192;
     let last = s.len() - 1 - k;
     let (_, &mut lo, _) = s.select_nth_unstable_by(k, f64::total_cmp);
     let (_, &mut hi, _) = s.select_nth_unstable_by(last, f64::total_cmp);
@@ -724,6 +830,14 @@ fn unsorted_extremes(a: &[f64], b: &[f64]) -> Option<Extremes> {
 
 /// [`unsorted_extremes`] without the size limits; `n * m` must be at most [`MAX_PRUNE_NM`].
 fn bucketed_extremes(a: &[f64], b: &[f64], parallel: bool) -> Option<Extremes> {
+    // Up to 1/16 of the values taken in and dropped again: far cheaper than the bitmap pass.
+    let slack = ((a.len() + b.len()) / 16).max(4096);
+    bucketed_extremes_with(a, b, parallel, slack)
+}
+
+/// [`bucketed_extremes`], gathering through hulls when they take in at most `slack` values
+/// besides the candidates', else through a bitmap.
+fn bucketed_extremes_with(a: &[f64], b: &[f64], parallel: bool, slack: usize) -> Option<Extremes> {
     let (n, m) = (a.len(), b.len());
     let (lo, hi) = sample_range(a, b);
     let buckets = ((n + m) / 32).next_power_of_two().clamp(1 << 10, 1 << 16);
@@ -731,20 +845,33 @@ fn bucketed_extremes(a: &[f64], b: &[f64], parallel: bool) -> Option<Extremes> {
     let (ca, cb) = both(parallel, || map.histogram(a), || map.histogram(b));
     let (ca, cb) = (ca?, cb?);
     let runs = candidate_runs(&ca, &cb, n, m);
-    let mut wanted = vec![false; buckets];
-    let (mut na, mut nb) = (0, 0);
+    let mut bits = vec![0u64; buckets.div_ceil(64)];
     for run in &runs {
-        for w in wanted.iter_mut().take(run.last + 1).skip(run.first) {
-            *w = true;
+        for k in run.first..=run.last {
+            bits[k >> 6] |= 1 << (k & 63);
         }
-        na += run.na;
-        nb += run.nb;
     }
-    let (mut ga, mut gb) = both(
-        parallel,
-        || map.gather(a, &wanted, na),
-        || map.gather(b, &wanted, nb),
-    );
+    let na: usize = runs.iter().map(|r| r.na).sum();
+    let nb: usize = runs.iter().map(|r| r.nb).sum();
+    // Two range tests per value when the runs fit in a few hulls without taking in much
+    // more, else a bitmap lookup per value; the hulls' extra values are dropped after.
+    let (mut ga, mut gb) = match hulls(&runs, &ca, &cb, slack) {
+        Some(h) => {
+            let (mut ga, mut gb) = both(
+                parallel,
+                || map.gather_hulls(a, &h, na),
+                || map.gather_hulls(b, &h, nb),
+            );
+            keep_runs(&map, &mut ga, &bits);
+            keep_runs(&map, &mut gb, &bits);
+            (ga, gb)
+        }
+        None => both(
+            parallel,
+            || map.gather_bits(a, &bits, na),
+            || map.gather_bits(b, &bits, nb),
+        ),
+    };
     sort_samples(&mut ga);
     sort_samples(&mut gb);
     let mut tracker = Tracker::new(n, m);
@@ -1260,7 +1387,15 @@ mod tests {
                     [f64::MAX, -f64::MAX, 1.7e308, -1.7e308, 0.0, -0.0, 1.0][self.below(7) as usize]
                 }
                 6 => 2.5,
-                _ => (self.below(1000) as f64 / 10.0).round() + shift,
+                7 => (self.below(1000) as f64 / 10.0).round() + shift,
+                // Mostly moderate, a few huge outliers (clamped into the edge buckets).
+                8 => match self.below(50) {
+                    0 => f64::MAX,
+                    1 => -1e300,
+                    _ => self.unit() + shift,
+                },
+                // The current sample entirely above the reference (D = 1 at the edge).
+                _ => self.unit() + if shift > 0.0 { 10.0 } else { 0.0 },
             }
         }
     }
@@ -1269,7 +1404,7 @@ mod tests {
     fn pruned_walks_agree_with_the_plain_walk() {
         let mut rng = Lcg(7);
         for case in 0..1500u64 {
-            let kind = case % 8;
+            let kind = case % 10;
             let (n, m) = match case % 5 {
                 0 => (1 + rng.below(40) as usize, 1 + rng.below(40) as usize),
                 1 => (1 + rng.below(3000) as usize, 1 + rng.below(30) as usize),
@@ -1277,6 +1412,7 @@ mod tests {
                 _ => (1 + rng.below(3000) as usize, 1 + rng.below(3000) as usize),
             };
             let shift = [0.0, 0.01, 0.3][rng.below(3) as usize];
+            let shift = if kind == 9 { 1.0 } else { shift };
             let a: Vec<f64> = (0..n).map(|_| rng.value(kind, 0.0)).collect();
             let mut b: Vec<f64> = (0..m).map(|_| rng.value(kind, shift)).collect();
             if case % 11 == 0 {
@@ -1293,8 +1429,8 @@ mod tests {
                 bits(&want),
                 "blocked, case {case} kind {kind} n {n} m {m}"
             );
-            for parallel in [false, true] {
-                let bucketed = bucketed_extremes(&a, &b, parallel)
+            for (parallel, slack) in [(false, 1 << 20), (true, 1 << 20), (false, 0)] {
+                let bucketed = bucketed_extremes_with(&a, &b, parallel, slack)
                     .unwrap_or_else(|| panic!("case {case}: finite values rejected"));
                 assert_eq!(
                     bits(&bucketed),
@@ -1308,7 +1444,7 @@ mod tests {
     #[test]
     fn large_samples_take_the_pruned_paths_and_agree() {
         let mut rng = Lcg(99);
-        for kind in [0, 1, 3, 7] {
+        for kind in [0, 1, 3, 7, 8, 9] {
             let a: Vec<f64> = (0..150_000).map(|_| rng.value(kind, 0.0)).collect();
             let b: Vec<f64> = (0..90_000).map(|_| rng.value(kind, 0.002)).collect();
             let want = plain(&a, &b);
@@ -1361,6 +1497,84 @@ mod tests {
     }
 
     #[test]
+    fn gathers_take_exactly_the_values_of_their_buckets() {
+        let mut rng = Lcg(17);
+        for kind in [0, 3, 4, 5, 7, 8] {
+            let v: Vec<f64> = (0..3001).map(|_| rng.value(kind, 0.0)).collect();
+            for (lo, hi) in [(0.1, 0.9), (-1e10, 1e10), (0.0, 0.0), (-3.0, 50.0)] {
+                let map = BucketMap::new(lo, hi, 1024);
+                for hulls in [
+                    vec![(0, 0)],
+                    vec![(1023, 1023)],
+                    vec![(0, 5), (1000, 1023)],
+                    vec![(3, 900)],
+                    vec![],
+                ] {
+                    let inside = |k: usize| hulls.iter().any(|&(f, l)| f <= k && k <= l);
+                    let want: Vec<u64> = v
+                        .iter()
+                        .filter(|&&x| inside(map.bucket(x)))
+                        .map(|x| x.to_bits())
+                        .collect();
+                    let got: Vec<u64> = map
+                        .gather_hulls(&v, &hulls, 0)
+                        .iter()
+                        .map(|x| x.to_bits())
+                        .collect();
+                    assert_eq!(got, want, "hulls: kind {kind} range {lo} {hi} {hulls:?}");
+                    let mut bits = vec![0u64; 16];
+                    for k in (0..1024).filter(|&k| inside(k)) {
+                        bits[k >> 6] |= 1 << (k & 63);
+                    }
+                    let got: Vec<u64> = map
+                        .gather_bits(&v, &bits, 0)
+                        .iter()
+                        .map(|x| x.to_bits())
+                        .collect();
+                    assert_eq!(got, want, "bits: kind {kind} range {lo} {hi} {hulls:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hulls_join_the_cheapest_gaps_within_the_slack() {
+        assert_eq!(
+            GATHER_HULLS, 4,
+            "the cases below are written for four hulls"
+        );
+        let ca = [1u32, 0, 2, 3, 0, 1, 1, 4, 0, 2, 3, 1];
+        let cb = [0u32, 1, 1, 0, 2, 2, 0, 1, 1, 1, 0, 2];
+        let run = |first: usize, last: usize| Run {
+            first,
+            last,
+            i0: 0,
+            j0: 0,
+            na: 0,
+            nb: 0,
+        };
+        let runs = [
+            run(0, 0),
+            run(2, 2),
+            run(5, 5),
+            run(7, 7),
+            run(9, 9),
+            run(11, 11),
+        ];
+        // Gaps hold 1 (bucket 1), 5 (3-4), 1 (6), 1 (8) and 3 (10) values: the first two
+        // cheapest joins take in 2.
+        let want = vec![(0, 2), (5, 7), (9, 9), (11, 11)];
+        assert_eq!(hulls(&runs, &ca, &cb, 100), Some(want.clone()));
+        assert_eq!(hulls(&runs, &ca, &cb, 2), Some(want));
+        assert_eq!(hulls(&runs, &ca, &cb, 1), None);
+        assert_eq!(
+            hulls(&runs[..4], &ca, &cb, 0),
+            Some(vec![(0, 0), (2, 2), (5, 5), (7, 7)])
+        );
+        assert_eq!(hulls(&[], &ca, &cb, 0), Some(vec![]));
+    }
+
+    #[test]
     fn upper_bound_from_gallops_correctly() {
         let v = [0.0, 1.0, 1.0, 1.0, 2.0, 3.0, 3.0, 5.0];
         for from in 0..=v.len() {
@@ -1392,12 +1606,14 @@ mod tests {
             assert!(map.bucket(w[0]) <= map.bucket(w[1]));
         }
         assert_eq!(map.bucket(-0.0), map.bucket(0.0));
-        // A span so small the scale overflows: the first bucket or the last, still monotone.
+        // A span so small the scale would overflow: held at f64::MAX, positions stay finite
+        // (degenerate buckets, still monotone).
         let tiny = BucketMap::new(0.0, 1e-320, 1 << 16);
-        assert!(tiny.scale.is_infinite());
-        assert_eq!(tiny.bucket(0.0), 0);
+        assert_eq!(tiny.scale, f64::MAX);
         assert_eq!(tiny.bucket(-0.0), 0);
-        assert_eq!(tiny.bucket(1e-320), (1 << 16) - 1);
+        assert_eq!(tiny.bucket(0.0), 0);
+        assert!(tiny.rounded(1e-320).is_finite());
+        assert!(tiny.bucket(1e300) == (1 << 16) - 1);
         // Halving rounds the smallest subnormal away: a zero span, one bucket.
         let gone = BucketMap::new(0.0, 5e-324, 1 << 16);
         assert_eq!(gone.bucket(5e-324), 0);

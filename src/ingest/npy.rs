@@ -425,6 +425,18 @@ mod map {
 
     const PROT_READ: i32 = 1;
     const MAP_PRIVATE: i32 = 2;
+    /// Linux's MAP_POPULATE where its value is known: map every page up front, in one call,
+    /// rather than one page fault per 64 KiB on first touch (several milliseconds for 8 MB).
+    #[cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    const MAP_POPULATE: i32 = 0x8000;
+    #[cfg(not(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))]
+    const MAP_POPULATE: i32 = 0;
     /// The smallest NPY file: magic, version, length, an empty header.
     const MIN_NPY_LEN: usize = 10;
 
@@ -448,7 +460,7 @@ mod map {
                     std::ptr::null_mut(),
                     len,
                     PROT_READ,
-                    MAP_PRIVATE,
+                    MAP_PRIVATE | MAP_POPULATE,
                     file.as_raw_fd(),
                     0,
                 )

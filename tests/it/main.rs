@@ -7,6 +7,7 @@ mod ema_vectors;
 mod exposition;
 mod fixture;
 mod ks_vectors;
+mod npy_eval;
 mod prom;
 mod prometheus;
 mod prometheus_feeds;
