@@ -79,6 +79,24 @@ fn main() {
         kstwo_grid();
         return;
     }
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--npy-loop") {
+        let a = driftgauge::ingest::npy::read_npy_file(std::path::Path::new(&args[i + 1])).unwrap();
+        let b = driftgauge::ingest::npy::read_npy_file(std::path::Path::new(&args[i + 2])).unwrap();
+        for _ in 0..10 {
+            let t = Instant::now();
+            let r = ks_2samp(&a, &b, Alternative::TwoSided, Method::Auto).unwrap();
+            println!("{:?} {}", t.elapsed(), r.statistic);
+        }
+        let av = a.to_vec();
+        let bv = b.to_vec();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let r = ks_2samp(&av, &bv, Alternative::TwoSided, Method::Auto).unwrap();
+            println!("heap {:?} {}", t.elapsed(), r.statistic);
+        }
+        return;
+    }
     println!("| what                     |        n |        m | method | used   | runs |     median | D       | p         |");
     println!("|--------------------------|---------:|---------:|--------|--------|-----:|-----------:|---------|-----------|");
     let mut rng = Lcg(0x00c0_ffee);

@@ -839,12 +839,16 @@ fn bucketed_extremes(a: &[f64], b: &[f64], parallel: bool) -> Option<Extremes> {
 /// besides the candidates', else through a bitmap.
 fn bucketed_extremes_with(a: &[f64], b: &[f64], parallel: bool, slack: usize) -> Option<Extremes> {
     let (n, m) = (a.len(), b.len());
+    let t0 = std::time::Instant::now();
     let (lo, hi) = sample_range(a, b);
+    let t1 = t0.elapsed();
     let buckets = ((n + m) / 32).next_power_of_two().clamp(1 << 10, 1 << 16);
     let map = BucketMap::new(lo, hi, buckets);
     let (ca, cb) = both(parallel, || map.histogram(a), || map.histogram(b));
     let (ca, cb) = (ca?, cb?);
+    let t2 = t0.elapsed();
     let runs = candidate_runs(&ca, &cb, n, m);
+    let t3 = t0.elapsed();
     let mut bits = vec![0u64; buckets.div_ceil(64)];
     for run in &runs {
         for k in run.first..=run.last {
@@ -855,7 +859,9 @@ fn bucketed_extremes_with(a: &[f64], b: &[f64], parallel: bool, slack: usize) ->
     let nb: usize = runs.iter().map(|r| r.nb).sum();
     // Two range tests per value when the runs fit in a few hulls without taking in much
     // more, else a bitmap lookup per value; the hulls' extra values are dropped after.
-    let (mut ga, mut gb) = match hulls(&runs, &ca, &cb, slack) {
+    let hh = hulls(&runs, &ca, &cb, slack);
+    let t4 = t0.elapsed();
+    let (mut ga, mut gb) = match hh {
         Some(h) => {
             let (mut ga, mut gb) = both(
                 parallel,
@@ -872,8 +878,21 @@ fn bucketed_extremes_with(a: &[f64], b: &[f64], parallel: bool, slack: usize) ->
             || map.gather_bits(b, &bits, nb),
         ),
     };
+    let t5 = t0.elapsed();
     sort_samples(&mut ga);
     sort_samples(&mut gb);
+    let t6 = t0.elapsed();
+    eprintln!(
+        "range {t1:?} hist {:?} cand {:?} hulls {:?} gather {:?} sort {:?} runs {} g {} {}",
+        t2 - t1,
+        t3 - t2,
+        t4 - t3,
+        t5 - t4,
+        t6 - t5,
+        runs.len(),
+        ga.len(),
+        gb.len()
+    );
     let mut tracker = Tracker::new(n, m);
     let (mut pa, mut pb) = (0, 0);
     for run in &runs {

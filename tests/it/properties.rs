@@ -172,7 +172,7 @@ fn describe(a: &[f64], b: &[f64]) -> String {
 
 #[test]
 fn ks_statistic_and_p_value_are_in_range_and_symmetric() {
-    check("ks symmetry", 400, |g| {
+    check("ks symmetry", 500, |g| {
         let (a, b) = sample_pair(g);
         let (n, m) = (a.len(), b.len());
         for method in METHODS {
@@ -220,7 +220,7 @@ fn ks_statistic_and_p_value_are_in_range_and_symmetric() {
 
 #[test]
 fn ks_of_identical_samples_is_zero_with_p_one() {
-    check("ks identical", 300, |g| {
+    check("ks identical", 400, |g| {
         let (a, _) = sample_pair(g);
         // The same values in another order, with zeros' signs flipped: still identical samples.
         let mut b: Vec<f64> = a.iter().map(|&x| if x == 0.0 { -x } else { x }).collect();
@@ -256,7 +256,7 @@ fn ks_of_identical_samples_is_zero_with_p_one() {
 
 #[test]
 fn ks_is_unchanged_by_a_common_shift_and_scale() {
-    check("ks affine", 300, |g| {
+    check("ks affine", 400, |g| {
         let (a, b) = sample_pair(g);
         let scale = *g.pick(&[1.0, 0.5, 2.0, 3.7, 1e3, 1e-3]);
         let shift = *g.pick(&[0.0, 1.0, -7.25, 100.0, 1e4]);
@@ -303,7 +303,7 @@ fn ks_is_unchanged_by_a_common_shift_and_scale() {
 
 #[test]
 fn ema_stays_within_the_inputs_seen() {
-    check("ema bounds", 500, |g| {
+    check("ema bounds", 1000, |g| {
         let n = g.range(1, 200);
         let scale = *g.pick(&[1.0, 1e-3, 1e6, 1e300]);
         // A constant stream (an accuracy sitting on its bound) or a mix of shapes.
@@ -553,7 +553,7 @@ fn push_body(g: &mut Gen) -> Vec<u8> {
 #[test]
 fn push_parser_never_panics_and_accepts_only_valid_batches() {
     let accepted = std::cell::Cell::new(0usize);
-    check("push parse", 5000, |g| {
+    check("push parse", 20000, |g| {
         let body = push_body(g);
         let shown = || String::from_utf8_lossy(&body).into_owned();
         let batch = match push::parse(&body) {

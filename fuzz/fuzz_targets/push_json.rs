@@ -1,0 +1,39 @@
+//! Fuzz target: a push body is refused with a `PushError`, or every entry it yields has a
+//! valid metric name, valid non-reserved label names, non-empty bounded label values and at
+//! least one finite value. Never a panic.
+
+#![no_main]
+
+use driftgauge::ingest::names::{is_valid_label_name, is_valid_metric_name};
+use driftgauge::ingest::push::{self, MAX_LABELS, MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    match push::parse(data) {
+        Ok(batch) => {
+            for s in &batch {
+                assert!(is_valid_metric_name(&s.metric), "{:?}", s.metric);
+                assert!(s.metric.len() <= MAX_NAME_BYTES);
+                assert!(s.labels.len() <= MAX_LABELS);
+                for (name, value) in &s.labels {
+                    assert!(
+                        is_valid_label_name(name) && !name.starts_with("__"),
+                        "{name:?}"
+                    );
+                    assert!(name.len() <= MAX_NAME_BYTES);
+                    assert!(!value.is_empty() && value.len() <= MAX_LABEL_VALUE_BYTES);
+                }
+                assert!(!s.values.is_empty());
+                assert!(s.values.iter().all(|v| v.is_finite()), "{:?}", s.values);
+            }
+        }
+        Err(e) => {
+            // The counter reason is one of a fixed set, and the message renders.
+            assert!(matches!(
+                e.reason(),
+                "bad_body" | "bad_name" | "too_large" | "bad_value"
+            ));
+            let _ = e.to_string();
+        }
+    }
+});

@@ -1,0 +1,59 @@
+//! Fuzz target: remote write bodies. Refused with a `RemoteWriteError`, or every series it
+//! yields has a valid metric name, valid non-reserved labels and only finite values, and the
+//! counts add up. Never a panic, and never more memory than the decompressed-size limit.
+//!
+//! Input: a mode byte, then the body. Mode even: the rest is the body as sent (snappy block
+//! format, mostly refused by snappy). Mode odd: the rest is an uncompressed protobuf
+//! `WriteRequest`, snappy-compressed here, so that mutations reach the protobuf decoder.
+
+#![no_main]
+
+use driftgauge::ingest::names::{is_valid_label_name, is_valid_metric_name};
+use driftgauge::ingest::push::{MAX_LABELS, MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES};
+use driftgauge::ingest::remote_write::{self, decompressed_limit, RemoteWriteError};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let limit = decompressed_limit(256 << 10);
+    let compressed;
+    let body = if mode & 1 == 0 {
+        rest
+    } else {
+        compressed = snap::raw::Encoder::new()
+            .compress_vec(rest)
+            .expect("snappy compresses anything");
+        &compressed
+    };
+    match remote_write::decode(body, limit) {
+        Ok(d) => {
+            let mut values = 0;
+            for s in &d.series {
+                assert!(is_valid_metric_name(&s.metric), "{:?}", s.metric);
+                assert!(s.metric.len() <= MAX_NAME_BYTES);
+                assert!(s.labels.len() <= MAX_LABELS);
+                for (name, value) in &s.labels {
+                    assert!(
+                        is_valid_label_name(name) && !name.starts_with("__"),
+                        "{name:?}"
+                    );
+                    assert!(name.len() <= MAX_NAME_BYTES);
+                    assert!(!value.is_empty() && value.len() <= MAX_LABEL_VALUE_BYTES);
+                }
+                assert!(!s.values.is_empty());
+                assert!(s.values.iter().all(|v| v.is_finite()), "{:?}", s.values);
+                values += s.values.len();
+            }
+            assert_eq!(values, d.samples);
+        }
+        Err(e) => {
+            if let RemoteWriteError::TooLarge { size, limit: l } = e {
+                assert!(size > l);
+            }
+            assert!(matches!(e.reason(), "bad_body" | "bad_name" | "too_large"));
+            let _ = e.to_string();
+        }
+    }
+});
