@@ -9,7 +9,13 @@ use super::Verdict;
 pub fn step(prev: Option<f64>, x: f64, smoothing: f64) -> f64 {
     match prev {
         None => x,
-        Some(p) => smoothing * x + (1.0 - smoothing) * p,
+        // Clamped between the previous EMA and x: rounding must never carry the EMA past
+        // both (a constant 0.8 at s=0.3 would otherwise give 0.7999999999999999 and trip
+        // `below: 0.8`). Bit-exact with every reference vector.
+        Some(p) => {
+            let e = smoothing * x + (1.0 - smoothing) * p;
+            e.clamp(p.min(x), p.max(x))
+        }
     }
 }
 
@@ -54,6 +60,17 @@ pub fn verdict(ema: f64, spec: &EmaSpec) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ema_of_a_constant_stream_is_that_constant() {
+        for (x, s) in [(0.8, 0.3), (0.1, 0.3), (0.85, 0.2), (0.9, 0.2), (0.1, 0.2)] {
+            let e = series(&[x; 20], s);
+            assert!(
+                e.iter().all(|&v| v == x),
+                "constant {x} at smoothing {s}: {e:?}"
+            );
+        }
+    }
 
     #[test]
     fn bands() {
