@@ -5,6 +5,8 @@
 //! `cargo bench --bench ks -- --kstwo-grid` instead checks `kstwo::sf` (whose large-n series
 //! is summed by quadrature) against `kstwo::sf_reference` (SciPy's term-by-term sums) on a
 //! dense grid of (n, x), in release, and prints the largest relative difference per n.
+//! `cargo bench --bench ks -- --npy A.npy B.npy` times `ks_2samp` on two mapped `.npy` files
+//! in process (what `driftgauge eval` spends outside process start and file mapping).
 
 use driftgauge::detect::ks::{ks_2samp, ks_2samp_sorted, Alternative, KsResult, Method};
 use driftgauge::detect::kstwo;
@@ -80,20 +82,10 @@ fn main() {
         return;
     }
     let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--npy-loop") {
-        let a = driftgauge::ingest::npy::read_npy_file(std::path::Path::new(&args[i + 1])).unwrap();
-        let b = driftgauge::ingest::npy::read_npy_file(std::path::Path::new(&args[i + 2])).unwrap();
-        for _ in 0..10 {
-            let t = Instant::now();
-            let r = ks_2samp(&a, &b, Alternative::TwoSided, Method::Auto).unwrap();
-            println!("{:?} {}", t.elapsed(), r.statistic);
-        }
-        let av = a.to_vec();
-        let bv = b.to_vec();
-        for _ in 0..5 {
-            let t = Instant::now();
-            let r = ks_2samp(&av, &bv, Alternative::TwoSided, Method::Auto).unwrap();
-            println!("heap {:?} {}", t.elapsed(), r.statistic);
+    if let Some(i) = args.iter().position(|a| a == "--npy") {
+        match (args.get(i + 1), args.get(i + 2)) {
+            (Some(a), Some(b)) => npy_in_process(a, b),
+            _ => eprintln!("usage: cargo bench --bench ks -- --npy REFERENCE.npy CURRENT.npy"),
         }
         return;
     }
@@ -165,6 +157,20 @@ fn main() {
         plain_row("std sort_unstable_by", size, 0, runs, d);
     }
 
+    // kstwo::sf where SciPy uses Durbin's matrix (n <= 1e5, n x^1.5 <= 1.4: D far below its
+    // typical size, p close to 1): unchanged, a matrix power of order 2*ceil(n x) - 1.
+    for (n, x) in [(5_000.0, 0.004), (100_000.0, 0.00055)] {
+        let (d, p) = median_time(5, || kstwo::sf(black_box(x), black_box(n)));
+        println!(
+            "| {:<24} | {:>8} | {:>8} | asymp  | asymp  | {:>4} | {:>10} | {x:.5} | {p:.3e} |",
+            "kstwo::sf (Durbin)",
+            n as u64,
+            "",
+            5,
+            fmt(d)
+        );
+    }
+
     // Exact p-values at the auto boundary: coprime sizes, so lcm ~ 1e8 and the lattice walk is
     // the inside method (two-sided) or the path count (one-sided, which overflows and falls
     // back to asymp as in SciPy).
@@ -208,6 +214,32 @@ fn main() {
     );
 }
 
+/// `ks_2samp` on two memory-mapped `.npy` files, nine times in one process: the KS work of
+/// `driftgauge eval` without the process around it.
+fn npy_in_process(a: &str, b: &str) {
+    use driftgauge::ingest::npy::read_npy_file;
+    let read =
+        |p: &str| read_npy_file(std::path::Path::new(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    let (a, b) = (read(a), read(b));
+    let (d, r) = median_time(9, || {
+        ks_2samp(
+            black_box(&a),
+            black_box(&b),
+            Alternative::TwoSided,
+            Method::Auto,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    });
+    println!(
+        "ks_2samp on the mapped files ({} vs {}): median of 9 {}; D={} p={:e}",
+        a.len(),
+        b.len(),
+        fmt(d),
+        r.statistic,
+        r.p_value
+    );
+}
+
 /// `kstwo::sf` against `kstwo::sf_reference` on a dense grid: for each n, 80 x from where
 /// `smirnov`'s series takes over (`n x^2 = 2.2`) to where the result underflows
 /// (`n x^2 = 370`), geometrically spaced with a little jitter, plus 40 x across the rest of
@@ -226,7 +258,7 @@ fn kstwo_grid() {
             ]
         });
     println!(
-        "| n | points | quadrature used | max rel diff (p >= 1e-300) | max abs diff | fast per point | reference per point |"
+        "| n | points | not bit-identical | max rel diff (p >= 1e-300) | max abs diff | fast per point | reference per point |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     let (mut worst_rel, mut worst_abs, mut total, mut broken) = (0.0f64, 0.0f64, 0, 0);

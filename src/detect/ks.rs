@@ -13,9 +13,10 @@
 //!   axis bound `diff` inside each segment, and the other segments are skipped (sorted
 //!   input: segments of 64 values found by galloping; unsorted input: value buckets counted
 //!   in one pass, and only the candidate buckets' values collected, sorted and walked, so a
-//!   large sample is never sorted at all). The bounds are exact integers; with `n*m <= 2^49`
-//!   a float `diff` can never beat one from a larger exact value, so the result is the plain
-//!   walk's, bit for bit (see "Walking only where an extreme can be").
+//!   large sample is never sorted at all), and only for the side of `diff` the alternative
+//!   needs (for `two-sided`, the side that can still win). The bounds are exact integers;
+//!   with `n*m <= 2^49` a float `diff` can never beat one from a larger exact value, so the
+//!   result is the plain walk's, bit for bit (see "Walking only where an extreme can be").
 //! - **Sign.** `greater` reports `max diff` with sign +1, `less` reports `clip(-min diff, 0, 1)`
 //!   with sign -1, `two-sided` the `less` triple only when strictly larger.
 //! - **p-value.** `auto` is exact iff `max(n, m) <= 10000`; a forced `exact` falls back to
@@ -33,7 +34,7 @@ use std::sync::{Mutex, PoisonError};
 
 use super::cephes::binom;
 use super::kstwo;
-use super::sort::sort_samples;
+use super::sort::{from_sort_key, sort_key, sort_samples};
 
 /// Which alternative hypothesis is tested (SciPy's `alternative`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -185,7 +186,7 @@ pub fn ks_2samp(
 ) -> Result<KsResult, KsError> {
     check_sizes(reference, current)?;
     // Large samples: no sort at all, only the values near the extremes are sorted.
-    let ext = match unsorted_extremes(reference, current) {
+    let ext = match unsorted_extremes(reference, current, alternative) {
         Some(ext) => ext,
         None => {
             validate(reference, current)?;
@@ -196,7 +197,7 @@ pub fn ks_2samp(
             let mut b = current.to_vec();
             sort_samples(&mut a);
             sort_samples(&mut b);
-            extremes(&a, &b)
+            extremes(&a, &b, alternative)
         }
     };
     Ok(conclude(
@@ -227,7 +228,7 @@ pub fn ks_2samp_sorted(
         current.windows(2).all(|w| w[0] <= w[1]),
         "current not sorted"
     );
-    let ext = extremes(reference, current);
+    let ext = extremes(reference, current, alternative);
     Ok(conclude(
         ext,
         reference.len(),
@@ -235,6 +236,20 @@ pub fn ks_2samp_sorted(
         alternative,
         method,
     ))
+}
+
+/// `(D, location, sign)` for `alternative` from the extremes, as SciPy picks them.
+fn pick(ext: &Extremes, alternative: Alternative) -> (f64, f64, i8) {
+    // minS = clip(-diff[argmin], 0, 1), numpy's clip: max first, then min.
+    let neg = -ext.min_diff;
+    let min_s = if neg > 0.0 { neg } else { 0.0 };
+    let min_s = if min_s < 1.0 { min_s } else { 1.0 };
+    let max_s = ext.max_diff;
+    match alternative {
+        Alternative::Less => (min_s, ext.min_loc, -1),
+        Alternative::TwoSided if min_s > max_s => (min_s, ext.min_loc, -1),
+        _ => (max_s, ext.max_loc, 1),
+    }
 }
 
 /// The statistic, its location and sign from the extremes, then the p-value.
@@ -245,16 +260,7 @@ fn conclude(
     alternative: Alternative,
     method: Method,
 ) -> KsResult {
-    // minS = clip(-diff[argmin], 0, 1), numpy's clip: max first, then min.
-    let neg = -ext.min_diff;
-    let min_s = if neg > 0.0 { neg } else { 0.0 };
-    let min_s = if min_s < 1.0 { min_s } else { 1.0 };
-    let max_s = ext.max_diff;
-    let (d, location, sign) = match alternative {
-        Alternative::Less => (min_s, ext.min_loc, -1),
-        Alternative::TwoSided if min_s > max_s => (min_s, ext.min_loc, -1),
-        _ => (max_s, ext.max_loc, 1),
-    };
+    let (d, location, sign) = pick(&ext, alternative);
     let (statistic, p_value, method) = p_value(n, m, d, alternative, method);
     KsResult {
         statistic,
@@ -464,20 +470,42 @@ struct Run {
     nb: usize,
 }
 
-/// The runs of segments that may hold a group end where `diff` reaches its maximum or
-/// minimum, in increasing order, given the per-segment counts (see above).
-fn candidate_runs(ca: &[u32], cb: &[u32], n: usize, m: usize) -> Vec<Run> {
+/// The runs of segments that may hold a group end deciding the result for `alternative`, in
+/// increasing order, given the per-segment counts (see above). `greater` needs the maximum of
+/// `diff` and `less` the minimum. `two-sided` needs both unless the counts already settle
+/// which one wins: when even the lowest bound inside any segment, negated, is below the
+/// largest `q` at a segment end, the minimum cannot win, and likewise the other way round.
+/// (Exact values one apart give strictly ordered floats, as above, so the float comparison
+/// SciPy makes, `minS > maxS`, comes out the same.) The side that is not needed is then
+/// tracked only over the walked segments, which leaves it no better than the exact one, so
+/// it still loses.
+fn candidate_runs(
+    ca: &[u32],
+    cb: &[u32],
+    n: usize,
+    m: usize,
+    alternative: Alternative,
+) -> Vec<Run> {
     let (ni, mi) = (n as i64, m as i64);
     let mut q = 0i64;
     let (mut qmax, mut qmin) = (i64::MIN, i64::MAX);
+    let (mut upper, mut lower) = (i64::MIN, i64::MAX);
     for (&x, &y) in ca.iter().zip(cb) {
         if x == 0 && y == 0 {
             continue;
         }
+        upper = upper.max(q + i64::from(x) * mi);
+        lower = lower.min(q - i64::from(y) * ni);
         q += i64::from(x) * mi - i64::from(y) * ni;
         qmax = qmax.max(q);
         qmin = qmin.min(q);
     }
+    let (want_max, want_min) = match alternative {
+        Alternative::Greater => (true, false),
+        Alternative::Less => (false, true),
+        // `-lower < qmax`: every minimum is beaten; `upper < -qmin`: every maximum is.
+        Alternative::TwoSided => (upper >= -qmin, -lower >= qmax),
+    };
     let mut runs: Vec<Run> = Vec::new();
     let (mut q, mut i0, mut j0) = (0i64, 0usize, 0usize);
     let mut extend = false;
@@ -486,7 +514,8 @@ fn candidate_runs(ca: &[u32], cb: &[u32], n: usize, m: usize) -> Vec<Run> {
             continue;
         }
         let (xa, yb) = (x as usize, y as usize);
-        let wanted = q + i64::from(x) * mi >= qmax || q - i64::from(y) * ni <= qmin;
+        let wanted = (want_max && q + i64::from(x) * mi >= qmax)
+            || (want_min && q - i64::from(y) * ni <= qmin);
         if wanted {
             match runs.last_mut() {
                 Some(run) if extend => {
@@ -512,20 +541,21 @@ fn candidate_runs(ca: &[u32], cb: &[u32], n: usize, m: usize) -> Vec<Run> {
     runs
 }
 
-/// Extremes of two sorted samples: a plain walk, or for large samples, segments of about
-/// [`BLOCK`] values of each sample found by galloping, and a walk of the candidate segments.
-fn extremes(a: &[f64], b: &[f64]) -> Extremes {
+/// Extremes of two sorted samples for `alternative`: a plain walk, or for large samples,
+/// segments of about [`BLOCK`] values of each sample found by galloping, and a walk of the
+/// candidate segments.
+fn extremes(a: &[f64], b: &[f64], alternative: Alternative) -> Extremes {
     let (n, m) = (a.len(), b.len());
     if n + m < PRUNE_MIN_LEN || !prunable(n, m) {
         let mut tracker = Tracker::new(n, m);
         tracker.walk(a, b, 0, 0);
         return tracker.finish();
     }
-    blocked_extremes(a, b)
+    blocked_extremes(a, b, alternative)
 }
 
 /// [`extremes`] by segments; `n * m` must be at most [`MAX_PRUNE_NM`].
-fn blocked_extremes(a: &[f64], b: &[f64]) -> Extremes {
+fn blocked_extremes(a: &[f64], b: &[f64], alternative: Alternative) -> Extremes {
     let (n, m) = (a.len(), b.len());
     let mut tracker = Tracker::new(n, m);
     let mut ca: Vec<u32> = Vec::with_capacity((n + m) / BLOCK + 2);
@@ -547,7 +577,7 @@ fn blocked_extremes(a: &[f64], b: &[f64]) -> Extremes {
         cb.push((j1 - j) as u32);
         (i, j) = (i1, j1);
     }
-    for run in candidate_runs(&ca, &cb, n, m) {
+    for run in candidate_runs(&ca, &cb, n, m, alternative) {
         let ra = a.get(run.i0..run.i0 + run.na).unwrap_or(&[]);
         let rb = b.get(run.j0..run.j0 + run.nb).unwrap_or(&[]);
         tracker.walk(ra, rb, run.i0, run.j0);
@@ -662,25 +692,47 @@ impl BucketMap {
         poison.iter().all(|&p| p == 0.0).then_some(counts)
     }
 
-    /// The values whose bucket is in one of `hulls` (inclusive bucket ranges, at most
-    /// [`GATHER_HULLS`]), in their order.
-    fn gather_hulls(&self, values: &[f64], hulls: &[(usize, usize)], count: usize) -> Vec<f64> {
-        // bucket(x) in first..=last  <=>  ROUNDER + first <= rounded(x) <= ROUNDER + last, all
-        // exact; unused slots are empty.
-        let mut lo = [f64::INFINITY; GATHER_HULLS];
-        let mut hi = [f64::NEG_INFINITY; GATHER_HULLS];
-        for ((l, h), &(first, last)) in lo.iter_mut().zip(hi.iter_mut()).zip(hulls) {
-            *l = ROUNDER + first as f64;
-            *h = ROUNDER + last as f64;
+    /// The smallest finite value whose bucket is at least `k`, by bisection over the
+    /// order-preserving keys of the finite doubles (exact: `bucket` is monotone).
+    fn first_value_from(&self, k: usize) -> f64 {
+        let (mut lo, mut hi) = (sort_key(-f64::MAX), sort_key(f64::MAX));
+        if self.bucket(-f64::MAX) >= k {
+            return -f64::MAX;
         }
-        let wanted = |z: f64| {
-            let mut hit = false;
-            for (&l, &h) in lo.iter().zip(&hi) {
-                hit |= (z >= l) & (z <= h);
+        if self.bucket(f64::MAX) < k {
+            return f64::INFINITY;
+        }
+        // bucket(lo) < k <= bucket(hi)
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.bucket(from_sort_key(mid)) >= k {
+                hi = mid;
+            } else {
+                lo = mid;
             }
-            hit
-        };
-        self.gather_by(values, count, wanted)
+        }
+        from_sort_key(hi)
+    }
+
+    /// The largest finite value whose bucket is at most `k`.
+    fn last_value_to(&self, k: usize) -> f64 {
+        let (mut lo, mut hi) = (sort_key(-f64::MAX), sort_key(f64::MAX));
+        if self.bucket(f64::MAX) <= k {
+            return f64::MAX;
+        }
+        if self.bucket(-f64::MAX) > k {
+            return f64::NEG_INFINITY;
+        }
+        // bucket(lo) <= k < bucket(hi)
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.bucket(from_sort_key(mid)) <= k {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        from_sort_key(lo)
     }
 
     /// The values whose bucket's bit is set in `bits`, in their order.
@@ -702,27 +754,92 @@ impl BucketMap {
         }
         out
     }
+}
 
+/// The values lying in one of the `R` closed intervals `lo[r]..=hi[r]`, in their order.
+///
+/// `x` is in `[lo, hi]` iff `min(x - lo, hi - x) >= 0` (a rounded difference keeps the exact
+/// difference's sign, overflow included, and is zero only for equal values), so `x` is in
+/// one of them iff the largest of those minima is `>= 0`: a handful of vectorised float
+/// operations per value, and one branch per eight values, which keeps this pass as fast as
+/// reading the memory.
+fn gather_intervals<const R: usize>(
+    values: &[f64],
+    lo: &[f64; R],
+    hi: &[f64; R],
+    count: usize,
+) -> Vec<f64> {
     #[inline(always)]
-    fn gather_by(&self, values: &[f64], count: usize, wanted: impl Fn(f64) -> bool) -> Vec<f64> {
-        let mut out = Vec::with_capacity(count);
-        let mut chunks = values.chunks_exact(LANES);
-        for c in &mut chunks {
-            let mut hits = 0u32;
-            for (l, &x) in c.iter().enumerate() {
-                hits |= u32::from(wanted(self.rounded(x))) << l;
-            }
-            while hits != 0 {
-                out.push(c[hits.trailing_zeros() as usize]);
-                hits &= hits - 1;
+    fn score<const R: usize>(x: f64, lo: &[f64; R], hi: &[f64; R]) -> f64 {
+        let mut s = f64::NEG_INFINITY;
+        for (&l, &h) in lo.iter().zip(hi) {
+            let (a, b) = (x - l, h - x);
+            let inside = if a < b { a } else { b };
+            s = if inside > s { inside } else { s };
+        }
+        s
+    }
+    #[inline(always)]
+    fn larger(a: f64, b: f64) -> f64 {
+        if a > b {
+            a
+        } else {
+            b
+        }
+    }
+    let mut out = Vec::with_capacity(count);
+    let mut chunks = values.chunks_exact(LANES);
+    for c in &mut chunks {
+        let mut s = [0.0f64; LANES];
+        for (s, &x) in s.iter_mut().zip(c) {
+            *s = score(x, lo, hi);
+        }
+        // A balanced reduction: a chain of maxima would be latency-bound.
+        let best = larger(
+            larger(larger(s[0], s[1]), larger(s[2], s[3])),
+            larger(larger(s[4], s[5]), larger(s[6], s[7])),
+        );
+        if best >= 0.0 {
+            for (&s, &x) in s.iter().zip(c) {
+                if s >= 0.0 {
+                    out.push(x);
+                }
             }
         }
-        for &x in chunks.remainder() {
-            if wanted(self.rounded(x)) {
-                out.push(x);
-            }
+    }
+    for &x in chunks.remainder() {
+        if score(x, lo, hi) >= 0.0 {
+            out.push(x);
         }
-        out
+    }
+    out
+}
+
+/// [`gather_intervals`] over `hulls` (closed value intervals, at most [`GATHER_HULLS`]),
+/// specialised to their number.
+fn gather_hulls(values: &[f64], hulls: &[(f64, f64)], count: usize) -> Vec<f64> {
+    fn fixed<const R: usize>(hulls: &[(f64, f64)]) -> ([f64; R], [f64; R]) {
+        // Unused slots are empty intervals.
+        let mut lo = [f64::INFINITY; R];
+        let mut hi = [f64::NEG_INFINITY; R];
+        for ((l, h), &(a, b)) in lo.iter_mut().zip(hi.iter_mut()).zip(hulls) {
+            (*l, *h) = (a, b);
+        }
+        (lo, hi)
+    }
+    match hulls.len() {
+        0 | 1 => {
+            let (lo, hi) = fixed::<1>(hulls);
+            gather_intervals(values, &lo, &hi, count)
+        }
+        2 => {
+            let (lo, hi) = fixed::<2>(hulls);
+            gather_intervals(values, &lo, &hi, count)
+        }
+        _ => {
+            let (lo, hi) = fixed::<GATHER_HULLS>(hulls);
+            gather_intervals(values, &lo, &hi, count)
+        }
     }
 }
 
@@ -730,31 +847,39 @@ impl BucketMap {
 /// by fewer, wider hulls, or by a bitmap of buckets.
 const GATHER_HULLS: usize = 4;
 
-/// Bucket ranges covering every run, at most [`GATHER_HULLS`] of them, made by joining
-/// neighbouring runs across the gaps that hold the fewest values; `None` when covering the
-/// runs that way would take in more than `slack` values besides theirs.
-fn hulls(runs: &[Run], ca: &[u32], cb: &[u32], slack: usize) -> Option<Vec<(usize, usize)>> {
+/// Bucket ranges covering every run, at most `max` of them, made by joining neighbouring
+/// runs across the gaps that hold the fewest values; `None` when covering the runs that way
+/// would take in more than `slack` values besides theirs.
+fn hulls(
+    runs: &[Run],
+    ca: &[u32],
+    cb: &[u32],
+    max: usize,
+    slack: usize,
+) -> Option<Vec<(usize, usize)>> {
     let mut hulls: Vec<(usize, usize)> = runs.iter().map(|r| (r.first, r.last)).collect();
     let between = |a: usize, b: usize| -> usize {
         ca[a..b].iter().chain(&cb[a..b]).map(|&c| c as usize).sum()
     };
+    let mut gaps: Vec<usize> = hulls
+        .windows(2)
+        .map(|w| between(w[0].1 + 1, w[1].0))
+        .collect();
     let mut extra = 0;
-    while hulls.len() > GATHER_HULLS {
-        let (k, cost) = (0..hulls.len() - 1)
-            .map(|k| (k, between(hulls[k].1 + 1, hulls[k + 1].0)))
-            .min_by_key(|&(_, cost)| cost)?;
+    while hulls.len() > max.max(1) {
+        let (k, &cost) = gaps.iter().enumerate().min_by_key(|&(_, &c)| c)?;
         extra += cost;
         if extra > slack {
             return None;
         }
         hulls[k].1 = hulls[k + 1].1;
         hulls.remove(k + 1);
+        gaps.remove(k);
     }
     Some(hulls)
 }
 
-/// The values of `values` in the buckets of `runs` (all of them among `values`, which came
-/// from a coarser gather), in their order.
+/// Keeps the values whose bucket's bit is set in `bits` (the runs), in their order.
 fn keep_runs(map: &BucketMap, values: &mut Vec<f64>, bits: &[u64]) {
     values.retain(|&x| {
         let k = map.bucket(x);
@@ -820,35 +945,42 @@ where
 /// one pass to count the values per bucket (and check they are finite), one to collect the
 /// values of the candidate buckets, which alone are sorted and walked. `None` when a value is not finite,
 /// or when the samples are small or too large for exact pruning (the caller sorts then).
-fn unsorted_extremes(a: &[f64], b: &[f64]) -> Option<Extremes> {
+fn unsorted_extremes(a: &[f64], b: &[f64], alternative: Alternative) -> Option<Extremes> {
     let (n, m) = (a.len(), b.len());
     if n + m < PRUNE_MIN_LEN || !prunable(n, m) {
         return None;
     }
-    bucketed_extremes(a, b, n + m >= PARALLEL_MIN_LEN)
+    bucketed_extremes(a, b, alternative, n + m >= PARALLEL_MIN_LEN)
 }
 
 /// [`unsorted_extremes`] without the size limits; `n * m` must be at most [`MAX_PRUNE_NM`].
-fn bucketed_extremes(a: &[f64], b: &[f64], parallel: bool) -> Option<Extremes> {
-    // Up to 1/16 of the values taken in and dropped again: far cheaper than the bitmap pass.
+fn bucketed_extremes(
+    a: &[f64],
+    b: &[f64],
+    alternative: Alternative,
+    parallel: bool,
+) -> Option<Extremes> {
+    // Up to 1/16 of the values taken in and dropped again: far cheaper than a bitmap pass.
     let slack = ((a.len() + b.len()) / 16).max(4096);
-    bucketed_extremes_with(a, b, parallel, slack)
+    bucketed_extremes_with(a, b, alternative, parallel, slack)
 }
 
-/// [`bucketed_extremes`], gathering through hulls when they take in at most `slack` values
-/// besides the candidates', else through a bitmap.
-fn bucketed_extremes_with(a: &[f64], b: &[f64], parallel: bool, slack: usize) -> Option<Extremes> {
+/// [`bucketed_extremes`], gathering through value intervals when a few of them hold the
+/// candidate buckets with at most `slack` other values, else through a bitmap of buckets.
+fn bucketed_extremes_with(
+    a: &[f64],
+    b: &[f64],
+    alternative: Alternative,
+    parallel: bool,
+    slack: usize,
+) -> Option<Extremes> {
     let (n, m) = (a.len(), b.len());
-    let t0 = std::time::Instant::now();
     let (lo, hi) = sample_range(a, b);
-    let t1 = t0.elapsed();
     let buckets = ((n + m) / 32).next_power_of_two().clamp(1 << 10, 1 << 16);
     let map = BucketMap::new(lo, hi, buckets);
     let (ca, cb) = both(parallel, || map.histogram(a), || map.histogram(b));
     let (ca, cb) = (ca?, cb?);
-    let t2 = t0.elapsed();
-    let runs = candidate_runs(&ca, &cb, n, m);
-    let t3 = t0.elapsed();
+    let runs = candidate_runs(&ca, &cb, n, m, alternative);
     let mut bits = vec![0u64; buckets.div_ceil(64)];
     for run in &runs {
         for k in run.first..=run.last {
@@ -857,16 +989,20 @@ fn bucketed_extremes_with(a: &[f64], b: &[f64], parallel: bool, slack: usize) ->
     }
     let na: usize = runs.iter().map(|r| r.na).sum();
     let nb: usize = runs.iter().map(|r| r.nb).sum();
-    // Two range tests per value when the runs fit in a few hulls without taking in much
-    // more, else a bitmap lookup per value; the hulls' extra values are dropped after.
-    let hh = hulls(&runs, &ca, &cb, slack);
-    let t4 = t0.elapsed();
-    let (mut ga, mut gb) = match hh {
+    // The fewest intervals (each costs a few operations per value) that fit in the slack.
+    let hull_buckets = [1, 2, GATHER_HULLS]
+        .into_iter()
+        .find_map(|max| hulls(&runs, &ca, &cb, max, slack));
+    let (mut ga, mut gb) = match hull_buckets {
         Some(h) => {
+            let values: Vec<(f64, f64)> = h
+                .iter()
+                .map(|&(first, last)| (map.first_value_from(first), map.last_value_to(last)))
+                .collect();
             let (mut ga, mut gb) = both(
                 parallel,
-                || map.gather_hulls(a, &h, na),
-                || map.gather_hulls(b, &h, nb),
+                || gather_hulls(a, &values, na),
+                || gather_hulls(b, &values, nb),
             );
             keep_runs(&map, &mut ga, &bits);
             keep_runs(&map, &mut gb, &bits);
@@ -878,21 +1014,9 @@ fn bucketed_extremes_with(a: &[f64], b: &[f64], parallel: bool, slack: usize) ->
             || map.gather_bits(b, &bits, nb),
         ),
     };
-    let t5 = t0.elapsed();
+    debug_assert_eq!((ga.len(), gb.len()), (na, nb), "gathered what was counted");
     sort_samples(&mut ga);
     sort_samples(&mut gb);
-    let t6 = t0.elapsed();
-    eprintln!(
-        "range {t1:?} hist {:?} cand {:?} hulls {:?} gather {:?} sort {:?} runs {} g {} {}",
-        t2 - t1,
-        t3 - t2,
-        t4 - t3,
-        t5 - t4,
-        t6 - t5,
-        runs.len(),
-        ga.len(),
-        gb.len()
-    );
     let mut tracker = Tracker::new(n, m);
     let (mut pa, mut pb) = (0, 0);
     for run in &runs {
@@ -1356,13 +1480,17 @@ mod tests {
         t.finish()
     }
 
-    fn bits(e: &Extremes) -> [u64; 4] {
-        [
-            e.max_diff.to_bits(),
-            e.max_loc.to_bits(),
-            e.min_diff.to_bits(),
-            e.min_loc.to_bits(),
-        ]
+    const ALTERNATIVES: [Alternative; 3] = [
+        Alternative::TwoSided,
+        Alternative::Less,
+        Alternative::Greater,
+    ];
+
+    /// What SciPy reports from the extremes, as bits: the pruned walks may leave the side an
+    /// alternative does not use (or that cannot win) short of the plain walk's.
+    fn picked(e: &Extremes, alternative: Alternative) -> (u64, u64, i8) {
+        let (d, loc, sign) = pick(e, alternative);
+        (d.to_bits(), loc.to_bits(), sign)
     }
 
     struct Lcg(u64);
@@ -1438,24 +1566,27 @@ mod tests {
                 // Identical samples: every group end has diff 0 when n == m.
                 b = a.clone();
             }
-            let want = plain(&a, &b);
+            let plain = plain(&a, &b);
             let (mut x, mut y) = (a.clone(), b.clone());
             x.sort_unstable_by(f64::total_cmp);
             y.sort_unstable_by(f64::total_cmp);
-            let blocked = blocked_extremes(&x, &y);
-            assert_eq!(
-                bits(&blocked),
-                bits(&want),
-                "blocked, case {case} kind {kind} n {n} m {m}"
-            );
-            for (parallel, slack) in [(false, 1 << 20), (true, 1 << 20), (false, 0)] {
-                let bucketed = bucketed_extremes_with(&a, &b, parallel, slack)
-                    .unwrap_or_else(|| panic!("case {case}: finite values rejected"));
+            for alt in ALTERNATIVES {
+                let want = picked(&plain, alt);
+                let blocked = blocked_extremes(&x, &y, alt);
                 assert_eq!(
-                    bits(&bucketed),
-                    bits(&want),
-                    "bucketed, case {case} kind {kind} n {n} m {m}"
+                    picked(&blocked, alt),
+                    want,
+                    "blocked {alt:?}, case {case} kind {kind} n {n} m {m}"
                 );
+                for (parallel, slack) in [(false, 1 << 20), (true, 1 << 20), (false, 0)] {
+                    let bucketed = bucketed_extremes_with(&a, &b, alt, parallel, slack)
+                        .unwrap_or_else(|| panic!("case {case}: finite values rejected"));
+                    assert_eq!(
+                        picked(&bucketed, alt),
+                        want,
+                        "bucketed {alt:?}, case {case} kind {kind} n {n} m {m}"
+                    );
+                }
             }
         }
     }
@@ -1466,13 +1597,20 @@ mod tests {
         for kind in [0, 1, 3, 7, 8, 9] {
             let a: Vec<f64> = (0..150_000).map(|_| rng.value(kind, 0.0)).collect();
             let b: Vec<f64> = (0..90_000).map(|_| rng.value(kind, 0.002)).collect();
-            let want = plain(&a, &b);
-            let got = unsorted_extremes(&a, &b).unwrap_or_else(|| panic!("not pruned"));
-            assert_eq!(bits(&got), bits(&want), "kind {kind}");
+            let plain = plain(&a, &b);
             let (mut x, mut y) = (a.clone(), b.clone());
             x.sort_unstable_by(f64::total_cmp);
             y.sort_unstable_by(f64::total_cmp);
-            assert_eq!(bits(&extremes(&x, &y)), bits(&want), "kind {kind}");
+            for alt in ALTERNATIVES {
+                let want = picked(&plain, alt);
+                let got = unsorted_extremes(&a, &b, alt).unwrap_or_else(|| panic!("not pruned"));
+                assert_eq!(picked(&got, alt), want, "kind {kind} {alt:?}");
+                assert_eq!(
+                    picked(&extremes(&x, &y, alt), alt),
+                    want,
+                    "kind {kind} {alt:?}"
+                );
+            }
         }
     }
 
@@ -1518,15 +1656,22 @@ mod tests {
     #[test]
     fn gathers_take_exactly_the_values_of_their_buckets() {
         let mut rng = Lcg(17);
-        for kind in [0, 3, 4, 5, 7, 8] {
+        for kind in [0, 2, 3, 4, 5, 7, 8] {
             let v: Vec<f64> = (0..3001).map(|_| rng.value(kind, 0.0)).collect();
-            for (lo, hi) in [(0.1, 0.9), (-1e10, 1e10), (0.0, 0.0), (-3.0, 50.0)] {
+            for (lo, hi) in [
+                (0.1, 0.9),
+                (-1e10, 1e10),
+                (0.0, 0.0),
+                (-3.0, 50.0),
+                (-0.0, 1e-300),
+            ] {
                 let map = BucketMap::new(lo, hi, 1024);
                 for hulls in [
                     vec![(0, 0)],
                     vec![(1023, 1023)],
                     vec![(0, 5), (1000, 1023)],
                     vec![(3, 900)],
+                    vec![(0, 0), (7, 7), (512, 600), (1023, 1023)],
                     vec![],
                 ] {
                     let inside = |k: usize| hulls.iter().any(|&(f, l)| f <= k && k <= l);
@@ -1535,8 +1680,11 @@ mod tests {
                         .filter(|&&x| inside(map.bucket(x)))
                         .map(|x| x.to_bits())
                         .collect();
-                    let got: Vec<u64> = map
-                        .gather_hulls(&v, &hulls, 0)
+                    let values: Vec<(f64, f64)> = hulls
+                        .iter()
+                        .map(|&(f, l)| (map.first_value_from(f), map.last_value_to(l)))
+                        .collect();
+                    let got: Vec<u64> = gather_hulls(&v, &values, 0)
                         .iter()
                         .map(|x| x.to_bits())
                         .collect();
@@ -1553,6 +1701,25 @@ mod tests {
                     assert_eq!(got, want, "bits: kind {kind} range {lo} {hi} {hulls:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn bucket_boundaries_are_found_exactly() {
+        for (lo, hi) in [(-1.0, 1.0), (0.1, 0.9), (-1e300, 1e300), (0.0, 1e-300)] {
+            let map = BucketMap::new(lo, hi, 1024);
+            for k in [1, 2, 100, 511, 512, 513, 1000, 1023] {
+                let first = map.first_value_from(k);
+                assert!(map.bucket(first) >= k, "{lo} {hi} {k}");
+                let below = from_sort_key(sort_key(first) - 1);
+                assert!(map.bucket(below) < k, "{lo} {hi} {k}: {below} {first}");
+                let last = map.last_value_to(k - 1);
+                assert!(map.bucket(last) < k);
+                let above = from_sort_key(sort_key(last) + 1);
+                assert!(map.bucket(above) >= k, "{lo} {hi} {k}: {last} {above}");
+            }
+            assert_eq!(map.first_value_from(0), -f64::MAX);
+            assert_eq!(map.last_value_to(1023), f64::MAX);
         }
     }
 
@@ -1583,14 +1750,17 @@ mod tests {
         // Gaps hold 1 (bucket 1), 5 (3-4), 1 (6), 1 (8) and 3 (10) values: the first two
         // cheapest joins take in 2.
         let want = vec![(0, 2), (5, 7), (9, 9), (11, 11)];
-        assert_eq!(hulls(&runs, &ca, &cb, 100), Some(want.clone()));
-        assert_eq!(hulls(&runs, &ca, &cb, 2), Some(want));
-        assert_eq!(hulls(&runs, &ca, &cb, 1), None);
+        assert_eq!(hulls(&runs, &ca, &cb, 4, 100), Some(want.clone()));
+        assert_eq!(hulls(&runs, &ca, &cb, 4, 2), Some(want));
+        assert_eq!(hulls(&runs, &ca, &cb, 4, 1), None);
         assert_eq!(
-            hulls(&runs[..4], &ca, &cb, 0),
+            hulls(&runs[..4], &ca, &cb, 4, 0),
             Some(vec![(0, 0), (2, 2), (5, 5), (7, 7)])
         );
-        assert_eq!(hulls(&[], &ca, &cb, 0), Some(vec![]));
+        assert_eq!(hulls(&[], &ca, &cb, 4, 0), Some(vec![]));
+        // Down to one hull: every gap is taken in (1 + 5 + 1 + 1 + 3 = 11).
+        assert_eq!(hulls(&runs, &ca, &cb, 1, 11), Some(vec![(0, 11)]));
+        assert_eq!(hulls(&runs, &ca, &cb, 1, 10), None);
     }
 
     #[test]
