@@ -11,7 +11,7 @@ pub mod scheduler;
 pub mod state;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,18 @@ pub enum IngestError {
         limit: usize,
         would_hold: usize,
     },
+    #[error("memory budget reached: this batch would hold {would_hold} window values, over limits.max_held_values={limit}")]
+    OverMemoryBudget { limit: usize, would_hold: usize },
+}
+
+impl IngestError {
+    /// The `reason` label of `driftgauge_samples_rejected_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IngestError::OverMemoryBudget { .. } => "memory_limit",
+            _ => "series_limit",
+        }
+    }
 }
 
 /// One set of loaded rules. A reload builds a new generation; rules that did not change carry
@@ -93,6 +105,8 @@ pub struct RuleRuntime {
     pub group: String,
     pub rule: Rule,
     series: Mutex<HashMap<Labels, SeriesState>>,
+    /// Window values held by this rule's series; changed only under the `series` lock.
+    held: AtomicUsize,
 }
 
 impl RuleRuntime {
@@ -101,6 +115,21 @@ impl RuleRuntime {
             group: group.to_string(),
             rule: rule.clone(),
             series: Mutex::new(HashMap::new()),
+            held: AtomicUsize::new(0),
+        }
+    }
+
+    /// Window values held by this rule's series.
+    pub fn held_values(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Records a change of what one series holds, from `before` to `after` values.
+    fn account(&self, before: usize, after: usize) {
+        if after >= before {
+            self.held.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.held.fetch_sub(before - after, Ordering::Relaxed);
         }
     }
 
@@ -124,6 +153,16 @@ struct SeriesState {
 enum SeriesWindow {
     Ks(SampleWindows),
     Ema(EmaState),
+}
+
+impl SeriesWindow {
+    /// Window values held (none for an EMA).
+    fn held(&self) -> usize {
+        match self {
+            SeriesWindow::Ks(w) => w.held(),
+            SeriesWindow::Ema(_) => 0,
+        }
+    }
 }
 
 /// A rule a series feeds, and the window key it feeds there.
@@ -279,7 +318,7 @@ impl Engine {
             let values: usize = batch.iter().map(|s| s.values.len()).sum();
             self.telemetry
                 .samples_rejected
-                .add("series_limit", values as f64);
+                .add(e.reason(), values as f64);
             Err(e)
         };
         // Check every limit before touching anything.
@@ -287,6 +326,8 @@ impl Engine {
         let mut routes: Vec<Option<Vec<Route>>> = Vec::with_capacity(batch.len());
         let mut new_keys: HashMap<*const RuleRuntime, (Arc<RuleRuntime>, HashSet<Labels>)> =
             HashMap::new();
+        // At most how many more window values the batch leaves held (trimming aside).
+        let mut growth = 0usize;
         for s in batch {
             let entry = reg.series.get(&(s.metric.clone(), s.labels.clone()));
             if entry.is_none() {
@@ -302,12 +343,29 @@ impl Engine {
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
             for (rt, key) in these {
-                if !lock(&rt.series).contains_key(key) {
-                    new_keys
-                        .entry(Arc::as_ptr(rt))
-                        .or_insert_with(|| (Arc::clone(rt), HashSet::new()))
-                        .1
-                        .insert(key.clone());
+                let series = lock(&rt.series);
+                let k = s.values.len();
+                match series.get(key) {
+                    Some(state) => {
+                        if let SeriesWindow::Ks(w) = &state.window {
+                            growth += w.held_after(k).saturating_sub(w.held());
+                        }
+                    }
+                    None => {
+                        if let DetectorSpec::Ks(spec) = &rt.rule.detector {
+                            let empty = SampleWindows::new(
+                                &spec.reference,
+                                &spec.current,
+                                limits.max_window_values,
+                            );
+                            growth += empty.held_after(k);
+                        }
+                        new_keys
+                            .entry(Arc::as_ptr(rt))
+                            .or_insert_with(|| (Arc::clone(rt), HashSet::new()))
+                            .1
+                            .insert(key.clone());
+                    }
                 }
             }
             routes.push(fresh);
@@ -331,6 +389,15 @@ impl Engine {
             }
         }
         drop(new_keys);
+        if growth > 0 {
+            let would_hold = self.held_values(&generation).saturating_add(growth);
+            if would_hold > limits.max_held_values {
+                return refuse(IngestError::OverMemoryBudget {
+                    limit: limits.max_held_values,
+                    would_hold,
+                });
+            }
+        }
         let mut accepted = 0;
         for (s, fresh) in batch.iter().zip(routes) {
             let entry = reg
@@ -354,7 +421,11 @@ impl Engine {
                 state.last_fed_ms = now_ms;
                 state.dirty = true;
                 match (&mut state.window, &rt.rule.detector) {
-                    (SeriesWindow::Ks(w), _) => s.values.iter().for_each(|&v| w.push(v, now_ms)),
+                    (SeriesWindow::Ks(w), _) => {
+                        let before = w.held();
+                        w.extend(&s.values, now_ms);
+                        rt.account(before, w.held());
+                    }
                     (SeriesWindow::Ema(e), DetectorSpec::Ema(spec)) => {
                         s.values.iter().for_each(|&v| e.push(v, spec.smoothing))
                     }
@@ -381,6 +452,7 @@ impl Engine {
                 lock(&r.series).retain(|k, s| {
                     let keep = now_ms - s.last_fed_ms < idle;
                     if !keep {
+                        r.account(s.window.held(), 0);
                         gone.push(persist::series_key(&g.group.name, &r.rule.name, k));
                     }
                     keep
@@ -388,6 +460,16 @@ impl Engine {
             }
         }
         lock(&self.removed).extend(gone);
+    }
+
+    /// Window values held by every rule of `generation`: what `limits.max_held_values` bounds.
+    pub fn held_values(&self, generation: &Generation) -> usize {
+        generation
+            .groups
+            .iter()
+            .flat_map(|g| &g.rules)
+            .map(|r| r.held_values())
+            .sum()
     }
 
     /// Number of distinct series known to the engine.
@@ -406,10 +488,15 @@ impl Engine {
         let mut failed = false;
         for (ri, rt) in g.rules.iter().enumerate() {
             let jobs: Vec<(Labels, Job)> = {
-                let series = lock(&rt.series);
+                let mut series = lock(&rt.series);
                 series
-                    .iter()
-                    .map(|(k, s)| (k.clone(), Job::of(s, &rt.rule, now_ms)))
+                    .iter_mut()
+                    .map(|(k, s)| {
+                        let before = s.window.held();
+                        let job = Job::of(s, now_ms);
+                        rt.account(before, s.window.held());
+                        (k.clone(), job)
+                    })
                     .collect()
             };
             let results = run_jobs(jobs, &rt.rule);
@@ -595,8 +682,9 @@ struct Outcome {
 }
 
 impl Job {
-    fn of(s: &SeriesState, _rule: &Rule, now_ms: i64) -> Job {
-        match &s.window {
+    /// The work for one series; brings its sorted current window up to `now_ms`.
+    fn of(s: &mut SeriesState, now_ms: i64) -> Job {
+        match &mut s.window {
             SeriesWindow::Ks(w) => Job::Ks(w.view(now_ms)),
             SeriesWindow::Ema(e) => Job::Ema(*e),
         }
@@ -614,9 +702,9 @@ impl Job {
                 {
                     return out;
                 }
-                // A fixed reference comes sorted once; the rest is sorted here, off any lock.
-                let mut current = view.current;
-                sort_values(&mut current);
+                // The current window comes sorted, and so does a fixed reference; a rolling
+                // reference is sorted here, off any lock.
+                let current = &view.current;
                 let unsorted_reference;
                 let reference: &[f64] = if view.reference_sorted {
                     &view.reference
@@ -626,7 +714,7 @@ impl Job {
                     unsorted_reference = r;
                     &unsorted_reference
                 };
-                match ks::ks_2samp_sorted(reference, &current, spec.alternative, spec.method) {
+                match ks::ks_2samp_sorted(reference, current, spec.alternative, spec.method) {
                     Ok(r) => {
                         out.statistic = Some(r.statistic);
                         out.p_value = Some(r.p_value);

@@ -67,11 +67,11 @@ fn encode(state: &SeriesState, fp: u64) -> Vec<u8> {
     }
     match &state.window {
         SeriesWindow::Ks(win) => {
-            let (first, recent, times) = win.parts();
+            let parts = win.parts();
             w.u8(0)
-                .f64s(first.iter())
-                .f64s(recent.iter())
-                .i64s(times.iter());
+                .f64s(parts.first.iter())
+                .f64s(parts.recent)
+                .i64s(parts.times.iter());
         }
         SeriesWindow::Ema(e) => {
             w.u8(1).opt_f64(e.value).u64(e.samples);
@@ -227,7 +227,11 @@ impl Engine {
             };
             match decode(&v, &rt.rule, max_values) {
                 Ok(Some(state)) => {
-                    lock(&rt.series).insert(labels, state);
+                    let held = state.window.held();
+                    let mut series = lock(&rt.series);
+                    let before = series.insert(labels, state).map_or(0, |s| s.window.held());
+                    rt.account(before, held);
+                    drop(series);
                     out.series += 1;
                 }
                 Ok(None) => {

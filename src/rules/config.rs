@@ -89,6 +89,7 @@ const LIMIT_KEYS: &[&str] = &[
     "max_series_per_rule",
     "max_body_bytes",
     "max_window_values",
+    "max_held_values",
     "series_idle_timeout",
 ];
 const SCRAPE_KEYS: &[&str] = &[
@@ -540,6 +541,7 @@ fn limits(cx: &mut Cx, map: &MarkedMappingNode) -> Limits {
     int(cx, "max_series_per_rule", &mut limits.max_series_per_rule);
     int(cx, "max_body_bytes", &mut limits.max_body_bytes);
     int(cx, "max_window_values", &mut limits.max_window_values);
+    int(cx, "max_held_values", &mut limits.max_held_values);
     if let Some(d) =
         get(map, "series_idle_timeout").and_then(|n| cx.positive_duration("series_idle_timeout", n))
     {
@@ -918,6 +920,7 @@ query_sources:
                 max_series_per_rule: Limits::default().max_series_per_rule,
                 max_body_bytes: 2048,
                 max_window_values: 500,
+                max_held_values: Limits::default().max_held_values,
                 series_idle_timeout: Duration::from_secs(3600)
             }
         );

@@ -163,6 +163,9 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Values held by one window (reference or current) at most.
     pub max_window_values: usize,
+    /// Window values held by all rules together, at most: the memory budget (about 16 bytes
+    /// per value of a rolling window, 8 per value of a frozen reference).
+    pub max_held_values: usize,
     /// A series no source has fed for this long leaves `/metrics`.
     pub series_idle_timeout: Duration,
 }
@@ -174,6 +177,7 @@ impl Default for Limits {
             max_series_per_rule: 10_000,
             max_body_bytes: 16 * 1024 * 1024,
             max_window_values: 1_000_000,
+            max_held_values: 50_000_000,
             series_idle_timeout: Duration::from_secs(24 * 3600),
         }
     }

@@ -1,10 +1,22 @@
 //! Per-series windows, pure and synchronous: what a rule keeps for one series (or one `by`
 //! pool) between evaluations. Time is passed in as Unix milliseconds; nothing here reads a clock.
+//!
+//! The current window is kept sorted incrementally: `sorted` holds it as of the last sync, and
+//! a sync (at each evaluation, or when enough has arrived since the last one) takes out the
+//! values that left it and merges in the ones that came, sorting only those. Values that left
+//! every window stay in `recent` until the next sync has taken them out of `sorted`, so a
+//! window holds at most its size plus one sync's worth of values: about 16 bytes per value
+//! (the arrival-order copy and the sorted copy), 8 for a frozen reference.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::detect::sort::sort_samples;
 use crate::rules::model::{CurrentWindow, ReferenceWindow};
+
+/// Values that may arrive between two syncs of the sorted current window, at least: a sync
+/// costs a pass over the window, so it waits for this many, or for an eighth of the window.
+const SYNC_MIN: usize = 64;
 
 /// Reference and current windows of one KS rule+series.
 ///
@@ -18,33 +30,76 @@ pub struct SampleWindows {
     /// The fixed reference, sorted once: a full `first: N` reference, or a `file:` reference.
     /// Shared with every evaluation without a copy.
     frozen: Option<Arc<[f64]>>,
+    /// Values in arrival order; `recent[0]` is value number `base` of the stream.
     recent: VecDeque<f64>,
-    /// Arrival time of each value in `recent`, kept only for `duration:` current windows.
-    times: VecDeque<i64>,
+    /// Arrival times of `recent`, as runs of (time, count); only for `duration:` windows.
+    times: VecDeque<(i64, u32)>,
+    base: u64,
+    /// Stream numbers below this are in no window any more.
+    live: u64,
+    /// The values of stream numbers `sorted_lo..sorted_hi`, sorted.
+    sorted: Arc<Vec<f64>>,
+    sorted_lo: u64,
+    sorted_hi: u64,
     reference: ReferenceWindow,
     current: CurrentWindow,
     max_values: usize,
 }
 
-/// The two windows, for a detector to run on outside any lock: the current window (and a
-/// rolling reference) copied, a fixed reference shared already sorted.
+/// The two windows, for a detector to run on outside any lock: both shared, not copied,
+/// except a rolling (`preceding`) reference, which is copied out in arrival order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowView {
     pub reference: Arc<[f64]>,
     /// True when `reference` is sorted ascending (by `f64::total_cmp`).
     pub reference_sorted: bool,
-    pub current: Vec<f64>,
+    /// The current window, sorted ascending (by `f64::total_cmp`).
+    pub current: Arc<Vec<f64>>,
+}
+
+/// What the state store keeps of a window.
+pub struct WindowParts<'a> {
+    /// A `first: N` reference (full or filling).
+    pub first: &'a [f64],
+    /// The values of the rolling windows, in arrival order.
+    pub recent: std::collections::vec_deque::Iter<'a, f64>,
+    /// Their arrival times (`duration:` windows only, else empty).
+    pub times: Vec<i64>,
 }
 
 /// Sorts ascending by `f64::total_cmp`, the order the KS walk expects.
 pub fn sort_values(v: &mut [f64]) {
-    v.sort_unstable_by(f64::total_cmp);
+    sort_samples(v);
 }
 
 fn sorted_arc(values: &[f64]) -> Arc<[f64]> {
     let mut v = values.to_vec();
     sort_values(&mut v);
     v.into()
+}
+
+/// `old` without `removed` (a sorted sub-multiset of it) and with `added` (sorted) merged in.
+fn merge_update(old: &[f64], removed: &[f64], added: &[f64]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(old.len() - removed.len().min(old.len()) + added.len());
+    let (mut r, mut a) = (0, 0);
+    for &x in old {
+        if removed.get(r).is_some_and(|y| y.to_bits() == x.to_bits()) {
+            r += 1;
+            continue;
+        }
+        while let Some(&y) = added.get(a) {
+            if y.total_cmp(&x).is_lt() {
+                out.push(y);
+                a += 1;
+            } else {
+                break;
+            }
+        }
+        out.push(x);
+    }
+    out.extend_from_slice(added.get(a..).unwrap_or(&[]));
+    debug_assert_eq!(r, removed.len(), "removed values were all in the window");
+    out
 }
 
 impl SampleWindows {
@@ -65,6 +120,11 @@ impl SampleWindows {
             frozen,
             recent: VecDeque::new(),
             times: VecDeque::new(),
+            base: 0,
+            live: 0,
+            sorted: Arc::new(Vec::new()),
+            sorted_lo: 0,
+            sorted_hi: 0,
             reference: reference.clone(),
             current: current.clone(),
             max_values: max_values.max(1),
@@ -72,57 +132,201 @@ impl SampleWindows {
     }
 
     pub fn push(&mut self, value: f64, now_ms: i64) {
+        self.extend(&[value], now_ms);
+    }
+
+    /// Takes in `values`, all arriving at `now_ms`, in order.
+    pub fn extend(&mut self, mut values: &[f64], now_ms: i64) {
         if let ReferenceWindow::First(n) = self.reference {
             if self.frozen.is_none() {
-                self.first.push(value);
+                let take = (n - self.first.len().min(n)).min(values.len());
+                self.first.extend_from_slice(&values[..take]);
+                values = &values[take..];
                 if self.first.len() >= n {
                     let mut full = std::mem::take(&mut self.first);
                     sort_values(&mut full);
                     self.frozen = Some(full.into());
                 }
-                return;
             }
         }
-        self.recent.push_back(value);
+        if values.is_empty() {
+            return;
+        }
+        self.reserve(values.len());
+        self.recent.extend(values.iter().copied());
         if matches!(self.current, CurrentWindow::Duration(_)) {
-            self.times.push_back(now_ms);
+            let mut left = values.len();
+            while left > 0 {
+                let chunk = left.min(u32::MAX as usize) as u32;
+                match self.times.back_mut() {
+                    Some((t, c)) if *t == now_ms && *c <= u32::MAX - chunk => *c += chunk,
+                    _ => self.times.push_back((now_ms, chunk)),
+                }
+                left -= chunk as usize;
+            }
         }
         self.trim(now_ms);
+        if self.end() - self.sorted_hi > self.sync_after() as u64 {
+            self.sync(now_ms);
+        }
+    }
+
+    /// Grows `recent` for `more` values without overshooting what the windows can hold.
+    fn reserve(&mut self, more: usize) {
+        let need = self.recent.len() + more;
+        if need <= self.recent.capacity() {
+            return;
+        }
+        let most = self.max_cap() + self.sync_after();
+        let want = (self.recent.capacity() * 2).max(16).min(most).max(need);
+        self.recent.reserve_exact(want - self.recent.len());
+    }
+
+    /// Values that may arrive before the sorted window is brought up to date.
+    fn sync_after(&self) -> usize {
+        SYNC_MIN.max(self.sorted.len() / 8)
+    }
+
+    fn preceding(&self) -> usize {
+        match self.reference {
+            ReferenceWindow::Preceding(p) => p.min(self.max_values),
+            _ => 0,
+        }
+    }
+
+    /// Values `recent` keeps when the current window holds `current`.
+    fn cap_for(&self, current: usize) -> usize {
+        current.min(self.max_values) + self.preceding()
+    }
+
+    /// The most values `recent` keeps live.
+    fn max_cap(&self) -> usize {
+        match self.current {
+            CurrentWindow::Last(n) => self.cap_for(n),
+            CurrentWindow::Duration(_) => self.cap_for(self.max_values),
+        }
+    }
+
+    /// Stream number one past the newest value.
+    fn end(&self) -> u64 {
+        self.base + self.recent.len() as u64
+    }
+
+    /// Number of live values that arrived at or after `now_ms - d`, newest first.
+    fn arrived_since(&self, cutoff: i64) -> usize {
+        let live = (self.end() - self.live) as usize;
+        let mut n = 0usize;
+        for &(t, c) in self.times.iter().rev() {
+            if t < cutoff || n >= live {
+                break;
+            }
+            n += c as usize;
+        }
+        n.min(live)
+    }
+
+    /// Number of values in the current window at `now_ms`.
+    fn current_len(&self, now_ms: i64) -> usize {
+        let live = (self.end() - self.live) as usize;
+        let n = match self.current {
+            CurrentWindow::Last(n) => n,
+            CurrentWindow::Duration(d) => {
+                self.arrived_since(now_ms.saturating_sub(d.as_millis() as i64))
+            }
+        };
+        n.min(self.max_values).min(live)
     }
 
     /// Drops what no window can need any more.
     pub fn trim(&mut self, now_ms: i64) {
-        let preceding = match self.reference {
-            ReferenceWindow::Preceding(p) => p,
-            _ => 0,
-        };
-        let keep_current = match self.current {
-            CurrentWindow::Last(n) => n.min(self.max_values),
-            CurrentWindow::Duration(d) => {
-                let cutoff = now_ms.saturating_sub(d.as_millis() as i64);
-                let in_window = self
-                    .times
-                    .iter()
-                    .rev()
-                    .take_while(|&&t| t >= cutoff)
-                    .count();
-                in_window.min(self.max_values)
+        let keep = self.cap_for(self.current_len(now_ms)) as u64;
+        self.live = self.live.max(self.end().saturating_sub(keep));
+        self.release();
+    }
+
+    /// Frees the values below both the live ones and the sorted window.
+    fn release(&mut self) {
+        let upto = self.live.min(self.sorted_lo);
+        while self.base < upto {
+            let drop = ((upto - self.base) as usize).min(self.recent.len());
+            self.recent.drain(..drop);
+            self.base += drop as u64;
+            let mut left = drop;
+            while left > 0 {
+                let Some(front) = self.times.front_mut() else {
+                    break;
+                };
+                let c = front.1 as usize;
+                if c <= left {
+                    left -= c;
+                    self.times.pop_front();
+                } else {
+                    front.1 -= left as u32;
+                    left = 0;
+                }
             }
-        };
-        let cap = keep_current + preceding.min(self.max_values);
-        while self.recent.len() > cap {
-            self.recent.pop_front();
-            self.times.pop_front();
+            if drop == 0 {
+                break;
+            }
         }
     }
 
-    /// The raw parts, for the state store: (first-N reference, recent values, their arrival times).
-    pub fn parts(&self) -> (&[f64], &VecDeque<f64>, &VecDeque<i64>) {
+    /// The values of stream numbers `lo..hi` (all still in `recent`).
+    fn range(&self, lo: u64, hi: u64) -> std::collections::vec_deque::Iter<'_, f64> {
+        self.recent
+            .range((lo - self.base) as usize..(hi - self.base) as usize)
+    }
+
+    /// Brings the sorted current window up to `now_ms`.
+    fn sync(&mut self, now_ms: i64) {
+        self.trim(now_ms);
+        let hi = self.end();
+        let lo = hi - self.current_len(now_ms) as u64;
+        if (lo, hi) == (self.sorted_lo, self.sorted_hi) {
+            return;
+        }
+        let (old_lo, old_hi) = (self.sorted_lo, self.sorted_hi);
+        let changed = lo.saturating_sub(old_lo) + (hi - old_hi.min(hi));
+        let next = if lo < old_lo || lo >= old_hi || changed >= hi - lo {
+            // Moved back (a clock going backwards), replaced or mostly replaced: sort afresh.
+            let mut v: Vec<f64> = self.range(lo, hi).copied().collect();
+            sort_values(&mut v);
+            v
+        } else {
+            let mut removed: Vec<f64> = self.range(old_lo, lo).copied().collect();
+            let mut added: Vec<f64> = self.range(old_hi, hi).copied().collect();
+            sort_values(&mut removed);
+            sort_values(&mut added);
+            merge_update(&self.sorted, &removed, &added)
+        };
+        self.sorted = Arc::new(next);
+        (self.sorted_lo, self.sorted_hi) = (lo, hi);
+        self.release();
+    }
+
+    /// The raw parts, for the state store.
+    pub fn parts(&self) -> WindowParts<'_> {
         let first: &[f64] = match (&self.reference, &self.frozen) {
             (ReferenceWindow::First(_), Some(frozen)) => frozen,
             _ => &self.first,
         };
-        (first, &self.recent, &self.times)
+        let skip = (self.live - self.base) as usize;
+        let mut times = Vec::new();
+        if matches!(self.current, CurrentWindow::Duration(_)) {
+            times.reserve_exact(self.recent.len() - skip);
+            let mut skipped = 0usize;
+            for &(t, c) in &self.times {
+                let c = c as usize;
+                let drop = (skip - skipped).min(c);
+                skipped += drop;
+                times.extend(std::iter::repeat_n(t, c - drop));
+            }
+        }
+        WindowParts {
+            first,
+            recent: self.recent.range(skip..),
+            times,
+        }
     }
 
     /// Rebuilds windows from stored parts. `None` when the parts cannot belong to this spec
@@ -151,8 +355,15 @@ impl SampleWindows {
             ReferenceWindow::First(n) if first.len() == *n => w.frozen = Some(sorted_arc(&first)),
             _ => w.first = first,
         }
+        for &t in &times {
+            match w.times.back_mut() {
+                Some((last, c)) if *last == t && *c < u32::MAX => *c += 1,
+                _ => w.times.push_back((t, 1)),
+            }
+        }
         w.recent = recent.into();
-        w.times = times.into();
+        w.base = 0;
+        w.live = 0;
         Some(w)
     }
 
@@ -161,43 +372,52 @@ impl SampleWindows {
         let cur = self.current_len(now_ms);
         let reference = match &self.reference {
             ReferenceWindow::First(_) => self.frozen.as_ref().map_or(self.first.len(), |f| f.len()),
-            ReferenceWindow::Preceding(p) => (self.recent.len() - cur).min(*p),
+            ReferenceWindow::Preceding(p) => ((self.end() - self.live) as usize - cur).min(*p),
             ReferenceWindow::File { values, .. } => values.len(),
         };
         (reference, cur)
     }
 
-    fn current_len(&self, now_ms: i64) -> usize {
-        match self.current {
-            CurrentWindow::Last(n) => self.recent.len().min(n),
-            CurrentWindow::Duration(d) => {
-                let cutoff = now_ms.saturating_sub(d.as_millis() as i64);
-                self.times
-                    .iter()
-                    .rev()
-                    .take_while(|&&t| t >= cutoff)
-                    .count()
-            }
-        }
+    /// Values this window holds (a `file:` reference, shared by the rule, not counted).
+    pub fn held(&self) -> usize {
+        let first = match (&self.reference, &self.frozen) {
+            (ReferenceWindow::First(_), Some(f)) => f.len(),
+            _ => self.first.len(),
+        };
+        first + (self.end() - self.live) as usize
     }
 
-    /// The windows as they stand at `now_ms`.
-    pub fn view(&self, now_ms: i64) -> WindowView {
+    /// What [`held`](Self::held) would be after `k` more values, at most.
+    pub fn held_after(&self, k: usize) -> usize {
+        let (first, rest) = match (&self.reference, &self.frozen) {
+            (ReferenceWindow::First(n), None) => {
+                let take = (n - self.first.len().min(*n)).min(k);
+                (self.first.len() + take, k - take)
+            }
+            (ReferenceWindow::First(_), Some(f)) => (f.len(), k),
+            _ => (0, k),
+        };
+        let cap = self.max_cap();
+        let recent = (self.end() - self.live) as usize + rest;
+        first + recent.min(cap.max((self.end() - self.live) as usize))
+    }
+
+    /// The windows as they stand at `now_ms`; brings the sorted current window up to date.
+    pub fn view(&mut self, now_ms: i64) -> WindowView {
+        self.sync(now_ms);
         let (nref, ncur) = self.counts(now_ms);
-        let len = self.recent.len();
-        let current: Vec<f64> = self.recent.range(len - ncur..).copied().collect();
         let (reference, reference_sorted) = match (&self.reference, &self.frozen) {
             (_, Some(frozen)) => (Arc::clone(frozen), true),
             (ReferenceWindow::Preceding(_), None) => {
-                let end = len - ncur;
-                (self.recent.range(end - nref..end).copied().collect(), false)
+                let end = self.end() - ncur as u64;
+                (self.range(end - nref as u64, end).copied().collect(), false)
             }
             (_, None) => (self.first.as_slice().into(), false),
         };
         WindowView {
             reference,
             reference_sorted,
-            current,
+            current: Arc::clone(&self.sorted),
         }
     }
 }
@@ -222,7 +442,7 @@ mod tests {
     use std::time::Duration;
 
     fn plain(v: WindowView) -> (Vec<f64>, Vec<f64>) {
-        (v.reference.to_vec(), v.current)
+        (v.reference.to_vec(), v.current.to_vec())
     }
 
     fn feed(w: &mut SampleWindows, xs: impl IntoIterator<Item = i32>, t: i64) {
@@ -284,6 +504,161 @@ mod tests {
         // The file reference is shared sorted.
         assert_eq!(plain(w.view(0)), (vec![8.0, 9.0], vec![8.0, 9.0, 10.0]));
         assert!(w.view(0).reference_sorted);
+    }
+
+    /// A plain model of the windows: every value with its time, windows cut by scanning;
+    /// values before `live` were dropped (by a trim at a later time than now, say).
+    struct Model {
+        values: Vec<(f64, i64)>,
+        live: usize,
+        preceding: usize,
+    }
+
+    impl Model {
+        fn current_len(&self, cur: &CurrentWindow, max_values: usize, now: i64) -> usize {
+            let n = match cur {
+                CurrentWindow::Last(n) => *n,
+                CurrentWindow::Duration(d) => {
+                    let cutoff = now - d.as_millis() as i64;
+                    self.values
+                        .iter()
+                        .rev()
+                        .take_while(|&&(_, t)| t >= cutoff)
+                        .count()
+                }
+            };
+            n.min(max_values).min(self.values.len() - self.live)
+        }
+
+        fn trim(&mut self, cur: &CurrentWindow, max_values: usize, now: i64) {
+            let keep = self.current_len(cur, max_values, now) + self.preceding.min(max_values);
+            self.live = self.live.max(self.values.len().saturating_sub(keep));
+        }
+
+        fn current(&mut self, cur: &CurrentWindow, max_values: usize, now: i64) -> Vec<f64> {
+            self.trim(cur, max_values, now);
+            let n = self.current_len(cur, max_values, now);
+            let mut v: Vec<f64> = self.values[self.values.len() - n..]
+                .iter()
+                .map(|&(x, _)| x)
+                .collect();
+            v.sort_unstable_by(f64::total_cmp);
+            v
+        }
+    }
+
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            self.0 >> 33
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+        fn value(&mut self) -> f64 {
+            // Few distinct values, so ties, plus signed zeros.
+            match self.below(10) {
+                0 => 0.0,
+                1 => -0.0,
+                _ => self.below(50) as f64 - 25.0,
+            }
+        }
+    }
+
+    #[test]
+    fn the_sorted_current_window_is_the_sorted_arrival_window() {
+        let mut rng = Lcg(7);
+        for case in 0..300 {
+            let max_values = 1 + rng.below(300) as usize;
+            let cur = if rng.below(2) == 0 {
+                CurrentWindow::Last(1 + rng.below(200) as usize)
+            } else {
+                CurrentWindow::Duration(Duration::from_millis(1 + rng.below(5_000)))
+            };
+            let reference = match rng.below(3) {
+                0 => ReferenceWindow::Preceding(1 + rng.below(100) as usize),
+                1 => ReferenceWindow::First(rng.below(50) as usize + 1),
+                _ => ReferenceWindow::File {
+                    path: "x".into(),
+                    values: vec![1.0].into(),
+                },
+            };
+            let mut w = SampleWindows::new(&reference, &cur, max_values);
+            let mut model = Model {
+                values: vec![],
+                live: 0,
+                preceding: match reference {
+                    ReferenceWindow::Preceding(p) => p,
+                    _ => 0,
+                },
+            };
+            let mut first_left = match reference {
+                ReferenceWindow::First(n) => n,
+                _ => 0,
+            };
+            let mut now = 1_000_000i64;
+            for step in 0..60 {
+                // Time mostly moves forward, sometimes stands still, rarely goes back.
+                now += match rng.below(10) {
+                    0 => -(rng.below(2_000) as i64),
+                    1 => 0,
+                    _ => rng.below(1_500) as i64,
+                };
+                let batch: Vec<f64> = (0..rng.below(120)).map(|_| rng.value()).collect();
+                let bound = w.held_after(batch.len());
+                w.extend(&batch, now);
+                assert!(
+                    w.held() <= bound,
+                    "case {case} step {step}: held_after bounds held"
+                );
+                let to_window = batch.len() - first_left.min(batch.len());
+                first_left -= batch.len() - to_window;
+                model
+                    .values
+                    .extend(batch[batch.len() - to_window..].iter().map(|&x| (x, now)));
+                if to_window > 0 {
+                    model.trim(&cur, max_values, now);
+                }
+                let physical = w.recent.len();
+                let live = (w.end() - w.live) as usize;
+                assert!(
+                    physical <= live + w.sorted.len() + w.sync_after() + batch.len(),
+                    "case {case} step {step}: {physical} held for {live} live"
+                );
+                if rng.below(3) == 0 {
+                    let want = model.current(&cur, max_values, now);
+                    let got = w.view(now).current;
+                    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got), bits(&want), "case {case} step {step} {cur:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parts_round_trip_keeps_the_windows() {
+        let cur = CurrentWindow::Duration(Duration::from_secs(10));
+        let reference = ReferenceWindow::Preceding(3);
+        let mut w = SampleWindows::new(&reference, &cur, 100);
+        feed(&mut w, 1..=4, 0);
+        feed(&mut w, 5..=6, 5_000);
+        feed(&mut w, 7..=9, 12_000);
+        let view = plain(w.view(12_000));
+        let parts = w.parts();
+        let (first, recent, times) = (
+            parts.first.to_vec(),
+            parts.recent.copied().collect::<Vec<_>>(),
+            parts.times.clone(),
+        );
+        assert_eq!(recent.len(), times.len());
+        let mut back = SampleWindows::from_parts(&reference, &cur, 100, first, recent, times)
+            .unwrap_or_else(|| panic!("parts fit"));
+        assert_eq!(plain(back.view(12_000)), view);
+        assert_eq!(view, (vec![2.0, 3.0, 4.0], vec![5.0, 6.0, 7.0, 8.0, 9.0]));
     }
 
     #[test]

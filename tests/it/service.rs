@@ -986,3 +986,71 @@ async fn a_batch_over_a_rules_series_limit_is_refused_whole() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_budget_refuses_a_batch_whole_and_full_windows_still_take_samples() {
+    // Each series holds at most 300 (reference) + 300 (current) values.
+    let cfg = "rule_files: [\"rules/*.yml\"]\nlimits:\n  max_held_values: 1500\n";
+    let rules = KS_RULES.replace("        webhooks: [retrain]\n", "");
+    let server = Server::start(Files::new(cfg).rule_file("fraud.yml", &rules)).await;
+    let mut rng = Rng::new(5);
+    for f in ["a", "b"] {
+        let values = rng.normals(600, 0.0, 1.0);
+        server
+            .push(
+                "feature_value",
+                &[("model", "fraud"), ("feature", f)],
+                &values,
+            )
+            .await;
+    }
+    // 1200 held; 400 more for a third series would pass 1500.
+    let batch = |feature: &str, n: usize, rng: &mut Rng| {
+        json!({"samples": [{
+            "metric": "feature_value",
+            "labels": {"model": "fraud", "feature": feature},
+            "values": rng.normals(n, 0.0, 1.0),
+        }]})
+    };
+    let (status, v) = server
+        .post_json("/api/v1/samples", batch("c", 400, &mut rng))
+        .await;
+    assert_eq!(status, 429, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("max_held_values=1500") && msg.contains("1600"),
+        "{msg}"
+    );
+    // Full windows only replace values: they still take samples.
+    let (status, v) = server
+        .post_json("/api/v1/samples", batch("a", 500, &mut rng))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    // Exactly up to the budget is fine, and nothing of the refused batch was applied.
+    let (status, v) = server
+        .post_json("/api/v1/samples", batch("c", 300, &mut rng))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let t = server.metrics().await;
+    assert_eq!(
+        metric_value(
+            &t,
+            "driftgauge_samples_received_total",
+            &[("source", "push")]
+        ),
+        Some(2000.0)
+    );
+    assert_eq!(
+        metric_value(
+            &t,
+            "driftgauge_samples_rejected_total",
+            &[("reason", "memory_limit")]
+        ),
+        Some(400.0)
+    );
+    let (status, _) = server
+        .post_json("/api/v1/samples", batch("d", 1, &mut rng))
+        .await;
+    assert_eq!(status, 429, "the budget is spent");
+    server.stop().await;
+}
