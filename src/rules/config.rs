@@ -32,7 +32,7 @@ pub struct FsSecrets;
 
 impl SecretSource for FsSecrets {
     fn read(&self, path: &Path) -> std::io::Result<String> {
-        std::fs::read_to_string(path)
+        super::diag::read_text(path, super::diag::MAX_TEXT_FILE)
     }
 }
 

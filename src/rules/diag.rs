@@ -55,6 +55,34 @@ impl fmt::Display for Diagnostic {
 }
 
 /// A short, portable reason for an I/O error (no OS error numbers in `check` output).
+/// Largest rule file or service config read, in bytes.
+pub(crate) const MAX_TEXT_FILE: u64 = 16 << 20;
+/// Largest `reference: {file: ...}` read, in bytes.
+pub(crate) const MAX_REFERENCE_FILE: u64 = 1 << 30;
+
+/// Reads a text file of at most `limit` bytes. Only regular files: a FIFO or a device such as
+/// `/dev/zero` named by mistake is refused instead of read forever.
+pub(crate) fn read_text(path: &std::path::Path, limit: u64) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Err(Error::from(ErrorKind::IsADirectory));
+    }
+    if !meta.is_file() {
+        return Err(Error::other("not a regular file"));
+    }
+    if meta.len() > limit {
+        return Err(Error::other(format!("larger than {limit} bytes")));
+    }
+    let mut text = String::new();
+    file.take(limit + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(Error::other(format!("larger than {limit} bytes")));
+    }
+    Ok(text)
+}
+
 pub(crate) fn io_reason(e: &std::io::Error) -> String {
     use std::io::ErrorKind;
     match e.kind() {

@@ -121,7 +121,7 @@ fn run(plan: Plan) -> Result<Loaded, LoadError> {
 
     if let Some(path) = plan.config_file {
         let origin = path.display().to_string();
-        match std::fs::read_to_string(path) {
+        match diag::read_text(path, diag::MAX_TEXT_FILE) {
             Ok(text) => {
                 let base_dir = path.parent().unwrap_or(Path::new(""));
                 let parsed = config::parse_partial(&text, &origin, base_dir, &FsSecrets);
@@ -190,7 +190,7 @@ fn run(plan: Plan) -> Result<Loaded, LoadError> {
     let mut names: Vec<(String, Vec<GroupName>, usize)> = Vec::new();
     for path in &files {
         let origin = path.display().to_string();
-        let text = match std::fs::read_to_string(path) {
+        let text = match diag::read_text(path, diag::MAX_TEXT_FILE) {
             Ok(t) => t,
             Err(e) => {
                 diags.push(vec![Diagnostic::whole_file(

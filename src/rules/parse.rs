@@ -535,7 +535,7 @@ impl Walker<'_, '_> {
         let rel = cx.non_empty("reference.file", node)?;
         let path = self.ctx.base_dir.join(&rel);
         let shown = path.display().to_string();
-        let text = match std::fs::read_to_string(&path) {
+        let text = match super::diag::read_text(&path, super::diag::MAX_REFERENCE_FILE) {
             Ok(t) => t,
             Err(e) => {
                 cx.at(

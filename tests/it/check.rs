@@ -148,3 +148,25 @@ fn every_example_rule_file_passes() {
         .unwrap_or_else(|e| panic!("`driftgauge check` fails:\n{e}"));
     check(&[], &success(default), 0);
 }
+
+#[test]
+fn devices_and_fifos_are_refused_not_read_forever() {
+    check(
+        &["/dev/zero"],
+        "/dev/zero:1:1: cannot read rule file: not a regular file\n",
+        1,
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = dir.path().join("zero.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: g\n    rules:\n      - name: r\n        detector: ks\n        series: x\n        reference: {file: /dev/zero}\n        current: {last: 10}\n",
+    )
+    .expect("write rules");
+    let shown = rules.display().to_string();
+    check(
+        &[&shown],
+        &format!("{shown}:7:27: reference.file: cannot read \"/dev/zero\": not a regular file\n"),
+        1,
+    );
+}
