@@ -7,6 +7,8 @@
 //! dense grid of (n, x), in release, and prints the largest relative difference per n.
 //! `cargo bench --bench ks -- --npy A.npy B.npy` times `ks_2samp` on two mapped `.npy` files
 //! in process (what `driftgauge eval` spends outside process start and file mapping).
+//! `cargo bench --bench ks -- --window` runs only the sliding-window rows (also printed last
+//! by the full run).
 
 use driftgauge::detect::ks::{ks_2samp, ks_2samp_sorted, Alternative, KsResult, Method};
 use driftgauge::detect::kstwo;
@@ -77,6 +79,10 @@ fn plain_row(what: &str, n: usize, m: usize, runs: usize, d: Duration) {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "--window") {
+        sliding_window(&mut Lcg(7));
+        return;
+    }
     if std::env::args().any(|a| a == "--kstwo-grid") {
         kstwo_grid();
         return;
@@ -212,6 +218,85 @@ fn main() {
         d,
         &r,
     );
+
+    sliding_window(&mut rng);
+}
+
+/// Issue 4, target 3: a frozen 100k reference and a sliding 10k current window, 1k new values
+/// per evaluation. Per evaluation: taking the 1k values in, bringing the sorted current window
+/// up to date (`view`), and the whole evaluation (`view` + `ks_2samp_sorted`); beside it, what
+/// re-sorting a copy of the window costs (the way it was done before).
+fn sliding_window(rng: &mut Lcg) {
+    use driftgauge::rules::model::{CurrentWindow, ReferenceWindow};
+    use driftgauge::window::SampleWindows;
+    const REFERENCE: usize = 100_000;
+    const CURRENT: usize = 10_000;
+    const NEW: usize = 1_000;
+    const ROUNDS: usize = 201;
+    let mut w = SampleWindows::new(
+        &ReferenceWindow::First(REFERENCE),
+        &CurrentWindow::Last(CURRENT),
+        1_000_000,
+    );
+    w.extend(&rng.sample(REFERENCE + CURRENT, 0.0), 0);
+    let _ = w.view(0);
+    let batches: Vec<Vec<f64>> = (0..ROUNDS).map(|_| rng.sample(NEW, 0.02)).collect();
+    let (mut take, mut sync, mut whole, mut resort) = (vec![], vec![], vec![], vec![]);
+    let mut last = None;
+    for (i, batch) in batches.iter().enumerate() {
+        let now = i as i64;
+        let t = Instant::now();
+        w.extend(black_box(batch), now);
+        take.push(t.elapsed());
+        let t = Instant::now();
+        let view = w.view(now);
+        sync.push(t.elapsed());
+        let r = ks_2samp_sorted(
+            &view.reference,
+            &view.current,
+            Alternative::TwoSided,
+            Method::Auto,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        whole.push(t.elapsed());
+        let t = Instant::now();
+        let mut copy = black_box(view.current.to_vec());
+        sort_samples(&mut copy);
+        resort.push(t.elapsed());
+        assert_eq!(copy, *view.current, "the kept window is the sorted window");
+        last = Some(r);
+    }
+    let med = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    println!();
+    println!("Sliding window: first: {REFERENCE} reference, last: {CURRENT} current, {NEW} new values per evaluation, {ROUNDS} evaluations (medians)");
+    println!();
+    println!("| step | median |");
+    println!("|---|---:|");
+    println!("| take in {NEW} values (`extend`) | {} |", fmt(med(take)));
+    println!(
+        "| bring the sorted window up to date (`view`) | {} |",
+        fmt(med(sync))
+    );
+    println!(
+        "| whole evaluation (`view` + `ks_2samp_sorted`) | {} |",
+        fmt(med(whole))
+    );
+    println!(
+        "| for comparison: copy and re-sort the {CURRENT} window | {} |",
+        fmt(med(resort))
+    );
+    if let Some(r) = last {
+        println!();
+        println!(
+            "last evaluation: D={:.5} p={:.3e} ({})",
+            r.statistic,
+            r.p_value,
+            r.method.as_str()
+        );
+    }
 }
 
 /// `ks_2samp` on two memory-mapped `.npy` files, nine times in one process: the KS work of
