@@ -81,8 +81,9 @@ pub enum AppError {
 pub struct App {
     pub options: Options,
     pub engine: Arc<Engine>,
-    /// `--web.config.file`, when given: who gets in.
-    pub web: Option<Arc<crate::http::auth::WebConfig>>,
+    /// `--web.config.file`, when given: who gets in. Reloaded when its files change, on
+    /// SIGHUP and on `/-/reload`.
+    pub web: Option<crate::http::auth::WebConfigHandle>,
     ready: AtomicBool,
     reloaded: watch::Sender<u64>,
     /// One reload at a time.
@@ -94,8 +95,10 @@ impl App {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// Reloads config and rules. On any error the running rules stay and the reload gauge
-    /// drops to 0; every error is logged as `file:line:col: message`.
+    /// Reloads config and rules, and the web config when there is one. On any error in the
+    /// config or rule files the running rules stay and the reload gauge drops to 0; a bad web
+    /// config keeps the running web config (the gauge is about config and rules, as in
+    /// Prometheus). Every error is logged as `file:line:col: message` and returned.
     pub async fn reload(&self) -> Result<(), LoadError> {
         let _guard = self.reload_lock.lock().await;
         let file = self.options.config_file.clone();
@@ -107,7 +110,7 @@ impl App {
                 ))]))
             });
         let telemetry = &self.engine.telemetry;
-        match loaded {
+        let rules = match loaded {
             Ok(loaded) => {
                 let n_rules: usize = loaded.rules.groups.iter().map(|g| g.rules.len()).sum();
                 self.engine.apply(loaded.config, loaded.rules);
@@ -130,6 +133,20 @@ impl App {
                 }
                 Err(e)
             }
+        };
+        // The web config, read again even when unchanged; it logs its own errors.
+        let web = match &self.web {
+            Some(web) => web.reload().await,
+            None => Ok(()),
+        };
+        match (rules, web) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(e), Ok(())) => Err(e),
+            (Ok(()), Err(w)) => Err(LoadError(w.0)),
+            (Err(mut e), Err(w)) => {
+                e.0.extend(w.0);
+                Err(e)
+            }
         }
     }
 }
@@ -146,16 +163,15 @@ pub async fn run(
     let web = match options.web_config.clone() {
         Some(path) => {
             let loaded =
-                tokio::task::spawn_blocking(move || crate::http::auth::load_web_config(&path))
+                tokio::task::spawn_blocking(move || crate::http::auth::WebConfigHandle::load(path))
                     .await
                     .map_err(|e| AppError::Io(std::io::Error::other(e)))??;
             // Debug output is secret-free: user names and file names only.
-            tracing::info!(web_config = ?loaded, "web config loaded");
-            Some(Arc::new(loaded))
+            tracing::info!(web_config = ?loaded.get(), "web config loaded");
+            Some(loaded)
         }
         None => None,
     };
-    let acceptor = web.as_ref().and_then(|w| w.tls_acceptor());
     let file = options.config_file.clone();
     let loaded = tokio::task::spawn_blocking(move || rules::load(file.as_deref()))
         .await
@@ -269,11 +285,16 @@ pub async fn run(
                     }
                 };
                 let app = Arc::clone(&app);
-                let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
                 // The TLS handshake runs in the connection's own task and is bounded, so a
                 // slow or silent client holds neither the accept loop nor a task for long.
                 tokio::spawn(async move {
+                    // The TLS settings of the web config as it is now: a rotated certificate
+                    // is served from the next handshake on.
+                    let acceptor = match &app.web {
+                        Some(web) => web.current().await.tls_acceptor(),
+                        None => None,
+                    };
                     let service = service_fn(move |req| crate::http::handle(Arc::clone(&app), req));
                     let mut builder = http1::Builder::new();
                     builder

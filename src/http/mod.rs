@@ -166,8 +166,13 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     // Who gets in, before routing and before any body is read: an unknown path without
-    // credentials is 401 too, so routes cannot be probed.
-    let authorized = match &app.web {
+    // credentials is 401 too, so routes cannot be probed. The web config as it is now (it
+    // reloads when its files change); one snapshot serves the whole request.
+    let web = match &app.web {
+        Some(handle) => Some(handle.current().await),
+        None => None,
+    };
+    let authorized = match &web {
         Some(web) => web
             .authorize_async(&method, &path, req.headers())
             .await
@@ -182,7 +187,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         tracing::debug!(%method, %path, error = %e, "request refused");
         e.into_response()
     });
-    if let Some(web) = &app.web {
+    if let Some(web) = &web {
         for (name, value) in web.response_headers() {
             resp.headers_mut().insert(name.clone(), value.clone());
         }

@@ -819,3 +819,292 @@ async fn a_bad_web_config_stops_the_start() {
         "{err}"
     );
 }
+
+// ---- changes to the web config apply without a restart ----
+
+/// A TLS web config with these users (bcrypt) and, when given, one write token file.
+fn tls_web_config(users: &[(&str, &str)], token_file: Option<&str>) -> String {
+    let mut text =
+        String::from("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n");
+    if !users.is_empty() {
+        text.push_str("basic_auth_users:\n");
+        for (user, password) in users {
+            text.push_str(&format!("  {user}: {}\n", bcrypt_hash(password)));
+        }
+    }
+    if let Some(file) = token_file {
+        text.push_str(&format!("write_bearer_token_files: [{file}]\n"));
+    }
+    text
+}
+
+async fn status(request: reqwest::RequestBuilder) -> u16 {
+    request.send().await.expect("request").status().as_u16()
+}
+
+/// Polls `cond` every 50 ms; returns how long it took to hold. Panics after 15 s.
+async fn time_until<F, Fut>(what: &str, mut cond: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !cond().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
+/// The files are looked at once a second at most, and a reload takes a bcrypt hash or so:
+/// "a couple of seconds", with room for a busy 2-core test machine.
+const PICKED_UP_WITHIN: Duration = Duration::from_secs(5);
+
+const SAMPLE: &str =
+    r#"{"samples":[{"metric":"model_accuracy","labels":{"model":"fraud"},"value":0.93}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edited_users_and_tokens_apply_without_a_restart() {
+    let pki = Pki::new();
+    let web = pki.web_config(
+        &tls_web_config(&[("alice", "alice-password")], Some("secrets/writer.token")),
+        &[("secrets/writer.token", "writer-token-1\n")],
+    );
+    let client = pki.client().build().expect("client");
+    let service = Service::start(web, |addr| {
+        client
+            .get(https(addr, "/-/ready"))
+            .basic_auth("alice", Some("alice-password"))
+    })
+    .await;
+    let url = |p: &str| https(service.addr, p);
+    let metrics =
+        |user: &str, password: &str| client.get(url("/metrics")).basic_auth(user, Some(password));
+    assert_eq!(status(metrics("alice", "alice-password")).await, 200);
+    assert_eq!(status(metrics("bob", "bob-password")).await, 401);
+
+    // A user added and a password changed, on disk only.
+    pki.web_config(
+        &tls_web_config(
+            &[("alice", "alice-new-password"), ("bob", "bob-password")],
+            Some("secrets/writer.token"),
+        ),
+        &[],
+    );
+    let took = time_until("the new user gets in", || async {
+        status(metrics("bob", "bob-password")).await == 200
+    })
+    .await;
+    assert!(took < PICKED_UP_WITHIN, "took {took:?}");
+    assert_eq!(status(metrics("alice", "alice-password")).await, 401);
+    assert_eq!(status(metrics("alice", "alice-new-password")).await, 200);
+
+    // A write token rotated in its file.
+    let push = |token: &str| {
+        client
+            .post(url("/api/v1/samples"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(SAMPLE)
+    };
+    assert_eq!(status(push("writer-token-1")).await, 200);
+    std::fs::write(pki.path("secrets/writer.token"), "writer-token-2\n").expect("write");
+    let took = time_until("the new token gets in", || async {
+        status(push("writer-token-2")).await == 200
+    })
+    .await;
+    assert!(took < PICKED_UP_WITHIN, "took {took:?}");
+    assert_eq!(status(push("writer-token-1")).await, 401);
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_web_config_keeps_the_running_one() {
+    let pki = Pki::new();
+    let web = pki.web_config(
+        &tls_web_config(&[("alice", "alice-password")], Some("writer.token")),
+        &[("writer.token", "writer-token\n")],
+    );
+    let client = pki.client().build().expect("client");
+    let service = Service::start(web.clone(), |addr| {
+        client
+            .get(https(addr, "/-/ready"))
+            .basic_auth("alice", Some("alice-password"))
+    })
+    .await;
+    let url = |p: &str| https(service.addr, p);
+    let metrics =
+        |user: &str, password: &str| client.get(url("/metrics")).basic_auth(user, Some(password));
+    let reload = || client.post(url("/-/reload")).bearer_auth("writer-token");
+
+    // A valid new user next to a broken one: nothing of the file is taken.
+    let bob_hash = bcrypt_hash("bob-password");
+    pki.web_config(
+        &format!(
+            "{}  bob: {}\n  carol: not-a-bcrypt-hash\nwrite_bearer_token_files: [writer.token]\n",
+            tls_web_config(&[("alice", "alice-password")], None),
+            bob_hash
+        ),
+        &[],
+    );
+    // Long enough for several checks of the files; the service keeps serving throughout.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(2500) {
+        assert_eq!(status(metrics("alice", "alice-password")).await, 200);
+        assert_eq!(status(metrics("bob", "bob-password")).await, 401);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = reload().send().await.expect("POST");
+    assert_eq!(r.status(), 500);
+    let body = r.text().await.expect("body");
+    assert!(
+        body.contains(&format!(
+            "{}:7:10: basic_auth_users: the password hash of user \\\"carol\\\" is not a valid bcrypt hash",
+            web.display()
+        )),
+        "{body}"
+    );
+    for secret in [bob_hash.as_str(), "not-a-bcrypt-hash"] {
+        assert!(!body.contains(secret), "{secret} in the answer: {body}");
+    }
+    assert_eq!(status(metrics("alice", "alice-password")).await, 200);
+    assert_eq!(
+        status(
+            client
+                .get(url("/-/healthy"))
+                .basic_auth("alice", Some("alice-password"))
+        )
+        .await,
+        200
+    );
+
+    // Emptied (as a file caught half written reads): neither TLS nor authentication goes.
+    pki.web_config("", &[]);
+    let r = reload().send().await.expect("POST");
+    assert_eq!(r.status(), 500);
+    let body = r.text().await.expect("body");
+    assert!(
+        body.contains("switching from HTTPS to HTTP needs a restart")
+            && body.contains("turning authentication off needs a restart"),
+        "{body}"
+    );
+    assert_eq!(status(client.get(url("/metrics"))).await, 401);
+    assert_eq!(status(metrics("alice", "alice-password")).await, 200);
+
+    // Fixed: taken at the next check.
+    pki.web_config(
+        &tls_web_config(
+            &[("alice", "alice-password"), ("bob", "bob-password")],
+            Some("writer.token"),
+        ),
+        &[],
+    );
+    let took = time_until("the fixed file is taken", || async {
+        status(metrics("bob", "bob-password")).await == 200
+    })
+    .await;
+    assert!(took < PICKED_UP_WITHIN, "took {took:?}");
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_a_web_config_change_at_once() {
+    let pki = Pki::new();
+    let web = pki.web_config(
+        &tls_web_config(&[("alice", "alice-password")], Some("writer.token")),
+        &[("writer.token", "writer-token\n")],
+    );
+    let client = pki.client().build().expect("client");
+    let service = Service::start(web, |addr| {
+        client
+            .get(https(addr, "/-/ready"))
+            .basic_auth("alice", Some("alice-password"))
+    })
+    .await;
+    let url = |p: &str| https(service.addr, p);
+    let metrics =
+        |user: &str, password: &str| client.get(url("/metrics")).basic_auth(user, Some(password));
+    pki.web_config(
+        &tls_web_config(&[("bob", "bob-password")], Some("writer.token")),
+        &[],
+    );
+    // The token opens /-/reload under the old file and the new one alike.
+    let r = client
+        .post(url("/-/reload"))
+        .bearer_auth("writer-token")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    // At once: no polling.
+    assert_eq!(status(metrics("bob", "bob-password")).await, 200);
+    assert_eq!(status(metrics("alice", "alice-password")).await, 401);
+    service.stop().await;
+}
+
+/// The DER of the first certificate in a PEM file.
+fn der_of(pem: &[u8]) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .next()
+        .expect("a certificate")
+        .expect("valid PEM")
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_certificate_is_served_on_the_next_handshake() {
+    let pki = Pki::new();
+    // Another CA, and a server certificate and key it signed: what the rotation installs.
+    let next = Pki::new();
+    let web = pki.web_config(&tls_web_config(&[], None), &[]);
+    // No pooled connections: every request is a new handshake; `tls_info` shows the
+    // certificate the server presented.
+    let fresh = |pki: &Pki| {
+        pki.client()
+            .pool_max_idle_per_host(0)
+            .tls_info(true)
+            .build()
+            .expect("client")
+    };
+    let (trusts_old, trusts_new) = (fresh(&pki), fresh(&next));
+    let service = Service::start(web, |addr| trusts_old.get(https(addr, "/-/ready"))).await;
+    let url = https(service.addr, "/-/healthy");
+    let presented = |r: &reqwest::Response| {
+        r.extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|i| i.peer_certificate())
+            .map(<[u8]>::to_vec)
+            .expect("the peer certificate")
+    };
+    let r = trusts_old.get(&url).send().await.expect("GET");
+    assert_eq!(presented(&r), der_of(&pki.read("server.crt")));
+    assert!(trusts_new.get(&url).send().await.is_err());
+
+    // Same paths, new content; the key first, so for a moment the pair does not match (that
+    // state is refused and the running certificate stays).
+    std::fs::write(pki.path("server.key"), next.read("server.key")).expect("write key");
+    std::fs::write(pki.path("server.crt"), next.read("server.crt")).expect("write cert");
+    let started = Instant::now();
+    let served = loop {
+        if let Ok(r) = trusts_new.get(&url).send().await {
+            break presented(&r);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the new certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let took = started.elapsed();
+    assert!(took < PICKED_UP_WITHIN, "took {took:?}");
+    assert_eq!(served, der_of(&next.read("server.crt")));
+    assert!(
+        trusts_old.get(&url).send().await.is_err(),
+        "the old certificate is no longer presented"
+    );
+    service.stop().await;
+}
