@@ -2,7 +2,8 @@
 //! hands transitions to the webhook sender.
 //!
 //! Locking: `registry` (series → routes) is taken by ingestion only; each rule's series map has
-//! its own mutex, held to push samples or to copy windows out, never while a detector runs.
+//! its own mutex, held to push samples or to share one series' windows out, never while a
+//! detector runs.
 //! A group's gauges are published as one `Arc<GroupOutput>` swap, so `/metrics` never shows
 //! half an evaluation.
 
@@ -487,18 +488,21 @@ impl Engine {
         let mut outputs = Vec::new();
         let mut failed = false;
         for (ri, rt) in g.rules.iter().enumerate() {
-            let jobs: Vec<(Labels, Job)> = {
-                let mut series = lock(&rt.series);
-                series
-                    .iter_mut()
-                    .map(|(k, s)| {
-                        let before = s.window.held();
-                        let job = Job::of(s, now_ms);
-                        rt.account(before, s.window.held());
-                        (k.clone(), job)
-                    })
-                    .collect()
-            };
+            // One series at a time under the rule's lock (a sync of its sorted window costs a
+            // pass over it), so ingestion waits at most for one series, never for the rule.
+            let keys: Vec<Labels> = lock(&rt.series).keys().cloned().collect();
+            let jobs: Vec<(Labels, Job)> = keys
+                .into_iter()
+                .filter_map(|k| {
+                    let mut series = lock(&rt.series);
+                    let s = series.get_mut(&k)?;
+                    let before = s.window.held();
+                    let job = Job::of(s, now_ms);
+                    rt.account(before, s.window.held());
+                    drop(series);
+                    Some((k, job))
+                })
+                .collect();
             let results = run_jobs(jobs, &rt.rule);
             let mut series = lock(&rt.series);
             for (key, outcome) in results {
