@@ -66,7 +66,7 @@ use base64::Engine as _;
 use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use hyper::{HeaderMap, Method};
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
-use marked_yaml::{LoaderOptions, Marker, Node};
+use marked_yaml::{Marker, Node};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
@@ -1465,61 +1465,10 @@ fn token_files(w: &mut Walk, node: &Node, base: &Path) -> Option<Vec<Token>> {
 // ---- YAML walking (the same conventions as the rule files' walker) ----
 
 /// Parses the text into a node tree whose top level is a mapping (an empty file is an empty
-/// mapping: no TLS, no auth). Duplicate keys, anchors, tags and a second document are errors.
+/// mapping: no TLS, no auth), with the rule files' parser: duplicate keys, anchors, tags and a
+/// second document are errors.
 fn parse_yaml(origin: &str, text: &str) -> Result<Node, Diagnostic> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let blank = |l: &str| {
-        let t = l.trim();
-        t.is_empty() || t.starts_with('#') || t == "---" || t == "..."
-    };
-    if text.lines().all(blank) {
-        return Ok(Node::Mapping(MarkedMappingNode::new_empty(
-            marked_yaml::Span::new_start(Marker::new(0, 0, 1, 1)),
-        )));
-    }
-    let mut seen_content = false;
-    for (i, line) in text.lines().enumerate() {
-        if line == "---" || line.starts_with("--- ") {
-            if seen_content {
-                return Err(Diagnostic::new(
-                    origin,
-                    i + 1,
-                    1,
-                    "multiple YAML documents in one file are not supported",
-                ));
-            }
-            continue;
-        }
-        if !blank(line) {
-            seen_content = true;
-        }
-    }
-    let options = LoaderOptions::default()
-        .error_on_duplicate_keys(true)
-        .prevent_coercion(true);
-    marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| {
-        use marked_yaml::LoadError as E;
-        let (marker, message) = match &e {
-            E::TopLevelMustBeMapping(m) => (*m, "expected a mapping at the top level".to_string()),
-            E::TopLevelMustBeSequence(m) => (*m, "expected a list at the top level".to_string()),
-            E::UnexpectedAnchor(m) => {
-                (*m, "YAML anchors and aliases are not supported".to_string())
-            }
-            E::MappingKeyMustBeScalar(m) => (*m, "mapping keys must be plain strings".to_string()),
-            E::UnexpectedTag(m) => (*m, "YAML tags (!!type) are not supported".to_string()),
-            E::ScanError(m, scan) => (*m, format!("invalid YAML: {}", scan.info())),
-            E::DuplicateKey(inner) => {
-                let second = inner
-                    .key
-                    .span()
-                    .start()
-                    .copied()
-                    .unwrap_or(Marker::new(0, 0, 1, 1));
-                (second, format!("duplicate key {:?}", inner.key.as_str()))
-            }
-        };
-        Diagnostic::new(origin, marker.line(), marker.column(), message)
-    })
+    crate::rules::yaml::parse(origin, text)
 }
 
 fn is_null(node: &Node) -> bool {
@@ -1777,7 +1726,7 @@ mod tests {
     fn yaml_syntax_and_shape_errors() {
         assert_eq!(
             errors("basic_auth_users:\n  a: x\n  a: y\n"),
-            vec!["web.yml:3:3: duplicate key \"a\""]
+            vec!["web.yml:3:3: duplicate key \"a\" (first at line 2, column 3)"]
         );
         assert_eq!(
             errors("- 1\n"),

@@ -17,7 +17,7 @@ pub mod model;
 pub mod parse;
 pub mod selector;
 pub mod template;
-mod yaml;
+pub(crate) mod yaml;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -18,6 +18,8 @@ use crate::rules::selector::is_valid_label_name;
 /// Parses YAML text into a node tree (the top level must be a mapping; an empty file is an
 /// empty mapping). Syntax errors become one diagnostic at the parser's position.
 pub(crate) fn parse(origin: &str, text: &str) -> Result<Node, Diagnostic> {
+    // A byte-order mark some editors write is not content.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if let Some((line, col)) = second_document(text) {
         return Err(Diagnostic::new(
             origin,
