@@ -3,12 +3,20 @@
 //!
 //! Prints, per scenario, the median time of `Engine::evaluate_group` (what
 //! `driftgauge_rule_group_last_duration_seconds` reports) and of ingesting the new samples.
+//!
+//! Then the `/metrics` render (`output::metrics::render`, what the HTTP handler calls) with
+//! many evaluated rule series: every series has its statistic, p-value, status and two
+//! window gauges, so 100,000 series make 500,000 sample lines. `-- --render-only` skips the
+//! evaluation table; `-- --series=N` and `-- --runs=N` change the render table's series (100,000)
+//! and timed renders per format (11).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use driftgauge::engine::Engine;
 use driftgauge::ingest::SeriesSamples;
+use driftgauge::output::exposition::Format;
+use driftgauge::output::metrics;
 use driftgauge::output::telemetry::Telemetry;
 use driftgauge::output::webhook::WebhookSender;
 use driftgauge::rules::model::{Config, Labels, RuleSet};
@@ -109,9 +117,113 @@ fn scenario(series: usize, reference: usize, current: usize, per_eval: usize, ro
     );
 }
 
+/// `/metrics` with `series` evaluated rule series: one KS rule (`first: 20`, `last: 20`), each
+/// series fed 40 values and evaluated once, so every per-series gauge exists.
+fn render_scenario(series: usize, runs: usize) {
+    let rules = "groups:\n  - name: fraud-model\n    interval: 1h\n    rules:\n      - name: amount_drift\n        detector: ks\n        series: feature_value\n        reference: {first: 20}\n        current: {last: 20}\n        min_samples: 20\n";
+    let groups = parse_rule_file(
+        rules,
+        "bench.yml",
+        &RuleContext {
+            base_dir: std::path::Path::new("."),
+            default_interval: Duration::from_secs(15),
+            webhooks: None,
+        },
+    )
+    .expect("bench rules");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _guard = rt.enter();
+    let telemetry = Arc::new(Telemetry::default());
+    let sender = WebhookSender::new(Default::default(), Arc::clone(&telemetry)).expect("sender");
+    let mut config = Config::default();
+    config.limits.max_series = series.max(1);
+    config.limits.max_series_per_rule = series.max(1);
+    let engine = Engine::new(config, RuleSet { groups }, telemetry, sender);
+    let mut rng = Rng(11);
+    let t = Instant::now();
+    for chunk in (0..series).collect::<Vec<_>>().chunks(1_000) {
+        let batch: Vec<SeriesSamples> = chunk
+            .iter()
+            .map(|&i| SeriesSamples {
+                metric: "feature_value".into(),
+                labels: [
+                    ("model".to_string(), "fraud".to_string()),
+                    ("version".to_string(), "v3".to_string()),
+                    ("feature".to_string(), format!("f{i}")),
+                ]
+                .into_iter()
+                .collect(),
+                values: (0..40)
+                    .map(|k| rng.normal(if k < 20 { 0.0 } else { 0.5 }))
+                    .collect(),
+            })
+            .collect();
+        engine.ingest(&batch, "bench", 0).expect("ingest");
+    }
+    let fill = t.elapsed();
+    let generation = engine.current();
+    let t = Instant::now();
+    engine.evaluate_group(&generation, 0, 1);
+    let eval = t.elapsed();
+    for (format, name) in [
+        (Format::Text, "text 0.0.4"),
+        (Format::OpenMetrics, "OpenMetrics"),
+    ] {
+        // One warm-up render, then `runs` timed ones.
+        let body = metrics::render(&engine, format);
+        let lines = body.lines().filter(|l| !l.starts_with('#')).count();
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let t = Instant::now();
+            let b = metrics::render(&engine, format);
+            times.push(t.elapsed());
+            assert_eq!(b.len(), body.len());
+        }
+        let mut sorted = times.clone();
+        sorted.sort();
+        println!(
+            "| {series:>7} | {name:<11} | {lines:>7} | {:>8.2} MB | {runs:>4} | {:>8.2} ms | {:>8.2} ms | {:>8.2} ms | {:>6.0} MB/s |",
+            body.len() as f64 / 1e6,
+            median(times.clone()).as_secs_f64() * 1e3,
+            sorted[0].as_secs_f64() * 1e3,
+            sorted[sorted.len() - 1].as_secs_f64() * 1e3,
+            body.len() as f64 / median(times).as_secs_f64() / 1e6,
+        );
+    }
+    eprintln!(
+        "({series} series: fill {:.2} s, one evaluate_group {:.2} s)",
+        fill.as_secs_f64(),
+        eval.as_secs_f64()
+    );
+}
+
 fn main() {
-    println!("| series | reference | current | new/eval | runs | evaluate_group (median) | ingest (median) | ingest rate |");
-    println!("|-------:|---------:|--------:|-------:|----:|-----------:|---------:|---------:|");
-    scenario(1, 100_000, 10_000, 1_000, 21);
-    scenario(100, 100_000, 10_000, 1_000, 7);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let render_only = args.iter().any(|a| a == "--render-only");
+    let render_series: usize = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--series="))
+        .map(|n| n.parse().expect("--series=N"))
+        .unwrap_or(100_000);
+    let render_runs: usize = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--runs="))
+        .map(|n| n.parse().expect("--runs=N"))
+        .unwrap_or(11);
+    if !render_only {
+        println!("| series | reference | current | new/eval | runs | evaluate_group (median) | ingest (median) | ingest rate |");
+        println!(
+            "|-------:|---------:|--------:|-------:|----:|-----------:|---------:|---------:|"
+        );
+        scenario(1, 100_000, 10_000, 1_000, 21);
+        scenario(100, 100_000, 10_000, 1_000, 7);
+        println!();
+    }
+    println!("| rule series | format | sample lines | body | runs | render (median) | min | max | rate |");
+    println!("|--------:|-------------|--------:|---------:|-----:|-----------:|-----------:|-----------:|-----------:|");
+    render_scenario(render_series, render_runs);
 }

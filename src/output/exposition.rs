@@ -71,47 +71,80 @@ impl Family {
 
 pub fn encode(families: &[Family], format: Format) -> String {
     let mut out = String::with_capacity(4096);
+    encode_into(&mut out, families, format);
+    finish(&mut out, format);
+    out
+}
+
+/// Appends `families` to `out`, without the OpenMetrics `# EOF` ([`finish`] adds it).
+pub fn encode_into(out: &mut String, families: &[Family], format: Format) {
     for f in families {
-        let (type_name, kind) = match (format, f.kind) {
-            (Format::OpenMetrics, Kind::Counter) => {
-                (f.name.strip_suffix("_total").unwrap_or(f.name), "counter")
-            }
-            (_, Kind::Counter) => (f.name, "counter"),
-            (_, Kind::Gauge) => (f.name, "gauge"),
-        };
-        let _ = writeln!(out, "# HELP {type_name} {}", escape_help(f.help));
-        let _ = writeln!(out, "# TYPE {type_name} {kind}");
+        write_header(out, f.name, f.kind, f.help, format);
         for (labels, value) in &f.samples {
             out.push_str(f.name);
             if !labels.is_empty() {
                 out.push('{');
-                for (i, (k, v)) in labels.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(k);
-                    out.push_str("=\"");
-                    escape_label_value(v, &mut out);
-                    out.push('"');
-                }
+                write_label_pairs(out, labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
                 out.push('}');
             }
             out.push(' ');
-            format_value(*value, &mut out);
+            format_value(*value, out);
             out.push('\n');
         }
     }
+}
+
+/// Ends the exposition: `# EOF` for OpenMetrics, nothing for the text format.
+pub fn finish(out: &mut String, format: Format) {
     if format == Format::OpenMetrics {
         out.push_str("# EOF\n");
     }
-    out
+}
+
+/// A family's `# HELP` and `# TYPE` lines (OpenMetrics names a counter family without `_total`).
+pub fn write_header(out: &mut String, name: &str, kind: Kind, help: &str, format: Format) {
+    let (type_name, kind) = match (format, kind) {
+        (Format::OpenMetrics, Kind::Counter) => {
+            (name.strip_suffix("_total").unwrap_or(name), "counter")
+        }
+        (_, Kind::Counter) => (name, "counter"),
+        (_, Kind::Gauge) => (name, "gauge"),
+    };
+    out.push_str("# HELP ");
+    out.push_str(type_name);
+    out.push(' ');
+    out.push_str(&escape_help(help));
+    out.push_str("\n# TYPE ");
+    out.push_str(type_name);
+    out.push(' ');
+    out.push_str(kind);
+    out.push('\n');
+}
+
+/// `k1="v1",k2="v2"` (values escaped), in the order given, without the braces.
+pub fn write_label_pairs<'a>(out: &mut String, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
+    for (i, (k, v)) in pairs.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_label_value(v, out);
+        out.push('"');
+    }
 }
 
 fn escape_help(s: &str) -> String {
     s.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
-fn escape_label_value(s: &str, out: &mut String) {
+/// Appends `s` with `\\`, `"` and newline escaped. Values without any of them (nearly all)
+/// are copied whole.
+pub fn escape_label_value(s: &str, out: &mut String) {
+    if !s.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -131,10 +164,30 @@ pub fn format_value(v: f64, out: &mut String) {
     } else if v == f64::NEG_INFINITY {
         out.push_str("-Inf");
     } else if v.fract() == 0.0 && v.abs() < 1e15 {
-        let _ = write!(out, "{}", v as i64);
+        push_integer(v as i64, out);
     } else {
         let _ = write!(out, "{v:?}");
     }
+}
+
+/// `n` in decimal, as `{}` prints an `i64`, without the formatting machinery.
+fn push_integer(n: i64, out: &mut String) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut m = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (m % 10) as u8;
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push('-');
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
 }
 
 #[cfg(test)]
@@ -192,6 +245,46 @@ mod tests {
         assert_eq!(f(3.0), "3");
         assert_eq!(f(1.2e-300), "1.2e-300");
         assert_eq!(f(1e20), "1e20");
+        assert_eq!(f(-0.0), "0");
+        for n in [
+            0i64,
+            1,
+            9,
+            10,
+            -1,
+            -10,
+            123_456_789,
+            -999_999_999_999_999,
+            999_999_999_999_999,
+        ] {
+            assert_eq!(f(n as f64), n.to_string(), "{n}");
+        }
+        assert_eq!(f(-2.5), "-2.5");
+    }
+
+    #[test]
+    fn label_values_escape_as_before() {
+        for v in [
+            "",
+            "plain",
+            "a\"b\\c\nd",
+            "ünï\"cödé\n",
+            "\\\\",
+            "tab\there",
+        ] {
+            let mut fast = String::new();
+            escape_label_value(v, &mut fast);
+            let slow: String = v
+                .chars()
+                .map(|c| match c {
+                    '\\' => "\\\\".to_string(),
+                    '"' => "\\\"".to_string(),
+                    '\n' => "\\n".to_string(),
+                    c => c.to_string(),
+                })
+                .collect();
+            assert_eq!(fast, slow, "{v:?}");
+        }
     }
 
     #[test]
