@@ -102,18 +102,25 @@ impl App {
     pub async fn reload(&self) -> Result<(), LoadError> {
         let _guard = self.reload_lock.lock().await;
         let file = self.options.config_file.clone();
-        let loaded = tokio::task::spawn_blocking(move || rules::load(file.as_deref()))
-            .await
-            .unwrap_or_else(|e| {
-                Err(LoadError(vec![rules::Diagnostic::general(format!(
-                    "reload task failed: {e}"
-                ))]))
-            });
+        let engine = Arc::clone(&self.engine);
+        // Loading reads files, and installing the rules takes the engine's locks: both on the
+        // blocking pool.
+        let loaded = tokio::task::spawn_blocking(move || {
+            rules::load(file.as_deref()).map(|loaded| {
+                let n_rules: usize = loaded.rules.groups.iter().map(|g| g.rules.len()).sum();
+                engine.apply(loaded.config, loaded.rules);
+                n_rules
+            })
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(LoadError(vec![rules::Diagnostic::general(format!(
+                "reload task failed: {e}"
+            ))]))
+        });
         let telemetry = &self.engine.telemetry;
         let rules = match loaded {
-            Ok(loaded) => {
-                let n_rules: usize = loaded.rules.groups.iter().map(|g| g.rules.len()).sum();
-                self.engine.apply(loaded.config, loaded.rules);
+            Ok(n_rules) => {
                 telemetry
                     .config_last_reload_successful
                     .store(1, Ordering::Relaxed);

@@ -504,40 +504,55 @@ impl Engine {
                 })
                 .collect();
             let results = run_jobs(jobs, &rt.rule);
-            let mut series = lock(&rt.series);
             for (key, outcome) in results {
-                let Some(state) = series.get_mut(&key) else {
-                    continue;
+                // Under the lock only the state machine steps; logging, payloads and the
+                // outbox write happen without it.
+                let (machine, transition, mut last_sent) = {
+                    let mut series = lock(&rt.series);
+                    let Some(state) = series.get_mut(&key) else {
+                        continue;
+                    };
+                    let before = state.machine.clone();
+                    let transition = state.machine.step(
+                        outcome.verdict,
+                        now_ms,
+                        rt.rule.for_,
+                        rt.rule.keep_firing_for,
+                    );
+                    if state.machine != before {
+                        state.dirty = true;
+                    }
+                    let last_sent = match transition {
+                        Some(_) => state.last_sent_ms.clone(),
+                        None => BTreeMap::new(),
+                    };
+                    (state.machine.clone(), transition, last_sent)
                 };
                 if outcome.error.is_some() {
                     failed = true;
                 }
-                let before = state.machine.clone();
-                let transition = state.machine.step(
-                    outcome.verdict,
-                    now_ms,
-                    rt.rule.for_,
-                    rt.rule.keep_firing_for,
-                );
-                if state.machine != before {
-                    state.dirty = true;
-                }
                 if let Some(t) = transition {
-                    self.on_transition(
+                    let sent = self.on_transition(
                         &generation.config,
                         &g.group,
                         &rt.rule,
                         &key,
-                        state,
+                        &mut last_sent,
                         &outcome,
                         t,
                     );
+                    if sent {
+                        if let Some(state) = lock(&rt.series).get_mut(&key) {
+                            state.last_sent_ms = last_sent;
+                            state.dirty = true;
+                        }
+                    }
                 }
                 outputs.push(SeriesOutput {
                     rule: ri,
                     labels: output_labels(&rt.rule, &g.group.name, &key),
-                    status: state.machine.status,
-                    since_ms: state.machine.since_ms,
+                    status: machine.status,
+                    since_ms: machine.since_ms,
                     statistic: outcome.statistic,
                     p_value: outcome.p_value,
                     ema: outcome.ema,
@@ -555,13 +570,19 @@ impl Engine {
                 .add(&g.group.name, 1.0);
         }
         outputs.sort_by(|a, b| (a.rule, &a.labels).cmp(&(b.rule, &b.labels)));
-        *lock(&g.output) = Arc::new(GroupOutput {
+        let output = Arc::new(GroupOutput {
             last_evaluation_ms: Some(now_ms),
             last_duration: elapsed,
             series: outputs,
         });
+        // The previous output is freed after the lock is let go (100k series take ~36 ms).
+        let previous = std::mem::replace(&mut *lock(&g.output), output);
+        drop(previous);
     }
 
+    /// Logs a transition and enqueues its webhook calls; `last_sent_ms` is the series'
+    /// webhook → last call map (for `cooldown`), updated here. Returns whether a call was
+    /// enqueued.
     #[allow(clippy::too_many_arguments)]
     fn on_transition(
         &self,
@@ -569,10 +590,10 @@ impl Engine {
         group: &Group,
         rule: &Rule,
         key: &Labels,
-        state: &mut SeriesState,
+        last_sent_ms: &mut BTreeMap<String, i64>,
         outcome: &Outcome,
         t: Transition,
-    ) {
+    ) -> bool {
         let mut labels = key.clone();
         labels.extend(rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         let value = outcome.statistic.or(outcome.ema);
@@ -590,8 +611,9 @@ impl Engine {
         let entering = t.to == Status::Drifted;
         let leaving = t.from == Status::Drifted;
         if !entering && !leaving {
-            return;
+            return false;
         }
+        let mut sent = false;
         let annotations: Labels = rule
             .annotations
             .iter()
@@ -604,7 +626,7 @@ impl Engine {
             if leaving && !entering && !wh.send_resolved {
                 continue;
             }
-            if let Some(&last) = state.last_sent_ms.get(name) {
+            if let Some(&last) = last_sent_ms.get(name) {
                 if t.at_ms - last < wh.cooldown.as_millis() as i64 {
                     tracing::info!(webhook = %name, rule = %rule.name, "webhook call skipped: within cooldown");
                     continue;
@@ -637,14 +659,15 @@ impl Engine {
                 body,
             }) {
                 Ok(()) => {
-                    state.last_sent_ms.insert(name.clone(), t.at_ms);
-                    state.dirty = true;
+                    last_sent_ms.insert(name.clone(), t.at_ms);
+                    sent = true;
                 }
                 Err(e) => {
                     tracing::error!(webhook = %name, rule = %rule.name, error = %e, "webhook delivery not enqueued")
                 }
             }
         }
+        sent
     }
 }
 

@@ -178,14 +178,23 @@ impl Engine {
         for g in &generation.groups {
             for rt in &g.rules {
                 let fp = fingerprint(&rt.rule);
-                let mut series = lock(&rt.series);
-                for (key, state) in series.iter_mut().filter(|(_, s)| s.dirty) {
-                    upserts.push((
-                        series_key(&g.group.name, &rt.rule.name, key),
-                        encode(state, fp),
-                    ));
+                // Encoded one series at a time under the rule's lock, so ingestion never
+                // waits for a whole rule's encoding.
+                let dirty: Vec<Labels> = lock(&rt.series)
+                    .iter()
+                    .filter(|(_, s)| s.dirty)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in dirty {
+                    let mut series = lock(&rt.series);
+                    let Some(state) = series.get_mut(&key) else {
+                        continue;
+                    };
+                    let record = encode(state, fp);
                     state.dirty = false;
-                    flushed.push((Arc::clone(rt), key.clone()));
+                    drop(series);
+                    upserts.push((series_key(&g.group.name, &rt.rule.name, &key), record));
+                    flushed.push((Arc::clone(rt), key));
                 }
             }
         }

@@ -49,7 +49,12 @@ pub async fn run(
                 let mut ticker = tokio::time::interval(IDLE_SWEEP);
                 loop {
                     ticker.tick().await;
-                    engine.collect_idle(now_ms());
+                    let engine = Arc::clone(&engine);
+                    // It takes every rule's lock in turn: not on an async worker.
+                    let sweep = tokio::task::spawn_blocking(move || engine.collect_idle(now_ms()));
+                    if let Err(e) = sweep.await {
+                        tracing::error!(error = %e, "idle series sweep panicked");
+                    }
                 }
             });
         }

@@ -56,6 +56,9 @@ pub enum ApiError {
     NotReady,
     #[error("unauthorized: {0}")]
     Unauthorized(auth::AuthError),
+    /// A task failed (panicked) on the blocking pool.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -70,6 +73,7 @@ impl ApiError {
             ApiError::ReloadFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -84,6 +88,7 @@ impl ApiError {
             ApiError::ReloadFailed(_) => "reload",
             ApiError::NotReady => "unavailable",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Internal(_) => "internal",
         }
     }
 
@@ -209,7 +214,13 @@ async fn route(
                 .get(hyper::header::ACCEPT)
                 .and_then(|v| v.to_str().ok());
             let format = Format::from_accept(accept);
-            let body = crate::output::metrics::render(&app.engine, format);
+            // ~75 ms for 100k rule series: off the async workers.
+            let engine = Arc::clone(&app.engine);
+            let body = tokio::task::spawn_blocking(move || {
+                crate::output::metrics::render(&engine, format)
+            })
+            .await
+            .map_err(|e| ApiError::Internal(format!("rendering /metrics failed: {e}")))?;
             Ok(text_response(StatusCode::OK, format.content_type(), body))
         }
         "/api/v1/samples" => {
@@ -231,7 +242,10 @@ async fn route(
         }
         "/api/v1/rules" => {
             only(method, &Method::GET, "GET")?;
-            Ok(api::rules(app))
+            let app = Arc::clone(app);
+            tokio::task::spawn_blocking(move || api::rules(&app))
+                .await
+                .map_err(|e| ApiError::Internal(format!("listing rules failed: {e}")))
         }
         "/-/healthy" => {
             only(method, &Method::GET, "GET")?;

@@ -377,7 +377,7 @@ impl SourceCtx {
         match self.instant(q).await {
             Ok(batch) => {
                 let series = batch.len();
-                self.ingest(q, &batch, now_ms());
+                self.ingest(q, batch, now_ms()).await;
                 self.status(q, |s| {
                     s.last_success_ms = Some(started);
                     s.last_series = series;
@@ -412,13 +412,21 @@ impl SourceCtx {
             .update(self.name(), &q.record, f);
     }
 
-    fn ingest(&self, q: &Query, batch: &[SeriesSamples], at_ms: i64) -> bool {
+    /// Feeds `batch` to the engine on the blocking pool (ingestion takes locks).
+    async fn ingest(&self, q: &Query, batch: Vec<SeriesSamples>, at_ms: i64) -> bool {
         if batch.is_empty() {
             return true;
         }
-        match self.engine.ingest(batch, SOURCE_LABEL, at_ms) {
-            Ok(_) => true,
+        let engine = Arc::clone(&self.engine);
+        let result =
+            tokio::task::spawn_blocking(move || engine.ingest(&batch, SOURCE_LABEL, at_ms)).await;
+        match result {
+            Ok(Ok(_)) => true,
             Err(e) => {
+                tracing::error!(source = %self.name(), record = %q.record, error = %e, "query result ingestion failed");
+                false
+            }
+            Ok(Err(e)) => {
                 tracing::warn!(source = %self.name(), record = %q.record, error = %e, "query result refused");
                 false
             }
@@ -466,7 +474,7 @@ impl SourceCtx {
         let batches = range_batches(&q.record, data)?;
         let mut samples = 0;
         for (at_ms, batch) in &batches {
-            if !self.ingest(q, batch, *at_ms) {
+            if !self.ingest(q, batch.clone(), *at_ms).await {
                 break;
             }
             samples += batch.iter().map(|s| s.values.len()).sum::<usize>();
