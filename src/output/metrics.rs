@@ -175,6 +175,23 @@ fn window_line(out: &mut String, rl: &RuleLabels, s: Span, labels: &Labels, whic
 }
 
 /// Renders `/metrics` in the requested format.
+/// The window values held by every rule, and their budget (`limits.max_held_values`).
+fn held_values(engine: &Engine, generation: &crate::engine::Generation) -> [Family; 2] {
+    let mut held = Family::new(
+        "driftgauge_window_values_held",
+        Kind::Gauge,
+        "Window values held by all rules together (bounded by limits.max_held_values).",
+    );
+    held.push(vec![], engine.held_values(generation) as f64);
+    let mut limit = Family::new(
+        "driftgauge_window_values_limit",
+        Kind::Gauge,
+        "limits.max_held_values: the most window values all rules may hold together.",
+    );
+    limit.push(vec![], generation.config.limits.max_held_values as f64);
+    [held, limit]
+}
+
 pub fn render(engine: &Engine, format: Format) -> String {
     let generation = engine.current();
     let t = &engine.telemetry;
@@ -392,6 +409,7 @@ pub fn render(engine: &Engine, format: Format) -> String {
         vec![],
         t.storage_last_flush_timestamp.load(Ordering::Relaxed) as f64 / 1000.0,
     );
+    let [held, held_limit] = held_values(engine, &generation);
     let mut build = Family::new(
         "driftgauge_build_info",
         Kind::Gauge,
@@ -435,6 +453,8 @@ pub fn render(engine: &Engine, format: Format) -> String {
             reload_ok,
             reload_ts,
             flushed,
+            held,
+            held_limit,
             build,
             query_failures,
             scrape_failures,
@@ -627,6 +647,7 @@ mod tests {
             vec![],
             t.storage_last_flush_timestamp.load(Ordering::Relaxed) as f64 / 1000.0,
         );
+        let [held, held_limit] = held_values(engine, &generation);
         let mut build = Family::new(
             "driftgauge_build_info",
             Kind::Gauge,
@@ -674,6 +695,8 @@ mod tests {
                 reload_ok,
                 reload_ts,
                 flushed,
+                held,
+                held_limit,
                 build,
                 query_failures,
                 scrape_failures,

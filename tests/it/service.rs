@@ -1048,6 +1048,15 @@ async fn the_memory_budget_refuses_a_batch_whole_and_full_windows_still_take_sam
         ),
         Some(400.0)
     );
+    // Two full series (300 + 300 each) and the third one's reference: the budget, exactly.
+    assert_eq!(
+        metric_value(&t, "driftgauge_window_values_held", &[]),
+        Some(1500.0)
+    );
+    assert_eq!(
+        metric_value(&t, "driftgauge_window_values_limit", &[]),
+        Some(1500.0)
+    );
     let (status, _) = server
         .post_json("/api/v1/samples", batch("d", 1, &mut rng))
         .await;
