@@ -23,23 +23,25 @@ pub async fn push(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Bod
             return Err(e);
         }
     };
-    let batch = match push::parse(&body) {
-        Ok(b) => b,
+    // Parsing a large body and ingesting it are CPU work (tens of milliseconds for a few
+    // megabytes): off the async workers, so they keep serving `/metrics` and the rest.
+    let engine = Arc::clone(&app.engine);
+    let outcome = tokio::task::spawn_blocking(move || {
+        let batch = push::parse(&body)?;
+        Ok::<_, push::PushError>(engine.ingest(&batch, "push", now_ms()))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("ingestion failed: {e}")))?;
+    match outcome {
         Err(e) => {
             app.engine.telemetry.samples_rejected.add(e.reason(), 1.0);
-            return Err(ApiError::BadData {
+            Err(ApiError::BadData {
                 index: e.index(),
                 message: e.to_string(),
-            });
+            })
         }
-    };
-    let engine = Arc::clone(&app.engine);
-    let accepted = tokio::task::spawn_blocking(move || engine.ingest(&batch, "push", now_ms()))
-        .await
-        .map_err(|e| ApiError::Body(format!("ingestion failed: {e}")))?;
-    match accepted {
-        Ok(n) => Ok(json_response(StatusCode::OK, &json!({ "accepted": n }))),
-        Err(e) => Err(ApiError::TooManySeries(e.to_string())),
+        Ok(Ok(n)) => Ok(json_response(StatusCode::OK, &json!({ "accepted": n }))),
+        Ok(Err(e)) => Err(ApiError::TooManySeries(e.to_string())),
     }
 }
 

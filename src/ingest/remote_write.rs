@@ -23,7 +23,6 @@
 //! never taken as values. Samples of one series are taken in timestamp order (Prometheus
 //! sends one `TimeSeries` per sample, so a series' samples are gathered across the request).
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -132,10 +131,20 @@ pub fn decode(body: &[u8], max_decompressed: usize) -> Result<Decoded, RemoteWri
 }
 
 /// Decodes an uncompressed `WriteRequest`.
+///
+/// Prometheus sends one `TimeSeries` message per sample, so one series' labels arrive many
+/// times in a request. Their bytes are validated (and turned into a [`Labels`]) once: a
+/// `TimeSeries` whose label messages are byte for byte those of an earlier, accepted one
+/// names the same series, and its samples join that series without another allocation. The
+/// result, errors included, is the same as validating every message afresh.
 pub fn decode_write_request(buf: &[u8]) -> Result<Decoded, RemoteWriteError> {
     let mut out = Decoded::default();
     let mut index: HashMap<(String, Labels), usize> = HashMap::new();
+    // The label messages of a `TimeSeries` (each as its length, then its bytes) → its entry
+    // in `gathered`.
+    let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut gathered: Vec<Gathered> = Vec::new();
+    let mut ts = RawSeries::default();
     let mut r = Reader::new(buf);
     let mut n = 0usize;
     while !r.done() {
@@ -150,30 +159,46 @@ pub fn decode_write_request(buf: &[u8]) -> Result<Decoded, RemoteWriteError> {
                 index: series_index,
                 reason,
             };
-            let ts = decode_series(bytes).map_err(bad)?;
+            decode_series(bytes, &mut ts).map_err(bad)?;
             out.histograms += ts.histograms;
-            let (metric, labels) = validate_labels(ts.labels).map_err(bad)?;
-            let mut kept = Vec::with_capacity(ts.samples.len());
-            for (t, v) in ts.samples {
+            let known = seen.get(ts.label_key.as_slice()).copied();
+            let (slot, new) = match known {
+                Some(i) => (i, None),
+                None => {
+                    let key = validate_labels(ts.labels()).map_err(bad)?;
+                    match index.get(&key) {
+                        Some(&i) => (i, None),
+                        None => (gathered.len(), Some(key)),
+                    }
+                }
+            };
+            let before = out.samples;
+            let mut kept = match new {
+                None => std::mem::take(&mut gathered[slot].2),
+                Some(_) => Vec::new(),
+            };
+            for &(t, v) in &ts.samples {
                 if v.to_bits() == STALE_NAN_BITS {
                     out.stale_markers += 1;
                 } else if !v.is_finite() {
                     out.non_finite += 1;
                 } else {
                     kept.push((t, v));
+                    out.samples += 1;
                 }
             }
-            if kept.is_empty() {
-                continue;
-            }
-            out.samples += kept.len();
-            match index.entry((metric, labels)) {
-                Entry::Occupied(e) => gathered[*e.get()].2.extend(kept),
-                Entry::Vacant(e) => {
-                    let (metric, labels) = e.key().clone();
-                    e.insert(gathered.len());
+            match new {
+                None => gathered[slot].2 = kept,
+                // A series is listed from its first value on.
+                Some((metric, labels)) if out.samples > before => {
+                    index.insert((metric.clone(), labels.clone()), slot);
                     gathered.push((metric, labels, kept));
                 }
+                // No value yet (stale markers only): not listed, not remembered.
+                Some(_) => continue,
+            }
+            if known.is_none() {
+                seen.insert(ts.label_key.clone(), slot);
             }
         } else {
             r.skip(field, wire).map_err(RemoteWriteError::Protobuf)?;
@@ -197,19 +222,32 @@ pub fn decode_write_request(buf: &[u8]) -> Result<Decoded, RemoteWriteError> {
 /// A distinct series of a request and its (timestamp, value) pairs, in arrival order.
 type Gathered = (String, Labels, Vec<(i64, f64)>);
 
-/// One `TimeSeries` as it came, not yet validated.
-struct RawSeries {
-    labels: Vec<(String, String)>,
+/// One `TimeSeries` as it came, not yet validated; reused from message to message.
+#[derive(Default)]
+struct RawSeries<'a> {
+    /// (name, value) of each label message, in order, checked to be UTF-8.
+    labels: Vec<(&'a str, &'a str)>,
+    /// Every label message's length (4 bytes, little-endian) and bytes, in order: equal keys
+    /// decode to equal labels.
+    label_key: Vec<u8>,
     samples: Vec<(i64, f64)>,
     histograms: usize,
 }
 
-fn decode_series(buf: &[u8]) -> Result<RawSeries, String> {
-    let mut out = RawSeries {
-        labels: Vec::new(),
-        samples: Vec::new(),
-        histograms: 0,
-    };
+impl RawSeries<'_> {
+    fn labels(&self) -> Vec<(String, String)> {
+        self.labels
+            .iter()
+            .map(|&(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+}
+
+fn decode_series<'a>(buf: &'a [u8], out: &mut RawSeries<'a>) -> Result<(), String> {
+    out.labels.clear();
+    out.label_key.clear();
+    out.samples.clear();
+    out.histograms = 0;
     let mut r = Reader::new(buf);
     while !r.done() {
         let (field, wire) = r.key()?;
@@ -217,6 +255,10 @@ fn decode_series(buf: &[u8]) -> Result<RawSeries, String> {
             1 => {
                 let b = r.len_delimited(field, wire)?;
                 out.labels.push(decode_label(b)?);
+                // A label message is shorter than the body, and bodies are far below 4 GiB.
+                out.label_key
+                    .extend_from_slice(&(b.len() as u32).to_le_bytes());
+                out.label_key.extend_from_slice(b);
             }
             2 => {
                 let b = r.len_delimited(field, wire)?;
@@ -230,12 +272,12 @@ fn decode_series(buf: &[u8]) -> Result<RawSeries, String> {
             _ => r.skip(field, wire)?,
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-fn decode_label(buf: &[u8]) -> Result<(String, String), String> {
-    let mut name = String::new();
-    let mut value = String::new();
+fn decode_label(buf: &[u8]) -> Result<(&str, &str), String> {
+    let mut name = "";
+    let mut value = "";
     let mut r = Reader::new(buf);
     while !r.done() {
         let (field, wire) = r.key()?;
@@ -248,10 +290,8 @@ fn decode_label(buf: &[u8]) -> Result<(String, String), String> {
     Ok((name, value))
 }
 
-fn utf8(bytes: &[u8], what: &str) -> Result<String, String> {
-    std::str::from_utf8(bytes)
-        .map(str::to_string)
-        .map_err(|_| format!("{what} is not valid UTF-8"))
+fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, String> {
+    std::str::from_utf8(bytes).map_err(|_| format!("{what} is not valid UTF-8"))
 }
 
 fn decode_sample(buf: &[u8]) -> Result<(i64, f64), String> {
@@ -663,6 +703,50 @@ mod tests {
             (d.samples, d.stale_markers, d.non_finite),
             (3, 2, 2),
             "{d:?}"
+        );
+    }
+
+    #[test]
+    fn one_series_in_many_messages_is_merged_whatever_its_label_bytes() {
+        let stale = f64::from_bits(STALE_NAN_BITS);
+        let ab = [("__name__", "m"), ("a", "1"), ("b", "2")];
+        let ba = [("b", "2"), ("__name__", "m"), ("a", "1")];
+        let with_empty = [("__name__", "m"), ("a", "1"), ("e", ""), ("b", "2")];
+        let other = [("__name__", "n")];
+        let raw = request(&[
+            // `n` first shows only a stale marker: it is listed from its first value on.
+            series(&other, &[(stale, 1)]),
+            series(&ab, &[(1.0, 10)]),
+            series(&other, &[(5.0, 2)]),
+            series(&ba, &[(2.0, 5)]),
+            series(&ab, &[(3.0, 20), (stale, 21)]),
+            series(&with_empty, &[(4.0, 15)]),
+            series(&other, &[(6.0, 1)]),
+            series(&ab, &[(f64::NAN, 30)]),
+        ]);
+        let d = decode_write_request(&raw).unwrap();
+        let got: Vec<(&str, usize, &[f64])> = d
+            .series
+            .iter()
+            .map(|s| (s.metric.as_str(), s.labels.len(), s.values.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("m", 2, &[2.0, 1.0, 4.0, 3.0][..]),
+                ("n", 0, &[6.0, 5.0][..])
+            ]
+        );
+        assert_eq!((d.samples, d.stale_markers, d.non_finite), (6, 2, 1));
+        // A bad series is named by its own index, also when its bytes repeat.
+        let bad = [("__name__", "m"), ("a-b", "1")];
+        refused(
+            &request(&[
+                series(&ab, &[(1.0, 1)]),
+                series(&bad, &[(1.0, 1)]),
+                series(&bad, &[]),
+            ]),
+            "timeseries[1]: invalid label name \"a-b\"",
         );
     }
 
