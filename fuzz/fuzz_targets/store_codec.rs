@@ -67,13 +67,16 @@ fn spec(kind: u8, size: u8) -> (ReferenceWindow, CurrentWindow, usize) {
     (reference, current, max_values)
 }
 
-fn run_ks(w: &SampleWindows, now_ms: i64) {
+fn run_ks(w: &mut SampleWindows, now_ms: i64) {
     let view = w.view(now_ms);
     if view.reference.is_empty() || view.current.is_empty() {
         return;
     }
-    let mut current = view.current;
-    sort_values(&mut current);
+    let current = view.current.to_vec();
+    assert!(
+        current.is_sorted_by(|a, b| a.total_cmp(b).is_le()),
+        "the current window comes sorted"
+    );
     let mut reference = view.reference.to_vec();
     if !view.reference_sorted {
         sort_values(&mut reference);
@@ -109,8 +112,9 @@ fn series_record(kind: u8, size: u8, buf: &[u8]) -> Result<(), DecodeError> {
         r.i64("webhook time")?;
     }
     match r.u8("window kind")? {
-        0 => {
-            let first = r.f64s("first")?;
+        // 2: the frozen reference is stored apart; here the record carries none.
+        k @ (0 | 2) => {
+            let first = if k == 0 { r.f64s("first")? } else { Vec::new() };
             let recent = r.f64s("recent")?;
             let times = r.i64s("times")?;
             r.finish()?;
@@ -121,12 +125,12 @@ fn series_record(kind: u8, size: u8, buf: &[u8]) -> Result<(), DecodeError> {
                 let (nref, ncur) = w.counts(last_fed_ms);
                 let view = w.view(last_fed_ms);
                 assert_eq!((view.reference.len(), view.current.len()), (nref, ncur));
-                run_ks(&w, last_fed_ms);
+                run_ks(&mut w, last_fed_ms);
                 let later = last_fed_ms.saturating_add(500);
                 w.push(1.5, later);
                 w.push(-0.0, later);
                 w.trim(later.saturating_add(10_000));
-                run_ks(&w, later);
+                run_ks(&mut w, later);
                 let _ = w.parts();
             }
         }

@@ -148,6 +148,8 @@ struct SeriesState {
     last_sent_ms: BTreeMap<String, i64>,
     /// Changed since the last flush to the store.
     dirty: bool,
+    /// The frozen `first: N` reference is in the store's `references` table (written once).
+    reference_stored: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -687,6 +689,7 @@ impl SeriesState {
             last_fed_ms: now_ms,
             last_sent_ms: BTreeMap::new(),
             dirty: true,
+            reference_stored: false,
         }
     }
 }

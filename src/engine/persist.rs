@@ -53,7 +53,9 @@ fn status_code(s: Status) -> u8 {
     }
 }
 
-fn encode(state: &SeriesState, fp: u64) -> Vec<u8> {
+/// The state record of a series. A frozen `first: N` reference is left out when
+/// `separate_reference` (it is in the `references` table).
+fn encode(state: &SeriesState, fp: u64, separate_reference: bool) -> Vec<u8> {
     let mut w = Writer::default();
     w.u8(RECORD_VERSION).u64(fp).i64(state.last_fed_ms);
     let m = &state.machine;
@@ -68,10 +70,12 @@ fn encode(state: &SeriesState, fp: u64) -> Vec<u8> {
     match &state.window {
         SeriesWindow::Ks(win) => {
             let parts = win.parts();
-            w.u8(0)
-                .f64s(parts.first.iter())
-                .f64s(parts.recent)
-                .i64s(parts.times.iter());
+            if separate_reference && win.frozen_first().is_some() {
+                w.u8(2);
+            } else {
+                w.u8(0).f64s(parts.first.iter());
+            }
+            w.f64s(parts.recent).i64s(parts.times.iter());
         }
         SeriesWindow::Ema(e) => {
             w.u8(1).opt_f64(e.value).u64(e.samples);
@@ -80,11 +84,27 @@ fn encode(state: &SeriesState, fp: u64) -> Vec<u8> {
     w.buf
 }
 
+/// A stored reference: the floats alone.
+fn encode_reference(values: &[f64]) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.f64s(values.iter());
+    w.buf
+}
+
+fn decode_reference(bytes: &[u8]) -> Result<Vec<f64>, DecodeError> {
+    let mut r = Reader::new(bytes);
+    let values = r.f64s("reference")?;
+    r.finish()?;
+    Ok(values)
+}
+
 /// Decodes a record for `rule`; `Ok(None)` when it belongs to another definition of the rule.
+/// `reference` reads the series' stored reference, for records that leave it out.
 fn decode(
     bytes: &[u8],
     rule: &Rule,
     max_values: usize,
+    reference: impl FnOnce() -> Result<Vec<f64>, DecodeError>,
 ) -> Result<Option<SeriesState>, DecodeError> {
     let mut r = Reader::new(bytes);
     if r.u8("record version")? != RECORD_VERSION {
@@ -120,9 +140,14 @@ fn decode(
         let name = r.string("webhook name")?;
         last_sent_ms.insert(name, r.i64("webhook time")?);
     }
-    let window = match (r.u8("window kind")?, &rule.detector) {
-        (0, DetectorSpec::Ks(spec)) => {
-            let first = r.f64s("first")?;
+    let kind = r.u8("window kind")?;
+    let window = match (kind, &rule.detector) {
+        (0 | 2, DetectorSpec::Ks(spec)) => {
+            let first = if kind == 0 {
+                r.f64s("first")?
+            } else {
+                reference()?
+            };
             let recent = r.f64s("recent")?;
             let times = r.i64s("times")?;
             let w = SampleWindows::from_parts(
@@ -157,6 +182,7 @@ fn decode(
         last_fed_ms,
         last_sent_ms,
         dirty: false,
+        reference_stored: kind == 2,
     }))
 }
 
@@ -174,6 +200,7 @@ impl Engine {
     pub fn flush(&self, store: &Store) -> Result<usize, StoreError> {
         let generation = self.current();
         let mut upserts = Vec::new();
+        let mut references = Vec::new();
         let mut flushed: Vec<(Arc<RuleRuntime>, Labels)> = Vec::new();
         for g in &generation.groups {
             for rt in &g.rules {
@@ -190,22 +217,31 @@ impl Engine {
                     let Some(state) = series.get_mut(&key) else {
                         continue;
                     };
-                    let record = encode(state, fp);
+                    let skey = series_key(&g.group.name, &rt.rule.name, &key);
+                    // A frozen reference is written once, not with every flush.
+                    if let SeriesWindow::Ks(w) = &state.window {
+                        if let (Some(first), false) = (w.frozen_first(), state.reference_stored) {
+                            references.push((skey.clone(), encode_reference(first)));
+                            state.reference_stored = true;
+                        }
+                    }
+                    let record = encode(state, fp, true);
                     state.dirty = false;
                     drop(series);
-                    upserts.push((series_key(&g.group.name, &rt.rule.name, &key), record));
+                    upserts.push((skey, record));
                     flushed.push((Arc::clone(rt), key));
                 }
             }
         }
         let deletes = std::mem::take(&mut *lock(&self.removed));
-        match store.write_series(&upserts, &deletes) {
+        match store.write_series(&upserts, &references, &deletes) {
             Ok(()) => Ok(upserts.len()),
             Err(e) => {
                 // Nothing was written: mark it all for the next try.
                 for (rt, key) in flushed {
                     if let Some(s) = lock(&rt.series).get_mut(&key) {
                         s.dirty = true;
+                        s.reference_stored = false;
                     }
                 }
                 lock(&self.removed).extend(deletes);
@@ -234,7 +270,26 @@ impl Engine {
                 lock(&self.removed).push(k);
                 continue;
             };
-            match decode(&v, &rt.rule, max_values) {
+            let mut io_error = None;
+            let reference = || match store.reference(&k) {
+                Ok(Some(bytes)) => decode_reference(&bytes),
+                Ok(None) => Err(DecodeError {
+                    at: 0,
+                    what: "its reference is missing from the references table",
+                }),
+                Err(e) => {
+                    io_error = Some(e);
+                    Err(DecodeError {
+                        at: 0,
+                        what: "its reference could not be read",
+                    })
+                }
+            };
+            let decoded = decode(&v, &rt.rule, max_values, reference);
+            if let Some(e) = io_error {
+                return Err(e);
+            }
+            match decoded {
                 Ok(Some(state)) => {
                     let held = state.window.held();
                     let mut series = lock(&rt.series);

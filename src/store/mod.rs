@@ -16,13 +16,17 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableTable, TableDefinition};
 
-/// Bumped when the encoding of a table changes incompatibly.
-pub const FORMAT_VERSION: u64 = 1;
+/// Bumped when the encoding of a table changes incompatibly. Version 2 added the
+/// `references` table; a version 1 store is read as it is and marked version 2.
+pub const FORMAT_VERSION: u64 = 2;
 const FILE_NAME: &str = "driftgauge.redb";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// key: `group \0 rule \0 name=value \0 ...` → codec-encoded series state.
 const SERIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("series");
+/// key: the series key → a frozen `first: N` reference (codec-encoded floats), written once
+/// when it freezes instead of with every flush of the series.
+const REFERENCES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("references");
 /// key: idempotency key → codec-encoded delivery.
 const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
 
@@ -66,6 +70,9 @@ pub enum StoreError {
 /// A stored (key, value) pair.
 pub type Record = (Vec<u8>, Vec<u8>);
 
+/// redb's page cache.
+const CACHE_BYTES: usize = 16 << 20;
+
 /// A handle on the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -93,7 +100,12 @@ impl Store {
             dir: dir.to_path_buf(),
             message,
         };
-        let db = Database::create(&path).map_err(|e| open_err(e.to_string()))?;
+        // redb's page cache defaults to 1 GiB, and it keeps what a flush wrote: the windows
+        // already live in memory, so a small cache is enough and keeps RSS near the windows.
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| open_err(e.to_string()))?;
         let store = Store {
             db: Arc::new(db),
             path: path.clone(),
@@ -111,6 +123,11 @@ impl Store {
                 .map(|v| v.value());
             match found {
                 Some(FORMAT_VERSION) => {}
+                // Version 1 is version 2 without references: nothing to convert.
+                Some(1) => {
+                    meta.insert("format_version", FORMAT_VERSION)
+                        .map_err(|e| open_err(e.to_string()))?;
+                }
                 Some(found) => {
                     return Err(StoreError::Version {
                         path,
@@ -124,6 +141,8 @@ impl Store {
                 }
             }
             txn.open_table(SERIES)
+                .map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(REFERENCES)
                 .map_err(|e| open_err(e.to_string()))?;
             txn.open_table(OUTBOX)
                 .map_err(|e| open_err(e.to_string()))?;
@@ -152,27 +171,43 @@ impl Store {
         }
     }
 
-    /// Writes and removes series records in one transaction (durable on return).
+    /// Writes series records and references, and removes series (records and references), in
+    /// one transaction (durable on return).
     pub fn write_series(
         &self,
         upserts: &[(Vec<u8>, Vec<u8>)],
+        references: &[(Vec<u8>, Vec<u8>)],
         deletes: &[Vec<u8>],
     ) -> Result<(), StoreError> {
-        if upserts.is_empty() && deletes.is_empty() {
+        if upserts.is_empty() && references.is_empty() && deletes.is_empty() {
             return Ok(());
         }
         let txn = self.db.begin_write().map_err(|e| self.io(e))?;
         {
             let mut t = txn.open_table(SERIES).map_err(|e| self.io(e))?;
+            let mut r = txn.open_table(REFERENCES).map_err(|e| self.io(e))?;
             for k in deletes {
                 t.remove(k.as_slice()).map_err(|e| self.io(e))?;
+                r.remove(k.as_slice()).map_err(|e| self.io(e))?;
             }
             for (k, v) in upserts {
                 t.insert(k.as_slice(), v.as_slice())
                     .map_err(|e| self.io(e))?;
             }
+            for (k, v) in references {
+                r.insert(k.as_slice(), v.as_slice())
+                    .map_err(|e| self.io(e))?;
+            }
         }
         txn.commit().map_err(|e| self.io(e))
+    }
+
+    /// The stored reference of the series `key`, if any.
+    pub fn reference(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let t = txn.open_table(REFERENCES).map_err(|e| self.io(e))?;
+        let v = t.get(key).map_err(|e| self.io(e))?;
+        Ok(v.map(|v| v.value().to_vec()))
     }
 
     /// Every series record.
@@ -233,16 +268,22 @@ mod tests {
                     (b"a".to_vec(), b"1".to_vec()),
                     (b"b".to_vec(), b"2".to_vec()),
                 ],
+                &[
+                    (b"a".to_vec(), b"ra".to_vec()),
+                    (b"b".to_vec(), b"rb".to_vec()),
+                ],
                 &[],
             )
             .unwrap();
-            s.write_series(&[], &[b"a".to_vec()]).unwrap();
+            s.write_series(&[], &[], &[b"a".to_vec()]).unwrap();
             s.put_delivery("k1", b"d1").unwrap();
             s.put_delivery("k2", b"d2").unwrap();
             s.delete_delivery("k1").unwrap();
         }
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.series().unwrap(), vec![(b"b".to_vec(), b"2".to_vec())]);
+        assert_eq!(s.reference(b"b").unwrap(), Some(b"rb".to_vec()));
+        assert_eq!(s.reference(b"a").unwrap(), None, "deleted with its series");
         assert_eq!(
             s.deliveries().unwrap(),
             vec![("k2".to_string(), b"d2".to_vec())]
@@ -264,6 +305,28 @@ mod tests {
         let e = Store::open(dir.path()).unwrap_err().to_string();
         assert!(e.contains("format version 99"), "{e}");
         assert!(e.contains("move"), "{e}");
+    }
+
+    #[test]
+    fn a_version_1_store_is_read_and_marked_version_2() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.write_series(&[(b"k".to_vec(), b"v".to_vec())], &[], &[])
+                .unwrap();
+            let txn = s.db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert("format_version", 1)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.series().unwrap(), vec![(b"k".to_vec(), b"v".to_vec())]);
+        let txn = s.db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        let version = meta.get("format_version").unwrap().map(|v| v.value());
+        assert_eq!(version, Some(FORMAT_VERSION));
     }
 
     #[test]

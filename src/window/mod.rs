@@ -2,11 +2,13 @@
 //! pool) between evaluations. Time is passed in as Unix milliseconds; nothing here reads a clock.
 //!
 //! The current window is kept sorted incrementally: `sorted` holds it as of the last sync, and
-//! a sync (at each evaluation, or when enough has arrived since the last one) takes out the
-//! values that left it and merges in the ones that came, sorting only those. Values that left
-//! every window stay in `recent` until the next sync has taken them out of `sorted`, so a
-//! window holds at most its size plus one sync's worth of values: about 16 bytes per value
-//! (the arrival-order copy and the sorted copy), 8 for a frozen reference.
+//! a sync (at each evaluation) takes out the values that left it and merges in the ones that
+//! came, sorting only those. Values that left every window stay in `recent` until the next
+//! sync has taken them out of `sorted`; when more than an eighth of the window arrives between
+//! two evaluations, the sorted copy is dropped instead (a merge would cost more than a sort
+//! then) and the next evaluation sorts afresh. So a window holds at most its size plus an
+//! eighth: about 16 bytes per value (the arrival-order copy and the sorted copy), 8 for a
+//! frozen reference.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,8 +16,9 @@ use std::sync::Arc;
 use crate::detect::sort::sort_samples;
 use crate::rules::model::{CurrentWindow, ReferenceWindow};
 
-/// Values that may arrive between two syncs of the sorted current window, at least: a sync
-/// costs a pass over the window, so it waits for this many, or for an eighth of the window.
+/// Values that may arrive between two syncs of the sorted current window, at least: past
+/// this many, or an eighth of the window, the sorted copy is dropped and rebuilt by the next
+/// evaluation (a merge would cost more than a sort by then).
 const SYNC_MIN: usize = 64;
 
 /// Reference and current windows of one KS rule+series.
@@ -167,8 +170,18 @@ impl SampleWindows {
         }
         self.trim(now_ms);
         if self.end() - self.sorted_hi > self.sync_after() as u64 {
-            self.sync(now_ms);
+            // More has come than a merge is worth: let the sorted window go (and with it the
+            // values it still needed to take out); the next evaluation sorts afresh.
+            self.drop_sorted();
         }
+    }
+
+    /// Forgets the sorted current window; the next sync rebuilds it.
+    fn drop_sorted(&mut self) {
+        self.sorted = Arc::new(Vec::new());
+        self.sorted_lo = self.end();
+        self.sorted_hi = self.end();
+        self.release();
     }
 
     /// Grows `recent` for `more` values without overshooting what the windows can hold.
@@ -326,6 +339,14 @@ impl SampleWindows {
             first,
             recent: self.recent.range(skip..),
             times,
+        }
+    }
+
+    /// The frozen `first: N` reference, once it is full.
+    pub fn frozen_first(&self) -> Option<&[f64]> {
+        match (&self.reference, &self.frozen) {
+            (ReferenceWindow::First(_), Some(frozen)) => Some(frozen),
+            _ => None,
         }
     }
 
