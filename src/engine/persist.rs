@@ -194,14 +194,34 @@ pub struct Restored {
     pub dropped: usize,
 }
 
+/// A flush writes transactions of about this many bytes.
+const FLUSH_CHUNK_BYTES: usize = 8 << 20;
+
+/// One transaction's worth of a flush.
+#[derive(Default)]
+struct Chunk {
+    upserts: Vec<(Vec<u8>, Vec<u8>)>,
+    references: Vec<(Vec<u8>, Vec<u8>)>,
+    deletes: Vec<Vec<u8>>,
+    /// The series in `upserts`, to mark dirty again if the write fails.
+    flushed: Vec<(Arc<RuleRuntime>, Labels)>,
+    bytes: usize,
+}
+
 impl Engine {
     /// Writes every rule+series state changed since the last flush, and deletes the records of
-    /// series that left, in one durable transaction. Returns how many records were written.
+    /// series that left. Returns how many records were written.
+    ///
+    /// Written in transactions of about [`FLUSH_CHUNK_BYTES`] (deletes in the first), so a
+    /// flush that writes new references never holds them all in memory at once. Each series'
+    /// record and reference go in the same transaction, so every series is stored whole.
     pub fn flush(&self, store: &Store) -> Result<usize, StoreError> {
         let generation = self.current();
-        let mut upserts = Vec::new();
-        let mut references = Vec::new();
-        let mut flushed: Vec<(Arc<RuleRuntime>, Labels)> = Vec::new();
+        let mut chunk = Chunk {
+            deletes: std::mem::take(&mut *lock(&self.removed)),
+            ..Chunk::default()
+        };
+        let mut written = 0;
         for g in &generation.groups {
             for rt in &g.rules {
                 let fp = fingerprint(&rt.rule);
@@ -221,30 +241,44 @@ impl Engine {
                     // A frozen reference is written once, not with every flush.
                     if let SeriesWindow::Ks(w) = &state.window {
                         if let (Some(first), false) = (w.frozen_first(), state.reference_stored) {
-                            references.push((skey.clone(), encode_reference(first)));
+                            let r = encode_reference(first);
+                            chunk.bytes += r.len();
+                            chunk.references.push((skey.clone(), r));
                             state.reference_stored = true;
                         }
                     }
                     let record = encode(state, fp, true);
                     state.dirty = false;
                     drop(series);
-                    upserts.push((skey, record));
-                    flushed.push((Arc::clone(rt), key));
+                    chunk.bytes += record.len();
+                    chunk.upserts.push((skey, record));
+                    chunk.flushed.push((Arc::clone(rt), key));
+                    if chunk.bytes >= FLUSH_CHUNK_BYTES {
+                        written += self.write_chunk(store, &mut chunk)?;
+                    }
                 }
             }
         }
-        let deletes = std::mem::take(&mut *lock(&self.removed));
-        match store.write_series(&upserts, &references, &deletes) {
-            Ok(()) => Ok(upserts.len()),
+        written += self.write_chunk(store, &mut chunk)?;
+        Ok(written)
+    }
+
+    /// Writes one chunk of a flush and empties it; on an error, what it held is marked for
+    /// the next flush.
+    fn write_chunk(&self, store: &Store, chunk: &mut Chunk) -> Result<usize, StoreError> {
+        let result = store.write_series(&chunk.upserts, &chunk.references, &chunk.deletes);
+        let written = chunk.upserts.len();
+        let chunk = std::mem::take(chunk);
+        match result {
+            Ok(()) => Ok(written),
             Err(e) => {
-                // Nothing was written: mark it all for the next try.
-                for (rt, key) in flushed {
+                for (rt, key) in chunk.flushed {
                     if let Some(s) = lock(&rt.series).get_mut(&key) {
                         s.dirty = true;
                         s.reference_stored = false;
                     }
                 }
-                lock(&self.removed).extend(deletes);
+                lock(&self.removed).extend(chunk.deletes);
                 Err(e)
             }
         }
