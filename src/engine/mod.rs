@@ -105,7 +105,9 @@ pub struct SeriesOutput {
 pub struct RuleRuntime {
     pub group: String,
     pub rule: Rule,
-    series: Mutex<HashMap<Labels, SeriesState>>,
+    /// Keys are shared (`Arc`), so listing a rule's series under its lock copies pointers,
+    /// not label maps.
+    series: Mutex<HashMap<SeriesKey, SeriesState>>,
     /// Window values held by this rule's series; changed only under the `series` lock.
     held: AtomicUsize,
 }
@@ -169,12 +171,15 @@ impl SeriesWindow {
 }
 
 /// A rule a series feeds, and the window key it feeds there.
-type Route = (Arc<RuleRuntime>, Labels);
+type Route = (Arc<RuleRuntime>, SeriesKey);
+
+/// A window key: the series' labels, or its `by` labels.
+type SeriesKey = Arc<Labels>;
 
 struct SeriesEntry {
     last_seen_ms: i64,
     generation: u64,
-    routes: Vec<(Arc<RuleRuntime>, Labels)>,
+    routes: Vec<Route>,
 }
 
 #[derive(Default)]
@@ -327,7 +332,7 @@ impl Engine {
         // Check every limit before touching anything.
         let mut new_series: HashSet<(&str, &Labels)> = HashSet::new();
         let mut routes: Vec<Option<Vec<Route>>> = Vec::with_capacity(batch.len());
-        let mut new_keys: HashMap<*const RuleRuntime, (Arc<RuleRuntime>, HashSet<Labels>)> =
+        let mut new_keys: HashMap<*const RuleRuntime, (Arc<RuleRuntime>, HashSet<SeriesKey>)> =
             HashMap::new();
         // At most how many more window values the batch leaves held (trimming aside).
         let mut growth = 0usize;
@@ -492,8 +497,8 @@ impl Engine {
         for (ri, rt) in g.rules.iter().enumerate() {
             // One series at a time under the rule's lock (a sync of its sorted window costs a
             // pass over it), so ingestion waits at most for one series, never for the rule.
-            let keys: Vec<Labels> = lock(&rt.series).keys().cloned().collect();
-            let jobs: Vec<(Labels, Job)> = keys
+            let keys: Vec<SeriesKey> = lock(&rt.series).keys().cloned().collect();
+            let jobs: Vec<(SeriesKey, Job)> = keys
                 .into_iter()
                 .filter_map(|k| {
                     let mut series = lock(&rt.series);
@@ -782,7 +787,7 @@ impl Job {
 
 /// Runs detector jobs, spread over the machine's cores when there are enough of them to pay
 /// for the threads. No lock is held here.
-fn run_jobs(jobs: Vec<(Labels, Job)>, rule: &Rule) -> Vec<(Labels, Outcome)> {
+fn run_jobs(jobs: Vec<(SeriesKey, Job)>, rule: &Rule) -> Vec<(SeriesKey, Outcome)> {
     const MIN_JOBS_PER_THREAD: usize = 4;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -825,11 +830,7 @@ fn run_jobs(jobs: Vec<(Labels, Job)>, rule: &Rule) -> Vec<(Labels, Outcome)> {
 
 /// The routes of one series: every rule whose selector matches, with the window key
 /// (the series' labels, or its `by` labels when the rule pools).
-fn routes_for(
-    generation: &Generation,
-    metric: &str,
-    labels: &Labels,
-) -> Vec<(Arc<RuleRuntime>, Labels)> {
+fn routes_for(generation: &Generation, metric: &str, labels: &Labels) -> Vec<Route> {
     let mut routes = Vec::new();
     for g in &generation.groups {
         for rt in &g.rules {
@@ -848,7 +849,7 @@ fn routes_for(
                     .filter_map(|l| labels.get(l).map(|v| (l.clone(), v.clone())))
                     .collect(),
             };
-            routes.push((Arc::clone(rt), key));
+            routes.push((Arc::clone(rt), Arc::new(key)));
         }
     }
     routes

@@ -204,7 +204,7 @@ struct Chunk {
     references: Vec<(Vec<u8>, Vec<u8>)>,
     deletes: Vec<Vec<u8>>,
     /// The series in `upserts`, to mark dirty again if the write fails.
-    flushed: Vec<(Arc<RuleRuntime>, Labels)>,
+    flushed: Vec<(Arc<RuleRuntime>, super::SeriesKey)>,
     bytes: usize,
 }
 
@@ -227,7 +227,7 @@ impl Engine {
                 let fp = fingerprint(&rt.rule);
                 // Encoded one series at a time under the rule's lock, so ingestion never
                 // waits for a whole rule's encoding.
-                let dirty: Vec<Labels> = lock(&rt.series)
+                let dirty: Vec<super::SeriesKey> = lock(&rt.series)
                     .iter()
                     .filter(|(_, s)| s.dirty)
                     .map(|(k, _)| k.clone())
@@ -327,7 +327,9 @@ impl Engine {
                 Ok(Some(state)) => {
                     let held = state.window.held();
                     let mut series = lock(&rt.series);
-                    let before = series.insert(labels, state).map_or(0, |s| s.window.held());
+                    let before = series
+                        .insert(Arc::new(labels), state)
+                        .map_or(0, |s| s.window.held());
                     rt.account(before, held);
                     drop(series);
                     out.series += 1;
