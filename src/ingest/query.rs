@@ -1275,8 +1275,10 @@ query_sources:
         engine.ingest(&seed, "push", now_ms()).expect("seed");
         let (stop_tx, stop) = watch::channel(false);
         let task = spawn_configured_query_sources(Arc::clone(&engine), stop);
+        // The answer is ingested (on the blocking pool), then the source's status is updated.
         wait_until("a good answer after four bad ones", || {
             engine.telemetry.samples_received.get(SOURCE_LABEL) >= 1.0
+                && engine.telemetry.query_sources.to_json()[0]["queries"][0]["health"] == "ok"
         })
         .await;
         assert_eq!(engine.telemetry.query_failures.get("flaky"), 4.0);
