@@ -393,7 +393,10 @@ impl SampleWindows {
         let cur = self.current_len(now_ms);
         let reference = match &self.reference {
             ReferenceWindow::First(_) => self.frozen.as_ref().map_or(self.first.len(), |f| f.len()),
-            ReferenceWindow::Preceding(p) => ((self.end() - self.live) as usize - cur).min(*p),
+            // What a trim keeps: `preceding: N`, within `max_values`.
+            ReferenceWindow::Preceding(_) => {
+                ((self.end() - self.live) as usize - cur).min(self.preceding())
+            }
             ReferenceWindow::File { values, .. } => values.len(),
         };
         (reference, cur)
@@ -658,6 +661,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn restored_windows_larger_than_their_caps_count_what_a_view_gives() {
+        // Found by the store_codec fuzz target: a stored `preceding` reference longer than
+        // `max_values` allows (a store written under other limits).
+        let reference = ReferenceWindow::Preceding(10);
+        let cur = CurrentWindow::Last(1);
+        let recent: Vec<f64> = (0..5).map(f64::from).collect();
+        let mut w = SampleWindows::from_parts(&reference, &cur, 1, vec![], recent, vec![])
+            .unwrap_or_else(|| panic!("parts fit"));
+        let counts = w.counts(0);
+        let view = w.view(0);
+        assert_eq!(counts, (view.reference.len(), view.current.len()));
+        assert_eq!(plain(view), (vec![3.0], vec![4.0]));
     }
 
     #[test]
