@@ -456,7 +456,8 @@ pub struct EmaState {
 impl EmaState {
     pub fn push(&mut self, x: f64, smoothing: f64) {
         self.value = Some(crate::detect::ema::step(self.value, x, smoothing));
-        self.samples += 1;
+        // A count restored from the store may be anything: never overflow.
+        self.samples = self.samples.saturating_add(1);
     }
 }
 
@@ -698,6 +699,17 @@ mod tests {
             .unwrap_or_else(|| panic!("parts fit"));
         assert_eq!(plain(back.view(12_000)), view);
         assert_eq!(view, (vec![2.0, 3.0, 4.0], vec![5.0, 6.0, 7.0, 8.0, 9.0]));
+    }
+
+    #[test]
+    fn ema_sample_count_saturates() {
+        // Found by the store_codec fuzz target: a stored count at u64::MAX.
+        let mut e = EmaState {
+            value: Some(1.0),
+            samples: u64::MAX,
+        };
+        e.push(1.0, 0.5);
+        assert_eq!(e.samples, u64::MAX);
     }
 
     #[test]
