@@ -192,9 +192,160 @@ fn held_values(engine: &Engine, generation: &crate::engine::Generation) -> [Fami
     [held, limit]
 }
 
+/// The service's own families (groups' evaluation counters and times, samples, webhooks,
+/// reloads, store, memory budget, build, sources), in `/metrics` order. `groups` is the
+/// snapshot of each group's output the rule lines were rendered from.
+fn service_families<'a>(
+    engine: &Engine,
+    generation: &crate::engine::Generation,
+    groups: impl IntoIterator<Item = (&'a str, &'a crate::engine::GroupOutput)>,
+) -> Vec<Family> {
+    let t = &engine.telemetry;
+    let mut evals = Family::new(
+        "driftgauge_rule_evaluations_total",
+        Kind::Counter,
+        "Rule group evaluations.",
+    );
+    let mut eval_failures = Family::new(
+        "driftgauge_rule_evaluation_failures_total",
+        Kind::Counter,
+        "Rule group evaluations with at least one failed rule.",
+    );
+    let mut last_duration = Family::new(
+        "driftgauge_rule_group_last_duration_seconds",
+        Kind::Gauge,
+        "Duration of the last evaluation of the group.",
+    );
+    let mut last_ts = Family::new(
+        "driftgauge_rule_group_last_evaluation_timestamp_seconds",
+        Kind::Gauge,
+        "Unix time of the last evaluation of the group.",
+    );
+    for (name, out) in groups {
+        evals.push(one("group", name), t.rule_evaluations.get(name));
+        eval_failures.push(one("group", name), t.rule_evaluation_failures.get(name));
+        if let Some(ms) = out.last_evaluation_ms {
+            last_duration.push(one("group", name), out.last_duration.as_secs_f64());
+            last_ts.push(one("group", name), ms as f64 / 1000.0);
+        }
+    }
+
+    let mut received = Family::new(
+        "driftgauge_samples_received_total",
+        Kind::Counter,
+        "Sample values taken in, by source.",
+    );
+    for (source, v) in t.samples_received.snapshot() {
+        received.push(one("source", &source), v);
+    }
+    let mut rejected = Family::new(
+        "driftgauge_samples_rejected_total",
+        Kind::Counter,
+        "Sample values refused, by reason.",
+    );
+    for (reason, v) in t.samples_rejected.snapshot() {
+        rejected.push(one("reason", &reason), v);
+    }
+    let mut webhook = Family::new(
+        "driftgauge_webhook_requests_total",
+        Kind::Counter,
+        "Webhook HTTP attempts, by webhook and outcome.",
+    );
+    for ((name, outcome), v) in t.webhook_requests.snapshot() {
+        webhook.push(
+            vec![("outcome".into(), outcome), ("webhook".into(), name)],
+            v,
+        );
+    }
+    let mut queue = Family::new(
+        "driftgauge_webhook_queue_length",
+        Kind::Gauge,
+        "Webhook deliveries waiting or retrying.",
+    );
+    queue.push(
+        vec![],
+        t.webhook_queue_length.load(Ordering::Relaxed).max(0) as f64,
+    );
+    let mut reload_ok = Family::new(
+        "driftgauge_config_last_reload_successful",
+        Kind::Gauge,
+        "Whether the last configuration reload attempt was successful.",
+    );
+    reload_ok.push(
+        vec![],
+        t.config_last_reload_successful.load(Ordering::Relaxed) as f64,
+    );
+    let mut reload_ts = Family::new(
+        "driftgauge_config_last_reload_success_timestamp_seconds",
+        Kind::Gauge,
+        "Timestamp of the last successful configuration reload.",
+    );
+    reload_ts.push(
+        vec![],
+        t.config_last_reload_success_timestamp
+            .load(Ordering::Relaxed) as f64,
+    );
+    let mut flushed = Family::new(
+        "driftgauge_storage_last_flush_timestamp_seconds",
+        Kind::Gauge,
+        "Unix time of the last successful flush of rule state to the store.",
+    );
+    flushed.push(
+        vec![],
+        t.storage_last_flush_timestamp.load(Ordering::Relaxed) as f64 / 1000.0,
+    );
+    let [held, held_limit] = held_values(engine, generation);
+    let mut build = Family::new(
+        "driftgauge_build_info",
+        Kind::Gauge,
+        "A metric with a constant '1' value labeled by version and revision.",
+    );
+    build.push(
+        vec![
+            ("revision".into(), REVISION.into()),
+            ("version".into(), VERSION.into()),
+        ],
+        1.0,
+    );
+    let mut query_failures = Family::new(
+        "driftgauge_query_failures_total",
+        Kind::Counter,
+        "Failed query-source requests (errors, timeouts, bad answers), by source.",
+    );
+    for (source, v) in t.query_failures.snapshot() {
+        query_failures.push(one("source", &source), v);
+    }
+    let mut scrape_failures = Family::new(
+        "driftgauge_scrape_failures_total",
+        Kind::Counter,
+        "Failed scrapes (connection errors, timeouts, non-2xx statuses, bad bodies), by job.",
+    );
+    for (job, v) in t.scrape_failures.snapshot() {
+        scrape_failures.push(one("job", &job), v);
+    }
+
+    vec![
+        received,
+        rejected,
+        evals,
+        eval_failures,
+        last_duration,
+        last_ts,
+        webhook,
+        queue,
+        reload_ok,
+        reload_ts,
+        flushed,
+        held,
+        held_limit,
+        build,
+        query_failures,
+        scrape_failures,
+    ]
+}
+
 pub fn render(engine: &Engine, format: Format) -> String {
     let generation = engine.current();
-    let t = &engine.telemetry;
 
     // One snapshot of each group's published output: every family below reads the same one.
     let outputs: Vec<_> = generation.groups.iter().map(|g| (g, g.output())).collect();
@@ -315,152 +466,14 @@ pub fn render(engine: &Engine, format: Format) -> String {
     }
     drop(rule_labels);
 
-    let mut evals = Family::new(
-        "driftgauge_rule_evaluations_total",
-        Kind::Counter,
-        "Rule group evaluations.",
+    let service = service_families(
+        engine,
+        &generation,
+        outputs
+            .iter()
+            .map(|(g, out)| (g.group.name.as_str(), &**out)),
     );
-    let mut eval_failures = Family::new(
-        "driftgauge_rule_evaluation_failures_total",
-        Kind::Counter,
-        "Rule group evaluations with at least one failed rule.",
-    );
-    let mut last_duration = Family::new(
-        "driftgauge_rule_group_last_duration_seconds",
-        Kind::Gauge,
-        "Duration of the last evaluation of the group.",
-    );
-    let mut last_ts = Family::new(
-        "driftgauge_rule_group_last_evaluation_timestamp_seconds",
-        Kind::Gauge,
-        "Unix time of the last evaluation of the group.",
-    );
-    for (g, out) in &outputs {
-        let name = &g.group.name;
-        evals.push(one("group", name), t.rule_evaluations.get(name));
-        eval_failures.push(one("group", name), t.rule_evaluation_failures.get(name));
-        if let Some(ms) = out.last_evaluation_ms {
-            last_duration.push(one("group", name), out.last_duration.as_secs_f64());
-            last_ts.push(one("group", name), ms as f64 / 1000.0);
-        }
-    }
-
-    let mut received = Family::new(
-        "driftgauge_samples_received_total",
-        Kind::Counter,
-        "Sample values taken in, by source.",
-    );
-    for (source, v) in t.samples_received.snapshot() {
-        received.push(one("source", &source), v);
-    }
-    let mut rejected = Family::new(
-        "driftgauge_samples_rejected_total",
-        Kind::Counter,
-        "Sample values refused, by reason.",
-    );
-    for (reason, v) in t.samples_rejected.snapshot() {
-        rejected.push(one("reason", &reason), v);
-    }
-    let mut webhook = Family::new(
-        "driftgauge_webhook_requests_total",
-        Kind::Counter,
-        "Webhook HTTP attempts, by webhook and outcome.",
-    );
-    for ((name, outcome), v) in t.webhook_requests.snapshot() {
-        webhook.push(
-            vec![("outcome".into(), outcome), ("webhook".into(), name)],
-            v,
-        );
-    }
-    let mut queue = Family::new(
-        "driftgauge_webhook_queue_length",
-        Kind::Gauge,
-        "Webhook deliveries waiting or retrying.",
-    );
-    queue.push(
-        vec![],
-        t.webhook_queue_length.load(Ordering::Relaxed).max(0) as f64,
-    );
-    let mut reload_ok = Family::new(
-        "driftgauge_config_last_reload_successful",
-        Kind::Gauge,
-        "Whether the last configuration reload attempt was successful.",
-    );
-    reload_ok.push(
-        vec![],
-        t.config_last_reload_successful.load(Ordering::Relaxed) as f64,
-    );
-    let mut reload_ts = Family::new(
-        "driftgauge_config_last_reload_success_timestamp_seconds",
-        Kind::Gauge,
-        "Timestamp of the last successful configuration reload.",
-    );
-    reload_ts.push(
-        vec![],
-        t.config_last_reload_success_timestamp
-            .load(Ordering::Relaxed) as f64,
-    );
-    let mut flushed = Family::new(
-        "driftgauge_storage_last_flush_timestamp_seconds",
-        Kind::Gauge,
-        "Unix time of the last successful flush of rule state to the store.",
-    );
-    flushed.push(
-        vec![],
-        t.storage_last_flush_timestamp.load(Ordering::Relaxed) as f64 / 1000.0,
-    );
-    let [held, held_limit] = held_values(engine, &generation);
-    let mut build = Family::new(
-        "driftgauge_build_info",
-        Kind::Gauge,
-        "A metric with a constant '1' value labeled by version and revision.",
-    );
-    build.push(
-        vec![
-            ("revision".into(), REVISION.into()),
-            ("version".into(), VERSION.into()),
-        ],
-        1.0,
-    );
-    let mut query_failures = Family::new(
-        "driftgauge_query_failures_total",
-        Kind::Counter,
-        "Failed query-source requests (errors, timeouts, bad answers), by source.",
-    );
-    for (source, v) in t.query_failures.snapshot() {
-        query_failures.push(one("source", &source), v);
-    }
-    let mut scrape_failures = Family::new(
-        "driftgauge_scrape_failures_total",
-        Kind::Counter,
-        "Failed scrapes (connection errors, timeouts, non-2xx statuses, bad bodies), by job.",
-    );
-    for (job, v) in t.scrape_failures.snapshot() {
-        scrape_failures.push(one("job", &job), v);
-    }
-
-    encode_into(
-        &mut out,
-        &[
-            received,
-            rejected,
-            evals,
-            eval_failures,
-            last_duration,
-            last_ts,
-            webhook,
-            queue,
-            reload_ok,
-            reload_ts,
-            flushed,
-            held,
-            held_limit,
-            build,
-            query_failures,
-            scrape_failures,
-        ],
-        format,
-    );
+    encode_into(&mut out, &service, format);
     finish(&mut out, format);
     out
 }
@@ -487,7 +500,6 @@ mod tests {
     /// label vector, sorted, and encoded. The fast render must give the same bytes.
     fn reference_render(engine: &Engine, format: Format) -> String {
         let generation = engine.current();
-        let t = &engine.telemetry;
 
         let mut statistic = Family::new(
             DRIFT_STATISTIC,
@@ -514,30 +526,9 @@ mod tests {
             Kind::Gauge,
             "Samples held in a rule+series window.",
         );
-        let mut evals = Family::new(
-            "driftgauge_rule_evaluations_total",
-            Kind::Counter,
-            "Rule group evaluations.",
-        );
-        let mut eval_failures = Family::new(
-            "driftgauge_rule_evaluation_failures_total",
-            Kind::Counter,
-            "Rule group evaluations with at least one failed rule.",
-        );
-        let mut last_duration = Family::new(
-            "driftgauge_rule_group_last_duration_seconds",
-            Kind::Gauge,
-            "Duration of the last evaluation of the group.",
-        );
-        let mut last_ts = Family::new(
-            "driftgauge_rule_group_last_evaluation_timestamp_seconds",
-            Kind::Gauge,
-            "Unix time of the last evaluation of the group.",
-        );
-
-        for g in &generation.groups {
-            let out = g.output();
-            let name = &g.group.name;
+        // One snapshot of each group's output, as the render takes.
+        let outputs: Vec<_> = generation.groups.iter().map(|g| (g, g.output())).collect();
+        for (g, out) in &outputs {
             for s in &out.series {
                 let l = labels(&s.labels);
                 if let Some(v) = s.statistic {
@@ -564,12 +555,6 @@ mod tests {
                 c.push(("window".into(), "current".into()));
                 window.push(c, s.current_samples as f64);
             }
-            evals.push(one("group", name), t.rule_evaluations.get(name));
-            eval_failures.push(one("group", name), t.rule_evaluation_failures.get(name));
-            if let Some(ms) = out.last_evaluation_ms {
-                last_duration.push(one("group", name), out.last_duration.as_secs_f64());
-                last_ts.push(one("group", name), ms as f64 / 1000.0);
-            }
         }
         for f in [
             &mut statistic,
@@ -583,126 +568,15 @@ mod tests {
             }
         }
 
-        let mut received = Family::new(
-            "driftgauge_samples_received_total",
-            Kind::Counter,
-            "Sample values taken in, by source.",
-        );
-        for (source, v) in t.samples_received.snapshot() {
-            received.push(one("source", &source), v);
-        }
-        let mut rejected = Family::new(
-            "driftgauge_samples_rejected_total",
-            Kind::Counter,
-            "Sample values refused, by reason.",
-        );
-        for (reason, v) in t.samples_rejected.snapshot() {
-            rejected.push(one("reason", &reason), v);
-        }
-        let mut webhook = Family::new(
-            "driftgauge_webhook_requests_total",
-            Kind::Counter,
-            "Webhook HTTP attempts, by webhook and outcome.",
-        );
-        for ((name, outcome), v) in t.webhook_requests.snapshot() {
-            webhook.push(
-                vec![("outcome".into(), outcome), ("webhook".into(), name)],
-                v,
-            );
-        }
-        let mut queue = Family::new(
-            "driftgauge_webhook_queue_length",
-            Kind::Gauge,
-            "Webhook deliveries waiting or retrying.",
-        );
-        queue.push(
-            vec![],
-            t.webhook_queue_length.load(Ordering::Relaxed).max(0) as f64,
-        );
-        let mut reload_ok = Family::new(
-            "driftgauge_config_last_reload_successful",
-            Kind::Gauge,
-            "Whether the last configuration reload attempt was successful.",
-        );
-        reload_ok.push(
-            vec![],
-            t.config_last_reload_successful.load(Ordering::Relaxed) as f64,
-        );
-        let mut reload_ts = Family::new(
-            "driftgauge_config_last_reload_success_timestamp_seconds",
-            Kind::Gauge,
-            "Timestamp of the last successful configuration reload.",
-        );
-        reload_ts.push(
-            vec![],
-            t.config_last_reload_success_timestamp
-                .load(Ordering::Relaxed) as f64,
-        );
-        let mut flushed = Family::new(
-            "driftgauge_storage_last_flush_timestamp_seconds",
-            Kind::Gauge,
-            "Unix time of the last successful flush of rule state to the store.",
-        );
-        flushed.push(
-            vec![],
-            t.storage_last_flush_timestamp.load(Ordering::Relaxed) as f64 / 1000.0,
-        );
-        let [held, held_limit] = held_values(engine, &generation);
-        let mut build = Family::new(
-            "driftgauge_build_info",
-            Kind::Gauge,
-            "A metric with a constant '1' value labeled by version and revision.",
-        );
-        build.push(
-            vec![
-                ("revision".into(), REVISION.into()),
-                ("version".into(), VERSION.into()),
-            ],
-            1.0,
-        );
-        let mut query_failures = Family::new(
-            "driftgauge_query_failures_total",
-            Kind::Counter,
-            "Failed query-source requests (errors, timeouts, bad answers), by source.",
-        );
-        for (source, v) in t.query_failures.snapshot() {
-            query_failures.push(one("source", &source), v);
-        }
-        let mut scrape_failures = Family::new(
-            "driftgauge_scrape_failures_total",
-            Kind::Counter,
-            "Failed scrapes (connection errors, timeouts, non-2xx statuses, bad bodies), by job.",
-        );
-        for (job, v) in t.scrape_failures.snapshot() {
-            scrape_failures.push(one("job", &job), v);
-        }
-
-        encode(
-            &[
-                statistic,
-                p_value,
-                status,
-                ema,
-                window,
-                received,
-                rejected,
-                evals,
-                eval_failures,
-                last_duration,
-                last_ts,
-                webhook,
-                queue,
-                reload_ok,
-                reload_ts,
-                flushed,
-                held,
-                held_limit,
-                build,
-                query_failures,
-                scrape_failures,
-            ],
-            format,
-        )
+        let mut families = vec![statistic, p_value, status, ema, window];
+        families.extend(service_families(
+            engine,
+            &generation,
+            outputs
+                .iter()
+                .map(|(g, out)| (g.group.name.as_str(), &**out)),
+        ));
+        encode(&families, format)
     }
 
     const RULES: &str = r#"
