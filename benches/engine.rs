@@ -13,14 +13,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use driftgauge::config::model::{Config, Labels, RuleSet};
+use driftgauge::config::{parse_rule_file, RuleContext};
 use driftgauge::engine::Engine;
-use driftgauge::ingest::SeriesSamples;
-use driftgauge::output::exposition::Format;
+use driftgauge::formats::exposition::Format;
+use driftgauge::labels::SeriesSamples;
 use driftgauge::output::metrics;
-use driftgauge::output::telemetry::Telemetry;
 use driftgauge::output::webhook::WebhookSender;
-use driftgauge::rules::model::{Config, Labels, RuleSet};
-use driftgauge::rules::{parse_rule_file, RuleContext};
+use driftgauge::telemetry::Telemetry;
 
 struct Rng(u64);
 impl Rng {
@@ -66,7 +66,7 @@ fn scenario(series: usize, reference: usize, current: usize, per_eval: usize, ro
     let mut config = Config::default();
     config.limits.max_series = 1_000_000;
     config.limits.max_held_values = usize::MAX;
-    let engine = Engine::new(config, RuleSet { groups }, telemetry, sender);
+    let engine = Engine::new(config, RuleSet { groups }, telemetry, Arc::new(sender));
     let mut rng = Rng(7);
     let labels = |i: usize| -> Labels {
         [("feature".to_string(), format!("f{i}"))]
@@ -143,7 +143,7 @@ fn render_scenario(series: usize, runs: usize) {
     let mut config = Config::default();
     config.limits.max_series = series.max(1);
     config.limits.max_series_per_rule = series.max(1);
-    let engine = Engine::new(config, RuleSet { groups }, telemetry, sender);
+    let engine = Engine::new(config, RuleSet { groups }, telemetry, Arc::new(sender));
     let mut rng = Rng(11);
     let t = Instant::now();
     for chunk in (0..series).collect::<Vec<_>>().chunks(1_000) {

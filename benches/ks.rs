@@ -227,7 +227,7 @@ fn main() {
 /// up to date (`view`), and the whole evaluation (`view` + `ks_2samp_sorted`); beside it, what
 /// re-sorting a copy of the window costs (the way it was done before).
 fn sliding_window(rng: &mut Lcg) {
-    use driftgauge::rules::model::{CurrentWindow, ReferenceWindow};
+    use driftgauge::config::model::{CurrentWindow, ReferenceWindow};
     use driftgauge::window::SampleWindows;
     const REFERENCE: usize = 100_000;
     const CURRENT: usize = 10_000;
@@ -302,7 +302,7 @@ fn sliding_window(rng: &mut Lcg) {
 /// `ks_2samp` on two memory-mapped `.npy` files, nine times in one process: the KS work of
 /// `driftgauge eval` without the process around it.
 fn npy_in_process(a: &str, b: &str) {
-    use driftgauge::ingest::npy::read_npy_file;
+    use driftgauge::formats::npy::read_npy_file;
     let read =
         |p: &str| read_npy_file(std::path::Path::new(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
     let (a, b) = (read(a), read(b));

@@ -3,22 +3,20 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Mutex as AsyncMutex};
 
+use crate::config::{self, LoadError};
 use crate::engine::{scheduler, Engine};
-use crate::output::telemetry::Telemetry;
+use crate::http::auth::WebConfigHandle;
 use crate::output::webhook::{WebhookError, WebhookSender};
-use crate::rules::{self, LoadError};
 use crate::store::Store;
+use crate::telemetry::Telemetry;
+use crate::time::{now_ms, stopped};
 
 /// How long in-flight requests and webhook attempts get to finish on shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -77,24 +75,25 @@ pub enum AppError {
     WebConfig(#[from] crate::http::auth::WebConfigError),
 }
 
-/// The running service, shared by every request.
+/// The running service's reload: config and rule files into the engine, and the web config.
+/// SIGHUP, `--config.auto-reload` and `POST /-/reload` all come here.
 pub struct App {
     pub options: Options,
     pub engine: Arc<Engine>,
     /// `--web.config.file`, when given: who gets in. Reloaded when its files change, on
     /// SIGHUP and on `/-/reload`.
-    pub web: Option<crate::http::auth::WebConfigHandle>,
-    ready: AtomicBool,
-    reloaded: watch::Sender<u64>,
+    pub web: Option<Arc<WebConfigHandle>>,
     /// One reload at a time.
     reload_lock: AsyncMutex<()>,
 }
 
-impl App {
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+impl crate::http::Reloader for App {
+    fn reload(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), LoadError>> + Send + '_>> {
+        Box::pin(App::reload(self))
     }
+}
 
+impl App {
     /// Reloads config and rules, and the web config when there is one. On any error in the
     /// config or rule files the running rules stay and the reload gauge drops to 0; a bad web
     /// config keeps the running web config (the gauge is about config and rules, as in
@@ -106,7 +105,7 @@ impl App {
         // Loading reads files, and installing the rules takes the engine's locks: both on the
         // blocking pool.
         let loaded = tokio::task::spawn_blocking(move || {
-            rules::load(file.as_deref()).map(|loaded| {
+            config::load(file.as_deref()).map(|loaded| {
                 let n_rules: usize = loaded.rules.groups.iter().map(|g| g.rules.len()).sum();
                 engine.apply(loaded.config, loaded.rules);
                 n_rules
@@ -114,7 +113,7 @@ impl App {
         })
         .await
         .unwrap_or_else(|e| {
-            Err(LoadError(vec![rules::Diagnostic::general(format!(
+            Err(LoadError(vec![config::Diagnostic::general(format!(
                 "reload task failed: {e}"
             ))]))
         });
@@ -126,8 +125,7 @@ impl App {
                     .store(1, Ordering::Relaxed);
                 telemetry
                     .config_last_reload_success_timestamp
-                    .store(crate::engine::now_ms() / 1000, Ordering::Relaxed);
-                self.reloaded.send_modify(|n| *n += 1);
+                    .store(now_ms() / 1000, Ordering::Relaxed);
                 tracing::info!(rules = n_rules, "configuration reloaded");
                 Ok(())
             }
@@ -169,21 +167,20 @@ pub async fn run(
     // pool: it reads files and computes one bcrypt hash (the dummy for unknown users).
     let web = match options.web_config.clone() {
         Some(path) => {
-            let loaded =
-                tokio::task::spawn_blocking(move || crate::http::auth::WebConfigHandle::load(path))
-                    .await
-                    .map_err(|e| AppError::Io(std::io::Error::other(e)))??;
+            let loaded = tokio::task::spawn_blocking(move || WebConfigHandle::load(path))
+                .await
+                .map_err(|e| AppError::Io(std::io::Error::other(e)))??;
             // Debug output is secret-free: user names and file names only.
             tracing::info!(web_config = ?loaded.get(), "web config loaded");
-            Some(loaded)
+            Some(Arc::new(loaded))
         }
         None => None,
     };
     let file = options.config_file.clone();
-    let loaded = tokio::task::spawn_blocking(move || rules::load(file.as_deref()))
+    let loaded = tokio::task::spawn_blocking(move || config::load(file.as_deref()))
         .await
         .unwrap_or_else(|e| {
-            Err(LoadError(vec![rules::Diagnostic::general(format!(
+            Err(LoadError(vec![config::Diagnostic::general(format!(
                 "load task failed: {e}"
             ))]))
         })?;
@@ -207,14 +204,14 @@ pub async fn run(
         loaded.config,
         loaded.rules,
         Arc::clone(&telemetry),
-        sender.clone(),
+        Arc::new(sender.clone()),
     ));
     telemetry
         .config_last_reload_successful
         .store(1, Ordering::Relaxed);
     telemetry
         .config_last_reload_success_timestamp
-        .store(crate::engine::now_ms() / 1000, Ordering::Relaxed);
+        .store(now_ms() / 1000, Ordering::Relaxed);
 
     // Restore state before answering ready: windows, EMA, rule states, then the outbox.
     let restored = {
@@ -233,21 +230,20 @@ pub async fn run(
         "state restored"
     );
 
-    let (reloaded, reloaded_rx) = watch::channel(0u64);
     let (stop, stop_rx) = watch::channel(false);
     let app = Arc::new(App {
         options,
         engine: Arc::clone(&engine),
-        web,
-        ready: AtomicBool::new(false),
-        reloaded,
+        web: web.clone(),
         reload_lock: AsyncMutex::new(()),
     });
-    let scheduler = tokio::spawn(scheduler::run(
+    let state = Arc::new(crate::http::State::new(
         Arc::clone(&engine),
-        reloaded_rx,
-        stop_rx.clone(),
+        web,
+        app.options.enable_lifecycle,
+        Arc::clone(&app) as Arc<dyn crate::http::Reloader>,
     ));
+    let scheduler = tokio::spawn(scheduler::run(Arc::clone(&engine), stop_rx.clone()));
     if app.options.handle_sighup {
         spawn_sighup(Arc::clone(&app), stop_rx.clone());
     }
@@ -256,20 +252,17 @@ pub async fn run(
     }
     // Sources that pull: they start after the restore (query warm-ups must not refill
     // restored windows) and follow reloads.
+    let sources = engine.sources();
     let query_sources =
-        crate::ingest::query::spawn_configured_query_sources(Arc::clone(&engine), stop_rx.clone());
-    let scrapers = tokio::spawn(crate::ingest::scrape::run(
-        Arc::clone(&engine),
-        app.reloaded.subscribe(),
-        stop_rx.clone(),
-    ));
+        crate::ingest::query::spawn_configured_query_sources(sources.clone(), stop_rx.clone());
+    let scrapers = tokio::spawn(crate::ingest::scrape::run(sources, stop_rx.clone()));
     let flusher = tokio::spawn(flush_loop(
         Arc::clone(&engine),
         store.clone(),
         app.options.flush_interval,
         stop_rx.clone(),
     ));
-    app.ready.store(true, Ordering::Release);
+    state.set_ready(true);
     tracing::info!(
         address = %listener.local_addr()?,
         groups = n_groups,
@@ -277,78 +270,11 @@ pub async fn run(
         "driftgauge listening"
     );
 
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(s) => s,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let app = Arc::clone(&app);
-                let watcher = graceful.watcher();
-                // The TLS handshake runs in the connection's own task and is bounded, so a
-                // slow or silent client holds neither the accept loop nor a task for long.
-                tokio::spawn(async move {
-                    // The TLS settings of the web config as it is now: a rotated certificate
-                    // is served from the next handshake on.
-                    let acceptor = match &app.web {
-                        Some(web) => web.current().await.tls_acceptor(),
-                        None => None,
-                    };
-                    let service = service_fn(move |req| crate::http::handle(Arc::clone(&app), req));
-                    let mut builder = http1::Builder::new();
-                    builder
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(Duration::from_secs(30));
-                    let result = match acceptor {
-                        Some(acceptor) => {
-                            match crate::http::auth::accept_tls(
-                                &acceptor,
-                                stream,
-                                crate::http::auth::TLS_HANDSHAKE_TIMEOUT,
-                            )
-                            .await
-                            {
-                                Ok(tls) => {
-                                    watcher
-                                        .watch(builder.serve_connection(TokioIo::new(tls), service))
-                                        .await
-                                }
-                                Err(e) => {
-                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                            }
-                        }
-                        None => {
-                            watcher
-                                .watch(builder.serve_connection(TokioIo::new(stream), service))
-                                .await
-                        }
-                    };
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            _ = &mut shutdown => break,
-        }
-    }
+    let draining = crate::http::server::serve(listener, Arc::clone(&state), shutdown).await;
     tracing::info!("shutting down: no new connections; finishing in-flight work");
-    drop(listener);
-    app.ready.store(false, Ordering::Release);
+    state.set_ready(false);
     let _ = stop.send(true);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if !draining.finish(SHUTDOWN_GRACE).await {
         tracing::warn!(grace = ?SHUTDOWN_GRACE, "in-flight requests did not finish in time");
     }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, scheduler).await;
@@ -369,7 +295,7 @@ async fn flush_now(engine: &Arc<Engine>, store: &Store) {
             engine
                 .telemetry
                 .storage_last_flush_timestamp
-                .store(crate::engine::now_ms(), Ordering::Relaxed);
+                .store(now_ms(), Ordering::Relaxed);
             tracing::debug!(records = n, "state flushed");
         }
         Ok(Err(error)) => tracing::error!(%error, "flushing state failed; will retry"),
@@ -389,7 +315,7 @@ async fn flush_loop(
     loop {
         tokio::select! {
             _ = ticker.tick() => flush_now(&engine, &store).await,
-            _ = crate::engine::scheduler::stopped(&mut stop) => return,
+            _ = stopped(&mut stop) => return,
         }
     }
 }
@@ -439,7 +365,7 @@ fn spawn_auto_reload(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                         last = fingerprint(app.options.config_file.as_deref(), &globs(&app));
                     }
                 }
-                _ = crate::engine::scheduler::stopped(&mut stop) => return,
+                _ = stopped(&mut stop) => return,
             }
         }
     });
@@ -463,7 +389,7 @@ fn spawn_sighup(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                     tracing::info!("SIGHUP: reloading configuration");
                     let _ = app.reload().await;
                 }
-                _ = crate::engine::scheduler::stopped(&mut stop) => return,
+                _ = stopped(&mut stop) => return,
             }
         }
     });

@@ -1,18 +1,33 @@
 //! driftgauge: a Prometheus-native drift and degradation monitor for machine-learning models.
 //!
-//! Modules in the order data flows:
-//! `ingest` (sources) → `window` (per-series windows) → `detect` (pure detectors) →
-//! `rules` (model, parsing, validation) + `engine` (scheduling, state machine) →
-//! `output` (exposition, webhooks) ; `http` serves it all.
+//! Modules in layer order; each imports only modules listed before it (`tests/it/tidy.rs`
+//! checks this, and ARCHITECTURE.md explains the layers):
+//! 0. leaves: `time`, `labels`, `telemetry`, `net`, `store`, `logging`;
+//! 1. pure, sync, no I/O: `formats` (wire and file formats), `detect` (detectors), `window`;
+//! 2. `config` (rule files, service config, web config);
+//! 3. `ingest` (live sources behind the `ingest::Sink` trait);
+//! 4. `engine` (routing, evaluation, state machines; transitions to an `engine::Notifier`);
+//! 5. `output` (`/metrics`, webhook delivery);
+//! 6. shell: `http` (server, routes, auth, TLS), `app` (composition root).
+
+pub mod labels;
+pub mod logging;
+pub mod net;
+pub mod store;
+pub mod telemetry;
+pub mod time;
+
+pub mod detect;
+pub mod formats;
+pub mod window;
+
+pub mod config;
+
+pub mod ingest;
+
+pub mod engine;
+
+pub mod output;
 
 pub mod app;
-pub mod detect;
-pub mod engine;
 pub mod http;
-pub mod ingest;
-pub mod logging;
-pub mod output;
-pub mod rules;
-pub mod store;
-pub mod time;
-pub mod window;

@@ -8,8 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use driftgauge::detect::ks::{Alternative, Method};
 use driftgauge::detect::report::ks_report;
-use driftgauge::ingest::file::parse_values;
-use driftgauge::{app, logging, rules};
+use driftgauge::formats::values::parse_values;
+use driftgauge::{app, config, logging};
 
 #[derive(Parser)]
 #[command(
@@ -144,7 +144,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(port) => format!("0.0.0.0:{port}"),
         None => args.listen_address.clone(),
     };
-    let flush_interval = rules::parse_duration(&args.flush_interval)
+    let flush_interval = config::parse_duration(&args.flush_interval)
         .map_err(|e| anyhow::anyhow!("--storage.flush-interval={}: {e}", args.flush_interval))?;
     let options = app::Options {
         config_file: args.config_file,
@@ -192,7 +192,7 @@ async fn shutdown_signal() {
 }
 
 fn check(args: CheckArgs) -> ExitCode {
-    match rules::check(args.config_file.as_deref(), &args.rule_files) {
+    match config::check(args.config_file.as_deref(), &args.rule_files) {
         Ok(summary) => {
             println!(
                 "SUCCESS: {} rule files, {} groups, {} rules found",
@@ -214,8 +214,8 @@ fn check(args: CheckArgs) -> ExitCode {
 fn read_values(
     path: &PathBuf,
     column: Option<&str>,
-) -> anyhow::Result<driftgauge::ingest::npy::Values> {
-    use driftgauge::ingest::npy::{self, NpyFileError, Values};
+) -> anyhow::Result<driftgauge::formats::npy::Values> {
+    use driftgauge::formats::npy::{self, NpyFileError, Values};
     use std::io::Read;
 
     let has_magic = || {

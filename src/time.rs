@@ -1,4 +1,5 @@
-//! Wall-clock time as Unix milliseconds, and RFC 3339 text for it. The only clock reads in the core.
+//! Wall-clock time as Unix milliseconds, and RFC 3339 text for it (the only clock reads in the
+//! core); and [`stopped`], how every long-running task learns that the service stops.
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -29,6 +30,11 @@ pub fn rfc3339(ms: i64) -> String {
     } else {
         format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{millis:03}Z")
     }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|&s| s).await.map(|_| ());
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 
 #![no_main]
 
-use driftgauge::ingest::expfmt::{self, Format};
+use driftgauge::formats::exposition::parse as expfmt;
+use driftgauge::formats::exposition::Format;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -14,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let format = if mode & 1 == 0 {
-        Format::Prometheus
+        Format::Text
     } else {
         Format::OpenMetrics
     };

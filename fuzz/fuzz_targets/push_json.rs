@@ -4,8 +4,8 @@
 
 #![no_main]
 
-use driftgauge::ingest::names::{is_valid_label_name, is_valid_metric_name};
-use driftgauge::ingest::push::{self, MAX_LABELS, MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES};
+use driftgauge::labels::{is_valid_label_name, is_valid_metric_name};
+use driftgauge::formats::push::{self, MAX_LABELS, MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -8,9 +8,9 @@
 
 #![no_main]
 
-use driftgauge::ingest::names::{is_valid_label_name, is_valid_metric_name};
-use driftgauge::ingest::push::{MAX_LABELS, MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES};
-use driftgauge::ingest::remote_write::{self, decompressed_limit, RemoteWriteError};
+use driftgauge::labels::{is_valid_label_name, is_valid_metric_name};
+use driftgauge::labels::{MAX_LABELS, MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES};
+use driftgauge::formats::remote_write::{self, decompressed_limit, RemoteWriteError};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -7,7 +7,7 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use driftgauge::rules::{parse_config, parse_rule_file, RuleContext, SecretSource};
+use driftgauge::config::{parse_config, parse_rule_file, RuleContext, SecretSource};
 use libfuzzer_sys::fuzz_target;
 
 /// Every secret file is missing: the config parser must report it, not fail otherwise.
@@ -19,7 +19,7 @@ impl SecretSource for NoSecrets {
     }
 }
 
-fn check_diags(diags: &[driftgauge::rules::Diagnostic]) {
+fn check_diags(diags: &[driftgauge::config::Diagnostic]) {
     assert!(!diags.is_empty(), "an error without a diagnostic");
     for d in diags {
         assert_eq!(d.file, "fuzz.yml", "{d}");

@@ -5,8 +5,8 @@
 
 #![no_main]
 
-use driftgauge::rules::model::Labels;
-use driftgauge::rules::Selector;
+use driftgauge::labels::Labels;
+use driftgauge::config::Selector;
 use libfuzzer_sys::fuzz_target;
 
 fn fixed_label_sets() -> Vec<(String, Labels)> {

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use driftgauge::detect::ks::{ks_2samp_sorted, Alternative, Method};
-use driftgauge::rules::model::{CurrentWindow, ReferenceWindow};
+use driftgauge::config::model::{CurrentWindow, ReferenceWindow};
 use driftgauge::store::codec::{DecodeError, Reader};
 use driftgauge::window::{sort_values, EmaState, SampleWindows};
 use libfuzzer_sys::fuzz_target;

@@ -1,8 +1,23 @@
 //! Exponential moving average and its verdict against a bound.
 
-use crate::rules::model::{EmaBound, EmaSpec};
-
 use super::Verdict;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmaSpec {
+    /// ema_0 = x_0; ema_t = s*x_t + (1-s)*ema_{t-1}; s in (0, 1].
+    pub smoothing: f64,
+    pub bound: EmaBound,
+    /// Optional warning band on the same side as `bound`.
+    pub warning: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EmaBound {
+    /// Drifted when the EMA falls below this (accuracy).
+    Below(f64),
+    /// Drifted when the EMA rises above this (latency).
+    Above(f64),
+}
 
 /// One EMA step: `ema_0 = x_0`, `ema_t = s*x_t + (1-s)*ema_{t-1}`, written exactly so (no
 /// fused multiply-add, not `prev + s*(x-prev)`), which is what the reference vectors hold.

@@ -1,5 +1,7 @@
-//! Rule engine: routes samples to rule windows, evaluates groups, runs the state machine and
-//! hands transitions to the webhook sender.
+//! Rule engine: routes samples to rule windows (it is the sources' [`Sink`]), evaluates
+//! groups, runs the state machine and hands transitions to a [`Notifier`], one batch per
+//! group evaluation. It publishes every applied config on a `watch` for the sources and the
+//! scheduler.
 //!
 //! Locking: `registry` (series → routes) is taken by ingestion only; each rule's series map has
 //! its own mutex, held to push samples or to share one series' windows out, never while a
@@ -7,6 +9,7 @@
 //! A group's gauges are published as one `Arc<GroupOutput>` swap, so `/metrics` never shows
 //! half an evaluation.
 
+pub mod notify;
 mod persist;
 pub mod scheduler;
 pub mod state;
@@ -16,47 +19,22 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use tokio::sync::watch;
 
+use crate::config::model::{Config, DetectorSpec, Group, Rule, RuleSet};
+use crate::config::selector::Selector;
+use crate::config::template;
 use crate::detect::report::ks_verdict;
 use crate::detect::{ema, ks, Verdict};
-use crate::ingest::SeriesSamples;
-use crate::output::telemetry::Telemetry;
-use crate::output::webhook::{Delivery, WebhookSender};
-use crate::rules::model::{Config, DetectorSpec, Group, Labels, Rule, RuleSet};
-use crate::rules::template;
+use crate::ingest::{IngestError, Sink};
+use crate::labels::{Labels, SeriesSamples};
+use crate::telemetry::Telemetry;
 use crate::window::{sort_values, EmaState, SampleWindows};
+pub use notify::{Event, Notifier};
 use state::{Machine, Status, Transition};
-
-pub use crate::time::{now_ms, rfc3339};
 
 /// Series labels that clash with the labels driftgauge adds become `exported_<name>`.
 const RESERVED_LABELS: [&str; 3] = ["rule", "group", "window"];
-
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum IngestError {
-    #[error("series limit reached: this batch would hold {would_hold} series, over limits.max_series={limit}")]
-    TooManySeries { limit: usize, would_hold: usize },
-    #[error("series limit of rule {group}/{rule} reached: this batch would give it {would_hold} series, over limits.max_series_per_rule={limit}")]
-    TooManySeriesForRule {
-        group: String,
-        rule: String,
-        limit: usize,
-        would_hold: usize,
-    },
-    #[error("memory budget reached: this batch would hold {would_hold} window values, over limits.max_held_values={limit}")]
-    OverMemoryBudget { limit: usize, would_hold: usize },
-}
-
-impl IngestError {
-    /// The `reason` label of `driftgauge_samples_rejected_total`.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            IngestError::OverMemoryBudget { .. } => "memory_limit",
-            _ => "series_limit",
-        }
-    }
-}
 
 /// One set of loaded rules. A reload builds a new generation; rules that did not change carry
 /// their runtime (windows and state) over.
@@ -195,7 +173,9 @@ pub struct Engine {
     removed: Mutex<Vec<Vec<u8>>>,
     next_id: AtomicU64,
     pub telemetry: Arc<Telemetry>,
-    sender: WebhookSender,
+    notifier: Arc<dyn Notifier>,
+    /// Every applied config, for the sources and the scheduler to follow reloads.
+    config_tx: watch::Sender<Arc<Config>>,
 }
 
 /// Poisoning only means another thread panicked mid-update; the data is still usable.
@@ -208,7 +188,7 @@ impl Engine {
         config: Config,
         rules: RuleSet,
         telemetry: Arc<Telemetry>,
-        sender: WebhookSender,
+        notifier: Arc<dyn Notifier>,
     ) -> Self {
         let engine = Engine {
             current: RwLock::new(Arc::new(Generation {
@@ -220,7 +200,8 @@ impl Engine {
             removed: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             telemetry,
-            sender,
+            notifier,
+            config_tx: watch::channel(Arc::new(Config::default())).0,
         };
         engine.apply(config, rules);
         engine
@@ -233,8 +214,20 @@ impl Engine {
             .clone()
     }
 
-    pub fn sender(&self) -> &WebhookSender {
-        &self.sender
+    /// What the live sources run with: this engine as their sink, its telemetry, and the
+    /// config it applies.
+    pub fn sources(self: &Arc<Self>) -> crate::ingest::Context {
+        crate::ingest::Context {
+            sink: Arc::clone(self) as Arc<dyn Sink>,
+            telemetry: Arc::clone(&self.telemetry),
+            config: self.subscribe(),
+        }
+    }
+
+    /// The config as applied, now and after every reload: what sources and the scheduler
+    /// follow.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Config>> {
+        self.config_tx.subscribe()
     }
 
     /// Installs new rules. A rule whose group, name and definition are unchanged keeps its
@@ -286,7 +279,7 @@ impl Engine {
                 output: Mutex::new(Arc::new(output)),
             }));
         }
-        self.sender.update(config.webhooks.clone());
+        self.notifier.configure(&config.webhooks);
         // Rules that did not carry over: their stored state goes at the next flush.
         {
             let mut removed = lock(&self.removed);
@@ -303,12 +296,14 @@ impl Engine {
                 }
             }
         }
+        let config = Arc::new(config);
         let generation = Arc::new(Generation {
             id,
-            config: Arc::new(config),
+            config: Arc::clone(&config),
             groups,
         });
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = generation;
+        self.config_tx.send_replace(config);
     }
 
     /// Applies a whole validated batch, or nothing when it would pass the series limit.
@@ -493,6 +488,7 @@ impl Engine {
         };
         let started = Instant::now();
         let mut outputs = Vec::new();
+        let mut events: Vec<(Arc<RuleRuntime>, SeriesKey, Event)> = Vec::new();
         let mut failed = false;
         for (ri, rt) in g.rules.iter().enumerate() {
             // One series at a time under the rule's lock (a sync of its sorted window costs a
@@ -514,7 +510,7 @@ impl Engine {
             for (key, outcome) in results {
                 // Under the lock only the state machine steps; logging, payloads and the
                 // outbox write happen without it.
-                let (machine, transition, mut last_sent) = {
+                let (machine, transition, last_sent) = {
                     let mut series = lock(&rt.series);
                     let Some(state) = series.get_mut(&key) else {
                         continue;
@@ -539,20 +535,16 @@ impl Engine {
                     failed = true;
                 }
                 if let Some(t) = transition {
-                    let sent = self.on_transition(
+                    if let Some(event) = self.event(
                         &generation.config,
                         &g.group,
                         &rt.rule,
                         &key,
-                        &mut last_sent,
+                        &last_sent,
                         &outcome,
                         t,
-                    );
-                    if sent {
-                        if let Some(state) = lock(&rt.series).get_mut(&key) {
-                            state.last_sent_ms = last_sent;
-                            state.dirty = true;
-                        }
+                    ) {
+                        events.push((Arc::clone(rt), key.clone(), event));
                     }
                 }
                 outputs.push(SeriesOutput {
@@ -569,6 +561,7 @@ impl Engine {
                 });
             }
         }
+        self.notify(events);
         let elapsed = started.elapsed();
         self.telemetry.rule_evaluations.add(&g.group.name, 1.0);
         if failed {
@@ -587,94 +580,152 @@ impl Engine {
         drop(previous);
     }
 
-    /// Logs a transition and enqueues its webhook calls; `last_sent_ms` is the series'
-    /// webhook → last call map (for `cooldown`), updated here. Returns whether a call was
-    /// enqueued.
+    /// Logs a transition; returns its event when it calls webhooks (entering `drifted`, or
+    /// leaving it for webhooks with `send_resolved`, each outside its `cooldown` as told by
+    /// `last_sent_ms`, the series' webhook → last call map).
     #[allow(clippy::too_many_arguments)]
-    fn on_transition(
+    fn event(
         &self,
         config: &Config,
         group: &Group,
         rule: &Rule,
         key: &Labels,
-        last_sent_ms: &mut BTreeMap<String, i64>,
+        last_sent_ms: &BTreeMap<String, i64>,
         outcome: &Outcome,
         t: Transition,
-    ) -> bool {
-        let mut labels = key.clone();
-        labels.extend(rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let value = outcome.statistic.or(outcome.ema);
+    ) -> Option<Event> {
         tracing::info!(
             group = %group.name,
             rule = %rule.name,
             series = %format_labels(key),
             from = t.from.as_str(),
             to = t.to.as_str(),
-            statistic = ?outcome.statistic,
-            p_value = ?outcome.p_value,
-            ema = ?outcome.ema,
+            statistic = outcome.statistic,
+            p_value = outcome.p_value,
+            ema = outcome.ema,
             "rule state changed"
         );
         let entering = t.to == Status::Drifted;
         let leaving = t.from == Status::Drifted;
         if !entering && !leaving {
-            return false;
+            return None;
         }
-        let mut sent = false;
+        let webhooks: Vec<String> = rule
+            .webhooks
+            .iter()
+            .filter(|name| {
+                let Some(wh) = config.webhooks.get(name.as_str()) else {
+                    return false;
+                };
+                if leaving && !entering && !wh.send_resolved {
+                    return false;
+                }
+                match last_sent_ms.get(name.as_str()) {
+                    Some(&last) if t.at_ms - last < wh.cooldown.as_millis() as i64 => {
+                        tracing::info!(webhook = %name, rule = %rule.name, "webhook call skipped: within cooldown");
+                        false
+                    }
+                    _ => true,
+                }
+            })
+            .cloned()
+            .collect();
+        if webhooks.is_empty() {
+            return None;
+        }
+        let mut labels = key.clone();
+        labels.extend(rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let value = outcome.statistic.or(outcome.ema);
         let annotations: Labels = rule
             .annotations
             .iter()
             .map(|(k, tpl)| (k.clone(), template::expand(tpl, &labels, value)))
             .collect();
-        for name in &rule.webhooks {
-            let Some(wh) = config.webhooks.get(name) else {
+        Some(Event {
+            group: group.name.clone(),
+            rule: rule.name.clone(),
+            detector: rule.detector.name(),
+            labels,
+            annotations,
+            statistic: outcome.statistic,
+            p_value: outcome.p_value,
+            value: outcome.ema,
+            from: t.from,
+            to: t.to,
+            at_ms: t.at_ms,
+            webhooks,
+        })
+    }
+
+    /// Hands one evaluation's events to the notifier at once, then starts the cooldown of
+    /// every delivery it accepted. No lock is held while the notifier runs.
+    fn notify(&self, events: Vec<(Arc<RuleRuntime>, SeriesKey, Event)>) {
+        if events.is_empty() {
+            return;
+        }
+        let batch: Vec<Event> = events.iter().map(|(_, _, e)| e.clone()).collect();
+        let accepted = self.notifier.notify(&batch);
+        for ((rt, key, event), accepted) in events.into_iter().zip(accepted) {
+            let sent: Vec<&String> = event
+                .webhooks
+                .iter()
+                .zip(accepted)
+                .filter_map(|(name, ok)| ok.then_some(name))
+                .collect();
+            if sent.is_empty() {
                 continue;
-            };
-            if leaving && !entering && !wh.send_resolved {
-                continue;
             }
-            if let Some(&last) = last_sent_ms.get(name) {
-                if t.at_ms - last < wh.cooldown.as_millis() as i64 {
-                    tracing::info!(webhook = %name, rule = %rule.name, "webhook call skipped: within cooldown");
-                    continue;
+            if let Some(state) = lock(&rt.series).get_mut(&key) {
+                for name in sent {
+                    state.last_sent_ms.insert(name.clone(), event.at_ms);
                 }
-            }
-            let idempotency_key =
-                format!("evt_{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-            let mut payload = json!({
-                "version": "1",
-                "status": t.to.as_str(),
-                "previous_status": t.from.as_str(),
-                "rule": rule.name,
-                "group": group.name,
-                "detector": rule.detector.name(),
-                "labels": labels,
-                "annotations": annotations,
-                "statistic": outcome.statistic,
-                "p_value": outcome.p_value,
-                "value": outcome.ema,
-                "starts_at": rfc3339(t.at_ms),
-                "idempotency_key": idempotency_key,
-            });
-            if let (Some(extra), Some(obj)) = (&wh.extra, payload.as_object_mut()) {
-                obj.insert("extra".into(), serde_json::Value::Object(extra.clone()));
-            }
-            let body = payload.to_string().into_bytes();
-            match self.sender.enqueue(Delivery {
-                webhook: name.clone(),
-                idempotency_key,
-                body,
-            }) {
-                Ok(()) => {
-                    last_sent_ms.insert(name.clone(), t.at_ms);
-                    sent = true;
-                }
-                Err(e) => {
-                    tracing::error!(webhook = %name, rule = %rule.name, error = %e, "webhook delivery not enqueued")
-                }
+                state.dirty = true;
             }
         }
-        sent
+    }
+}
+
+impl Sink for Engine {
+    fn ingest(
+        &self,
+        batch: &[SeriesSamples],
+        source: &str,
+        now_ms: i64,
+    ) -> Result<usize, IngestError> {
+        Engine::ingest(self, batch, source, now_ms)
+    }
+
+    fn wants_warm_up(&self, record: &str) -> bool {
+        wants_warm_up(&self.current(), record)
+    }
+}
+
+/// Should `record` be warmed? When at least one rule can take series of that name and every
+/// such rule is still empty.
+fn wants_warm_up(generation: &Generation, record: &str) -> bool {
+    let mut any = false;
+    for g in &generation.groups {
+        for rt in &g.rules {
+            if can_take(&rt.rule.selector, record) {
+                if rt.series_count() > 0 {
+                    return false;
+                }
+                any = true;
+            }
+        }
+    }
+    any
+}
+
+/// Can `selector` match some series named `record` (whatever its labels)?
+fn can_take(selector: &Selector, record: &str) -> bool {
+    match selector.metric_name() {
+        Some(name) => name == record,
+        None => selector
+            .matchers()
+            .iter()
+            .filter(|m| m.name == "__name__")
+            .all(|m| m.matches(record)),
     }
 }
 
@@ -875,4 +926,19 @@ fn output_labels(rule: &Rule, group: &str, key: &Labels) -> Labels {
 pub fn format_labels(labels: &Labels) -> String {
     let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
     format!("{{{}}}", inner.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_that_can_take_a_record() {
+        let s = |t: &str| Selector::parse(t).expect("selector");
+        assert!(can_take(&s(r#"up_copy{job="x"}"#), "up_copy"));
+        assert!(!can_take(&s("other"), "up_copy"));
+        assert!(can_take(&s(r#"{__name__=~"up_.*"}"#), "up_copy"));
+        assert!(!can_take(&s(r#"{__name__=~"down_.*"}"#), "up_copy"));
+        assert!(can_take(&s(r#"{job="x"}"#), "up_copy"));
+    }
 }

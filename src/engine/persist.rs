@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{lock, Engine, RuleRuntime, SeriesState, SeriesWindow};
+use crate::config::model::{DetectorSpec, Labels, Rule};
 use crate::engine::state::{Machine, Status};
-use crate::rules::model::{DetectorSpec, Labels, Rule};
 use crate::store::codec::{DecodeError, Reader, Writer};
 use crate::store::{Store, StoreError};
 use crate::window::{EmaState, SampleWindows};

@@ -8,19 +8,19 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
-use super::{now_ms, Engine};
+use super::Engine;
+use crate::time::{now_ms, stopped};
 
 /// How often series no source feeds any more are looked for.
 const IDLE_SWEEP: Duration = Duration::from_secs(60);
 
-/// Runs until `shutdown` turns true. `reloaded` ticks after every `Engine::apply`: the groups
-/// of the new generation replace the old tasks (each new group evaluates at once).
-pub async fn run(
-    engine: Arc<Engine>,
-    mut reloaded: watch::Receiver<u64>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Runs until `shutdown` turns true. After every `Engine::apply` (the engine publishes the
+/// config it applied) the groups of the new generation replace the old tasks (each new group
+/// evaluates at once).
+pub async fn run(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+    let mut reloaded = engine.subscribe();
     loop {
+        reloaded.borrow_and_update();
         let generation = engine.current();
         let mut tasks = JoinSet::new();
         for (gi, g) in generation.groups.iter().enumerate() {
@@ -71,9 +71,4 @@ pub async fn run(
             }
         }
     }
-}
-
-/// Resolves once `stop` turns true (or its sender is gone).
-pub async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|&s| s).await.map(|_| ());
 }

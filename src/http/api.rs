@@ -7,14 +7,13 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{json_response, read_body, ApiError, Body};
-use crate::app::App;
+use super::{json_response, read_body, ApiError, Body, State};
 use crate::detect::ks::{Alternative, Method};
 use crate::detect::report::ks_report;
-use crate::engine::{now_ms, rfc3339};
-use crate::ingest::push;
+use crate::formats::push;
+use crate::time::{now_ms, rfc3339};
 
-pub async fn push(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn push(app: &Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let limit = app.engine.current().config.limits.max_body_bytes;
     let body = match read_body(req, limit).await {
         Ok(b) => b,
@@ -64,7 +63,10 @@ struct EvaluateRequest {
 /// Largest total of values `/api/v1/evaluate` takes in one request (the body limit bounds it too).
 const MAX_EVALUATE_VALUES: usize = 20_000_000;
 
-pub async fn evaluate(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn evaluate(
+    app: &Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let limit = app.engine.current().config.limits.max_body_bytes;
     let body = read_body(req, limit).await?;
     let bad = |message: String| ApiError::BadData {
@@ -134,7 +136,7 @@ fn num(v: Option<f64>) -> serde_json::Value {
     }
 }
 
-pub fn rules(app: &Arc<App>) -> Response<Body> {
+pub fn rules(app: &Arc<State>) -> Response<Body> {
     let generation = app.engine.current();
     let mut groups = Vec::new();
     for g in &generation.groups {

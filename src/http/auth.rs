@@ -75,8 +75,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 
-use crate::rules::diag::io_reason;
-use crate::rules::Diagnostic;
+use crate::config::diag::io_reason;
+use crate::config::Diagnostic;
 
 /// The realm of the `WWW-Authenticate` challenges.
 pub const REALM: &str = "driftgauge";
@@ -1468,7 +1468,7 @@ fn token_files(w: &mut Walk, node: &Node, base: &Path) -> Option<Vec<Token>> {
 /// mapping: no TLS, no auth), with the rule files' parser: duplicate keys, anchors, tags and a
 /// second document are errors.
 fn parse_yaml(origin: &str, text: &str) -> Result<Node, Diagnostic> {
-    crate::rules::yaml::parse(origin, text)
+    crate::config::yaml::parse(origin, text)
 }
 
 fn is_null(node: &Node) -> bool {

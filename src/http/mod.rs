@@ -14,8 +14,13 @@
 
 mod api;
 pub mod auth;
+pub mod remote_write;
+pub mod server;
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Full, Limited};
@@ -25,10 +30,54 @@ use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
-use crate::app::App;
-use crate::output::exposition::Format;
+use crate::config::LoadError;
+use crate::engine::Engine;
+use crate::formats::exposition::Format;
 
 pub type Body = Full<Bytes>;
+
+/// Reloads config and rules (and the web config) on `POST /-/reload`: the composition root
+/// implements it, as it does for SIGHUP.
+pub trait Reloader: Send + Sync + 'static {
+    fn reload(&self) -> Pin<Box<dyn Future<Output = Result<(), LoadError>> + Send + '_>>;
+}
+
+/// What every request sees.
+pub struct State {
+    pub engine: Arc<Engine>,
+    /// `--web.config.file`, when given: who gets in.
+    pub web: Option<Arc<auth::WebConfigHandle>>,
+    /// `--web.enable-lifecycle`: `/-/reload` allowed.
+    pub enable_lifecycle: bool,
+    pub reloader: Arc<dyn Reloader>,
+    ready: AtomicBool,
+}
+
+impl State {
+    pub fn new(
+        engine: Arc<Engine>,
+        web: Option<Arc<auth::WebConfigHandle>>,
+        enable_lifecycle: bool,
+        reloader: Arc<dyn Reloader>,
+    ) -> State {
+        State {
+            engine,
+            web,
+            enable_lifecycle,
+            reloader,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// `/-/ready`: rules loaded and state restored, and not shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}
 
 /// Everything a route can refuse with.
 #[derive(Debug, thiserror::Error)]
@@ -167,7 +216,7 @@ fn only(method: &Method, allowed: &Method, allow: &'static str) -> Result<(), Ap
 }
 
 /// The service entry point for every request.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(app: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     // Who gets in, before routing and before any body is read: an unknown path without
@@ -201,7 +250,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
 }
 
 async fn route(
-    app: &Arc<App>,
+    app: &Arc<State>,
     req: Request<Incoming>,
     path: &str,
     method: &Method,
@@ -229,7 +278,7 @@ async fn route(
         }
         "/api/v1/write" => {
             only(method, &Method::POST, "POST")?;
-            crate::ingest::remote_write::handle(app, req).await
+            remote_write::handle(&app.engine, req).await
         }
         "/api/v1/sources" => {
             only(method, &Method::GET, "GET")?;
@@ -274,10 +323,10 @@ async fn route(
                     allow: "POST, PUT",
                 });
             }
-            if !app.options.enable_lifecycle {
+            if !app.enable_lifecycle {
                 return Err(ApiError::LifecycleDisabled);
             }
-            match app.reload().await {
+            match app.reloader.reload().await {
                 Ok(()) => Ok(text_response(
                     StatusCode::OK,
                     "text/plain; charset=utf-8",

@@ -1,21 +1,73 @@
-//! Sources of samples. Each source turns its input into [`SeriesSamples`] and hands a whole
-//! batch to the engine, which applies all of it or nothing.
+//! Live sources that pull: Prometheus-style scrapes and PromQL queries. They reach the engine
+//! only through the [`Sink`] trait and follow reloads through a `watch` of the config, which
+//! the engine publishes when it applies one; they never name the engine.
 
-pub mod expfmt;
-pub mod file;
-pub mod names;
-pub mod npy;
-pub mod push;
 pub mod query;
-pub mod remote_write;
 pub mod scrape;
 
-use crate::rules::model::Labels;
+use std::sync::Arc;
 
-/// Values for one series, in arrival order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeriesSamples {
-    pub metric: String,
-    pub labels: Labels,
-    pub values: Vec<f64>,
+use tokio::sync::watch;
+
+use crate::config::model::Config;
+use crate::labels::SeriesSamples;
+use crate::telemetry::Telemetry;
+
+/// Why a whole batch was refused. Nothing of a refused batch is applied.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum IngestError {
+    #[error("series limit reached: this batch would hold {would_hold} series, over limits.max_series={limit}")]
+    TooManySeries { limit: usize, would_hold: usize },
+    #[error("series limit of rule {group}/{rule} reached: this batch would give it {would_hold} series, over limits.max_series_per_rule={limit}")]
+    TooManySeriesForRule {
+        group: String,
+        rule: String,
+        limit: usize,
+        would_hold: usize,
+    },
+    #[error("memory budget reached: this batch would hold {would_hold} window values, over limits.max_held_values={limit}")]
+    OverMemoryBudget { limit: usize, would_hold: usize },
+}
+
+impl IngestError {
+    /// The `reason` label of `driftgauge_samples_rejected_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IngestError::OverMemoryBudget { .. } => "memory_limit",
+            _ => "series_limit",
+        }
+    }
+}
+
+/// Where samples go: the engine implements it. Calls take locks and may take a while on
+/// large batches: call them off the async workers.
+pub trait Sink: Send + Sync + 'static {
+    /// Applies a whole validated batch, or nothing when it would pass a limit. Returns the
+    /// number of values taken.
+    fn ingest(
+        &self,
+        batch: &[SeriesSamples],
+        source: &str,
+        now_ms: i64,
+    ) -> Result<usize, IngestError>;
+
+    /// Should a query source warm up `record` from history? When at least one rule can take
+    /// series of that name and every such rule is still empty.
+    fn wants_warm_up(&self, record: &str) -> bool;
+}
+
+/// What a source runs with: where its samples go, the service counters, and the config as
+/// it is now (a new value after every applied reload).
+#[derive(Clone)]
+pub struct Context {
+    pub sink: Arc<dyn Sink>,
+    pub telemetry: Arc<Telemetry>,
+    pub config: watch::Receiver<Arc<Config>>,
+}
+
+impl Context {
+    /// The config as it is now.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.borrow())
+    }
 }

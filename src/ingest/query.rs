@@ -6,7 +6,7 @@
 //! Mimir's `X-Scope-OrgID`); a vector result gives one sample per series, named `record`, with
 //! the series' labels (`__name__` and other `__` labels dropped); a scalar result gives one
 //! sample of `record` without labels. `NaN` and infinite values are skipped. Each query's
-//! result is handed to [`Engine::ingest`] as one batch (source `"query"`).
+//! result is handed to [`ingest::Sink::ingest`] as one batch (source `"query"`).
 //!
 //! Errors (connection errors, timeouts, non-2xx answers, `"status":"error"`, undecodable or
 //! oversized bodies, string or matrix results, two series with the same labels once the
@@ -34,23 +34,23 @@
 //! source goes on with instant queries alone.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::MissedTickBehavior;
 
-use super::names::is_valid_label_name;
-use super::push::{MAX_LABELS, MAX_LABEL_VALUE_BYTES};
-use super::SeriesSamples;
-use crate::engine::scheduler::stopped;
-use crate::engine::{now_ms, rfc3339, Engine, Generation};
-use crate::rules::model::{Labels, Query, QuerySource};
-use crate::rules::selector::Selector;
+use super::Context;
+use crate::config::model::{Query, QuerySource};
+use crate::config::selector::Selector;
+use crate::formats::prom_api::ApiData;
+use crate::formats::prom_api::{instant_samples, parse_response, range_batches, PromApiError};
+use crate::labels::SeriesSamples;
+use crate::telemetry::QueryStatus;
+use crate::time::now_ms;
+use crate::time::stopped;
 
 /// The `source` label of `driftgauge_samples_received_total` for samples read by queries.
 pub const SOURCE_LABEL: &str = "query";
@@ -62,8 +62,6 @@ pub const WARM_UP_ATTEMPTS: u32 = 3;
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// Prometheus refuses `query_range` calls of more than 11,000 points per series.
 const MAX_RANGE_POINTS: f64 = 11_000.0;
-/// How often [`spawn_configured_query_sources`] looks for a reload.
-const CONFIG_POLL: Duration = Duration::from_secs(1);
 
 /// Why one request of a query source failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,138 +76,22 @@ pub enum QueryError {
     Request(String),
     #[error("response body over {0} bytes")]
     TooLarge(usize),
-    #[error("HTTP {status}: {body}")]
-    Status { status: u16, body: String },
-    #[error("query failed ({error_type}): {error}")]
-    Api { error_type: String, error: String },
-    #[error("undecodable response: {0}")]
-    Decode(String),
-    #[error("result type {0:?} is not supported (want vector or scalar)")]
-    ResultType(&'static str),
-    #[error("{0}")]
-    Series(String),
-}
-
-/// Health of every running query source, for a status route: kept in
-/// `Telemetry::query_sources`.
-#[derive(Debug, Default)]
-pub struct SourceStatuses(Mutex<BTreeMap<String, SourceStatus>>);
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SourceStatus {
-    pub url: String,
-    /// By `record`.
-    pub queries: BTreeMap<String, QueryStatus>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct QueryStatus {
-    pub expr: String,
-    /// Unix ms of the last answer that was used.
-    pub last_success_ms: Option<i64>,
-    /// Series in that answer.
-    pub last_series: usize,
-    /// Unix ms and message of the last failure (kept after later successes).
-    pub last_error: Option<(i64, String)>,
-    pub failures: u64,
-    /// Samples taken from the last successful warm-up, and when.
-    pub warmed: Option<(i64, usize)>,
-}
-
-impl SourceStatuses {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, SourceStatus>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn register(&self, source: &QuerySource) {
-        let status = SourceStatus {
-            url: source.url.clone(),
-            queries: source
-                .queries
-                .iter()
-                .map(|q| {
-                    (
-                        q.record.clone(),
-                        QueryStatus {
-                            expr: q.expr.clone(),
-                            ..QueryStatus::default()
-                        },
-                    )
-                })
-                .collect(),
-        };
-        self.lock().insert(source.name.clone(), status);
-    }
-
-    fn remove(&self, source: &str) {
-        self.lock().remove(source);
-    }
-
-    fn update(&self, source: &str, record: &str, f: impl FnOnce(&mut QueryStatus)) {
-        if let Some(q) = self
-            .lock()
-            .get_mut(source)
-            .and_then(|s| s.queries.get_mut(record))
-        {
-            f(q);
-        }
-    }
-
-    /// A copy of every source's status, by source name.
-    pub fn snapshot(&self) -> BTreeMap<String, SourceStatus> {
-        self.lock().clone()
-    }
-
-    /// `[{"name","url","queries":[{"record","expr","health","last_success","last_series",
-    /// "last_error","last_error_at","failures","warmed_samples","warmed_at"}]}]`, times as
-    /// RFC 3339; `health` is `ok`, `err` or `unknown` as in Prometheus's `/api/v1/targets`.
-    pub fn to_json(&self) -> serde_json::Value {
-        let sources: Vec<serde_json::Value> = self
-            .snapshot()
-            .into_iter()
-            .map(|(name, s)| {
-                let queries: Vec<serde_json::Value> = s
-                    .queries
-                    .into_iter()
-                    .map(|(record, q)| {
-                        let health = match (q.last_success_ms, &q.last_error) {
-                            (None, None) => "unknown",
-                            (Some(ok), Some((err, _))) if ok > *err => "ok",
-                            (_, Some(_)) => "err",
-                            (Some(_), None) => "ok",
-                        };
-                        json!({
-                            "record": record,
-                            "expr": q.expr,
-                            "health": health,
-                            "last_success": q.last_success_ms.map(rfc3339),
-                            "last_series": q.last_series,
-                            "last_error": q.last_error.as_ref().map(|(_, m)| m),
-                            "last_error_at": q.last_error.as_ref().map(|(t, _)| rfc3339(*t)),
-                            "failures": q.failures,
-                            "warmed_samples": q.warmed.map(|(_, n)| n),
-                            "warmed_at": q.warmed.map(|(t, _)| rfc3339(t)),
-                        })
-                    })
-                    .collect();
-                json!({"name": name, "url": s.url, "queries": queries})
-            })
-            .collect();
-        serde_json::Value::Array(sources)
-    }
+    /// The answer was read but is not a usable result.
+    #[error(transparent)]
+    Answer(#[from] PromApiError),
 }
 
 /// Runs `sources` (each on its own task) until `stop` turns true. The list is fixed: for
 /// sources that follow reloads of the config, see [`spawn_configured_query_sources`].
 pub fn spawn_query_sources(
-    engine: Arc<Engine>,
+    ctx: Context,
     sources: Vec<QuerySource>,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tasks = JoinSet::new();
         for source in sources {
-            tasks.spawn(run_source(Arc::clone(&engine), source, stop.clone()));
+            tasks.spawn(run_source(ctx.clone(), source, stop.clone()));
         }
         while tasks.join_next().await.is_some() {}
     })
@@ -219,26 +101,23 @@ pub fn spawn_query_sources(
 /// follows reloads: after each new generation, sources whose definition changed are
 /// restarted, removed ones stopped and added ones started (unchanged ones run on).
 pub fn spawn_configured_query_sources(
-    engine: Arc<Engine>,
+    ctx: Context,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut running: BTreeMap<String, (QuerySource, JoinHandle<()>)> = BTreeMap::new();
-        let mut seen_generation = None;
-        let mut ticker = tokio::time::interval(CONFIG_POLL);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut configs = ctx.config.clone();
+        let mut first = true;
         loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stopped(&mut stop) => break,
+            if !first {
+                tokio::select! {
+                    changed = configs.changed() => if changed.is_err() { break },
+                    _ = stopped(&mut stop) => break,
+                }
             }
-            let generation = engine.current();
-            if seen_generation == Some(generation.id) {
-                continue;
-            }
-            seen_generation = Some(generation.id);
-            let wanted: BTreeMap<&str, &QuerySource> = generation
-                .config
+            first = false;
+            let config = configs.borrow_and_update().clone();
+            let wanted: BTreeMap<&str, &QuerySource> = config
                 .query_sources
                 .iter()
                 .map(|s| (s.name.as_str(), s))
@@ -252,17 +131,13 @@ pub fn spawn_configured_query_sources(
                 if let Some((_, task)) = running.remove(&name) {
                     task.abort();
                     let _ = task.await;
-                    engine.telemetry.query_sources.remove(&name);
+                    ctx.telemetry.query_sources.remove(&name);
                     tracing::info!(source = %name, "query source stopped (config changed)");
                 }
             }
             for (name, source) in wanted {
                 if !running.contains_key(name) {
-                    let task = tokio::spawn(run_source(
-                        Arc::clone(&engine),
-                        source.clone(),
-                        stop.clone(),
-                    ));
+                    let task = tokio::spawn(run_source(ctx.clone(), source.clone(), stop.clone()));
                     running.insert(name.to_string(), (source.clone(), task));
                 }
             }
@@ -275,7 +150,7 @@ pub fn spawn_configured_query_sources(
 
 /// What a source task needs for its requests.
 struct SourceCtx {
-    engine: Arc<Engine>,
+    feed: Context,
     source: QuerySource,
     /// `url` without a trailing `/`.
     base: String,
@@ -283,15 +158,22 @@ struct SourceCtx {
 }
 
 /// One source: a tick every `interval` (the first at once), its queries run concurrently.
-async fn run_source(engine: Arc<Engine>, source: QuerySource, mut stop: watch::Receiver<bool>) {
-    let telemetry = &engine.telemetry;
+async fn run_source(feed: Context, source: QuerySource, mut stop: watch::Receiver<bool>) {
+    let telemetry = &feed.telemetry;
     telemetry.query_failures.touch(&source.name);
     telemetry.samples_received.touch(SOURCE_LABEL);
-    telemetry.query_sources.register(&source);
+    telemetry.query_sources.register(
+        &source.name,
+        &source.url,
+        source
+            .queries
+            .iter()
+            .map(|q| (q.record.as_str(), q.expr.as_str())),
+    );
     let ctx = Arc::new(SourceCtx {
         base: source.url.trim_end_matches('/').to_string(),
         client: client(&source),
-        engine: Arc::clone(&engine),
+        feed: feed.clone(),
         source,
     });
     if let Err(e) = &ctx.client {
@@ -306,8 +188,9 @@ async fn run_source(engine: Arc<Engine>, source: QuerySource, mut stop: watch::R
     );
     let n = ctx.source.queries.len();
     // Warm-up attempts left per query, armed by a new generation.
-    let mut warm_attempts = vec![0u32; n];
-    let mut seen_generation = None;
+    let mut warm_attempts = vec![WARM_UP_ATTEMPTS; n];
+    // Armed at start and again after every new config.
+    let mut reloaded = feed.config.clone();
     let mut ticker = tokio::time::interval(ctx.source.interval.max(Duration::from_millis(10)));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
@@ -315,14 +198,13 @@ async fn run_source(engine: Arc<Engine>, source: QuerySource, mut stop: watch::R
             _ = ticker.tick() => {}
             _ = stopped(&mut stop) => return,
         }
-        let generation = engine.current();
-        if seen_generation != Some(generation.id) {
-            seen_generation = Some(generation.id);
+        if reloaded.has_changed().unwrap_or(false) {
+            reloaded.borrow_and_update();
             warm_attempts.iter_mut().for_each(|a| *a = WARM_UP_ATTEMPTS);
         }
         let mut tasks = JoinSet::new();
         for (i, q) in ctx.source.queries.iter().enumerate() {
-            let warm = warm_attempts[i] > 0 && wants_warm_up(&generation, &q.record);
+            let warm = warm_attempts[i] > 0 && feed.sink.wants_warm_up(&q.record);
             if !warm {
                 warm_attempts[i] = 0;
             }
@@ -389,7 +271,7 @@ impl SourceCtx {
     }
 
     fn failed(&self, q: &Query, what: &str, e: &QueryError) {
-        let telemetry = &self.engine.telemetry;
+        let telemetry = &self.feed.telemetry;
         telemetry.query_failures.add(self.name(), 1.0);
         let message = format!("{what}: {e}");
         tracing::warn!(
@@ -406,20 +288,20 @@ impl SourceCtx {
     }
 
     fn status(&self, q: &Query, f: impl FnOnce(&mut QueryStatus)) {
-        self.engine
+        self.feed
             .telemetry
             .query_sources
             .update(self.name(), &q.record, f);
     }
 
-    /// Feeds `batch` to the engine on the blocking pool (ingestion takes locks).
+    /// Feeds `batch` to the sink on the blocking pool (ingestion takes locks).
     async fn ingest(&self, q: &Query, batch: Vec<SeriesSamples>, at_ms: i64) -> bool {
         if batch.is_empty() {
             return true;
         }
-        let engine = Arc::clone(&self.engine);
+        let sink = Arc::clone(&self.feed.sink);
         let result =
-            tokio::task::spawn_blocking(move || engine.ingest(&batch, SOURCE_LABEL, at_ms)).await;
+            tokio::task::spawn_blocking(move || sink.ingest(&batch, SOURCE_LABEL, at_ms)).await;
         match result {
             Ok(Ok(_)) => true,
             Err(e) => {
@@ -438,7 +320,7 @@ impl SourceCtx {
         let data = self
             .get("/api/v1/query", &[("query", q.expr.clone())])
             .await?;
-        instant_samples(&q.record, data)
+        Ok(instant_samples(&q.record, data)?)
     }
 
     /// Reads the last [`WARM_UP_RANGE`] of `q` and feeds it in time order.
@@ -524,7 +406,7 @@ impl SourceCtx {
             if e.is_timeout() {
                 QueryError::Timeout(timeout)
             } else {
-                QueryError::Request(error_chain(&e))
+                QueryError::Request(crate::net::error_chain(&e))
             }
         };
         let mut response = client.get(url).send().await.map_err(classify)?;
@@ -542,7 +424,7 @@ impl SourceCtx {
             }
             body.extend_from_slice(&chunk);
         }
-        parse_response(status.as_u16(), &body)
+        Ok(parse_response(status.as_u16(), &body)?)
     }
 }
 
@@ -557,57 +439,11 @@ fn client(source: &QuerySource) -> Result<reqwest::Client, String> {
             HeaderValue::from_str(value).map_err(|e| format!("header {name} value: {e}"))?;
         headers.insert(name, value);
     }
-    crate::output::webhook::install_crypto_provider();
-    reqwest::Client::builder()
-        .user_agent(concat!("driftgauge/", env!("CARGO_PKG_VERSION")))
+    crate::net::client_builder()
         .default_headers(headers)
         .timeout(source.timeout)
-        .no_proxy()
         .build()
-        .map_err(|e| error_chain(&e))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
-/// Should `record` be warmed? When at least one rule can take series of that name and every
-/// such rule is still empty.
-fn wants_warm_up(generation: &Generation, record: &str) -> bool {
-    let mut any = false;
-    for g in &generation.groups {
-        for rt in &g.rules {
-            if can_take(&rt.rule.selector, record) {
-                if rt.series_count() > 0 {
-                    return false;
-                }
-                any = true;
-            }
-        }
-    }
-    any
-}
-
-/// Can `selector` match some series named `record` (whatever its labels)?
-fn can_take(selector: &Selector, record: &str) -> bool {
-    match selector.metric_name() {
-        Some(name) => name == record,
-        None => selector
-            .matchers()
-            .iter()
-            .filter(|m| m.name == "__name__")
-            .all(|m| m.matches(record)),
-    }
+        .map_err(|e| crate::net::error_chain(&e))
 }
 
 /// `expr` as a plain vector selector (that can be range-selected), or `None`.
@@ -616,324 +452,9 @@ fn warm_up_selector(expr: &str) -> Option<&str> {
     Selector::parse(expr).ok().map(|_| expr)
 }
 
-#[derive(Debug, Deserialize)]
-struct ApiResponse {
-    status: String,
-    #[serde(default)]
-    data: Option<ApiData>,
-    #[serde(rename = "errorType", default)]
-    error_type: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
-enum ApiData {
-    Vector(Vec<InstantSeries>),
-    Matrix(Vec<RangeSeries>),
-    Scalar(Point),
-    String(serde::de::IgnoredAny),
-}
-
-/// `[unix seconds, "value"]`.
-type Point = (f64, String);
-
-#[derive(Debug, Deserialize)]
-struct InstantSeries {
-    #[serde(default)]
-    metric: BTreeMap<String, String>,
-    /// Absent for native histogram samples (`"histogram"`), which are skipped.
-    #[serde(default)]
-    value: Option<Point>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RangeSeries {
-    #[serde(default)]
-    metric: BTreeMap<String, String>,
-    #[serde(default)]
-    values: Vec<Point>,
-}
-
-fn parse_response(status: u16, body: &[u8]) -> Result<ApiData, QueryError> {
-    let snippet = || {
-        let text = String::from_utf8_lossy(body);
-        let text = text.trim();
-        match text.char_indices().nth(300) {
-            Some((i, _)) => format!("{}...", &text[..i]),
-            None => text.to_string(),
-        }
-    };
-    match serde_json::from_slice::<ApiResponse>(body) {
-        Ok(r) if r.status == "error" => Err(QueryError::Api {
-            error_type: r.error_type.unwrap_or_else(|| format!("HTTP {status}")),
-            error: r.error.unwrap_or_default(),
-        }),
-        Ok(_) if !(200..300).contains(&status) => Err(QueryError::Status {
-            status,
-            body: snippet(),
-        }),
-        Ok(ApiResponse {
-            data: Some(data),
-            status: s,
-            ..
-        }) if s == "success" => Ok(data),
-        Ok(r) => Err(QueryError::Decode(format!(
-            "status {:?} without data",
-            r.status
-        ))),
-        Err(_) if !(200..300).contains(&status) => Err(QueryError::Status {
-            status,
-            body: snippet(),
-        }),
-        Err(e) => Err(QueryError::Decode(e.to_string())),
-    }
-}
-
-/// A sample value as Prometheus writes it; `None` for `NaN` and infinities (skipped).
-fn value(text: &str) -> Result<Option<f64>, QueryError> {
-    match text {
-        "NaN" | "+Inf" | "-Inf" | "Inf" => Ok(None),
-        _ => match text.parse::<f64>() {
-            Ok(v) if v.is_finite() => Ok(Some(v)),
-            Ok(_) => Ok(None),
-            Err(_) => Err(QueryError::Decode(format!("sample value {text:?}"))),
-        },
-    }
-}
-
-/// A result's labels for `record`: `__name__` (and any other `__` label) dropped, checked as
-/// a push would be.
-fn series_labels(metric: BTreeMap<String, String>) -> Result<Labels, QueryError> {
-    let labels: Labels = metric
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("__"))
-        .collect();
-    if labels.len() > MAX_LABELS {
-        return Err(QueryError::Series(format!(
-            "a series has {} labels, over {MAX_LABELS}",
-            labels.len()
-        )));
-    }
-    for (k, v) in &labels {
-        if !is_valid_label_name(k) {
-            return Err(QueryError::Series(format!("invalid label name {k:?}")));
-        }
-        if v.len() > MAX_LABEL_VALUE_BYTES {
-            return Err(QueryError::Series(format!(
-                "label {k} has a value over {MAX_LABEL_VALUE_BYTES} bytes"
-            )));
-        }
-    }
-    Ok(labels)
-}
-
-fn duplicate(record: &str, labels: &Labels) -> QueryError {
-    QueryError::Series(format!(
-        "two result series are the same series {record}{labels:?} once the metric name is dropped"
-    ))
-}
-
-/// An instant query's result as one batch of samples of `record`.
-fn instant_samples(record: &str, data: ApiData) -> Result<Vec<SeriesSamples>, QueryError> {
-    let sample = |labels: Labels, v: f64| SeriesSamples {
-        metric: record.to_string(),
-        labels,
-        values: vec![v],
-    };
-    match data {
-        ApiData::Scalar((_, text)) => Ok(value(&text)?
-            .map(|v| sample(Labels::new(), v))
-            .into_iter()
-            .collect()),
-        ApiData::Vector(result) => {
-            let mut seen = std::collections::BTreeSet::new();
-            let mut out = Vec::with_capacity(result.len());
-            for s in result {
-                let labels = series_labels(s.metric)?;
-                if !seen.insert(labels.clone()) {
-                    return Err(duplicate(record, &labels));
-                }
-                if let Some((_, text)) = s.value {
-                    if let Some(v) = value(&text)? {
-                        out.push(sample(labels, v));
-                    }
-                }
-            }
-            Ok(out)
-        }
-        ApiData::Matrix(_) => Err(QueryError::ResultType("matrix")),
-        ApiData::String(_) => Err(QueryError::ResultType("string")),
-    }
-}
-
-/// A range result (`metric[1h]` or `query_range`) as batches of samples of `record`, one
-/// batch per timestamp (Unix ms), oldest first.
-fn range_batches(
-    record: &str,
-    data: ApiData,
-) -> Result<Vec<(i64, Vec<SeriesSamples>)>, QueryError> {
-    let series = match data {
-        ApiData::Matrix(series) => series,
-        ApiData::Vector(_) => return Err(QueryError::ResultType("vector")),
-        ApiData::Scalar(_) => return Err(QueryError::ResultType("scalar")),
-        ApiData::String(_) => return Err(QueryError::ResultType("string")),
-    };
-    let mut seen = std::collections::BTreeSet::new();
-    let mut by_time: BTreeMap<i64, Vec<SeriesSamples>> = BTreeMap::new();
-    for s in series {
-        let labels = series_labels(s.metric)?;
-        if !seen.insert(labels.clone()) {
-            return Err(duplicate(record, &labels));
-        }
-        for (t, text) in s.values {
-            let Some(v) = value(&text)? else {
-                continue;
-            };
-            if !t.is_finite() {
-                return Err(QueryError::Decode(format!("sample timestamp {t}")));
-            }
-            by_time
-                .entry((t * 1000.0).round() as i64)
-                .or_default()
-                .push(SeriesSamples {
-                    metric: record.to_string(),
-                    labels: labels.clone(),
-                    values: vec![v],
-                });
-        }
-    }
-    Ok(by_time.into_iter().collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn data(json: &str) -> ApiData {
-        parse_response(200, json.as_bytes()).expect("success")
-    }
-
-    #[test]
-    fn vector_results_become_samples_of_the_record() {
-        let d = data(
-            r#"{"status":"success","data":{"resultType":"vector","result":[
-                {"metric":{"__name__":"up","job":"a","instance":"x:1"},"value":[1700000000.5,"1.5"]},
-                {"metric":{"__name__":"up","job":"b"},"value":[1700000000.5,"NaN"]},
-                {"metric":{"job":"c"},"value":[1700000000.5,"+Inf"]},
-                {"metric":{"job":"d"},"value":[1700000000.5,"-Inf"]},
-                {"metric":{"job":"e"},"value":[1700000000.5,"-2e-3"]}]}}"#,
-        );
-        let batch = instant_samples("up_copy", d).expect("samples");
-        assert_eq!(batch.len(), 2);
-        assert_eq!(batch[0].metric, "up_copy");
-        assert_eq!(
-            batch[0].labels,
-            Labels::from([
-                ("instance".to_string(), "x:1".to_string()),
-                ("job".to_string(), "a".to_string())
-            ])
-        );
-        assert_eq!(batch[0].values, vec![1.5]);
-        assert_eq!(batch[1].values, vec![-0.002]);
-    }
-
-    #[test]
-    fn scalar_results_have_no_labels() {
-        let batch = instant_samples(
-            "s",
-            data(r#"{"status":"success","data":{"resultType":"scalar","result":[1,"42"]}}"#),
-        )
-        .expect("samples");
-        assert_eq!(batch.len(), 1);
-        assert!(batch[0].labels.is_empty());
-        assert_eq!(batch[0].values, vec![42.0]);
-        let nan = instant_samples(
-            "s",
-            data(r#"{"status":"success","data":{"resultType":"scalar","result":[1,"NaN"]}}"#),
-        )
-        .expect("samples");
-        assert!(nan.is_empty());
-    }
-
-    #[test]
-    fn errors_are_named() {
-        let e = parse_response(
-            400,
-            br#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#,
-        )
-        .expect_err("error");
-        assert_eq!(
-            e.to_string(),
-            "query failed (bad_data): parse error at char 3"
-        );
-        let e = parse_response(502, b"<html>bad gateway</html>").expect_err("error");
-        assert_eq!(e.to_string(), "HTTP 502: <html>bad gateway</html>");
-        let e = parse_response(200, b"{").expect_err("error");
-        assert!(matches!(e, QueryError::Decode(_)), "{e}");
-        let e = parse_response(200, br#"{"status":"success"}"#).expect_err("error");
-        assert!(matches!(e, QueryError::Decode(_)), "{e}");
-        let s = data(r#"{"status":"success","data":{"resultType":"string","result":[1,"x"]}}"#);
-        assert!(matches!(
-            instant_samples("r", s),
-            Err(QueryError::ResultType("string"))
-        ));
-        let bad = data(
-            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"abc"]}]}}"#,
-        );
-        assert!(matches!(
-            instant_samples("r", bad),
-            Err(QueryError::Decode(_))
-        ));
-        let dup = data(
-            r#"{"status":"success","data":{"resultType":"vector","result":[
-                {"metric":{"__name__":"a","x":"1"},"value":[1,"1"]},
-                {"metric":{"__name__":"b","x":"1"},"value":[1,"2"]}]}}"#,
-        );
-        assert!(matches!(
-            instant_samples("r", dup),
-            Err(QueryError::Series(_))
-        ));
-        let bad_label = data(
-            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a-b":"1"},"value":[1,"1"]}]}}"#,
-        );
-        assert!(matches!(
-            instant_samples("r", bad_label),
-            Err(QueryError::Series(_))
-        ));
-    }
-
-    #[test]
-    fn range_results_are_batched_by_time_in_order() {
-        let d = data(
-            r#"{"status":"success","data":{"resultType":"matrix","result":[
-                {"metric":{"__name__":"m","k":"a"},"values":[[10,"1"],[20,"2"],[30,"NaN"]]},
-                {"metric":{"__name__":"m","k":"b"},"values":[[15,"5"],[20,"6"]]}]}}"#,
-        );
-        let batches = range_batches("r", d).expect("batches");
-        let flat: Vec<(i64, String, f64)> = batches
-            .iter()
-            .flat_map(|(t, b)| {
-                b.iter()
-                    .map(move |s| (*t, s.labels["k"].clone(), s.values[0]))
-            })
-            .collect();
-        assert_eq!(
-            flat,
-            vec![
-                (10_000, "a".to_string(), 1.0),
-                (15_000, "b".to_string(), 5.0),
-                (20_000, "a".to_string(), 2.0),
-                (20_000, "b".to_string(), 6.0),
-            ]
-        );
-        let v = data(r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#);
-        assert!(matches!(
-            range_batches("r", v),
-            Err(QueryError::ResultType("vector"))
-        ));
-    }
 
     #[test]
     fn only_plain_selectors_are_range_selected() {
@@ -946,16 +467,6 @@ mod tests {
         assert_eq!(warm_up_selector("up * 2"), None);
         assert_eq!(warm_up_selector("sum by (job) (up)"), None);
         assert_eq!(warm_up_selector("up[5m]"), None);
-    }
-
-    #[test]
-    fn rules_that_can_take_a_record() {
-        let s = |t: &str| Selector::parse(t).expect("selector");
-        assert!(can_take(&s(r#"up_copy{job="x"}"#), "up_copy"));
-        assert!(!can_take(&s("other"), "up_copy"));
-        assert!(can_take(&s(r#"{__name__=~"up_.*"}"#), "up_copy"));
-        assert!(!can_take(&s(r#"{__name__=~"down_.*"}"#), "up_copy"));
-        assert!(can_take(&s(r#"{job="x"}"#), "up_copy"));
     }
 
     /// Real HTTP on loopback: a Prometheus-API fixture answering by a function of the request.
@@ -1073,8 +584,10 @@ mod tests {
 
     use std::time::Instant;
 
-    use crate::output::telemetry::Telemetry;
+    use crate::engine::Engine;
+    use crate::labels::Labels;
     use crate::output::webhook::WebhookSender;
+    use crate::telemetry::Telemetry;
 
     const WAIT: Duration = Duration::from_secs(10);
 
@@ -1082,15 +595,20 @@ mod tests {
     fn engine(dir: &std::path::Path, config: &str, rules: &str) -> Arc<Engine> {
         std::fs::write(dir.join("driftgauge.yml"), config).expect("config");
         std::fs::write(dir.join("rules.yml"), rules).expect("rules");
-        let loaded = crate::rules::load(Some(&dir.join("driftgauge.yml"))).expect("load");
+        let loaded = crate::config::load(Some(&dir.join("driftgauge.yml"))).expect("load");
         let telemetry = Arc::new(Telemetry::default());
         let sender = WebhookSender::new(BTreeMap::new(), Arc::clone(&telemetry)).expect("sender");
-        Arc::new(Engine::new(loaded.config, loaded.rules, telemetry, sender))
+        Arc::new(Engine::new(
+            loaded.config,
+            loaded.rules,
+            telemetry,
+            Arc::new(sender),
+        ))
     }
 
     fn reload(engine: &Engine, dir: &std::path::Path, rules: &str) {
         std::fs::write(dir.join("rules.yml"), rules).expect("rules");
-        let loaded = crate::rules::load(Some(&dir.join("driftgauge.yml"))).expect("load");
+        let loaded = crate::config::load(Some(&dir.join("driftgauge.yml"))).expect("load");
         engine.apply(loaded.config, loaded.rules);
     }
 
@@ -1176,7 +694,7 @@ query_sources:
         let engine = engine(dir.path(), &config, RULES);
         let (stop_tx, stop) = watch::channel(false);
         let sources = engine.current().config.query_sources.clone();
-        let task = spawn_query_sources(Arc::clone(&engine), sources, stop);
+        let task = spawn_query_sources(engine.sources(), sources, stop);
         // A tick starts after the previous one has ingested its answers: with three instant
         // queries sent, the first two are in the windows.
         wait_until("three instant queries after the warm-up", || {
@@ -1274,7 +792,7 @@ query_sources:
         }];
         engine.ingest(&seed, "push", now_ms()).expect("seed");
         let (stop_tx, stop) = watch::channel(false);
-        let task = spawn_configured_query_sources(Arc::clone(&engine), stop);
+        let task = spawn_configured_query_sources(engine.sources(), stop);
         // The answer is ingested (on the blocking pool), then the source's status is updated.
         wait_until("a good answer after four bad ones", || {
             engine.telemetry.samples_received.get(SOURCE_LABEL) >= 1.0
@@ -1291,7 +809,8 @@ query_sources:
             q["last_error"], "query: undecodable response: expected ident at line 1 column 2",
             "{status}"
         );
-        let text = crate::output::metrics::render(&engine, crate::output::exposition::Format::Text);
+        let text =
+            crate::output::metrics::render(&engine, crate::formats::exposition::Format::Text);
         assert!(
             text.contains("driftgauge_query_failures_total{source=\"flaky\"} 4"),
             "{text}"
@@ -1326,7 +845,7 @@ query_sources:
         let none = "groups: []\n";
         let engine = engine(dir.path(), &config, none);
         let (stop_tx, stop) = watch::channel(false);
-        let task = spawn_configured_query_sources(Arc::clone(&engine), stop);
+        let task = spawn_configured_query_sources(engine.sources(), stop);
         wait_until("instant queries", || fx.seen().len() >= 2).await;
         assert!(
             fx.seen()

@@ -3,7 +3,7 @@
 //! Every target of every job runs on its own tokio task at its job's `scrape_interval` (the
 //! first scrape at once). A scrape asks for OpenMetrics first and the text format as a
 //! fallback (Prometheus's `Accept` header), is bounded by `scrape_timeout` and by
-//! `limits.max_body_bytes`, and is parsed with [`super::expfmt`].
+//! `limits.max_body_bytes`, and is parsed with [`crate::formats::exposition::parse`].
 //!
 //! What becomes a sample:
 //! - every series gets the target's labels: `job` (the `job_name`), `instance` (the target
@@ -40,13 +40,15 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::MissedTickBehavior;
 
-use super::expfmt::{self, Format, MetricKind, ParsedSample};
-use super::names::{is_valid_label_name, is_valid_metric_name};
-use super::push::{MAX_LABELS, MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES};
-use super::SeriesSamples;
-use crate::engine::scheduler::stopped;
-use crate::engine::{now_ms, Engine};
-use crate::rules::model::{Labels, ScrapeConfig};
+use super::Context;
+use crate::config::model::{Labels, ScrapeConfig};
+use crate::formats::exposition::parse::{self as expfmt, MetricKind, ParsedSample};
+use crate::formats::exposition::Format;
+use crate::labels::SeriesSamples;
+use crate::labels::{is_valid_label_name, is_valid_metric_name};
+use crate::labels::{MAX_LABELS, MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES};
+use crate::time::now_ms;
+use crate::time::stopped;
 
 /// The `source` scraped samples are counted under.
 pub const SOURCE: &str = "scrape";
@@ -55,8 +57,6 @@ pub const SOURCE: &str = "scrape";
 pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,\
 application/openmetrics-text;version=0.0.1;q=0.75,\
 text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-
-const USER_AGENT: &str = concat!("driftgauge/", env!("CARGO_PKG_VERSION"));
 
 /// Why one scrape failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -150,30 +150,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Starts one task per target of `configs`; the returned task ends once `stop` turns true
 /// (or its sender is gone) and every target task has ended. Counter rates start afresh.
 pub fn spawn_scrapers(
-    engine: Arc<Engine>,
+    ctx: Context,
     configs: Vec<ScrapeConfig>,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    tokio::spawn(run_targets(
-        engine,
-        targets(&configs),
-        stop,
-        States::default(),
-    ))
+    tokio::spawn(run_targets(ctx, targets(&configs), stop, States::default()))
 }
 
-/// Runs the scrapers of the engine's current config until `stop` turns true, following
-/// reloads: after each tick of `reloaded` (sent after every `Engine::apply`), scrapers
+/// Runs the scrapers of the current config until `stop` turns true, following
+/// reloads: after each new config (published by the engine when it applies one), scrapers
 /// restart only when `scrape_configs` changed, and targets that stay keep their counter
 /// state, so rates do not restart with them.
-pub async fn run(
-    engine: Arc<Engine>,
-    mut reloaded: watch::Receiver<u64>,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn run(ctx: Context, mut stop: watch::Receiver<bool>) {
+    let mut reloaded = ctx.config.clone();
     let states = States::default();
     loop {
-        let configs = engine.current().config.scrape_configs.clone();
+        let configs = ctx.config().scrape_configs.clone();
         let running = targets(&configs);
         {
             let keep: HashSet<(String, String)> = running
@@ -184,7 +176,7 @@ pub async fn run(
         }
         let (task_stop, task_stop_rx) = watch::channel(false);
         let tasks = tokio::spawn(run_targets(
-            Arc::clone(&engine),
+            ctx.clone(),
             running,
             task_stop_rx,
             Arc::clone(&states),
@@ -195,7 +187,7 @@ pub async fn run(
                     if changed.is_err() {
                         break true;
                     }
-                    if engine.current().config.scrape_configs != configs {
+                    if reloaded.borrow_and_update().scrape_configs != configs {
                         break false;
                     }
                 }
@@ -211,7 +203,7 @@ pub async fn run(
 }
 
 async fn run_targets(
-    engine: Arc<Engine>,
+    ctx: Context,
     targets: Vec<Target>,
     stop: watch::Receiver<bool>,
     states: States,
@@ -219,17 +211,12 @@ async fn run_targets(
     if targets.is_empty() {
         return;
     }
-    let telemetry = &engine.telemetry;
+    let telemetry = &ctx.telemetry;
     telemetry.samples_received.touch(SOURCE);
     for t in &targets {
         telemetry.scrape_failures.touch(&t.job);
     }
-    crate::output::webhook::install_crypto_provider();
-    let client = match reqwest::Client::builder()
-        .user_agent(USER_AGENT)
-        .no_proxy()
-        .build()
-    {
+    let client = match crate::net::client_builder().build() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the scrape HTTP client; no target is scraped");
@@ -244,7 +231,7 @@ async fn run_targets(
                 .or_default(),
         );
         tasks.spawn(scrape_loop(
-            Arc::clone(&engine),
+            ctx.clone(),
             client.clone(),
             target,
             state,
@@ -255,7 +242,7 @@ async fn run_targets(
 }
 
 async fn scrape_loop(
-    engine: Arc<Engine>,
+    ctx: Context,
     client: reqwest::Client,
     target: Target,
     state: Arc<Mutex<RateState>>,
@@ -270,7 +257,7 @@ async fn scrape_loop(
             _ = stopped(&mut stop) => return,
         }
         let result = tokio::select! {
-            r = scrape_once(&engine, &client, &target, &state) => r,
+            r = scrape_once(&ctx, &client, &target, &state) => r,
             _ = stopped(&mut stop) => return,
         };
         match result {
@@ -281,7 +268,7 @@ async fn scrape_loop(
                 tracing::trace!(job = %target.job, target = %target.url, values = n, "scraped");
             }
             Err(e) => {
-                engine.telemetry.scrape_failures.add(&target.job, 1.0);
+                ctx.telemetry.scrape_failures.add(&target.job, 1.0);
                 let msg = e.to_string();
                 if last_error.as_deref() == Some(msg.as_str()) {
                     tracing::debug!(job = %target.job, target = %target.url, error = %msg, "scrape failed");
@@ -296,17 +283,17 @@ async fn scrape_loop(
 
 /// One scrape: fetch, parse, turn into samples, ingest. Returns the number of values taken.
 pub async fn scrape_once(
-    engine: &Arc<Engine>,
+    ctx: &Context,
     client: &reqwest::Client,
     target: &Target,
     state: &Arc<Mutex<RateState>>,
 ) -> Result<usize, ScrapeError> {
-    let limit = engine.current().config.limits.max_body_bytes;
+    let limit = ctx.config().limits.max_body_bytes;
     let started_ms = now_ms();
     let (body, format) = tokio::time::timeout(target.timeout, fetch(client, target, limit))
         .await
         .map_err(|_| ScrapeError::Timeout(target.timeout))??;
-    let engine = Arc::clone(engine);
+    let ctx = ctx.clone();
     let target = target.clone();
     let state = Arc::clone(state);
     // Parsing a large body and ingesting are CPU work: off the async workers.
@@ -315,7 +302,7 @@ pub async fn scrape_once(
         let parsed = expfmt::parse(text, format)?;
         let mut rates = lock(&state);
         let samples = to_samples(parsed, &target.labels, started_ms, &rates)?;
-        let telemetry = &engine.telemetry;
+        let telemetry = &ctx.telemetry;
         for (reason, n) in [
             ("non_finite", samples.non_finite),
             ("duplicate_series", samples.duplicates),
@@ -330,7 +317,7 @@ pub async fn scrape_once(
         if samples.batch.is_empty() {
             return Ok(0);
         }
-        engine
+        ctx.sink
             .ingest(&samples.batch, SOURCE, now_ms())
             .map_err(|e| ScrapeError::SeriesLimit(e.to_string()))
     })
@@ -360,7 +347,7 @@ async fn fetch(
     let mut resp = req
         .send()
         .await
-        .map_err(|e| ScrapeError::Http(error_chain(&e)))?;
+        .map_err(|e| ScrapeError::Http(crate::net::error_chain(&e)))?;
     let status = resp.status();
     if !status.is_success() {
         return Err(ScrapeError::Status(status.to_string()));
@@ -378,7 +365,7 @@ async fn fetch(
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| ScrapeError::Http(error_chain(&e)))?
+        .map_err(|e| ScrapeError::Http(crate::net::error_chain(&e)))?
     {
         if body.len() + chunk.len() > limit {
             return Err(ScrapeError::TooLarge(limit));
@@ -386,21 +373,6 @@ async fn fetch(
         body.extend_from_slice(&chunk);
     }
     Ok((body, format))
-}
-
-/// reqwest's message and its causes ("error sending request: connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !msg.contains(&part) {
-            msg.push_str(": ");
-            msg.push_str(&part);
-        }
-        source = s.source();
-    }
-    msg
 }
 
 /// One scrape's samples, ready for the engine.
@@ -558,7 +530,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("driftgauge.yml");
         std::fs::write(&file, format!("rule_files: []\n{text}")).unwrap();
-        let loaded = crate::rules::load(Some(&file)).unwrap();
+        let loaded = crate::config::load(Some(&file)).unwrap();
         let t = targets(&loaded.config.scrape_configs);
         assert_eq!(t.len(), 3);
         assert_eq!(t[0].url, "https://a:1/x");
@@ -570,7 +542,7 @@ mod tests {
     }
 
     fn parse(text: &str) -> Vec<ParsedSample> {
-        expfmt::parse(text, Format::Prometheus).unwrap()
+        expfmt::parse(text, Format::Text).unwrap()
     }
 
     #[test]
@@ -633,10 +605,10 @@ mod tests {
 
     #[test]
     fn bad_names_fail_the_scrape() {
-        let parsed = expfmt::parse("{\"a.b\"} 1\n", Format::Prometheus).unwrap();
+        let parsed = expfmt::parse("{\"a.b\"} 1\n", Format::Text).unwrap();
         let e = to_samples(parsed, &Labels::new(), 0, &RateState::default()).unwrap_err();
         assert_eq!(e.to_string(), "invalid metric name \"a.b\"");
-        let parsed = expfmt::parse("m{__x=\"1\"} 1\n", Format::Prometheus).unwrap();
+        let parsed = expfmt::parse("m{__x=\"1\"} 1\n", Format::Text).unwrap();
         assert!(to_samples(parsed, &Labels::new(), 0, &RateState::default()).is_err());
     }
 }

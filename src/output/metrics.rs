@@ -3,12 +3,13 @@
 
 use std::sync::atomic::Ordering;
 
-use super::exposition::{
-    encode_into, escape_label_value, finish, format_value, write_header, write_label_pairs, Family,
-    Format, Kind,
-};
 use crate::engine::Engine;
-use crate::rules::model::Labels;
+use crate::formats::exposition::encode::{
+    encode_into, escape_label_value, finish, format_value, write_header, write_label_pairs, Family,
+    Kind,
+};
+use crate::formats::exposition::Format;
+use crate::labels::Labels;
 
 pub const DRIFT_STATISTIC: &str = "driftgauge_drift_statistic";
 pub const DRIFT_P_VALUE: &str = "driftgauge_drift_p_value";
@@ -485,14 +486,14 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::ingest::SeriesSamples;
-    use crate::output::exposition::encode;
-    use crate::output::telemetry::Telemetry;
+    use crate::config::model::{Config, RuleSet};
+    use crate::config::{parse_rule_file, RuleContext};
+    use crate::formats::exposition::encode::encode;
+    use crate::labels::SeriesSamples;
     use crate::output::webhook::WebhookSender;
-    use crate::rules::model::{Config, RuleSet};
-    use crate::rules::{parse_rule_file, RuleContext};
+    use crate::telemetry::Telemetry;
 
-    fn labels(l: &crate::rules::model::Labels) -> Vec<(String, String)> {
+    fn labels(l: &crate::labels::Labels) -> Vec<(String, String)> {
         l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
@@ -644,7 +645,12 @@ groups:
         let telemetry = Arc::new(Telemetry::default());
         let sender =
             WebhookSender::new(Default::default(), Arc::clone(&telemetry)).expect("sender");
-        let engine = Engine::new(Config::default(), RuleSet { groups }, telemetry, sender);
+        let engine = Engine::new(
+            Config::default(),
+            RuleSet { groups },
+            telemetry,
+            Arc::new(sender),
+        );
         let empty = render(&engine, Format::Text);
         assert_eq!(empty, reference_render(&engine, Format::Text));
         let label_sets: Vec<Vec<(&str, &str)>> = vec![

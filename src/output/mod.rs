@@ -1,6 +1,5 @@
-//! Outputs: `/metrics` exposition, webhook delivery, the service's own telemetry.
+//! Outputs: `/metrics` rendered from the engine's state, and webhook delivery (the engine's
+//! `Notifier`).
 
-pub mod exposition;
 pub mod metrics;
-pub mod telemetry;
 pub mod webhook;

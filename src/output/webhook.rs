@@ -39,18 +39,17 @@ use reqwest::StatusCode;
 use sha2::Sha256;
 use tokio::sync::{watch, Notify};
 
-use crate::output::telemetry::Telemetry;
-use crate::rules::model::WebhookConfig;
+use crate::config::model::WebhookConfig;
+use crate::engine::{Event, Notifier};
 use crate::store::Store;
+use crate::telemetry::Telemetry;
 
 /// Deliveries pending (waiting or retrying) at most, by default; see
 /// [`WebhookSender::with_max_pending`].
 pub const MAX_PENDING: usize = 10_000;
 
-const USER_AGENT: &str = concat!("driftgauge/", env!("CARGO_PKG_VERSION"));
-
-/// One event to deliver to one webhook. The body is the final JSON payload bytes (the engine
-/// already merged `extra` and put `idempotency_key` in it).
+/// One event to deliver to one webhook. The body is the final JSON payload bytes (`extra`
+/// merged, `idempotency_key` in it: see [`payload`]).
 #[derive(Clone)]
 pub struct Delivery {
     /// The webhook's name in the config (`webhooks:` key).
@@ -216,11 +215,8 @@ impl WebhookSender {
         for (name, config) in &webhooks {
             check(name, config)?;
         }
-        install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
+        let client = crate::net::client_builder()
             .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
             .build()
             .map_err(WebhookError::Client)?;
         let (phase, _) = watch::channel(Phase::Running);
@@ -264,7 +260,7 @@ impl WebhookSender {
         for (key, record) in store.deliveries()? {
             let delivery = decode_delivery(&record)
                 .map_err(|e| store.corrupt("outbox", format!("delivery {key}: {e}")))?;
-            match self.enqueue_inner(delivery, false) {
+            match self.resume(delivery) {
                 Ok(()) => n += 1,
                 Err(e) => {
                     tracing::error!(idempotency_key = %key, error = %e, "stored delivery not resumed; it stays in the outbox")
@@ -313,10 +309,45 @@ impl WebhookSender {
     /// [`with_max_pending`](Self::with_max_pending) limit) wait or retry at once. A refused
     /// delivery to a known webhook counts as a failure in `driftgauge_webhook_requests_total`.
     pub fn enqueue(&self, delivery: Delivery) -> Result<(), WebhookError> {
-        self.enqueue_inner(delivery, true)
+        self.enqueue_batch(vec![delivery])
+            .pop()
+            .unwrap_or(Err(WebhookError::ShuttingDown))
     }
 
-    fn enqueue_inner(&self, delivery: Delivery, persist: bool) -> Result<(), WebhookError> {
+    /// [`enqueue`](Self::enqueue) for several deliveries, written to the outbox in one
+    /// transaction. One result per delivery, in order.
+    pub fn enqueue_batch(&self, deliveries: Vec<Delivery>) -> Vec<Result<(), WebhookError>> {
+        let admitted: Vec<Result<Delivery, WebhookError>> =
+            deliveries.into_iter().map(|d| self.admit(d)).collect();
+        let outbox = self.outbox();
+        if let Some(store) = &outbox {
+            let records: Vec<(&str, Vec<u8>)> = admitted
+                .iter()
+                .flatten()
+                .map(|d| (d.idempotency_key.as_str(), encode_delivery(d)))
+                .collect();
+            if !records.is_empty() {
+                if let Err(error) = store.put_deliveries(&records) {
+                    // Still attempted: losing durability beats losing the call.
+                    tracing::error!(deliveries = records.len(), %error, "deliveries not persisted to the outbox");
+                }
+            }
+        }
+        admitted
+            .into_iter()
+            .map(|d| d.map(|d| self.start(d, outbox.clone())))
+            .collect()
+    }
+
+    /// Resumes one delivery read back from the outbox (already persisted).
+    fn resume(&self, delivery: Delivery) -> Result<(), WebhookError> {
+        let delivery = self.admit(delivery)?;
+        self.start(delivery, self.outbox());
+        Ok(())
+    }
+
+    /// Takes a place in the queue for `delivery`, or refuses it.
+    fn admit(&self, delivery: Delivery) -> Result<Delivery, WebhookError> {
         let inner = &self.inner;
         if !self.current_webhooks().contains_key(&delivery.webhook) {
             tracing::error!(
@@ -346,15 +377,12 @@ impl WebhookSender {
             .telemetry
             .webhook_queue_length
             .fetch_add(1, Ordering::Relaxed);
-        let outbox = self.outbox();
-        if let (true, Some(store)) = (persist, &outbox) {
-            if let Err(error) =
-                store.put_delivery(&delivery.idempotency_key, &encode_delivery(&delivery))
-            {
-                // Still attempted: losing durability beats losing the call.
-                tracing::error!(idempotency_key = %delivery.idempotency_key, %error, "delivery not persisted to the outbox");
-            }
-        }
+        Ok(delivery)
+    }
+
+    /// Starts the task of an admitted delivery.
+    fn start(&self, delivery: Delivery, outbox: Option<Store>) {
+        let inner = &self.inner;
         let guard = Pending {
             inner: Arc::clone(inner),
             settled: false,
@@ -366,7 +394,6 @@ impl WebhookSender {
             "delivery queued"
         );
         inner.runtime.spawn(self.clone().deliver(delivery, guard));
-        Ok(())
     }
 
     /// Deliveries waiting or retrying.
@@ -422,14 +449,14 @@ impl WebhookSender {
         match request.send().await {
             Ok(response) => classify(response.status(), response.headers(), config, attempt),
             Err(error) if error.is_builder() => Outcome::GiveUp {
-                reason: Failure::Invalid(error_chain(&error.without_url())),
+                reason: Failure::Invalid(crate::net::error_chain(&error.without_url())),
             },
             Err(error) => Outcome::Retry {
                 after: backoff(config, attempt),
                 reason: if error.is_timeout() {
                     Failure::Timeout
                 } else {
-                    Failure::Transport(error_chain(&error.without_url()))
+                    Failure::Transport(crate::net::error_chain(&error.without_url()))
                 },
             },
         }
@@ -697,22 +724,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-/// An error and its sources, e.g. "error sending request: client error (Connect): tcp connect
-/// error: Connection refused (os error 111)".
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
-}
-
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -749,10 +760,62 @@ fn decode_delivery(bytes: &[u8]) -> Result<Delivery, crate::store::codec::Decode
     })
 }
 
-/// Installs rustls's `ring` provider for every reqwest client of the process. Another part of
-/// the program may have installed one first: either way one is installed afterwards.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+impl Notifier for WebhookSender {
+    fn configure(&self, webhooks: &BTreeMap<String, WebhookConfig>) {
+        self.update(webhooks.clone());
+    }
+
+    /// One delivery per event and webhook, all written to the outbox in one transaction.
+    fn notify(&self, events: &[Event]) -> Vec<Vec<bool>> {
+        let webhooks = self.current_webhooks();
+        let mut deliveries = Vec::new();
+        let mut shape = Vec::with_capacity(events.len());
+        for event in events {
+            shape.push(event.webhooks.len());
+            for name in &event.webhooks {
+                let idempotency_key =
+                    format!("evt_{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+                let extra = webhooks.get(name).and_then(|w| w.extra.as_ref());
+                deliveries.push(Delivery {
+                    webhook: name.clone(),
+                    body: payload(event, &idempotency_key, extra),
+                    idempotency_key,
+                });
+            }
+        }
+        let mut results = self.enqueue_batch(deliveries).into_iter();
+        shape
+            .into_iter()
+            .map(|n| results.by_ref().take(n).map(|r| r.is_ok()).collect())
+            .collect()
+    }
+}
+
+/// The webhook payload of `event` (DESIGN.md's "Webhook payload"), with `extra` merged in.
+pub fn payload(
+    event: &Event,
+    idempotency_key: &str,
+    extra: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Vec<u8> {
+    let mut payload = serde_json::json!({
+        "version": "1",
+        "status": event.to.as_str(),
+        "previous_status": event.from.as_str(),
+        "rule": event.rule,
+        "group": event.group,
+        "detector": event.detector,
+        "labels": event.labels,
+        "annotations": event.annotations,
+        "statistic": event.statistic,
+        "p_value": event.p_value,
+        "value": event.value,
+        "starts_at": crate::time::rfc3339(event.at_ms),
+        "idempotency_key": idempotency_key,
+    });
+    if let (Some(extra), Some(obj)) = (extra, payload.as_object_mut()) {
+        obj.insert("extra".into(), serde_json::Value::Object(extra.clone()));
+    }
+    payload.to_string().into_bytes()
 }
 
 #[cfg(test)]

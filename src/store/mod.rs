@@ -232,6 +232,18 @@ impl Store {
         txn.commit().map_err(|e| self.io(e))
     }
 
+    /// Writes several outbox records in one transaction (one fsync): all of them, or none.
+    pub fn put_deliveries(&self, records: &[(&str, Vec<u8>)]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        {
+            let mut t = txn.open_table(OUTBOX).map_err(|e| self.io(e))?;
+            for (key, record) in records {
+                t.insert(*key, record.as_slice()).map_err(|e| self.io(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.io(e))
+    }
+
     pub fn delete_delivery(&self, key: &str) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(|e| self.io(e))?;
         {

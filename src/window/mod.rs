@@ -11,10 +11,29 @@
 //! frozen reference.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::detect::sort::sort_samples;
-use crate::rules::model::{CurrentWindow, ReferenceWindow};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReferenceWindow {
+    /// The first N samples a series receives, frozen.
+    First(usize),
+    /// The N samples just before the current window, rolling.
+    Preceding(usize),
+    /// A fixed reference loaded from a file (path resolved against the rule file's folder).
+    File { path: PathBuf, values: Arc<[f64]> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CurrentWindow {
+    /// The newest N samples.
+    Last(usize),
+    /// The samples received within this span.
+    Duration(Duration),
+}
 
 /// Values that may arrive between two syncs of the sorted current window, at least: past
 /// this many, or an eighth of the window, the sorted copy is dropped and rebuilt by the next

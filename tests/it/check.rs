@@ -126,10 +126,10 @@ fn every_example_rule_file_passes() {
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no example rule files in rules/");
-    let summary = driftgauge::rules::check(None, &files)
+    let summary = driftgauge::config::check(None, &files)
         .unwrap_or_else(|e| panic!("example rules do not pass:\n{e}"));
     assert_eq!(summary.files, files.len());
-    let success = |s: driftgauge::rules::CheckSummary| {
+    let success = |s: driftgauge::config::CheckSummary| {
         format!(
             "SUCCESS: {} rule files, {} groups, {} rules found\n",
             s.files, s.groups, s.rules
@@ -144,7 +144,7 @@ fn every_example_rule_file_passes() {
     check(&args, &success(summary), 0);
     // With no arguments: ./driftgauge.yml if the repository has one, else the embedded
     // default, whose `rules/*.yml` are these files. (Cargo runs tests from the package root.)
-    let default = driftgauge::rules::check(None, &[])
+    let default = driftgauge::config::check(None, &[])
         .unwrap_or_else(|e| panic!("`driftgauge check` fails:\n{e}"));
     check(&[], &success(default), 0);
 }

@@ -13,10 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use driftgauge::engine::{scheduler, Engine};
-use driftgauge::ingest::{remote_write, scrape};
-use driftgauge::output::exposition::Format;
-use driftgauge::output::telemetry::Telemetry;
+use driftgauge::formats::exposition::Format;
+use driftgauge::http::remote_write;
+use driftgauge::ingest::scrape;
 use driftgauge::output::webhook::WebhookSender;
+use driftgauge::telemetry::Telemetry;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -87,7 +88,6 @@ pub struct Service {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     pub client: reqwest::Client,
-    reloaded: watch::Sender<u64>,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -108,26 +108,26 @@ impl Service {
     pub async fn start(config: &str, files: &[(&str, &str)], scrapers: Scrapers) -> Service {
         let dir = tempfile::tempdir().expect("temp dir");
         write_files(dir.path(), config, files);
-        let loaded = driftgauge::rules::load(Some(&dir.path().join("driftgauge.yml")))
+        let loaded = driftgauge::config::load(Some(&dir.path().join("driftgauge.yml")))
             .unwrap_or_else(|e| panic!("test config refused: {e}"));
         let telemetry = Arc::new(Telemetry::default());
         let sender = WebhookSender::new(loaded.config.webhooks.clone(), Arc::clone(&telemetry))
             .expect("webhook sender");
         let scrape_configs = loaded.config.scrape_configs.clone();
-        let engine = Arc::new(Engine::new(loaded.config, loaded.rules, telemetry, sender));
-        let (reloaded, reloaded_rx) = watch::channel(0u64);
-        let (stop, stop_rx) = watch::channel(false);
-        tokio::spawn(scheduler::run(
-            Arc::clone(&engine),
-            reloaded_rx.clone(),
-            stop_rx.clone(),
+        let engine = Arc::new(Engine::new(
+            loaded.config,
+            loaded.rules,
+            telemetry,
+            Arc::new(sender),
         ));
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(scheduler::run(Arc::clone(&engine), stop_rx.clone()));
         match scrapers {
             Scrapers::Spawn => {
-                scrape::spawn_scrapers(Arc::clone(&engine), scrape_configs, stop_rx.clone());
+                scrape::spawn_scrapers(engine.sources(), scrape_configs, stop_rx.clone());
             }
             Scrapers::FollowReloads => {
-                tokio::spawn(scrape::run(Arc::clone(&engine), reloaded_rx, stop_rx));
+                tokio::spawn(scrape::run(engine.sources(), stop_rx));
             }
         }
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -138,7 +138,6 @@ impl Service {
             addr,
             dir,
             client: reqwest::Client::new(),
-            reloaded,
             stop,
             server,
         }
@@ -147,10 +146,9 @@ impl Service {
     /// Rewrites the files and applies them as a reload does.
     pub fn reload(&self, config: &str, files: &[(&str, &str)]) {
         write_files(self.dir.path(), config, files);
-        let loaded = driftgauge::rules::load(Some(&self.dir.path().join("driftgauge.yml")))
+        let loaded = driftgauge::config::load(Some(&self.dir.path().join("driftgauge.yml")))
             .unwrap_or_else(|e| panic!("test config refused: {e}"));
         self.engine.apply(loaded.config, loaded.rules);
-        self.reloaded.send_modify(|n| *n += 1);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -267,7 +265,7 @@ async fn route(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let resp = match (req.method().clone(), req.uri().path()) {
-        (Method::POST, "/api/v1/write") => remote_write::handle_engine(&engine, req)
+        (Method::POST, "/api/v1/write") => remote_write::handle(&engine, req)
             .await
             .unwrap_or_else(|e| e.into_response()),
         (Method::GET, "/metrics") => Response::new(Full::new(Bytes::from(

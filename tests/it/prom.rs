@@ -140,7 +140,7 @@ impl Prometheus {
         }
         // The port is free when picked; another process could take it before Prometheus
         // binds, so a bind failure is retried on a new port.
-        driftgauge::output::webhook::install_crypto_provider();
+        driftgauge::net::install_crypto_provider();
         let client = reqwest::Client::new();
         for _attempt in 0..3 {
             let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");

@@ -6,8 +6,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use driftgauge::detect::ema;
 use driftgauge::detect::ks::{ks_2samp, Alternative, KsResult, Method, MethodUsed};
-use driftgauge::ingest::names::{is_valid_label_name, is_valid_metric_name};
-use driftgauge::ingest::push::{self, MAX_LABELS, MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES};
+use driftgauge::formats::push;
+use driftgauge::labels::{is_valid_label_name, is_valid_metric_name};
+use driftgauge::labels::{MAX_LABELS, MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES};
 use driftgauge::window::EmaState;
 
 /// splitmix64: tiny, deterministic, good enough to spread cases.

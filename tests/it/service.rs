@@ -526,7 +526,7 @@ async fn reload_is_refused_without_the_lifecycle_flag() {
     let task = tokio::spawn(driftgauge::app::run(options, listener, async move {
         let _ = stopped.await;
     }));
-    driftgauge::output::webhook::install_crypto_provider();
+    driftgauge::net::install_crypto_provider();
     let client = reqwest::Client::new();
     let url = |p: &str| format!("http://{addr}{p}");
     wait_until("ready", || async {

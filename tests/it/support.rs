@@ -60,7 +60,7 @@ impl Server {
             web_config: None,
         };
         tweak(&mut options);
-        driftgauge::output::webhook::install_crypto_provider();
+        driftgauge::net::install_crypto_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -174,7 +174,7 @@ impl Pki {
 
     /// An HTTPS client that trusts only the test CA.
     fn client(&self) -> reqwest::ClientBuilder {
-        driftgauge::output::webhook::install_crypto_provider();
+        driftgauge::net::install_crypto_provider();
         let ca = reqwest::Certificate::from_pem(&self.read("ca.crt")).expect("CA certificate");
         reqwest::Client::builder()
             .tls_certs_only([ca])
@@ -621,7 +621,7 @@ impl Service {
             web_config: Some(web_config),
             ..Default::default()
         };
-        driftgauge::output::webhook::install_crypto_provider();
+        driftgauge::net::install_crypto_provider();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

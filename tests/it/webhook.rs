@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use driftgauge::output::telemetry::Telemetry;
+use driftgauge::config::model::WebhookConfig;
 use driftgauge::output::webhook::{sign, Delivery, WebhookError, WebhookSender};
-use driftgauge::rules::model::WebhookConfig;
+use driftgauge::telemetry::Telemetry;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 

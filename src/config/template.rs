@@ -6,8 +6,8 @@
 //! from 1e+06, `NaN`, `+Inf`, `-Inf`), and as `NaN` when the rule has no value (no verdict).
 //! Any other action (`{{ .Foo }}`, pipes, functions) or an unclosed `{{` is a rule error.
 
-use crate::rules::model::Labels;
-use crate::rules::selector::is_valid_label_name;
+use crate::config::selector::is_valid_label_name;
+use crate::labels::Labels;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

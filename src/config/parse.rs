@@ -12,15 +12,16 @@ use std::time::Duration;
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 use marked_yaml::{Marker, Node};
 
-use crate::detect::ks::{Alternative, Method};
-use crate::ingest::file::ValuesError;
-use crate::rules::diag::{io_reason, Diagnostic};
-use crate::rules::model::{
-    CurrentWindow, DetectorSpec, EmaBound, EmaSpec, Group, KsSpec, Labels, ReferenceWindow, Rule,
+use crate::config::diag::{io_reason, Diagnostic};
+use crate::config::model::{
+    CurrentWindow, DetectorSpec, Group, KsSpec, Labels, ReferenceWindow, Rule,
 };
-use crate::rules::selector::{is_valid_label_name, Selector};
-use crate::rules::template::validate_template;
-use crate::rules::yaml::{self, get, key_of, opt_or, Cx};
+use crate::config::selector::{is_valid_label_name, Selector};
+use crate::config::template::validate_template;
+use crate::config::yaml::{self, get, key_of, opt_or, Cx};
+use crate::detect::ema::{EmaBound, EmaSpec};
+use crate::detect::ks::{Alternative, Method};
+use crate::formats::values::ValuesError;
 
 /// What a rule file is checked against.
 #[derive(Debug, Clone, Copy)]
@@ -545,7 +546,7 @@ impl Walker<'_, '_> {
                 return None;
             }
         };
-        let values = match crate::ingest::file::parse_values(&text, None) {
+        let values = match crate::formats::values::parse_values(&text, None) {
             Ok(v) => v,
             Err(ValuesError::Empty) => {
                 cx.at(node, format!("reference.file: {shown:?} holds no values"));
@@ -810,7 +811,7 @@ mod tests {
     fn ok(text: &str) -> Vec<Group> {
         match parse(text) {
             Ok(groups) => groups,
-            Err(diags) => panic!("unexpected errors:\n{}", crate::rules::LoadError(diags)),
+            Err(diags) => panic!("unexpected errors:\n{}", crate::config::LoadError(diags)),
         }
     }
 

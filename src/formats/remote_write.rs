@@ -1,4 +1,4 @@
-//! `POST /api/v1/write`: the Prometheus remote write 1.0 receiver.
+//! The Prometheus remote write 1.0 body (`POST /api/v1/write`, served by `http::remote_write`).
 //!
 //! The body is a protobuf `prometheus.WriteRequest` compressed with snappy's block format
 //! (not the framed format). The protobuf is decoded by hand: only four small messages matter,
@@ -24,19 +24,11 @@
 //! sends one `TimeSeries` per sample, so a series' samples are gathered across the request).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{HeaderMap, Request, Response, StatusCode};
-
-use super::names::{is_valid_label_name, is_valid_metric_name};
-use super::push::{MAX_LABELS, MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES};
-use super::SeriesSamples;
-use crate::app::App;
-use crate::engine::{now_ms, Engine, IngestError};
-use crate::http::{read_body, ApiError, Body};
-use crate::rules::model::Labels;
+use crate::labels::{
+    is_valid_label_name, is_valid_metric_name, Labels, SeriesSamples, MAX_LABELS,
+    MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES,
+};
 
 /// The `source` this receiver counts its samples under.
 pub const SOURCE: &str = "remote_write";
@@ -503,122 +495,6 @@ impl<'a> Reader<'a> {
                 return Err("unterminated group".into());
             }
             (field, wire) = self.key()?;
-        }
-    }
-}
-
-/// Refuses bodies the decoder cannot read: another compression, or remote write 2.0.
-fn check_headers(headers: &HeaderMap) -> Result<(), ApiError> {
-    let bad = |message: String| ApiError::BadData {
-        message,
-        index: None,
-    };
-    if let Some(enc) = headers.get(hyper::header::CONTENT_ENCODING) {
-        let enc = enc.to_str().unwrap_or("").trim();
-        if !enc.eq_ignore_ascii_case("snappy") {
-            return Err(bad(format!(
-                "unsupported Content-Encoding {enc:?}: remote write bodies are snappy-compressed"
-            )));
-        }
-    }
-    if let Some(ct) = headers.get(hyper::header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("");
-        if ct.contains("io.prometheus.write.v2.Request") {
-            return Err(bad(
-                "remote write 2.0 (io.prometheus.write.v2.Request) is not supported; \
-                 send prometheus.WriteRequest (remote write 1.0)"
-                    .into(),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// What happened to one request on the blocking pool.
-enum Outcome {
-    Bad(RemoteWriteError),
-    Stored(Counts),
-    Limit(IngestError, Counts),
-}
-
-struct Counts {
-    stale_markers: usize,
-    non_finite: usize,
-    histograms: usize,
-}
-
-/// `POST /api/v1/write`: 204 when applied; 400 (with the reason) for a body that cannot be
-/// decoded or holds a bad series, nothing applied; 413 over `limits.max_body_bytes`; 429
-/// when the series would pass `limits.max_series`.
-pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    handle_engine(&app.engine, req).await
-}
-
-/// [`handle`] on an engine alone (for a server of one's own, as the tests run).
-pub async fn handle_engine(
-    engine: &Arc<Engine>,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let engine = Arc::clone(engine);
-    let telemetry = Arc::clone(&engine.telemetry);
-    check_headers(req.headers())
-        .inspect_err(|_| telemetry.samples_rejected.add("bad_body", 1.0))?;
-    let limit = engine.current().config.limits.max_body_bytes;
-    let body = read_body(req, limit)
-        .await
-        .inspect_err(|_| telemetry.samples_rejected.touch("too_large"))?;
-    let max_decompressed = decompressed_limit(limit);
-    // Decoding a large body and ingesting are CPU work: off the async workers.
-    let outcome = tokio::task::spawn_blocking(move || {
-        let decoded = match decode(&body, max_decompressed) {
-            Ok(d) => d,
-            Err(e) => return Outcome::Bad(e),
-        };
-        let counts = Counts {
-            stale_markers: decoded.stale_markers,
-            non_finite: decoded.non_finite,
-            histograms: decoded.histograms,
-        };
-        if decoded.series.is_empty() {
-            return Outcome::Stored(counts);
-        }
-        match engine.ingest(&decoded.series, SOURCE, now_ms()) {
-            Ok(_) => Outcome::Stored(counts),
-            Err(e) => Outcome::Limit(e, counts),
-        }
-    })
-    .await
-    .map_err(|e| ApiError::Body(format!("remote write failed: {e}")))?;
-    match outcome {
-        Outcome::Bad(e) => {
-            telemetry.samples_rejected.add(e.reason(), 1.0);
-            Err(ApiError::BadData {
-                index: e.index(),
-                message: e.to_string(),
-            })
-        }
-        Outcome::Stored(c) => {
-            count_skipped(&telemetry, &c);
-            let mut resp = Response::new(Full::new(Bytes::new()));
-            *resp.status_mut() = StatusCode::NO_CONTENT;
-            Ok(resp)
-        }
-        Outcome::Limit(e, c) => {
-            // The skipped values were skipped whatever happened to the rest.
-            count_skipped(&telemetry, &c);
-            Err(ApiError::TooManySeries(e.to_string()))
-        }
-    }
-}
-
-fn count_skipped(telemetry: &crate::output::telemetry::Telemetry, c: &Counts) {
-    for (reason, n) in [
-        ("stale_marker", c.stale_markers),
-        ("non_finite", c.non_finite),
-        ("native_histogram", c.histograms),
-    ] {
-        if n > 0 {
-            telemetry.samples_rejected.add(reason, n as f64);
         }
     }
 }

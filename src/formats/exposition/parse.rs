@@ -18,35 +18,9 @@
 //! Names are checked for syntax only; quoted names may hold any UTF-8 and the caller decides
 //! whether it takes them (the scrape source keeps Prometheus's legacy name rules).
 
-use crate::rules::model::Labels;
+use crate::labels::Labels;
 
-/// Which text format a body is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// `text/plain; version=0.0.4`
-    Prometheus,
-    /// `application/openmetrics-text; version=1.0.0` (or 0.0.1)
-    OpenMetrics,
-}
-
-impl Format {
-    /// The format a `Content-Type` names: OpenMetrics for `application/openmetrics-text`, the
-    /// Prometheus text format for `text/plain` (any version) and for no type at all; `None`
-    /// for anything else (protobuf, HTML, ...).
-    pub fn from_content_type(content_type: Option<&str>) -> Option<Format> {
-        let Some(ct) = content_type else {
-            return Some(Format::Prometheus);
-        };
-        let media = ct.split(';').next().unwrap_or("").trim();
-        if media.eq_ignore_ascii_case("application/openmetrics-text") {
-            Some(Format::OpenMetrics)
-        } else if media.eq_ignore_ascii_case("text/plain") || media.is_empty() {
-            Some(Format::Prometheus)
-        } else {
-            None
-        }
-    }
-}
+use super::Format;
 
 /// A metric family's type, from its `# TYPE` line. Samples that belong to no typed family
 /// (no `# TYPE`, or a name that is not one of the family's) are [`MetricKind::Unknown`].
@@ -70,7 +44,7 @@ impl MetricKind {
             "gauge" => MetricKind::Gauge,
             "histogram" => MetricKind::Histogram,
             "summary" => MetricKind::Summary,
-            "untyped" if format == Format::Prometheus => MetricKind::Unknown,
+            "untyped" if format == Format::Text => MetricKind::Unknown,
             "unknown" if format == Format::OpenMetrics => MetricKind::Unknown,
             "gaugehistogram" if format == Format::OpenMetrics => MetricKind::GaugeHistogram,
             "info" if format == Format::OpenMetrics => MetricKind::Info,
@@ -154,7 +128,7 @@ pub fn parse(text: &str, format: Format) -> Result<Vec<ParsedSample>, ParseError
             continue;
         }
         match format {
-            Format::Prometheus => parser.text_line(line).map_err(err)?,
+            Format::Text => parser.text_line(line).map_err(err)?,
             Format::OpenMetrics => {
                 if *line == "# EOF" {
                     eof_at = Some(lineno);
@@ -918,7 +892,7 @@ testmetric{label="\"bar\""} 1"#,
         );
         input += "\n# HELP metric foo\x00bar";
         input += "\nnull_byte_metric{a=\"abc\x00\"} 1";
-        let got = ok(&input, Format::Prometheus);
+        let got = ok(&input, Format::Text);
         // "#\tTYPE" is a TYPE line in Prometheus's text lexer, so the summary family holds.
         let q = |q: &'static str, a: bool| {
             let mut l = vec![("quantile", q)];
@@ -975,7 +949,7 @@ testmetric{label="\"bar\""} 1"#,
 { "go.gc_duration_seconds", quantile= "1.0", a= "b", } 8.3835e-05
 {"go.gc_duration_seconds_count"} 99
 {"Heizölrückstoßabdämpfung 10€ metric with \"interesting\" {character\nchoices}","strange©™\n'quoted' \"name\""="6"} 10.0"#;
-        let got = ok(input, Format::Prometheus);
+        let got = ok(input, Format::Text);
         let g = "go.gc_duration_seconds";
         same(
             &got,
@@ -1017,7 +991,7 @@ testmetric{label="\"bar\""} 1"#,
     /// Prometheus's TestPromParseErrors and TestPromNullByteHandling inputs.
     #[test]
     fn prom_errors() {
-        let p = Format::Prometheus;
+        let p = Format::Text;
         bad("a", p, 1, "expected value after metric");
         bad("a{b='c'} 1\n", p, 1, "expected label value");
         bad("a{b=\n", p, 1, "expected label value");
@@ -1086,7 +1060,7 @@ testmetric{label="\"bar\""} 1"#,
             "\n  \n\t# plain comment\n\
              a NaN\nb +Inf\nc -Inf\nd 1e3\ne -1.5E-3\nf .5\ng 5.\nh inf\ni -Infinity\n\
              j 1 -5\nk{} 2 1700000000000\n  l{x=\"y\"}3\nm 7 \t\n",
-            Format::Prometheus,
+            Format::Text,
         );
         let vals: Vec<(String, f64, Option<i64>)> = got
             .iter()
@@ -1119,7 +1093,7 @@ testmetric{label="\"bar\""} 1"#,
     fn escapes_and_specials_inside_label_values() {
         let got = ok(
             r#"m{a="x,y=z}",b="q\"uote\\back\nline",c="tab\t{}"} 1"#,
-            Format::Prometheus,
+            Format::Text,
         );
         assert_eq!(
             got[0].labels,
@@ -1147,7 +1121,7 @@ testmetric{label="\"bar\""} 1"#,
                     lat_sum 0.3\nlat_count 2\nlat_other 1\n\
                     # TYPE rpc summary\nrpc{quantile=\"0.5\"} 0.2\nrpc_sum 4\nrpc_count 9\n\
                     # TYPE temp gauge\ntemp 21.5\n# TYPE u untyped\nu 1\n";
-        let kinds: Vec<(String, MetricKind)> = ok(text, Format::Prometheus)
+        let kinds: Vec<(String, MetricKind)> = ok(text, Format::Text)
             .into_iter()
             .map(|p| (p.metric, p.kind))
             .collect();
@@ -1619,9 +1593,9 @@ fizz_created 17.0"#,
         );
         assert_eq!(
             Format::from_content_type(Some("text/plain; version=0.0.4; charset=utf-8")),
-            Some(Format::Prometheus)
+            Some(Format::Text)
         );
-        assert_eq!(Format::from_content_type(None), Some(Format::Prometheus));
+        assert_eq!(Format::from_content_type(None), Some(Format::Text));
         assert_eq!(
             Format::from_content_type(Some("application/vnd.google.protobuf")),
             None
@@ -1649,7 +1623,7 @@ fizz_created 17.0"#,
                 x ^= x << 17;
                 body.push_str(PIECES[(x % PIECES.len() as u64) as usize]);
             }
-            for format in [Format::Prometheus, Format::OpenMetrics] {
+            for format in [Format::Text, Format::OpenMetrics] {
                 if let Err(e) = parse(&body, format) {
                     assert!(
                         e.line >= 1 && e.line <= body.split('\n').count(),
@@ -1667,7 +1641,7 @@ fizz_created 17.0"#,
         for cut in 0..=body.len() {
             if let Some(prefix) = body.get(..cut) {
                 let _ = parse(prefix, Format::OpenMetrics);
-                let _ = parse(prefix, Format::Prometheus);
+                let _ = parse(prefix, Format::Text);
             }
         }
     }

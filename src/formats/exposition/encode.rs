@@ -1,4 +1,4 @@
-//! `/metrics`: a small encoder for the Prometheus text format 0.0.4 and OpenMetrics 1.0,
+//! The encoder: a small encoder for the Prometheus text format 0.0.4 and OpenMetrics 1.0,
 //! fed from the engine's state on each scrape.
 //!
 //! Why not the `prometheus` crate: rule gauges have label sets that come and go with rules
@@ -8,41 +8,12 @@
 
 use std::fmt::Write;
 
+use super::Format;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Gauge,
     Counter,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// `text/plain; version=0.0.4`
-    Text,
-    /// `application/openmetrics-text; version=1.0.0`
-    OpenMetrics,
-}
-
-impl Format {
-    /// Picks the format from an `Accept` header, as Prometheus's client libraries do:
-    /// OpenMetrics only when asked for by name.
-    pub fn from_accept(accept: Option<&str>) -> Format {
-        match accept {
-            Some(a)
-                if a.split(',')
-                    .any(|part| part.trim().starts_with("application/openmetrics-text")) =>
-            {
-                Format::OpenMetrics
-            }
-            _ => Format::Text,
-        }
-    }
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
-            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        }
-    }
 }
 
 /// One metric family. For counters, `name` ends in `_total`.

@@ -3,16 +3,10 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::names::{is_valid_label_name, is_valid_metric_name};
-use super::SeriesSamples;
-use crate::rules::model::Labels;
-
-/// Labels on one pushed series, at most.
-pub const MAX_LABELS: usize = 64;
-/// Bytes in one label value, at most.
-pub const MAX_LABEL_VALUE_BYTES: usize = 4096;
-/// Bytes in a metric or label name, at most.
-pub const MAX_NAME_BYTES: usize = 256;
+use crate::labels::{
+    is_valid_label_name, is_valid_metric_name, Labels, SeriesSamples, MAX_LABELS,
+    MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES,
+};
 
 /// Why a push body was refused. Every variant names the entry and the reason.
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -10,23 +10,23 @@
 //! marked_yaml keeps a span on every node, rejects duplicate keys and keeps quoted scalars
 //! apart from plain ones, which is all a hand-written validating walk needs.
 
-pub mod config;
 pub mod diag;
 pub mod duration;
 pub mod model;
 pub mod parse;
 pub mod selector;
+pub mod service;
 pub mod template;
 pub(crate) mod yaml;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-pub use config::{parse_config, FsSecrets, SecretSource};
 pub use diag::{Diagnostic, LoadError};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use parse::{parse_rule_file, RuleContext};
 pub use selector::{Selector, SelectorError};
+pub use service::{parse_config, FsSecrets, SecretSource};
 pub use template::{expand, validate_template, TemplateError};
 
 use model::{Config, RuleSet};
@@ -124,7 +124,7 @@ fn run(plan: Plan) -> Result<Loaded, LoadError> {
         match diag::read_text(path, diag::MAX_TEXT_FILE) {
             Ok(text) => {
                 let base_dir = path.parent().unwrap_or(Path::new(""));
-                let parsed = config::parse_partial(&text, &origin, base_dir, &FsSecrets);
+                let parsed = service::parse_partial(&text, &origin, base_dir, &FsSecrets);
                 config = parsed.config;
                 webhook_names = parsed.webhook_names;
                 rule_file_markers = parsed.rule_file_markers;

@@ -12,14 +12,14 @@ use base64::Engine as _;
 use marked_yaml::types::MarkedMappingNode;
 use marked_yaml::{Marker, Node};
 
-use crate::rules::diag::{io_reason, Diagnostic};
-use crate::rules::duration::format_duration;
-use crate::rules::model::{
+use crate::config::diag::{io_reason, Diagnostic};
+use crate::config::duration::format_duration;
+use crate::config::model::{
     Config, Labels, Limits, Query, QuerySource, Scheme, ScrapeConfig, StaticConfig, WebhookConfig,
 };
-use crate::rules::parse::sort;
-use crate::rules::selector::is_valid_metric_name;
-use crate::rules::yaml::{self, describe, get, node_marker, opt_or, Cx};
+use crate::config::parse::sort;
+use crate::config::selector::is_valid_metric_name;
+use crate::config::yaml::{self, describe, get, node_marker, opt_or, Cx};
 
 /// Where secret files come from.
 pub trait SecretSource {
@@ -794,7 +794,7 @@ mod tests {
     fn ok(text: &str) -> Config {
         match parse(text) {
             Ok(c) => c,
-            Err(d) => panic!("unexpected errors:\n{}", crate::rules::LoadError(d)),
+            Err(d) => panic!("unexpected errors:\n{}", crate::config::LoadError(d)),
         }
     }
 

@@ -10,10 +10,10 @@ use std::time::Duration;
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode, MarkedSequenceNode};
 use marked_yaml::{LoaderOptions, Marker, Node};
 
-use crate::rules::diag::Diagnostic;
-use crate::rules::duration::parse_duration;
-use crate::rules::model::Labels;
-use crate::rules::selector::is_valid_label_name;
+use crate::config::diag::Diagnostic;
+use crate::config::duration::parse_duration;
+use crate::config::selector::is_valid_label_name;
+use crate::labels::Labels;
 
 /// Parses YAML text into a node tree (the top level must be a mapping; an empty file is an
 /// empty mapping). Syntax errors become one diagnostic at the parser's position.

@@ -1,15 +1,13 @@
-//! Validated rule and config types: built only by `rules::parse`/`rules::config`, they cannot hold a bad state.
+//! Validated rule and config types: built only by `config::parse`/`config::service`, they cannot hold a bad state.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::selector::Selector;
+use crate::detect::ema::EmaSpec;
 use crate::detect::ks::{Alternative, Method};
-use crate::rules::selector::Selector;
-
-/// A label set, sorted by name (Prometheus order).
-pub type Labels = BTreeMap<String, String>;
+pub use crate::labels::Labels;
+pub use crate::window::{CurrentWindow, ReferenceWindow};
 
 /// Every rule group of every rule file, in file order.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -72,41 +70,6 @@ pub struct KsSpec {
     pub statistic: Option<f64>,
     pub alternative: Alternative,
     pub method: Method,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ReferenceWindow {
-    /// The first N samples a series receives, frozen.
-    First(usize),
-    /// The N samples just before the current window, rolling.
-    Preceding(usize),
-    /// A fixed reference loaded from a file (path resolved against the rule file's folder).
-    File { path: PathBuf, values: Arc<[f64]> },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum CurrentWindow {
-    /// The newest N samples.
-    Last(usize),
-    /// The samples received within this span.
-    Duration(Duration),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct EmaSpec {
-    /// ema_0 = x_0; ema_t = s*x_t + (1-s)*ema_{t-1}; s in (0, 1].
-    pub smoothing: f64,
-    pub bound: EmaBound,
-    /// Optional warning band on the same side as `bound`.
-    pub warning: Option<f64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum EmaBound {
-    /// Drifted when the EMA falls below this (accuracy).
-    Below(f64),
-    /// Drifted when the EMA rises above this (latency).
-    Above(f64),
 }
 
 /// The service config (`driftgauge.yml`), validated.

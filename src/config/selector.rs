@@ -9,7 +9,7 @@ use std::fmt;
 
 use regex::Regex;
 
-use crate::rules::model::Labels;
+use crate::labels::Labels;
 
 /// Is `name` a valid label name (`[a-zA-Z_][a-zA-Z0-9_]*`)?
 pub fn is_valid_label_name(name: &str) -> bool {

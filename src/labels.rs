@@ -1,4 +1,26 @@
-//! Metric and label name rules, as Prometheus has them (legacy validation scheme).
+//! Series identity, the leaf every layer shares: [`Labels`], [`SeriesSamples`] (what every
+//! source hands to the engine), Prometheus's name rules (legacy validation scheme) and the
+//! bounds on names and label sets.
+
+use std::collections::BTreeMap;
+
+/// A label set, sorted by name (Prometheus order).
+pub type Labels = BTreeMap<String, String>;
+
+/// Values for one series, in arrival order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSamples {
+    pub metric: String,
+    pub labels: Labels,
+    pub values: Vec<f64>,
+}
+
+/// Labels on one series, at most.
+pub const MAX_LABELS: usize = 64;
+/// Bytes in one label value, at most.
+pub const MAX_LABEL_VALUE_BYTES: usize = 4096;
+/// Bytes in a metric or label name, at most.
+pub const MAX_NAME_BYTES: usize = 256;
 
 /// `[a-zA-Z_:][a-zA-Z0-9_:]*`
 pub fn is_valid_metric_name(name: &str) -> bool {

@@ -1,0 +1,345 @@
+//! Prometheus's HTTP API answers (`/api/v1/query`, `/api/v1/query_range`): the JSON envelope,
+//! vector/matrix/scalar results, and the samples a query source takes from them.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::labels::{
+    is_valid_label_name, Labels, SeriesSamples, MAX_LABELS, MAX_LABEL_VALUE_BYTES,
+};
+
+/// Why an answer of the API is not a usable result.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PromApiError {
+    #[error("HTTP {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("query failed ({error_type}): {error}")]
+    Api { error_type: String, error: String },
+    #[error("undecodable response: {0}")]
+    Decode(String),
+    #[error("result type {0:?} is not supported (want vector or scalar)")]
+    ResultType(&'static str),
+    #[error("{0}")]
+    Series(String),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ApiResponse {
+    status: String,
+    #[serde(default)]
+    data: Option<ApiData>,
+    #[serde(rename = "errorType", default)]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+pub enum ApiData {
+    Vector(Vec<InstantSeries>),
+    Matrix(Vec<RangeSeries>),
+    Scalar(Point),
+    String(serde::de::IgnoredAny),
+}
+
+/// `[unix seconds, "value"]`.
+pub type Point = (f64, String);
+
+#[derive(Debug, Deserialize)]
+pub struct InstantSeries {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    /// Absent for native histogram samples (`"histogram"`), which are skipped.
+    #[serde(default)]
+    value: Option<Point>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RangeSeries {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    #[serde(default)]
+    values: Vec<Point>,
+}
+
+pub fn parse_response(status: u16, body: &[u8]) -> Result<ApiData, PromApiError> {
+    let snippet = || {
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        match text.char_indices().nth(300) {
+            Some((i, _)) => format!("{}...", &text[..i]),
+            None => text.to_string(),
+        }
+    };
+    match serde_json::from_slice::<ApiResponse>(body) {
+        Ok(r) if r.status == "error" => Err(PromApiError::Api {
+            error_type: r.error_type.unwrap_or_else(|| format!("HTTP {status}")),
+            error: r.error.unwrap_or_default(),
+        }),
+        Ok(_) if !(200..300).contains(&status) => Err(PromApiError::Status {
+            status,
+            body: snippet(),
+        }),
+        Ok(ApiResponse {
+            data: Some(data),
+            status: s,
+            ..
+        }) if s == "success" => Ok(data),
+        Ok(r) => Err(PromApiError::Decode(format!(
+            "status {:?} without data",
+            r.status
+        ))),
+        Err(_) if !(200..300).contains(&status) => Err(PromApiError::Status {
+            status,
+            body: snippet(),
+        }),
+        Err(e) => Err(PromApiError::Decode(e.to_string())),
+    }
+}
+
+/// A sample value as Prometheus writes it; `None` for `NaN` and infinities (skipped).
+fn value(text: &str) -> Result<Option<f64>, PromApiError> {
+    match text {
+        "NaN" | "+Inf" | "-Inf" | "Inf" => Ok(None),
+        _ => match text.parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(Some(v)),
+            Ok(_) => Ok(None),
+            Err(_) => Err(PromApiError::Decode(format!("sample value {text:?}"))),
+        },
+    }
+}
+
+/// A result's labels for `record`: `__name__` (and any other `__` label) dropped, checked as
+/// a push would be.
+fn series_labels(metric: BTreeMap<String, String>) -> Result<Labels, PromApiError> {
+    let labels: Labels = metric
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("__"))
+        .collect();
+    if labels.len() > MAX_LABELS {
+        return Err(PromApiError::Series(format!(
+            "a series has {} labels, over {MAX_LABELS}",
+            labels.len()
+        )));
+    }
+    for (k, v) in &labels {
+        if !is_valid_label_name(k) {
+            return Err(PromApiError::Series(format!("invalid label name {k:?}")));
+        }
+        if v.len() > MAX_LABEL_VALUE_BYTES {
+            return Err(PromApiError::Series(format!(
+                "label {k} has a value over {MAX_LABEL_VALUE_BYTES} bytes"
+            )));
+        }
+    }
+    Ok(labels)
+}
+
+fn duplicate(record: &str, labels: &Labels) -> PromApiError {
+    PromApiError::Series(format!(
+        "two result series are the same series {record}{labels:?} once the metric name is dropped"
+    ))
+}
+
+/// An instant query's result as one batch of samples of `record`.
+pub fn instant_samples(record: &str, data: ApiData) -> Result<Vec<SeriesSamples>, PromApiError> {
+    let sample = |labels: Labels, v: f64| SeriesSamples {
+        metric: record.to_string(),
+        labels,
+        values: vec![v],
+    };
+    match data {
+        ApiData::Scalar((_, text)) => Ok(value(&text)?
+            .map(|v| sample(Labels::new(), v))
+            .into_iter()
+            .collect()),
+        ApiData::Vector(result) => {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut out = Vec::with_capacity(result.len());
+            for s in result {
+                let labels = series_labels(s.metric)?;
+                if !seen.insert(labels.clone()) {
+                    return Err(duplicate(record, &labels));
+                }
+                if let Some((_, text)) = s.value {
+                    if let Some(v) = value(&text)? {
+                        out.push(sample(labels, v));
+                    }
+                }
+            }
+            Ok(out)
+        }
+        ApiData::Matrix(_) => Err(PromApiError::ResultType("matrix")),
+        ApiData::String(_) => Err(PromApiError::ResultType("string")),
+    }
+}
+
+/// A range result (`metric[1h]` or `query_range`) as batches of samples of `record`, one
+/// batch per timestamp (Unix ms), oldest first.
+pub fn range_batches(
+    record: &str,
+    data: ApiData,
+) -> Result<Vec<(i64, Vec<SeriesSamples>)>, PromApiError> {
+    let series = match data {
+        ApiData::Matrix(series) => series,
+        ApiData::Vector(_) => return Err(PromApiError::ResultType("vector")),
+        ApiData::Scalar(_) => return Err(PromApiError::ResultType("scalar")),
+        ApiData::String(_) => return Err(PromApiError::ResultType("string")),
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let mut by_time: BTreeMap<i64, Vec<SeriesSamples>> = BTreeMap::new();
+    for s in series {
+        let labels = series_labels(s.metric)?;
+        if !seen.insert(labels.clone()) {
+            return Err(duplicate(record, &labels));
+        }
+        for (t, text) in s.values {
+            let Some(v) = value(&text)? else {
+                continue;
+            };
+            if !t.is_finite() {
+                return Err(PromApiError::Decode(format!("sample timestamp {t}")));
+            }
+            by_time
+                .entry((t * 1000.0).round() as i64)
+                .or_default()
+                .push(SeriesSamples {
+                    metric: record.to_string(),
+                    labels: labels.clone(),
+                    values: vec![v],
+                });
+        }
+    }
+    Ok(by_time.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(json: &str) -> ApiData {
+        parse_response(200, json.as_bytes()).expect("success")
+    }
+
+    #[test]
+    fn vector_results_become_samples_of_the_record() {
+        let d = data(
+            r#"{"status":"success","data":{"resultType":"vector","result":[
+                {"metric":{"__name__":"up","job":"a","instance":"x:1"},"value":[1700000000.5,"1.5"]},
+                {"metric":{"__name__":"up","job":"b"},"value":[1700000000.5,"NaN"]},
+                {"metric":{"job":"c"},"value":[1700000000.5,"+Inf"]},
+                {"metric":{"job":"d"},"value":[1700000000.5,"-Inf"]},
+                {"metric":{"job":"e"},"value":[1700000000.5,"-2e-3"]}]}}"#,
+        );
+        let batch = instant_samples("up_copy", d).expect("samples");
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch[0].metric, "up_copy");
+        assert_eq!(
+            batch[0].labels,
+            Labels::from([
+                ("instance".to_string(), "x:1".to_string()),
+                ("job".to_string(), "a".to_string())
+            ])
+        );
+        assert_eq!(batch[0].values, vec![1.5]);
+        assert_eq!(batch[1].values, vec![-0.002]);
+    }
+
+    #[test]
+    fn scalar_results_have_no_labels() {
+        let batch = instant_samples(
+            "s",
+            data(r#"{"status":"success","data":{"resultType":"scalar","result":[1,"42"]}}"#),
+        )
+        .expect("samples");
+        assert_eq!(batch.len(), 1);
+        assert!(batch[0].labels.is_empty());
+        assert_eq!(batch[0].values, vec![42.0]);
+        let nan = instant_samples(
+            "s",
+            data(r#"{"status":"success","data":{"resultType":"scalar","result":[1,"NaN"]}}"#),
+        )
+        .expect("samples");
+        assert!(nan.is_empty());
+    }
+
+    #[test]
+    fn errors_are_named() {
+        let e = parse_response(
+            400,
+            br#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#,
+        )
+        .expect_err("error");
+        assert_eq!(
+            e.to_string(),
+            "query failed (bad_data): parse error at char 3"
+        );
+        let e = parse_response(502, b"<html>bad gateway</html>").expect_err("error");
+        assert_eq!(e.to_string(), "HTTP 502: <html>bad gateway</html>");
+        let e = parse_response(200, b"{").expect_err("error");
+        assert!(matches!(e, PromApiError::Decode(_)), "{e}");
+        let e = parse_response(200, br#"{"status":"success"}"#).expect_err("error");
+        assert!(matches!(e, PromApiError::Decode(_)), "{e}");
+        let s = data(r#"{"status":"success","data":{"resultType":"string","result":[1,"x"]}}"#);
+        assert!(matches!(
+            instant_samples("r", s),
+            Err(PromApiError::ResultType("string"))
+        ));
+        let bad = data(
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"abc"]}]}}"#,
+        );
+        assert!(matches!(
+            instant_samples("r", bad),
+            Err(PromApiError::Decode(_))
+        ));
+        let dup = data(
+            r#"{"status":"success","data":{"resultType":"vector","result":[
+                {"metric":{"__name__":"a","x":"1"},"value":[1,"1"]},
+                {"metric":{"__name__":"b","x":"1"},"value":[1,"2"]}]}}"#,
+        );
+        assert!(matches!(
+            instant_samples("r", dup),
+            Err(PromApiError::Series(_))
+        ));
+        let bad_label = data(
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a-b":"1"},"value":[1,"1"]}]}}"#,
+        );
+        assert!(matches!(
+            instant_samples("r", bad_label),
+            Err(PromApiError::Series(_))
+        ));
+    }
+
+    #[test]
+    fn range_results_are_batched_by_time_in_order() {
+        let d = data(
+            r#"{"status":"success","data":{"resultType":"matrix","result":[
+                {"metric":{"__name__":"m","k":"a"},"values":[[10,"1"],[20,"2"],[30,"NaN"]]},
+                {"metric":{"__name__":"m","k":"b"},"values":[[15,"5"],[20,"6"]]}]}}"#,
+        );
+        let batches = range_batches("r", d).expect("batches");
+        let flat: Vec<(i64, String, f64)> = batches
+            .iter()
+            .flat_map(|(t, b)| {
+                b.iter()
+                    .map(move |s| (*t, s.labels["k"].clone(), s.values[0]))
+            })
+            .collect();
+        assert_eq!(
+            flat,
+            vec![
+                (10_000, "a".to_string(), 1.0),
+                (15_000, "b".to_string(), 5.0),
+                (20_000, "a".to_string(), 2.0),
+                (20_000, "b".to_string(), 6.0),
+            ]
+        );
+        let v = data(r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#);
+        assert!(matches!(
+            range_batches("r", v),
+            Err(PromApiError::ResultType("vector"))
+        ));
+    }
+}
