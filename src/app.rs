@@ -220,6 +220,10 @@ pub async fn run(
             .await
             .map_err(|e| AppError::Io(std::io::Error::other(e)))??
     };
+    {
+        let telemetry = Arc::clone(&telemetry);
+        store.on_health_change(move |healthy| telemetry.storage_healthy.set(healthy));
+    }
     sender.set_outbox(store.clone());
     let resumed = sender.resume_from_outbox()?;
     tracing::info!(
@@ -258,6 +262,7 @@ pub async fn run(
     let scrapers = tokio::spawn(crate::ingest::scrape::run(sources, stop_rx.clone()));
     let flusher = tokio::spawn(flush_loop(
         Arc::clone(&engine),
+        sender.clone(),
         store.clone(),
         app.options.flush_interval,
         stop_rx.clone(),
@@ -282,15 +287,24 @@ pub async fn run(
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, scrapers).await;
     let _ = flusher.await;
     // The last flush, after the last evaluation: acknowledged samples survive a SIGTERM.
-    flush_now(&engine, &store).await;
+    flush_now(&engine, &sender, &store).await;
     sender.shutdown(SHUTDOWN_GRACE).await;
     tracing::info!("driftgauge stopped");
     Ok(())
 }
 
-async fn flush_now(engine: &Arc<Engine>, store: &Store) {
-    let (e, s) = (Arc::clone(engine), store.clone());
-    match tokio::task::spawn_blocking(move || e.flush(&s)).await {
+/// Writes what is not persisted yet: first the webhook deliveries a failing store could not
+/// take (so no series state says "sent" for a delivery the outbox lacks), then the changed
+/// rule+series state. What fails stays in memory for the next flush; the store logs the
+/// failing episode once and `/-/ready` fails meanwhile.
+async fn flush_now(engine: &Arc<Engine>, sender: &WebhookSender, store: &Store) {
+    let (e, w, s) = (Arc::clone(engine), sender.clone(), store.clone());
+    let flushed = tokio::task::spawn_blocking(move || {
+        w.persist_pending()?;
+        e.flush(&s)
+    })
+    .await;
+    match flushed {
         Ok(Ok(n)) => {
             engine
                 .telemetry
@@ -298,7 +312,7 @@ async fn flush_now(engine: &Arc<Engine>, store: &Store) {
                 .store(now_ms(), Ordering::Relaxed);
             tracing::debug!(records = n, "state flushed");
         }
-        Ok(Err(error)) => tracing::error!(%error, "flushing state failed; will retry"),
+        Ok(Err(error)) => tracing::debug!(%error, "flushing state failed; will retry"),
         Err(error) => tracing::error!(%error, "flush task failed"),
     }
 }
@@ -306,6 +320,7 @@ async fn flush_now(engine: &Arc<Engine>, store: &Store) {
 /// Flushes changed rule+series state every `interval` until `stop`.
 async fn flush_loop(
     engine: Arc<Engine>,
+    sender: WebhookSender,
     store: Store,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
@@ -314,7 +329,7 @@ async fn flush_loop(
     ticker.tick().await;
     loop {
         tokio::select! {
-            _ = ticker.tick() => flush_now(&engine, &store).await,
+            _ = ticker.tick() => flush_now(&engine, &sender, &store).await,
             _ = stopped(&mut stop) => return,
         }
     }

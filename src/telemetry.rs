@@ -23,12 +23,33 @@ pub struct Telemetry {
     pub config_last_reload_success_timestamp: AtomicI64,
     /// Unix milliseconds of the last successful flush of state to the store.
     pub storage_last_flush_timestamp: AtomicI64,
+    /// True while state can be persisted; false from a failed store write until one succeeds.
+    pub storage_healthy: Healthy,
     /// Failed query-source requests (errors, timeouts, bad answers), keyed by source name.
     pub query_failures: CounterVec,
     /// Health of each running query source (last success, last error), for a status route.
     pub query_sources: SourceStatuses,
     /// Failed scrapes (connection errors, timeouts, non-2xx, bad bodies), keyed by job name.
     pub scrape_failures: CounterVec,
+}
+
+/// A health flag that starts healthy.
+#[derive(Debug)]
+pub struct Healthy(std::sync::atomic::AtomicBool);
+
+impl Default for Healthy {
+    fn default() -> Self {
+        Healthy(std::sync::atomic::AtomicBool::new(true))
+    }
+}
+
+impl Healthy {
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+    pub fn set(&self, healthy: bool) {
+        self.0.store(healthy, Ordering::Release);
+    }
 }
 
 /// A counter family with one label.

@@ -69,9 +69,10 @@ impl State {
         }
     }
 
-    /// `/-/ready`: rules loaded and state restored, and not shutting down.
+    /// `/-/ready`: rules loaded and state restored, not shutting down, and state can be
+    /// persisted (the store works).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.engine.telemetry.storage_healthy.get()
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -101,8 +102,8 @@ pub enum ApiError {
     ReloadFailed(String),
     #[error("could not read the request body: {0}")]
     Body(String),
-    #[error("not ready: rules are still loading")]
-    NotReady,
+    #[error("not ready: {0}")]
+    NotReady(&'static str),
     #[error("unauthorized: {0}")]
     Unauthorized(auth::AuthError),
     /// A task failed (panicked) on the blocking pool.
@@ -120,7 +121,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::LifecycleDisabled => StatusCode::FORBIDDEN,
             ApiError::ReloadFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -135,7 +136,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::LifecycleDisabled => "forbidden",
             ApiError::ReloadFailed(_) => "reload",
-            ApiError::NotReady => "unavailable",
+            ApiError::NotReady(_) => "unavailable",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Internal(_) => "internal",
         }
@@ -313,7 +314,13 @@ async fn route(
                     "driftgauge is Ready.\n".into(),
                 ))
             } else {
-                Err(ApiError::NotReady)
+                Err(ApiError::NotReady(
+                    if app.engine.telemetry.storage_healthy.get() {
+                        "rules are still loading, or the service is stopping"
+                    } else {
+                        "the state store is failing; state cannot be persisted"
+                    },
+                ))
             }
         }
         "/-/reload" => {

@@ -295,6 +295,12 @@ fn service_families<'a>(
         vec![],
         t.storage_last_flush_timestamp.load(Ordering::Relaxed) as f64 / 1000.0,
     );
+    let mut storage_healthy = Family::new(
+        "driftgauge_storage_healthy",
+        Kind::Gauge,
+        "1 while rule state and webhook deliveries can be persisted; 0 from a failed store write until one succeeds (not ready meanwhile).",
+    );
+    storage_healthy.push(vec![], f64::from(u8::from(t.storage_healthy.get())));
     let [held, held_limit] = held_values(engine, generation);
     let mut build = Family::new(
         "driftgauge_build_info",
@@ -337,6 +343,7 @@ fn service_families<'a>(
         reload_ok,
         reload_ts,
         flushed,
+        storage_healthy,
         held,
         held_limit,
         build,

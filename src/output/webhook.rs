@@ -29,7 +29,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -181,6 +181,11 @@ struct Inner {
     /// The durable outbox: a delivery is written here before its first attempt and removed
     /// when it settles, so one pending at a crash or shutdown is resumed at the next start.
     outbox: RwLock<Option<Store>>,
+    /// Deliveries under way whose outbox write failed (the store was failing), by
+    /// idempotency key: written by [`WebhookSender::persist_pending`] once the store works.
+    unpersisted: Mutex<BTreeMap<String, Delivery>>,
+    /// Settled deliveries whose outbox entry could not be removed yet.
+    undeleted: Mutex<Vec<String>>,
 }
 
 /// Running → Draining (no new deliveries, no more retries; attempts under way go on) →
@@ -232,6 +237,8 @@ impl WebhookSender {
                 finished: Notify::new(),
                 phase,
                 outbox: RwLock::new(None),
+                unpersisted: Mutex::new(BTreeMap::new()),
+                undeleted: Mutex::new(Vec::new()),
             }),
         };
         sender.update(webhooks);
@@ -328,8 +335,13 @@ impl WebhookSender {
                 .collect();
             if !records.is_empty() {
                 if let Err(error) = store.put_deliveries(&records) {
-                    // Still attempted: losing durability beats losing the call.
-                    tracing::error!(deliveries = records.len(), %error, "deliveries not persisted to the outbox");
+                    // Still attempted, and kept to be written once the store works (the
+                    // store logs the failing episode once).
+                    tracing::warn!(deliveries = records.len(), %error, "deliveries not in the outbox yet; written once the store works");
+                    let mut unpersisted = lock(&self.inner.unpersisted);
+                    for d in admitted.iter().flatten() {
+                        unpersisted.insert(d.idempotency_key.clone(), d.clone());
+                    }
                 }
             }
         }
@@ -337,6 +349,42 @@ impl WebhookSender {
             .into_iter()
             .map(|d| d.map(|d| self.start(d, outbox.clone())))
             .collect()
+    }
+
+    /// Writes the deliveries under way that are not in the outbox yet (their write failed)
+    /// and removes the entries of settled ones that could not be removed: what a failing store
+    /// left undone. Returns how many deliveries it wrote. Called on every state flush.
+    pub fn persist_pending(&self) -> Result<usize, crate::store::StoreError> {
+        let Some(store) = self.outbox() else {
+            return Ok(0);
+        };
+        // Held while writing: a delivery that settles meanwhile waits, then finds itself
+        // written and removes its entry.
+        let mut unpersisted = lock(&self.inner.unpersisted);
+        let written = unpersisted.len();
+        if written > 0 {
+            let records: Vec<(&str, Vec<u8>)> = unpersisted
+                .values()
+                .map(|d| (d.idempotency_key.as_str(), encode_delivery(d)))
+                .collect();
+            store.put_deliveries(&records)?;
+            unpersisted.clear();
+            tracing::info!(deliveries = written, "deliveries written to the outbox");
+        }
+        drop(unpersisted);
+        let undeleted = std::mem::take(&mut *lock(&self.inner.undeleted));
+        for (i, key) in undeleted.iter().enumerate() {
+            if let Err(e) = store.delete_delivery(key) {
+                lock(&self.inner.undeleted).extend(undeleted[i..].iter().cloned());
+                return Err(e);
+            }
+        }
+        Ok(written)
+    }
+
+    /// Deliveries under way that are not in the outbox yet.
+    pub fn unpersisted(&self) -> usize {
+        lock(&self.inner.unpersisted).len()
     }
 
     /// Resumes one delivery read back from the outbox (already persisted).
@@ -586,12 +634,17 @@ impl Drop for Pending {
         if !self.settled {
             self.inner.abandoned.fetch_add(1, Ordering::AcqRel);
         } else if let Some((store, key)) = self.outbox.take() {
-            // Settled for good: the outbox entry goes (off the async workers: it fsyncs).
-            self.inner.runtime.spawn_blocking(move || {
-                if let Err(error) = store.delete_delivery(&key) {
-                    tracing::error!(idempotency_key = %key, %error, "settled delivery not removed from the outbox");
-                }
-            });
+            // Settled for good: the outbox entry goes, unless it was never written (off the
+            // async workers: it fsyncs).
+            if lock(&self.inner.unpersisted).remove(&key).is_none() {
+                let inner = Arc::clone(&self.inner);
+                self.inner.runtime.spawn_blocking(move || {
+                    if let Err(error) = store.delete_delivery(&key) {
+                        tracing::warn!(idempotency_key = %key, %error, "settled delivery not removed from the outbox yet; retried at the next flush");
+                        lock(&inner.undeleted).push(key);
+                    }
+                });
+            }
         }
         self.inner
             .telemetry
@@ -600,6 +653,10 @@ impl Drop for Pending {
         self.inner.pending.fetch_sub(1, Ordering::AcqRel);
         self.inner.finished.notify_waiters();
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Resolves once the phase is at least `target`.

@@ -8,11 +8,20 @@
 //!
 //! The store never wipes anything on its own: a file it cannot read, or one written by another
 //! format version, is an error that names the file and the way out (move the directory aside).
+//!
+//! A failing disk is survived: redb refuses every later write after one I/O error ("Previous
+//! I/O error occurred. Please close and re-open the database"), so a failed operation drops
+//! the database handle and the next operation opens the file again (redb repairs it from its
+//! last commit). Callers keep what failed and retry it (the flush keeps series dirty, the
+//! webhook sender keeps unpersisted deliveries); [`Store::is_healthy`] is false from a failed
+//! write until a write succeeds again, and the episode is logged once when it starts and once
+//! when it ends.
 
 pub mod codec;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use redb::{Database, ReadableTable, TableDefinition};
 
@@ -76,15 +85,42 @@ const CACHE_BYTES: usize = 16 << 20;
 /// A handle on the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    inner: Arc<Inner>,
     path: PathBuf,
     dir: PathBuf,
 }
 
+/// What [`Store::on_health_change`] registers.
+type HealthHook = Box<dyn Fn(bool) + Send + Sync>;
+
+struct Inner {
+    /// `None` after a failed operation: the next one opens the file again.
+    db: Mutex<Option<Arc<Database>>>,
+    healthy: AtomicBool,
+    /// Called with the new health whenever it changes (the `driftgauge_storage_healthy`
+    /// gauge).
+    on_health: Mutex<Option<HealthHook>>,
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("healthy", &self.is_healthy())
+            .finish()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn open_database(path: &Path) -> Result<Database, redb::DatabaseError> {
+    // redb's page cache defaults to 1 GiB, and it keeps what a flush wrote: the windows
+    // already live in memory, so a small cache is enough and keeps RSS near the windows.
+    redb::Builder::new()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
 }
 
 impl Store {
@@ -100,21 +136,17 @@ impl Store {
             dir: dir.to_path_buf(),
             message,
         };
-        // redb's page cache defaults to 1 GiB, and it keeps what a flush wrote: the windows
-        // already live in memory, so a small cache is enough and keeps RSS near the windows.
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(&path)
-            .map_err(|e| open_err(e.to_string()))?;
+        let db = Arc::new(open_database(&path).map_err(|e| open_err(e.to_string()))?);
         let store = Store {
-            db: Arc::new(db),
+            inner: Arc::new(Inner {
+                db: Mutex::new(Some(Arc::clone(&db))),
+                healthy: AtomicBool::new(true),
+                on_health: Mutex::new(None),
+            }),
             path: path.clone(),
             dir: dir.to_path_buf(),
         };
-        let txn = store
-            .db
-            .begin_write()
-            .map_err(|e| open_err(e.to_string()))?;
+        let txn = db.begin_write().map_err(|e| open_err(e.to_string()))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| open_err(e.to_string()))?;
             let found = meta
@@ -155,6 +187,65 @@ impl Store {
         &self.path
     }
 
+    /// False from a failed operation until one succeeds again: state cannot be persisted.
+    pub fn is_healthy(&self) -> bool {
+        self.inner.healthy.load(Ordering::Acquire)
+    }
+
+    /// Calls `f` with the current health now and whenever it changes.
+    pub fn on_health_change(&self, f: impl Fn(bool) + Send + Sync + 'static) {
+        f(self.is_healthy());
+        *lock(&self.inner.on_health) = Some(Box::new(f));
+    }
+
+    fn set_healthy(&self, healthy: bool, error: Option<&StoreError>) {
+        if self.inner.healthy.swap(healthy, Ordering::AcqRel) == healthy {
+            return;
+        }
+        match error {
+            Some(error) => tracing::error!(
+                store = %self.path.display(),
+                %error,
+                "state store failing: state is kept in memory and written again once the store works; not ready until then"
+            ),
+            None => tracing::info!(store = %self.path.display(), "state store works again"),
+        }
+        if let Some(f) = &*lock(&self.inner.on_health) {
+            f(healthy);
+        }
+    }
+
+    /// The open database, opening the file again after a failure.
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        let mut slot = lock(&self.inner.db);
+        if let Some(db) = &*slot {
+            return Ok(Arc::clone(db));
+        }
+        let db = Arc::new(open_database(&self.path).map_err(|e| self.io(e))?);
+        *slot = Some(Arc::clone(&db));
+        Ok(db)
+    }
+
+    /// Runs one operation on the database: on an error the handle is dropped (redb refuses
+    /// everything after an I/O error until reopened) and the store turns unhealthy; a write
+    /// that succeeds turns it healthy again.
+    fn run<T>(
+        &self,
+        write: bool,
+        op: impl FnOnce(&Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let result = self.db().and_then(|db| op(&db));
+        match &result {
+            Ok(_) if write => self.set_healthy(true, None),
+            Ok(_) => {}
+            Err(e) => {
+                lock(&self.inner.db).take();
+                self.set_healthy(false, Some(e));
+            }
+        }
+        result
+    }
+
     fn io(&self, e: impl std::fmt::Display) -> StoreError {
         StoreError::Io {
             path: self.path.clone(),
@@ -172,97 +263,120 @@ impl Store {
     }
 
     /// Writes series records and references, and removes series (records and references), in
-    /// one transaction (durable on return).
+    /// one transaction (durable on return). With nothing to write, an unhealthy store is
+    /// tried with a small write, so it turns healthy as soon as it works again.
     pub fn write_series(
         &self,
         upserts: &[(Vec<u8>, Vec<u8>)],
         references: &[(Vec<u8>, Vec<u8>)],
         deletes: &[Vec<u8>],
     ) -> Result<(), StoreError> {
-        if upserts.is_empty() && references.is_empty() && deletes.is_empty() {
+        let empty = upserts.is_empty() && references.is_empty() && deletes.is_empty();
+        if empty && self.is_healthy() {
             return Ok(());
         }
-        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
-        {
-            let mut t = txn.open_table(SERIES).map_err(|e| self.io(e))?;
-            let mut r = txn.open_table(REFERENCES).map_err(|e| self.io(e))?;
-            for k in deletes {
-                t.remove(k.as_slice()).map_err(|e| self.io(e))?;
-                r.remove(k.as_slice()).map_err(|e| self.io(e))?;
-            }
-            for (k, v) in upserts {
-                t.insert(k.as_slice(), v.as_slice())
+        self.run(true, |db| {
+            let txn = db.begin_write().map_err(|e| self.io(e))?;
+            if empty {
+                // Nothing to write while unhealthy: a small write tells whether the store
+                // works again.
+                let mut meta = txn.open_table(META).map_err(|e| self.io(e))?;
+                meta.insert("format_version", FORMAT_VERSION)
                     .map_err(|e| self.io(e))?;
             }
-            for (k, v) in references {
-                r.insert(k.as_slice(), v.as_slice())
-                    .map_err(|e| self.io(e))?;
+            {
+                let mut t = txn.open_table(SERIES).map_err(|e| self.io(e))?;
+                let mut r = txn.open_table(REFERENCES).map_err(|e| self.io(e))?;
+                for k in deletes {
+                    t.remove(k.as_slice()).map_err(|e| self.io(e))?;
+                    r.remove(k.as_slice()).map_err(|e| self.io(e))?;
+                }
+                for (k, v) in upserts {
+                    t.insert(k.as_slice(), v.as_slice())
+                        .map_err(|e| self.io(e))?;
+                }
+                for (k, v) in references {
+                    r.insert(k.as_slice(), v.as_slice())
+                        .map_err(|e| self.io(e))?;
+                }
             }
-        }
-        txn.commit().map_err(|e| self.io(e))
+            txn.commit().map_err(|e| self.io(e))
+        })
     }
 
     /// The stored reference of the series `key`, if any.
     pub fn reference(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
-        let t = txn.open_table(REFERENCES).map_err(|e| self.io(e))?;
-        let v = t.get(key).map_err(|e| self.io(e))?;
-        Ok(v.map(|v| v.value().to_vec()))
+        self.run(false, |db| {
+            let txn = db.begin_read().map_err(|e| self.io(e))?;
+            let t = txn.open_table(REFERENCES).map_err(|e| self.io(e))?;
+            let v = t.get(key).map_err(|e| self.io(e))?;
+            Ok(v.map(|v| v.value().to_vec()))
+        })
     }
 
     /// Every series record.
     pub fn series(&self) -> Result<Vec<Record>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
-        let t = txn.open_table(SERIES).map_err(|e| self.io(e))?;
-        let mut out = Vec::new();
-        for item in t.iter().map_err(|e| self.io(e))? {
-            let (k, v) = item.map_err(|e| self.io(e))?;
-            out.push((k.value().to_vec(), v.value().to_vec()));
-        }
-        Ok(out)
+        self.run(false, |db| {
+            let txn = db.begin_read().map_err(|e| self.io(e))?;
+            let t = txn.open_table(SERIES).map_err(|e| self.io(e))?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(|e| self.io(e))? {
+                let (k, v) = item.map_err(|e| self.io(e))?;
+                out.push((k.value().to_vec(), v.value().to_vec()));
+            }
+            Ok(out)
+        })
     }
 
     /// Persists one outbox entry (durable on return).
     pub fn put_delivery(&self, key: &str, record: &[u8]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
-        {
-            let mut t = txn.open_table(OUTBOX).map_err(|e| self.io(e))?;
-            t.insert(key, record).map_err(|e| self.io(e))?;
-        }
-        txn.commit().map_err(|e| self.io(e))
+        self.run(true, |db| {
+            let txn = db.begin_write().map_err(|e| self.io(e))?;
+            {
+                let mut t = txn.open_table(OUTBOX).map_err(|e| self.io(e))?;
+                t.insert(key, record).map_err(|e| self.io(e))?;
+            }
+            txn.commit().map_err(|e| self.io(e))
+        })
     }
 
     /// Writes several outbox records in one transaction (one fsync): all of them, or none.
     pub fn put_deliveries(&self, records: &[(&str, Vec<u8>)]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
-        {
-            let mut t = txn.open_table(OUTBOX).map_err(|e| self.io(e))?;
-            for (key, record) in records {
-                t.insert(*key, record.as_slice()).map_err(|e| self.io(e))?;
+        self.run(true, |db| {
+            let txn = db.begin_write().map_err(|e| self.io(e))?;
+            {
+                let mut t = txn.open_table(OUTBOX).map_err(|e| self.io(e))?;
+                for (key, record) in records {
+                    t.insert(*key, record.as_slice()).map_err(|e| self.io(e))?;
+                }
             }
-        }
-        txn.commit().map_err(|e| self.io(e))
+            txn.commit().map_err(|e| self.io(e))
+        })
     }
 
     pub fn delete_delivery(&self, key: &str) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
-        {
-            let mut t = txn.open_table(OUTBOX).map_err(|e| self.io(e))?;
-            t.remove(key).map_err(|e| self.io(e))?;
-        }
-        txn.commit().map_err(|e| self.io(e))
+        self.run(true, |db| {
+            let txn = db.begin_write().map_err(|e| self.io(e))?;
+            {
+                let mut t = txn.open_table(OUTBOX).map_err(|e| self.io(e))?;
+                t.remove(key).map_err(|e| self.io(e))?;
+            }
+            txn.commit().map_err(|e| self.io(e))
+        })
     }
 
     /// Every outbox entry, as (idempotency key, record).
     pub fn deliveries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
-        let t = txn.open_table(OUTBOX).map_err(|e| self.io(e))?;
-        let mut out = Vec::new();
-        for item in t.iter().map_err(|e| self.io(e))? {
-            let (k, v) = item.map_err(|e| self.io(e))?;
-            out.push((k.value().to_string(), v.value().to_vec()));
-        }
-        Ok(out)
+        self.run(false, |db| {
+            let txn = db.begin_read().map_err(|e| self.io(e))?;
+            let t = txn.open_table(OUTBOX).map_err(|e| self.io(e))?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(|e| self.io(e))? {
+                let (k, v) = item.map_err(|e| self.io(e))?;
+                out.push((k.value().to_string(), v.value().to_vec()));
+            }
+            Ok(out)
+        })
     }
 }
 
@@ -307,7 +421,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = Store::open(dir.path()).unwrap();
-            let txn = s.db.begin_write().unwrap();
+            let txn = s.db().unwrap().begin_write().unwrap();
             txn.open_table(META)
                 .unwrap()
                 .insert("format_version", 99)
@@ -326,7 +440,7 @@ mod tests {
             let s = Store::open(dir.path()).unwrap();
             s.write_series(&[(b"k".to_vec(), b"v".to_vec())], &[], &[])
                 .unwrap();
-            let txn = s.db.begin_write().unwrap();
+            let txn = s.db().unwrap().begin_write().unwrap();
             txn.open_table(META)
                 .unwrap()
                 .insert("format_version", 1)
@@ -335,7 +449,7 @@ mod tests {
         }
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.series().unwrap(), vec![(b"k".to_vec(), b"v".to_vec())]);
-        let txn = s.db.begin_read().unwrap();
+        let txn = s.db().unwrap().begin_read().unwrap();
         let meta = txn.open_table(META).unwrap();
         let version = meta.get("format_version").unwrap().map(|v| v.value());
         assert_eq!(version, Some(FORMAT_VERSION));

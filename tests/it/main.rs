@@ -2,6 +2,7 @@
 
 mod check;
 mod cli;
+mod disk_full;
 mod durability;
 mod ema_vectors;
 mod exposition;
