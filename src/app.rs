@@ -196,6 +196,7 @@ pub async fn run(
     let telemetry = Arc::new(Telemetry::default());
     for source in ["push", "remote_write"] {
         telemetry.samples_received.touch(source);
+        telemetry.samples_unselected.touch(source);
     }
     let sender = WebhookSender::new(loaded.config.webhooks.clone(), Arc::clone(&telemetry))?;
     let n_rules: usize = loaded.rules.groups.iter().map(|g| g.rules.len()).sum();

@@ -10,6 +10,8 @@ use std::sync::{Mutex, MutexGuard};
 pub struct Telemetry {
     pub samples_received: CounterVec,
     pub samples_rejected: CounterVec,
+    /// Values of series no rule selects (dropped, never held), keyed by source.
+    pub samples_unselected: CounterVec,
     /// Keyed by (webhook, outcome) with outcome "success" | "failure".
     pub webhook_requests: CounterVec2,
     /// Deliveries waiting or retrying.

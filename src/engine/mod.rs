@@ -306,8 +306,10 @@ impl Engine {
         self.config_tx.send_replace(config);
     }
 
-    /// Applies a whole validated batch, or nothing when it would pass the series limit.
-    /// Returns the number of values taken.
+    /// Applies a whole validated batch, or nothing when it would pass a limit. Returns the
+    /// number of values taken into windows; values of series no rule selects are counted in
+    /// `driftgauge_samples_unselected_total` and dropped, never held, and never count against
+    /// the limits.
     pub fn ingest(
         &self,
         batch: &[SeriesSamples],
@@ -333,9 +335,6 @@ impl Engine {
         let mut growth = 0usize;
         for s in batch {
             let entry = reg.series.get(&(s.metric.clone(), s.labels.clone()));
-            if entry.is_none() {
-                new_series.insert((s.metric.as_str(), &s.labels));
-            }
             let fresh = match entry {
                 Some(e) if e.generation == generation.id => None,
                 _ => Some(routes_for(&generation, &s.metric, &s.labels)),
@@ -345,6 +344,10 @@ impl Engine {
                 .or(entry.map(|e| &e.routes))
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
+            // A series no rule selects is neither held nor counted against the limits.
+            if entry.is_none() && !these.is_empty() {
+                new_series.insert((s.metric.as_str(), &s.labels));
+            }
             for (rt, key) in these {
                 let series = lock(&rt.series);
                 let k = s.values.len();
@@ -402,7 +405,14 @@ impl Engine {
             }
         }
         let mut accepted = 0;
+        let mut unselected = 0;
         for (s, fresh) in batch.iter().zip(routes) {
+            if fresh.as_ref().is_some_and(Vec::is_empty) {
+                // No rule (any more) selects it: dropped, and forgotten if it was known.
+                reg.series.remove(&(s.metric.clone(), s.labels.clone()));
+                unselected += s.values.len();
+                continue;
+            }
             let entry = reg
                 .series
                 .entry((s.metric.clone(), s.labels.clone()))
@@ -439,6 +449,11 @@ impl Engine {
         }
         drop(reg);
         self.telemetry.samples_received.add(source, accepted as f64);
+        if unselected > 0 {
+            self.telemetry
+                .samples_unselected
+                .add(source, unselected as f64);
+        }
         Ok(accepted)
     }
 

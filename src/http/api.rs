@@ -27,7 +27,8 @@ pub async fn push(app: &Arc<State>, req: Request<Incoming>) -> Result<Response<B
     let engine = Arc::clone(&app.engine);
     let outcome = tokio::task::spawn_blocking(move || {
         let batch = push::parse(&body)?;
-        Ok::<_, push::PushError>(engine.ingest(&batch, "push", now_ms()))
+        let values: usize = batch.iter().map(|s| s.values.len()).sum();
+        Ok::<_, push::PushError>(engine.ingest(&batch, "push", now_ms()).map(|n| (n, values)))
     })
     .await
     .map_err(|e| ApiError::Internal(format!("ingestion failed: {e}")))?;
@@ -39,7 +40,11 @@ pub async fn push(app: &Arc<State>, req: Request<Incoming>) -> Result<Response<B
                 message: e.to_string(),
             })
         }
-        Ok(Ok(n)) => Ok(json_response(StatusCode::OK, &json!({ "accepted": n }))),
+        // `dropped`: values of series no rule selects (not held).
+        Ok(Ok((n, values))) => Ok(json_response(
+            StatusCode::OK,
+            &json!({ "accepted": n, "dropped": values - n }),
+        )),
         Ok(Err(e)) => Err(ApiError::TooManySeries(e.to_string())),
     }
 }

@@ -162,6 +162,7 @@ async fn run_source(feed: Context, source: QuerySource, mut stop: watch::Receive
     let telemetry = &feed.telemetry;
     telemetry.query_failures.touch(&source.name);
     telemetry.samples_received.touch(SOURCE_LABEL);
+    telemetry.samples_unselected.touch(SOURCE_LABEL);
     telemetry.query_sources.register(
         &source.name,
         &source.url,

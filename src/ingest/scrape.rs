@@ -213,6 +213,7 @@ async fn run_targets(
     }
     let telemetry = &ctx.telemetry;
     telemetry.samples_received.touch(SOURCE);
+    telemetry.samples_unselected.touch(SOURCE);
     for t in &targets {
         telemetry.scrape_failures.touch(&t.job);
     }

@@ -239,6 +239,14 @@ fn service_families<'a>(
     for (source, v) in t.samples_received.snapshot() {
         received.push(one("source", &source), v);
     }
+    let mut unselected = Family::new(
+        "driftgauge_samples_unselected_total",
+        Kind::Counter,
+        "Sample values of series no rule selects, by source: dropped, never held, not counted against limits.",
+    );
+    for (source, v) in t.samples_unselected.snapshot() {
+        unselected.push(one("source", &source), v);
+    }
     let mut rejected = Family::new(
         "driftgauge_samples_rejected_total",
         Kind::Counter,
@@ -333,6 +341,7 @@ fn service_families<'a>(
 
     vec![
         received,
+        unselected,
         rejected,
         evals,
         eval_failures,

@@ -327,7 +327,10 @@ fn serve_without_flags_runs_the_example_rules_and_stops_on_sigterm() {
         "/api/v1/samples",
         r#"{"samples":[{"metric":"model_accuracy","labels":{"model":"fraud"},"value":0.97}]}"#,
     );
-    assert_eq!((status, body.as_str()), (200, r#"{"accepted":1}"#));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"accepted":1,"dropped":0}"#)
+    );
     p.signal("TERM");
     let status = p.wait_exit(Duration::from_secs(12));
     assert!(status.success(), "{status:?}");

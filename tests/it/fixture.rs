@@ -216,6 +216,7 @@ impl Service {
         match family {
             "received" => t.samples_received.get(label),
             "rejected" => t.samples_rejected.get(label),
+            "unselected" => t.samples_unselected.get(label),
             "scrape_failures" => t.scrape_failures.get(label),
             other => panic!("no counter family {other}"),
         }

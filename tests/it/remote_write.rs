@@ -105,7 +105,9 @@ async fn a_written_series_drives_a_rule_in_timestamp_order() {
     assert!((got - want).abs() < 1e-12);
     svc.wait_metric("driftgauge_drift_status", &RULE, |v| v == 2.0)
         .await;
-    assert_eq!(svc.counter("received", "remote_write"), 4.0);
+    // The unrelated series no rule selects is counted and dropped.
+    assert_eq!(svc.counter("received", "remote_write"), 3.0);
+    assert_eq!(svc.counter("unselected", "remote_write"), 1.0);
 
     // Recovery: the state goes back to stable.
     let (status, _) = svc
@@ -282,10 +284,12 @@ async fn over_the_series_limit_is_429_and_nothing_is_applied() {
         Scrapers::Spawn,
     )
     .await;
+    // Series the rule selects (it matches any further labels).
+    let acc = |i: &'static str| [("__name__", "model_accuracy"), ("model", "fraud"), ("i", i)];
     let (status, _) = svc
         .write(body(&[
             series(&ACC, &[(0.9, 1)]),
-            series(&[("__name__", "b")], &[(1.0, 1)]),
+            series(&acc("b"), &[(1.0, 1)]),
         ]))
         .await;
     assert_eq!(status, 204);
@@ -293,8 +297,8 @@ async fn over_the_series_limit_is_429_and_nothing_is_applied() {
     let (status, text) = svc
         .write(body(&[
             series(&ACC, &[(0.1, 2)]),
-            series(&[("__name__", "c")], &[(1.0, 1)]),
-            series(&[("__name__", "d")], &[(1.0, 1)]),
+            series(&acc("c"), &[(1.0, 1)]),
+            series(&acc("d"), &[(1.0, 1)]),
         ]))
         .await;
     assert_eq!(status, 429, "{text}");
@@ -302,8 +306,19 @@ async fn over_the_series_limit_is_429_and_nothing_is_applied() {
     assert_eq!(svc.counter("received", "remote_write"), 2.0);
     assert_eq!(svc.counter("rejected", "series_limit"), 3.0);
     assert_eq!(svc.engine.series_count(), 2);
-    svc.wait_metric("driftgauge_ema_value", &RULE, |v| v == 0.9)
+    let text = svc
+        .wait_for("both series evaluated", |t| {
+            t.matches("driftgauge_ema_value{").count() == 2
+        })
         .await;
+    assert_eq!(
+        crate::support::metric_value(
+            &text,
+            "driftgauge_ema_value",
+            &[("rule", "accuracy_degradation"), ("i", "b")]
+        ),
+        Some(1.0)
+    );
 }
 
 /// The same through the whole service: `serve`'s own route, scheduler and `/metrics`.

@@ -352,7 +352,7 @@ async fn bad_pushes_are_refused_whole_and_nothing_is_applied() {
     assert!(text.contains("max_body_bytes=8192"), "{text}");
     // Over the series limit: 429 naming it, and the batch is refused whole.
     let four: Vec<_> = (0..4)
-        .map(|i| json!({"metric": "m", "labels": {"i": i.to_string()}, "value": 1}))
+        .map(|i| json!({"metric": "model_accuracy", "labels": {"model": "fraud", "i": i.to_string()}, "value": 1}))
         .collect();
     let (status, v) = server
         .post_json("/api/v1/samples", json!({"samples": four}))
@@ -382,7 +382,7 @@ async fn bad_pushes_are_refused_whole_and_nothing_is_applied() {
     let (status, v) = server
         .post_json("/api/v1/samples", json!({"samples": [good]}))
         .await;
-    assert_eq!((status, v), (200, json!({"accepted": 1})));
+    assert_eq!((status, v), (200, json!({"accepted": 1, "dropped": 0})));
     let (status, _) = server.get("/api/v1/samples").await;
     assert_eq!(status, 405);
     server.stop().await;
@@ -1061,5 +1061,49 @@ async fn the_memory_budget_refuses_a_batch_whole_and_full_windows_still_take_sam
         .post_json("/api/v1/samples", batch("d", 1, &mut rng))
         .await;
     assert_eq!(status, 429, "the budget is spent");
+    server.stop().await;
+}
+
+/// Regression: 20,000 junk series names no rule selects used to fill `max_series` and lock
+/// every new series out until the idle sweep (24 h).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_no_rule_selects_are_dropped_and_never_fill_the_series_limit() {
+    let cfg = "rule_files: [\"rules/*.yml\"]\nlimits:\n  max_series: 10\n";
+    let rules = EMA_RULES.replace("        webhooks: [retrain]\n", "");
+    let server = Server::start(Files::new(cfg).rule_file("q.yml", &rules)).await;
+    let junk: Vec<serde_json::Value> = (0..20_000)
+        .map(|i| json!({"metric": format!("junk_{i}"), "labels": {"x": "1"}, "value": 1.0}))
+        .collect();
+    let (status, body) = server
+        .post_json("/api/v1/samples", json!({ "samples": junk }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"accepted": 0, "dropped": 20_000}));
+    // A series a rule selects still gets in.
+    let (status, body) = server
+        .post_json(
+            "/api/v1/samples",
+            json!({"samples": [{"metric": "model_accuracy", "labels": {"model": "fraud"}, "values": [0.9, 0.95]}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"accepted": 2, "dropped": 0}));
+    let metrics = server.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "driftgauge_samples_unselected_total",
+            &[("source", "push")]
+        ),
+        Some(20_000.0)
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "driftgauge_samples_received_total",
+            &[("source", "push")]
+        ),
+        Some(2.0)
+    );
     server.stop().await;
 }
