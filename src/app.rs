@@ -35,6 +35,10 @@ pub struct Options {
     pub auto_reload: bool,
     /// `--web.config.file`: TLS, basic auth and write tokens (exporter-toolkit format).
     pub web_config: Option<PathBuf>,
+    /// `--web.read-timeout`: how long a request body may take to arrive.
+    pub read_timeout: Duration,
+    /// `--web.max-connections`: connections served at once.
+    pub max_connections: usize,
 }
 
 impl Default for Options {
@@ -47,6 +51,8 @@ impl Default for Options {
             handle_sighup: false,
             auto_reload: false,
             web_config: None,
+            read_timeout: crate::http::server::DEFAULT_READ_TIMEOUT,
+            max_connections: crate::http::server::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -242,12 +248,15 @@ pub async fn run(
         web: web.clone(),
         reload_lock: AsyncMutex::new(()),
     });
-    let state = Arc::new(crate::http::State::new(
+    let mut state = crate::http::State::new(
         Arc::clone(&engine),
         web,
         app.options.enable_lifecycle,
         Arc::clone(&app) as Arc<dyn crate::http::Reloader>,
-    ));
+    );
+    state.read_timeout = app.options.read_timeout;
+    state.max_connections = app.options.max_connections;
+    let state = Arc::new(state);
     let scheduler = tokio::spawn(scheduler::run(Arc::clone(&engine), stop_rx.clone()));
     if app.options.handle_sighup {
         spawn_sighup(Arc::clone(&app), stop_rx.clone());

@@ -70,6 +70,16 @@ struct ServeArgs {
     /// Reload when the config or rule files change.
     #[arg(long = "config.auto-reload")]
     auto_reload: bool,
+    /// How long a request body may take to arrive.
+    #[arg(
+        long = "web.read-timeout",
+        value_name = "DURATION",
+        default_value = "30s"
+    )]
+    read_timeout: String,
+    /// Connections served at once; past it a few more answer only health probes.
+    #[arg(long = "web.max-connections", value_name = "N", default_value_t = 512)]
+    max_connections: usize,
 }
 
 #[derive(Args)]
@@ -154,6 +164,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         handle_sighup: true,
         auto_reload: args.auto_reload,
         web_config: args.web_config_file,
+        read_timeout: config::parse_duration(&args.read_timeout)
+            .map_err(|e| anyhow::anyhow!("--web.read-timeout={}: {e}", args.read_timeout))?,
+        max_connections: args.max_connections,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

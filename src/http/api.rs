@@ -7,15 +7,14 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{json_response, read_body, ApiError, Body, State};
+use super::{json_response, ApiError, Body, State};
 use crate::detect::ks::{Alternative, Method};
 use crate::detect::report::ks_report;
 use crate::formats::push;
 use crate::time::{now_ms, rfc3339};
 
 pub async fn push(app: &Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let limit = app.engine.current().config.limits.max_body_bytes;
-    let body = match read_body(req, limit).await {
+    let (body, _reservation) = match app.read_body(req, super::budget::PUSH_FACTOR).await {
         Ok(b) => b,
         Err(e) => {
             app.engine.telemetry.samples_rejected.add("too_large", 0.0);
@@ -73,7 +72,7 @@ pub async fn evaluate(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let limit = app.engine.current().config.limits.max_body_bytes;
-    let body = read_body(req, limit).await?;
+    let (body, _reservation) = app.read_body(req, super::budget::EVALUATE_FACTOR).await?;
     let bad = |message: String| ApiError::BadData {
         message,
         index: None,

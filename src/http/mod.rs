@@ -14,6 +14,7 @@
 
 mod api;
 pub mod auth;
+pub mod budget;
 pub mod remote_write;
 pub mod server;
 
@@ -50,6 +51,12 @@ pub struct State {
     /// `--web.enable-lifecycle`: `/-/reload` allowed.
     pub enable_lifecycle: bool,
     pub reloader: Arc<dyn Reloader>,
+    /// Memory for bodies being read and parsed.
+    pub budget: budget::ParseBudget,
+    /// How long a request body may take to arrive (`--web.read-timeout`).
+    pub read_timeout: std::time::Duration,
+    /// Connections served at once (`--web.max-connections`).
+    pub max_connections: usize,
     ready: AtomicBool,
 }
 
@@ -65,6 +72,9 @@ impl State {
             web,
             enable_lifecycle,
             reloader,
+            budget: budget::ParseBudget::default(),
+            read_timeout: server::DEFAULT_READ_TIMEOUT,
+            max_connections: server::DEFAULT_MAX_CONNECTIONS,
             ready: AtomicBool::new(false),
         }
     }
@@ -106,6 +116,12 @@ pub enum ApiError {
     NotReady(&'static str),
     #[error("unauthorized: {0}")]
     Unauthorized(auth::AuthError),
+    /// Too many large bodies are being parsed at once: retry later.
+    #[error("too many large request bodies are being read at once; retry in a few seconds")]
+    Busy,
+    /// The body did not arrive within the read timeout.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     /// A task failed (panicked) on the blocking pool.
     #[error("internal error: {0}")]
     Internal(String),
@@ -124,6 +140,8 @@ impl ApiError {
             ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -139,6 +157,8 @@ impl ApiError {
             ApiError::NotReady(_) => "unavailable",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Internal(_) => "internal",
+            ApiError::Busy => "unavailable",
+            ApiError::BodyTimeout(_) => "timeout",
         }
     }
 
@@ -153,6 +173,10 @@ impl ApiError {
         if let ApiError::MethodNotAllowed { allow, .. } = &self {
             resp.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        if let ApiError::Busy = &self {
+            resp.headers_mut()
+                .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         if let ApiError::Unauthorized(e) = &self {
             for challenge in e.challenges() {
@@ -180,28 +204,45 @@ fn text_response(status: StatusCode, content_type: &'static str, body: String) -
     resp
 }
 
-/// Reads the whole body, refusing more than `limit` bytes with 413 (by `Content-Length`
-/// before reading, and while reading for chunked bodies).
-pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
-    if let Some(len) = req.headers().get(hyper::header::CONTENT_LENGTH) {
-        if len
-            .to_str()
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .is_some_and(|n| n > limit as u64)
-        {
-            return Err(ApiError::PayloadTooLarge { limit });
+impl State {
+    /// Reads the whole body of `req` within the read timeout, refusing more than
+    /// `limits.max_body_bytes` with 413 (by `Content-Length` before reading, and while reading
+    /// for chunked bodies). First reserves `factor` times the body's size from the parse
+    /// budget (the limit's size when the length is not given); the reservation is returned,
+    /// to be held while the body is parsed.
+    pub async fn read_body(
+        &self,
+        req: Request<Incoming>,
+        factor: usize,
+    ) -> Result<(Bytes, tokio::sync::SemaphorePermit<'_>), ApiError> {
+        let limit = self.engine.current().config.limits.max_body_bytes;
+        let declared = match req.headers().get(hyper::header::CONTENT_LENGTH) {
+            Some(len) => {
+                let n = len
+                    .to_str()
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or_else(|| ApiError::Body("invalid Content-Length".into()))?;
+                if n > limit as u64 {
+                    return Err(ApiError::PayloadTooLarge { limit });
+                }
+                n as usize
+            }
+            None => limit,
+        };
+        let reservation = self.budget.reserve(declared.saturating_mul(factor)).await?;
+        let collect = Limited::new(req.into_body(), limit).collect();
+        match tokio::time::timeout(self.read_timeout, collect).await {
+            Err(_) => Err(ApiError::BodyTimeout(self.read_timeout)),
+            Ok(Ok(collected)) => Ok((collected.to_bytes(), reservation)),
+            Ok(Err(e))
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                Err(ApiError::PayloadTooLarge { limit })
+            }
+            Ok(Err(e)) => Err(ApiError::Body(e.to_string())),
         }
-    }
-    match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(ApiError::PayloadTooLarge { limit })
-        }
-        Err(e) => Err(ApiError::Body(e.to_string())),
     }
 }
 
@@ -279,7 +320,7 @@ async fn route(
         }
         "/api/v1/write" => {
             only(method, &Method::POST, "POST")?;
-            remote_write::handle(&app.engine, req).await
+            remote_write::handle(app, req).await
         }
         "/api/v1/sources" => {
             only(method, &Method::GET, "GET")?;

@@ -7,8 +7,7 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{HeaderMap, Request, Response, StatusCode};
 
-use super::{read_body, ApiError, Body};
-use crate::engine::Engine;
+use super::{ApiError, Body, State};
 use crate::formats::remote_write::{decode, decompressed_limit, RemoteWriteError, SOURCE};
 use crate::ingest::IngestError;
 use crate::time::now_ms;
@@ -56,19 +55,26 @@ struct Counts {
 /// `POST /api/v1/write`: 204 when applied; 400 (with the reason) for a body that cannot be
 /// decoded or holds a bad series, nothing applied; 413 over `limits.max_body_bytes`; 429
 /// when the series would pass `limits.max_series`.
-pub async fn handle(
-    engine: &Arc<Engine>,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let engine = Arc::clone(engine);
+pub async fn handle(state: &State, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let engine = Arc::clone(&state.engine);
     let telemetry = Arc::clone(&engine.telemetry);
     check_headers(req.headers())
         .inspect_err(|_| telemetry.samples_rejected.add("bad_body", 1.0))?;
     let limit = engine.current().config.limits.max_body_bytes;
-    let body = read_body(req, limit)
+    let (body, _reservation) = state
+        .read_body(req, 1)
         .await
         .inspect_err(|_| telemetry.samples_rejected.touch("too_large"))?;
     let max_decompressed = decompressed_limit(limit);
+    // The decompressed message and what is decoded from it, reserved before decompressing
+    // (snappy states the decompressed length up front; a bad header is refused by `decode`).
+    let decompressed = snap::raw::decompress_len(&body)
+        .unwrap_or(0)
+        .min(max_decompressed);
+    let _decoding = state
+        .budget
+        .reserve(decompressed.saturating_mul(super::budget::DECOMPRESSED_FACTOR))
+        .await?;
     // Decoding a large body and ingesting are CPU work: off the async workers.
     let outcome = tokio::task::spawn_blocking(move || {
         let decoded = match decode(&body, max_decompressed) {

@@ -177,7 +177,19 @@ impl Process {
     }
 
     pub(crate) fn start_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Process {
-        let mut child = bin()
+        Process::spawn(bin(), dir, args, env)
+    }
+
+    /// `serve` with its open-file limit (soft and hard) set to `nofile`, through `prlimit`.
+    pub(crate) fn start_nofile(dir: &Path, args: &[&str], nofile: u64) -> Process {
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}:{nofile}"))
+            .arg(env!("CARGO_BIN_EXE_driftgauge"));
+        Process::spawn(cmd, dir, args, &[])
+    }
+
+    fn spawn(mut cmd: Command, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Process {
+        let mut child = cmd
             .envs(env.iter().copied())
             .current_dir(dir)
             .arg("serve")
@@ -253,9 +265,20 @@ impl Drop for Process {
 
 /// A minimal blocking HTTP/1.1 client (Connection: close), so process tests need no runtime.
 pub(crate) fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_within(addr, method, path, body, Duration::from_secs(10))
+}
+
+/// [`http`] waiting up to `timeout` for the answer.
+pub(crate) fn http_within(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(timeout)).unwrap();
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",

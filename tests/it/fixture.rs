@@ -7,23 +7,14 @@
 
 #![allow(dead_code)]
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use driftgauge::engine::{scheduler, Engine};
-use driftgauge::formats::exposition::Format;
-use driftgauge::http::remote_write;
 use driftgauge::ingest::scrape;
 use driftgauge::output::webhook::WebhookSender;
 use driftgauge::telemetry::Telemetry;
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -242,41 +233,28 @@ fn write_files(dir: &std::path::Path, config: &str, files: &[(&str, &str)]) {
     }
 }
 
+/// The real server (`driftgauge::http`), with reloads done by [`Service::reload`].
 async fn serve(listener: TcpListener, engine: Arc<Engine>) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let engine = Arc::clone(&engine);
-                connections.spawn(async move {
-                    let service = service_fn(move |req| route(Arc::clone(&engine), req));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+    struct ReloadByHand;
+    impl driftgauge::http::Reloader for ReloadByHand {
+        fn reload(
+            &self,
+        ) -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = Result<(), driftgauge::config::LoadError>>
+                    + Send
+                    + '_,
+            >,
+        > {
+            Box::pin(async { Ok(()) })
         }
     }
-}
-
-async fn route(
-    engine: Arc<Engine>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let resp = match (req.method().clone(), req.uri().path()) {
-        (Method::POST, "/api/v1/write") => remote_write::handle(&engine, req)
-            .await
-            .unwrap_or_else(|e| e.into_response()),
-        (Method::GET, "/metrics") => Response::new(Full::new(Bytes::from(
-            driftgauge::output::metrics::render(&engine, Format::Text),
-        ))),
-        _ => {
-            let mut r = Response::new(Full::new(Bytes::new()));
-            *r.status_mut() = StatusCode::NOT_FOUND;
-            r
-        }
-    };
-    Ok(resp)
+    let state = Arc::new(driftgauge::http::State::new(
+        engine,
+        None,
+        false,
+        Arc::new(ReloadByHand),
+    ));
+    state.set_ready(true);
+    driftgauge::http::server::serve(listener, state, std::future::pending::<()>()).await;
 }

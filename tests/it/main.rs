@@ -7,6 +7,7 @@ mod durability;
 mod ema_vectors;
 mod exposition;
 mod fixture;
+mod hostile;
 mod ks_vectors;
 mod npy_eval;
 mod prom;

@@ -58,6 +58,7 @@ impl Server {
             handle_sighup: false,
             auto_reload: false,
             web_config: None,
+            ..app::Options::default()
         };
         tweak(&mut options);
         driftgauge::net::install_crypto_provider();
