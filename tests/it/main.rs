@@ -19,5 +19,6 @@ mod remote_write;
 mod scrape;
 mod service;
 mod support;
+mod tidy;
 mod webauth;
 mod webhook;
