@@ -10,15 +10,15 @@
 //! 5. `output` (`/metrics`, webhook delivery);
 //! 6. shell: `http` (server, routes, auth, TLS), `app` (composition root).
 
+pub mod time;
 pub mod labels;
-pub mod logging;
+pub mod telemetry;
 pub mod net;
 pub mod store;
-pub mod telemetry;
-pub mod time;
+pub mod logging;
 
-pub mod detect;
 pub mod formats;
+pub mod detect;
 pub mod window;
 
 pub mod config;
@@ -29,5 +29,5 @@ pub mod engine;
 
 pub mod output;
 
-pub mod app;
 pub mod http;
+pub mod app;

@@ -163,7 +163,10 @@ fn sixteen_concurrent_16_mib_pushes_stay_under_512_mib() {
         assert!(status == 400 || status == 503, "status {status}");
     }
     let peak = peak_rss_kib(p.child.id());
-    eprintln!("peak RSS with 16 concurrent 16 MiB pushes: {} MiB", peak / 1024);
+    eprintln!(
+        "peak RSS with 16 concurrent 16 MiB pushes: {} MiB",
+        peak / 1024
+    );
     assert!(peak < 512 * 1024, "peak RSS {} MiB", peak / 1024);
     let t = p.get("/metrics").1;
     assert!(metric_value(&t, "driftgauge_build_info", &[]).is_some());
