@@ -176,7 +176,8 @@ fn validate(reference: &[f64], current: &[f64]) -> Result<(), KsError> {
 /// [`ks_2samp_sorted`]. Large ones are not sorted at all: a few passes count the values per
 /// value bucket, and only the buckets that can hold the extremes are sorted and walked (see
 /// "Walking only where an extreme can be" in the source); samples of 2^17 values or more in
-/// all use a second thread. Errors name the sample and the index in the slice as given.
+/// all run the two samples' passes side by side on rayon's pool. Errors name the sample and
+/// the index in the slice as given.
 pub fn ks_2samp(
     reference: &[f64],
     current: &[f64],
@@ -450,7 +451,8 @@ const MAX_PRUNE_NM: u128 = 1 << 49;
 const PRUNE_MIN_LEN: usize = 4096;
 /// Reference and current values per segment of the sorted walk, at most (ties aside).
 const BLOCK: usize = 64;
-/// From this many values in all, the unsorted path uses a second thread.
+/// From this many values in all, the unsorted path runs the two samples' passes with
+/// `rayon::join`.
 const PARALLEL_MIN_LEN: usize = 1 << 17;
 
 fn prunable(n: usize, m: usize) -> bool {
