@@ -302,7 +302,7 @@ fn sliding_window(rng: &mut Lcg) {
 /// `ks_2samp` on two memory-mapped `.npy` files, nine times in one process: the KS work of
 /// `driftgauge eval` without the process around it.
 fn npy_in_process(a: &str, b: &str) {
-    use driftgauge::formats::npy::read_npy_file;
+    use driftgauge::config::files::read_npy_file;
     let read =
         |p: &str| read_npy_file(std::path::Path::new(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
     let (a, b) = (read(a), read(b));

@@ -227,8 +227,9 @@ fn check(args: CheckArgs) -> ExitCode {
 fn read_values(
     path: &PathBuf,
     column: Option<&str>,
-) -> anyhow::Result<driftgauge::formats::npy::Values> {
-    use driftgauge::formats::npy::{self, NpyFileError, Values};
+) -> anyhow::Result<driftgauge::config::files::Values> {
+    use driftgauge::config::files::{read_npy_file, NpyFileError, Values};
+    use driftgauge::formats::npy;
     use std::io::Read;
 
     let has_magic = || {
@@ -248,7 +249,7 @@ fn read_values(
                 path.display()
             );
         }
-        return npy::read_npy_file(path).map_err(|e| match e {
+        return read_npy_file(path).map_err(|e| match e {
             NpyFileError::Io(e) => {
                 anyhow::Error::new(e).context(format!("reading {}", path.display()))
             }

@@ -12,6 +12,7 @@
 
 pub mod diag;
 pub mod duration;
+pub mod files;
 pub mod model;
 pub mod parse;
 pub mod selector;

@@ -28,9 +28,8 @@
 //!   limit) and one-sided uses Hodges' approximation.
 //!
 //! Pure: no I/O, no locks, no panics on any input; NaN and ±inf are rejected with an error.
-//! [`ks_2samp`] on 2^17 values or more runs its counting passes on a second (scoped) thread.
-
-use std::sync::{Mutex, PoisonError};
+//! [`ks_2samp`] on 2^17 values or more runs its counting passes for the two samples as two
+//! tasks of rayon's pool (`rayon::join`).
 
 use super::cephes::binom;
 use super::kstwo;
@@ -177,7 +176,8 @@ fn validate(reference: &[f64], current: &[f64]) -> Result<(), KsError> {
 /// [`ks_2samp_sorted`]. Large ones are not sorted at all: a few passes count the values per
 /// value bucket, and only the buckets that can hold the extremes are sorted and walked (see
 /// "Walking only where an extreme can be" in the source); samples of 2^17 values or more in
-/// all use a second thread. Errors name the sample and the index in the slice as given.
+/// all run the two samples' passes side by side on rayon's pool. Errors name the sample and
+/// the index in the slice as given.
 pub fn ks_2samp(
     reference: &[f64],
     current: &[f64],
@@ -451,7 +451,8 @@ const MAX_PRUNE_NM: u128 = 1 << 49;
 const PRUNE_MIN_LEN: usize = 4096;
 /// Reference and current values per segment of the sorted walk, at most (ties aside).
 const BLOCK: usize = 64;
-/// From this many values in all, the unsorted path uses a second thread.
+/// From this many values in all, the unsorted path runs the two samples' passes with
+/// `rayon::join`.
 const PARALLEL_MIN_LEN: usize = 1 << 17;
 
 fn prunable(n: usize, m: usize) -> bool {
@@ -911,34 +912,20 @@ fn sample_range(a: &[f64], b: &[f64]) -> (f64, f64) {
     (lo, hi)
 }
 
-/// Runs `f` on a second thread and `g` on this one when `parallel` (and the thread can be
-/// started), else both here.
+/// Runs `f` and `g` with `rayon::join` when `parallel` (in parallel when a thread of rayon's
+/// pool is free), else both here in turn. A panic in either is resumed here.
 fn both<A, B, F, G>(parallel: bool, f: F, g: G) -> (A, B)
 where
     A: Send,
+    B: Send,
     F: FnOnce() -> A + Send,
-    G: FnOnce() -> B,
+    G: FnOnce() -> B + Send,
 {
-    if !parallel {
-        return (f(), g());
+    if parallel {
+        rayon::join(f, g)
+    } else {
+        (f(), g())
     }
-    let slot = Mutex::new(Some(f));
-    let take = || slot.lock().unwrap_or_else(PoisonError::into_inner).take();
-    std::thread::scope(|s| {
-        let spawned = std::thread::Builder::new().spawn_scoped(s, || take().map(|f| f()));
-        let y = g();
-        let x = match spawned.map(|h| h.join()) {
-            Ok(Ok(Some(x))) => Some(x),
-            Ok(Err(panic)) => std::panic::resume_unwind(panic),
-            // Not started: `f` is still in the slot.
-            Ok(Ok(None)) | Err(_) => take().map(|f| f()),
-        };
-        match x {
-            Some(x) => (x, y),
-            // `f` is taken exactly once, by the thread or here.
-            None => unreachable!("the first closure ran neither on the thread nor here"),
-        }
-    })
 }
 
 /// Extremes of two unsorted samples without sorting them: a strided sample for the range,
@@ -1543,6 +1530,29 @@ mod tests {
                 },
                 // The current sample entirely above the reference (D = 1 at the edge).
                 _ => self.unit() + if shift > 0.0 { 10.0 } else { 0.0 },
+            }
+        }
+    }
+
+    #[test]
+    fn both_runs_both_sides_and_resumes_a_panic_of_either() {
+        for parallel in [false, true] {
+            assert_eq!(both(parallel, || 1, || "two"), (1, "two"));
+            for left in [false, true] {
+                let caught = std::panic::catch_unwind(|| {
+                    both(
+                        parallel,
+                        || assert!(!left, "left side"),
+                        || assert!(left, "right side"),
+                    )
+                });
+                let message = caught.err().and_then(|p| {
+                    p.downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                });
+                let want = if left { "left side" } else { "right side" };
+                assert_eq!(message.as_deref(), Some(want), "parallel {parallel}");
             }
         }
     }

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use tokio::sync::watch;
 
 use crate::config::model::{Config, DetectorSpec, Group, Rule, RuleSet};
@@ -851,47 +852,22 @@ impl Job {
     }
 }
 
-/// Runs detector jobs, spread over the machine's cores when there are enough of them to pay
-/// for the threads. No lock is held here.
+/// Runs detector jobs: on rayon's pool (one thread per core, shared by every engine in the
+/// process and by the KS test's own split) when there are enough of them to pay for it, in
+/// order either way. No lock is held here. A detector's panic is resumed here, as on one
+/// thread.
 fn run_jobs(jobs: Vec<(SeriesKey, Job)>, rule: &Rule) -> Vec<(SeriesKey, Outcome)> {
-    const MIN_JOBS_PER_THREAD: usize = 4;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(jobs.len() / MIN_JOBS_PER_THREAD)
-        .max(1);
-    if threads == 1 {
+    /// Below this many jobs, one thread is as fast.
+    const MIN_PARALLEL_JOBS: usize = 8;
+    if jobs.len() < MIN_PARALLEL_JOBS || rayon::current_num_threads() < 2 {
         return jobs
             .into_iter()
             .map(|(k, job)| (k, job.run(rule)))
             .collect();
     }
-    let chunk = jobs.len().div_ceil(threads);
-    let mut jobs = jobs;
-    let mut chunks = Vec::with_capacity(threads);
-    while !jobs.is_empty() {
-        let rest = jobs.split_off(chunk.min(jobs.len()));
-        chunks.push(std::mem::replace(&mut jobs, rest));
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|c| {
-                scope.spawn(move || {
-                    c.into_iter()
-                        .map(|(k, job)| (k, job.run(rule)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| match h.join() {
-                Ok(v) => v,
-                // A detector panicked: surface it as the evaluation's panic, as one thread would.
-                Err(p) => std::panic::resume_unwind(p),
-            })
-            .collect()
-    })
+    jobs.into_par_iter()
+        .map(|(k, job)| (k, job.run(rule)))
+        .collect()
 }
 
 /// The routes of one series: every rule whose selector matches, with the window key

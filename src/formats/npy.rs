@@ -8,14 +8,12 @@
 //! what was found; no input panics, the header is bounded to [`MAX_HEADER_LEN`] bytes, and
 //! the data must be exactly as long as the shape says.
 //!
-//! [`parse_npy`] decodes bytes already in memory. [`read_npy_file`] memory-maps the file and,
-//! for `<f8` data (which `numpy.save` always aligns), hands out the values in place without
-//! copying them: on this machine a fresh 8 MB buffer costs more in page faults than the
-//! whole KS test on it.
-
-use std::fs::File;
-use std::ops::Deref;
-use std::path::Path;
+//! Two parts. The format, pure functions over bytes (no I/O): [`parse_header`],
+//! [`parse_npy`] (decodes a copy) and [`f64_in_place`] (`<f8` data read where it lies).
+//! The file itself is read in `config::files`: `read_npy_file` memory-maps it
+//! (`memmap2`) and, for `<f8` data (which `numpy.save` always aligns), hands out the values
+//! in place without copying them: on this machine a fresh 8 MB buffer costs more in page
+//! faults than the whole KS test on it.
 
 /// The NPY magic string.
 pub const MAGIC: &[u8; 6] = b"\x93NUMPY";
@@ -139,8 +137,25 @@ pub fn parse_header(bytes: &[u8]) -> Result<NpyHeader, NpyError> {
     })
 }
 
+/// The `<f8` data of `bytes` used in place, when `header` is `bytes`' checked header, the
+/// data starts 8-aligned in memory and the target is little-endian like the data; else
+/// `None` (then [`parse_npy`] decodes a copy).
+pub fn f64_in_place<'a>(bytes: &'a [u8], header: &NpyHeader) -> Option<&'a [f64]> {
+    if header.dtype != Dtype::F64 || cfg!(target_endian = "big") {
+        return None;
+    }
+    let data = bytes.get(header.data_offset..)?;
+    let aligned = (data.as_ptr() as usize) % std::mem::align_of::<f64>() == 0;
+    if !aligned || header.count.checked_mul(8) != Some(data.len()) {
+        return None;
+    }
+    // SAFETY: `data` is `8 * count` bytes starting 8-aligned, borrowed for `'a` like the
+    // result; every bit pattern is a valid f64, and the target is little-endian like the data.
+    Some(unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<f64>(), header.count) })
+}
+
 /// The values after a checked header.
-fn decode(bytes: &[u8], header: &NpyHeader) -> Vec<f64> {
+pub fn decode(bytes: &[u8], header: &NpyHeader) -> Vec<f64> {
     let data = bytes.get(header.data_offset..).unwrap_or(&[]);
     match header.dtype {
         Dtype::F64 => data
@@ -347,203 +362,6 @@ fn parse_dict(text: &[u8], base: usize) -> Result<Fields, NpyError> {
     Ok(Fields { dtype, count })
 }
 
-/// Why a `.npy` file could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum NpyFileError {
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-    #[error(transparent)]
-    Npy(#[from] NpyError),
-}
-
-/// A sample's values: decoded into memory, or the data of a memory-mapped `.npy` file.
-pub enum Values {
-    Owned(Vec<f64>),
-    Mapped(MappedF64),
-}
-
-impl Deref for Values {
-    type Target = [f64];
-
-    fn deref(&self) -> &[f64] {
-        match self {
-            Values::Owned(v) => v,
-            Values::Mapped(m) => m.as_slice(),
-        }
-    }
-}
-
-impl std::fmt::Debug for Values {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match self {
-            Values::Owned(_) => "Owned",
-            Values::Mapped(_) => "Mapped",
-        };
-        write!(f, "Values::{kind}({} values)", self.len())
-    }
-}
-
-/// Reads a `.npy` file: memory-mapped, and for `<f8` data used in place; other accepted data
-/// (float32) is decoded into memory. On platforms without the mapping the file is read in
-/// one go.
-pub fn read_npy_file(path: &Path) -> Result<Values, NpyFileError> {
-    let mut file = File::open(path)?;
-    #[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
-    if let Some(values) = map::values(&file)? {
-        return Ok(values);
-    }
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut file, &mut bytes)?;
-    Ok(Values::Owned(parse_npy(&bytes)?))
-}
-
-pub use map::MappedF64;
-
-/// The memory mapping, through the C library's `mmap`/`munmap` (which the standard library
-/// already links on Unix), so no crate is needed for it. The mapping is private and
-/// read-only. As with any mapped file, truncating the file while it is mapped makes reads of
-/// the lost pages fault (SIGBUS); `eval` maps the files only while it runs.
-#[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
-mod map {
-    use std::ffi::c_void;
-    use std::fs::File;
-    use std::os::unix::io::AsRawFd;
-
-    use super::{decode, parse_header, Dtype, NpyFileError, Values};
-
-    extern "C" {
-        fn mmap(
-            addr: *mut c_void,
-            len: usize,
-            prot: i32,
-            flags: i32,
-            fd: i32,
-            offset: i64,
-        ) -> *mut c_void;
-        fn munmap(addr: *mut c_void, len: usize) -> i32;
-    }
-
-    const PROT_READ: i32 = 1;
-    const MAP_PRIVATE: i32 = 2;
-    /// Linux's MAP_POPULATE where its value is known: map every page up front, in one call,
-    /// rather than one page fault per 64 KiB on first touch (several milliseconds for 8 MB).
-    #[cfg(all(
-        target_os = "linux",
-        any(target_arch = "x86_64", target_arch = "aarch64")
-    ))]
-    const MAP_POPULATE: i32 = 0x8000;
-    #[cfg(not(all(
-        target_os = "linux",
-        any(target_arch = "x86_64", target_arch = "aarch64")
-    )))]
-    const MAP_POPULATE: i32 = 0;
-    /// The smallest NPY file: magic, version, length, an empty header.
-    const MIN_NPY_LEN: usize = 10;
-
-    /// A private read-only mapping of a whole file.
-    struct Mapping {
-        ptr: *mut c_void,
-        len: usize,
-    }
-
-    // SAFETY: the mapping is read-only memory owned by this value; sharing or moving a pointer
-    // to it between threads is as safe as sharing a `&[u8]`.
-    unsafe impl Send for Mapping {}
-    unsafe impl Sync for Mapping {}
-
-    impl Mapping {
-        fn of(file: &File, len: usize) -> std::io::Result<Mapping> {
-            // SAFETY: a new mapping chosen by the kernel (addr null) of `len > 0` bytes of an
-            // open file descriptor, read-only and private; the result is checked below.
-            let ptr = unsafe {
-                mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    PROT_READ,
-                    MAP_PRIVATE | MAP_POPULATE,
-                    file.as_raw_fd(),
-                    0,
-                )
-            };
-            if ptr as usize == usize::MAX || ptr.is_null() {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(Mapping { ptr, len })
-        }
-
-        fn bytes(&self) -> &[u8] {
-            // SAFETY: `ptr` is a live mapping of `len` readable bytes until `drop`.
-            unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
-        }
-    }
-
-    impl Drop for Mapping {
-        fn drop(&mut self) {
-            // SAFETY: unmapping exactly what `mmap` returned, once.
-            unsafe {
-                munmap(self.ptr, self.len);
-            }
-        }
-    }
-
-    /// The float64 data of a mapped `.npy` file, used in place.
-    pub struct MappedF64 {
-        map: Mapping,
-        offset: usize,
-        count: usize,
-    }
-
-    impl MappedF64 {
-        pub fn as_slice(&self) -> &[f64] {
-            // SAFETY: checked in `values`: `offset + 8 * count <= len`, and `ptr + offset` is
-            // 8-aligned (the mapping is page-aligned, `offset % 8 == 0`); every bit pattern is
-            // a valid f64 and the target is little-endian like the data.
-            unsafe {
-                std::slice::from_raw_parts(
-                    (self.map.ptr as *const u8).add(self.offset) as *const f64,
-                    self.count,
-                )
-            }
-        }
-    }
-
-    /// `Some` values if the file could be mapped (float64 in place, float32 decoded), `None`
-    /// if it is too short to map, and the parse error if it is not an acceptable array.
-    pub(super) fn values(file: &File) -> Result<Option<Values>, NpyFileError> {
-        let len = file.metadata()?.len();
-        let Ok(len) = usize::try_from(len) else {
-            return Ok(None);
-        };
-        if len < MIN_NPY_LEN {
-            return Ok(None);
-        }
-        let map = Mapping::of(file, len)?;
-        let header = parse_header(map.bytes())?;
-        let aligned = (map.ptr as usize + header.data_offset) % std::mem::align_of::<f64>() == 0;
-        if header.dtype == Dtype::F64 && aligned && header.count > 0 {
-            return Ok(Some(Values::Mapped(MappedF64 {
-                map,
-                offset: header.data_offset,
-                count: header.count,
-            })));
-        }
-        Ok(Some(Values::Owned(decode(map.bytes(), &header))))
-    }
-}
-
-/// Where there is no mapping, nothing is ever mapped.
-#[cfg(not(all(unix, target_pointer_width = "64", target_endian = "little")))]
-mod map {
-    /// Never constructed on this platform.
-    pub enum MappedF64 {}
-
-    impl MappedF64 {
-        pub fn as_slice(&self) -> &[f64] {
-            match *self {}
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -736,37 +554,35 @@ mod tests {
     }
 
     #[test]
-    fn files_are_mapped_in_place_or_decoded() {
-        let dir = std::env::temp_dir().join(format!("driftgauge-npy-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-        let values: Vec<f64> = (0..1000).map(|i| i as f64 * 0.5 - 7.0).collect();
-        let f8_path = dir.join("a.npy");
-        std::fs::write(&f8_path, npy(1, "<f8", "(1000,)", &f8(&values)))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let got = read_npy_file(&f8_path).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(&*got, &values[..]);
-        #[cfg(all(unix, target_pointer_width = "64", target_endian = "little"))]
-        assert!(matches!(got, Values::Mapped(_)), "{got:?}");
-        let f4: Vec<u8> = values
-            .iter()
-            .flat_map(|&v| (v as f32).to_le_bytes())
-            .collect();
-        let f4_path = dir.join("b.npy");
-        std::fs::write(&f4_path, npy(3, "<f4", "(1000,)", &f4)).unwrap_or_else(|e| panic!("{e}"));
-        let got = read_npy_file(&f4_path).unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(got, Values::Owned(_)));
-        assert_eq!(&*got, &values[..]);
-        let bad_path = dir.join("c.npy");
-        std::fs::write(&bad_path, b"\x93NUMPY\x01\x00\x05\x00{oops")
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(
-            read_npy_file(&bad_path),
-            Err(NpyFileError::Npy(NpyError::BadHeader { .. }))
-        ));
-        assert!(matches!(
-            read_npy_file(&dir.join("missing.npy")),
-            Err(NpyFileError::Io(_))
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+    fn float64_is_read_in_place_only_where_it_is_aligned() {
+        let values = [1.5, -2.0, 1e300];
+        let bytes = npy(1, "<f8", "(3,)", &f8(&values));
+        // Every start in memory: in place exactly when the data starts 8-aligned.
+        let mut buf = vec![0u8; bytes.len() + 8];
+        for shift in 0..8 {
+            buf[shift..shift + bytes.len()].copy_from_slice(&bytes);
+            let at = &buf[shift..shift + bytes.len()];
+            let Ok(header) = parse_header(at) else {
+                panic!("header at shift {shift}");
+            };
+            let aligned = (at.as_ptr() as usize + header.data_offset) % 8 == 0;
+            match f64_in_place(at, &header) {
+                Some(v) => {
+                    assert!(aligned, "shift {shift}");
+                    assert_eq!(v, &values[..]);
+                }
+                None => assert!(!aligned || cfg!(target_endian = "big"), "shift {shift}"),
+            }
+            assert_eq!(parse_npy(at), Ok(values.to_vec()));
+        }
+        // Not float64, or not the header of these bytes: never in place.
+        let f4 = npy(1, "<f4", "(2,)", &[0; 8]);
+        let h4 = parse_header(&f4).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(f64_in_place(&f4, &h4), None);
+        let h8 = NpyHeader {
+            dtype: Dtype::F64,
+            ..h4
+        };
+        assert_eq!(f64_in_place(&f4, &h8), None);
     }
 }

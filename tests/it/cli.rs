@@ -102,6 +102,63 @@ fn eval_reads_a_csv_column_and_prints_text() {
     assert!(text.contains("method:             exact\n"), "{text}");
 }
 
+/// Issue 9: CSV rows were split on every `,`, so a quoted comma in a column before the one
+/// read silently moved `--column` onto the next field (here: the reference would have read
+/// 100, 200, 300 and drifted).
+#[test]
+fn eval_column_is_not_shifted_by_a_quoted_comma_in_another_column() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.csv"),
+        "id,note,amount\n1,\"a,100\",1.0\n2,\"b,200\",2.0\n3,\"c,300\",3.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.csv"),
+        "id,note,amount\n1,a,1.0\n2,b,2.0\n3,c,3.0\n",
+    )
+    .unwrap();
+    let out = bin()
+        .current_dir(dir.path())
+        .args([
+            "eval",
+            "--detector=ks",
+            "--reference=a.csv",
+            "--current=b.csv",
+            "--column=amount",
+            "--output=json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["n_reference"], 3);
+    assert_eq!(v["statistic"].as_f64(), Some(0.0), "{v}");
+    assert_eq!(v["status"], "stable");
+    // A quoted field is one field, and an error names its line and column.
+    let out = bin()
+        .current_dir(dir.path())
+        .args([
+            "eval",
+            "--detector=ks",
+            "--reference=a.csv",
+            "--current=b.csv",
+            "--column=note",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("a.csv: line 2, column \"note\": expected a number, got \"a,100\""),
+        "{err}"
+    );
+}
+
 #[test]
 fn eval_fails_clearly_on_bad_input() {
     let dir = tempfile::tempdir().unwrap();
