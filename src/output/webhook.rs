@@ -891,6 +891,7 @@ mod tests {
             extra: None,
             min_backoff: Duration::from_millis(min),
             max_backoff: Duration::from_millis(max),
+            max_connections: WebhookConfig::DEFAULT_MAX_CONNECTIONS,
         }
     }
 

@@ -28,6 +28,7 @@ fn config(url: &str) -> WebhookConfig {
         extra: None,
         min_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(100),
+        max_connections: WebhookConfig::DEFAULT_MAX_CONNECTIONS,
     }
 }
 
