@@ -56,6 +56,10 @@ use crate::telemetry::Telemetry;
 /// [`WebhookSender::with_max_pending`].
 pub const MAX_PENDING: usize = 10_000;
 
+/// Bytes of a receiver's answer read (and dropped) at most, so that its connection can be
+/// reused; a longer body closes the connection instead.
+const MAX_DRAINED_BODY: usize = 64 * 1024;
+
 /// One event to deliver to one webhook. The body is the final JSON payload bytes (`extra`
 /// merged, `idempotency_key` in it: see [`payload`]).
 #[derive(Clone)]
@@ -524,7 +528,19 @@ impl WebhookSender {
             }
         };
         match request.send().await {
-            Ok(response) => classify(response.status(), response.headers(), config, attempt),
+            Ok(mut response) => {
+                let outcome = classify(response.status(), response.headers(), config, attempt);
+                // Read to the end (within the request's timeout) so the connection goes back
+                // to the pool; a long or broken body only costs the connection.
+                let mut left = MAX_DRAINED_BODY;
+                while let Ok(Some(chunk)) = response.chunk().await {
+                    left = left.saturating_sub(chunk.len());
+                    if left == 0 {
+                        break;
+                    }
+                }
+                outcome
+            }
             Err(error) if error.is_builder() => Outcome::GiveUp {
                 reason: Failure::Invalid(crate::net::error_chain(&error.without_url())),
             },

@@ -579,6 +579,32 @@ async fn with_a_short_timeout_every_delivery_is_attempted_and_all_go_through_onc
 }
 
 #[tokio::test]
+async fn with_one_connection_deliveries_go_in_order_over_a_reused_connection() {
+    // An answer whose body does not come with its head: the connection is reused only when
+    // the sender reads the body (it opened one per delivery when it did not).
+    let rx =
+        Receiver::start(Script::replies([]).then(Reply::ok().body(&"x".repeat(32 * 1024)))).await;
+    let mut cfg = config(&rx.url("/"));
+    cfg.max_connections = 1;
+    let (sender, _telemetry) = sender(vec![("w", cfg)]);
+    let keys: Vec<String> = (0..20).map(|i| format!("k{i:02}")).collect();
+    for key in &keys {
+        sender.enqueue(delivery("w", key)).expect("enqueue");
+    }
+    eventually("every delivery delivered", || sender.pending() == 0).await;
+    let arrived: Vec<String> = rx
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("idempotency-key").map(str::to_string))
+        .collect();
+    assert_eq!(arrived, keys);
+    let seen = rx.connections();
+    println!("20 deliveries, 1 slot: {seen:?}");
+    assert_eq!(seen.max_open, 1, "{seen:?}");
+    assert!(seen.accepted <= 2, "{seen:?}");
+}
+
+#[tokio::test]
 async fn shutdown_stops_deliveries_waiting_for_a_connection() {
     let rx = Receiver::start(Script::ok()).await;
     rx.set_hanging(true);
