@@ -116,6 +116,17 @@ pub struct WebhookConfig {
     pub min_backoff: Duration,
     /// Cap of the retry delay (`max_backoff`, default 5m).
     pub max_backoff: Duration,
+    /// Attempts in flight to this webhook at once, hence connections to it, at most
+    /// (`max_connections`, default [`WebhookConfig::DEFAULT_MAX_CONNECTIONS`], at most
+    /// [`WebhookConfig::MAX_CONNECTIONS_LIMIT`]).
+    pub max_connections: usize,
+}
+
+impl WebhookConfig {
+    /// `max_connections` when the config does not say.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 8;
+    /// The largest `max_connections` the config accepts.
+    pub const MAX_CONNECTIONS_LIMIT: usize = 256;
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -83,6 +83,7 @@ const WEBHOOK_KEYS: &[&str] = &[
     "extra",
     "min_backoff",
     "max_backoff",
+    "max_connections",
 ];
 const LIMIT_KEYS: &[&str] = &[
     "max_series",
@@ -284,6 +285,17 @@ impl Walker<'_> {
         let max_backoff = opt_or(cx, map, "max_backoff", Duration::from_secs(300), |cx, n| {
             cx.positive_duration("max_backoff", n)
         });
+        let max_connections = opt_or(
+            cx,
+            map,
+            "max_connections",
+            WebhookConfig::DEFAULT_MAX_CONNECTIONS,
+            |cx, n| {
+                let limit = WebhookConfig::MAX_CONNECTIONS_LIMIT as u64;
+                let n = cx.positive_int("max_connections", n, limit)?;
+                usize::try_from(n).ok()
+            },
+        );
         if let (Some(min), Some(max)) = (min_backoff, max_backoff) {
             if min > max {
                 let at = get(map, "min_backoff")
@@ -313,6 +325,7 @@ impl Walker<'_> {
             extra: extra?,
             min_backoff: min_backoff?,
             max_backoff: max_backoff?,
+            max_connections: max_connections?,
         })
     }
 
@@ -843,6 +856,7 @@ webhooks:
     extra: {tuning: true, budget: 3, ratio: 0.5, name: x, list: [1, "2"], nested: {a: ~}}
     min_backoff: 2s
     max_backoff: 1m
+    max_connections: 2
   minimal:
     url: https://hooks.example.com
 limits:
@@ -888,7 +902,9 @@ query_sources:
             (wh.min_backoff, wh.max_backoff),
             (Duration::from_secs(2), Duration::from_secs(60))
         );
+        assert_eq!(wh.max_connections, 2);
         let min = &c.webhooks["minimal"];
+        assert_eq!(min.max_connections, WebhookConfig::DEFAULT_MAX_CONNECTIONS);
         assert_eq!(
             (
                 min.timeout,
@@ -1048,6 +1064,14 @@ query_sources:
         errors(
             &wh("    url: http://h\n    min_backoff: 10m\n"),
             &["4:18: min_backoff (10m) is greater than max_backoff (5m)"],
+        );
+        errors(
+            &wh("    url: http://h\n    max_connections: 0\n"),
+            &["4:22: max_connections: must be a positive integer, got 0"],
+        );
+        errors(
+            &wh("    url: http://h\n    max_connections: 257\n"),
+            &["4:22: max_connections: must be at most 256, got 257"],
         );
         errors(
             "webhooks: [a]\n",

@@ -7,7 +7,15 @@
 //! rule evaluation: every delivery runs as its own tokio task, and a dead receiver for one
 //! webhook holds up no other.
 //!
-//! One attempt is [`WebhookSender::attempt`]: a delivery and a config in, an [`Outcome`] out
+//! Connections are bounded per webhook: an attempt takes one of its webhook's
+//! `max_connections` slots (`Slots`) before it connects and gives it back when it ends
+//! (answer, error, timeout or cancellation). Deliveries waiting for a slot are pending like
+//! those backing off, and are served first come, first served; the HTTP client keeps idle
+//! connections per host, so a webhook's slots reuse a handful of connections. A receiver
+//! that accepts and never answers thus holds at most `max_connections` descriptors, each for
+//! at most `timeout`, however many deliveries (resumed from the outbox or new) wait behind.
+//!
+//! One attempt is `WebhookSender::attempt`: a delivery and a config in, an [`Outcome`] out
 //! (`Success`, `Retry { after }`, `GiveUp { reason }`), with no counters, logs or sleeping, so
 //! a durable outbox can wrap it (persist, attempt, record) without touching the HTTP side.
 //!
@@ -37,7 +45,7 @@ use hmac::{Hmac, Mac};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;
 use sha2::Sha256;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::model::WebhookConfig;
 use crate::engine::{Event, Notifier};
@@ -47,6 +55,10 @@ use crate::telemetry::Telemetry;
 /// Deliveries pending (waiting or retrying) at most, by default; see
 /// [`WebhookSender::with_max_pending`].
 pub const MAX_PENDING: usize = 10_000;
+
+/// Bytes of a receiver's answer read (and dropped) at most, so that its connection can be
+/// reused; a longer body closes the connection instead.
+const MAX_DRAINED_BODY: usize = 64 * 1024;
 
 /// One event to deliver to one webhook. The body is the final JSON payload bytes (`extra`
 /// merged, `idempotency_key` in it: see [`payload`]).
@@ -159,7 +171,8 @@ pub fn backoff(config: &WebhookConfig, attempt: u32) -> Duration {
 /// Reload: [`update`](Self::update) swaps the config; every attempt reads its webhook's config
 /// when it starts, so deliveries already retrying pick up a fixed URL or new headers on their
 /// next attempt. A delivery whose webhook was removed from the config is dropped (logged at
-/// warn, not counted) at its next attempt.
+/// warn, not counted) at its next attempt. A changed `max_connections` resizes the webhook's
+/// slots in place, for waiting deliveries too.
 #[derive(Clone)]
 pub struct WebhookSender {
     inner: Arc<Inner>,
@@ -186,6 +199,9 @@ struct Inner {
     unpersisted: Mutex<BTreeMap<String, Delivery>>,
     /// Settled deliveries whose outbox entry could not be removed yet.
     undeleted: Mutex<Vec<String>>,
+    /// Each webhook's connection slots, by name. Kept when a reload removes the webhook (a
+    /// few bytes a name), so a name removed and added back keeps one bound.
+    slots: Mutex<BTreeMap<String, Arc<Slots>>>,
 }
 
 /// Running → Draining (no new deliveries, no more retries; attempts under way go on) →
@@ -222,6 +238,9 @@ impl WebhookSender {
         }
         let client = crate::net::client_builder()
             .redirect(reqwest::redirect::Policy::none())
+            // Keep what the slots opened: idle connections are reused, not reopened (webhooks
+            // on one host share the host's idle connections).
+            .pool_max_idle_per_host(WebhookConfig::MAX_CONNECTIONS_LIMIT)
             .build()
             .map_err(WebhookError::Client)?;
         let (phase, _) = watch::channel(Phase::Running);
@@ -239,6 +258,7 @@ impl WebhookSender {
                 outbox: RwLock::new(None),
                 unpersisted: Mutex::new(BTreeMap::new()),
                 undeleted: Mutex::new(Vec::new()),
+                slots: Mutex::new(BTreeMap::new()),
             }),
         };
         sender.update(webhooks);
@@ -258,7 +278,10 @@ impl WebhookSender {
             .clone()
     }
 
-    /// Resumes the deliveries a previous run left in the outbox; returns how many.
+    /// Resumes the deliveries a previous run left in the outbox; returns how many. They queue
+    /// for their webhook's connection slots like new deliveries (in the outbox's key order), so
+    /// thousands resumed at once open no more than `max_connections` connections per webhook,
+    /// and each one's backoff starts only when its own attempt ended.
     pub fn resume_from_outbox(&self) -> Result<usize, crate::store::StoreError> {
         let Some(store) = self.outbox() else {
             return Ok(0);
@@ -288,9 +311,16 @@ impl WebhookSender {
     /// [`new`](Self::new) is logged at error; its deliveries give up on their first attempt.
     pub fn update(&self, webhooks: BTreeMap<String, WebhookConfig>) {
         let mut map = BTreeMap::new();
+        let mut slots = lock(&self.inner.slots);
         for (name, config) in webhooks {
             if let Err(error) = check(&name, &config) {
                 tracing::error!(webhook = %name, %error, "webhook config cannot be used");
+            }
+            match slots.get(&name) {
+                Some(existing) => existing.resize(config.max_connections),
+                None => {
+                    slots.insert(name.clone(), Arc::new(Slots::new(config.max_connections)));
+                }
             }
             for outcome in ["success", "failure"] {
                 self.inner
@@ -300,6 +330,7 @@ impl WebhookSender {
             }
             map.insert(name, Arc::new(config));
         }
+        drop(slots);
         *self
             .inner
             .webhooks
@@ -479,9 +510,11 @@ impl WebhookSender {
 
     /// One attempt of `delivery` with `config`, without counting, logging or sleeping (the
     /// durable outbox wraps this). `attempt` is 1 for the first try and sizes the backoff of a
-    /// `Retry`.
-    pub async fn attempt(
+    /// `Retry`. It connects only with a slot of the delivery's webhook in hand, held until the
+    /// attempt ends.
+    async fn attempt(
         &self,
+        _slot: &Slot,
         delivery: &Delivery,
         config: &WebhookConfig,
         attempt: u32,
@@ -495,7 +528,19 @@ impl WebhookSender {
             }
         };
         match request.send().await {
-            Ok(response) => classify(response.status(), response.headers(), config, attempt),
+            Ok(mut response) => {
+                let outcome = classify(response.status(), response.headers(), config, attempt);
+                // Read to the end (within the request's timeout) so the connection goes back
+                // to the pool; a long or broken body only costs the connection.
+                let mut left = MAX_DRAINED_BODY;
+                while let Ok(Some(chunk)) = response.chunk().await {
+                    left = left.saturating_sub(chunk.len());
+                    if left == 0 {
+                        break;
+                    }
+                }
+                outcome
+            }
             Err(error) if error.is_builder() => Outcome::GiveUp {
                 reason: Failure::Invalid(crate::net::error_chain(&error.without_url())),
             },
@@ -510,14 +555,23 @@ impl WebhookSender {
         }
     }
 
-    /// A delivery's task: attempt, count, log, back off, until it settles or the sender stops.
+    /// A delivery's task: wait for a connection slot, attempt, count, log, back off, until it
+    /// settles or the sender stops. Waiting for a slot or backing off, it stops at `Draining`
+    /// (and stays in the outbox); an attempt under way goes on until `Stopped`.
     async fn deliver(self, delivery: Delivery, mut guard: Pending) {
         let inner = &self.inner;
         let mut phase = inner.phase.subscribe();
         let name = delivery.webhook.as_str();
         let key = delivery.idempotency_key.as_str();
+        let slots = self.slots(name);
         let mut attempt: u32 = 1;
         loop {
+            let slot = tokio::select! {
+                biased;
+                () = reached(&mut phase, Phase::Draining) => return,
+                slot = slots.acquire() => slot,
+            };
+            // Read with the slot in hand: a reload during a long wait applies to this attempt.
             let Some(config) = self.current_webhooks().get(name).cloned() else {
                 tracing::warn!(
                     webhook = name,
@@ -529,9 +583,11 @@ impl WebhookSender {
                 return;
             };
             let outcome = tokio::select! {
-                outcome = self.attempt(&delivery, &config, attempt) => outcome,
+                outcome = self.attempt(&slot, &delivery, &config, attempt) => outcome,
                 () = reached(&mut phase, Phase::Stopped) => return,
             };
+            // Free for the next delivery before logging or backing off.
+            drop(slot);
             let counted = if matches!(outcome, Outcome::Success { .. }) {
                 "success"
             } else {
@@ -581,6 +637,17 @@ impl WebhookSender {
                 }
             }
         }
+    }
+
+    /// The connection slots of webhook `name` (made with the default size for a name no
+    /// config named, which `admit` does not let through).
+    fn slots(&self, name: &str) -> Arc<Slots> {
+        let mut slots = lock(&self.inner.slots);
+        Arc::clone(
+            slots
+                .entry(name.to_string())
+                .or_insert_with(|| Arc::new(Slots::new(WebhookConfig::DEFAULT_MAX_CONNECTIONS))),
+        )
     }
 
     fn current_webhooks(&self) -> Arc<BTreeMap<String, Arc<WebhookConfig>>> {
@@ -652,6 +719,72 @@ impl Drop for Pending {
             .fetch_sub(1, Ordering::Relaxed);
         self.inner.pending.fetch_sub(1, Ordering::AcqRel);
         self.inner.finished.notify_waiters();
+    }
+}
+
+/// One webhook's connection slots: `max_connections` permits of a semaphore, so at most that
+/// many attempts to the webhook are in flight, each on one connection (HTTP/1). tokio's
+/// semaphore is fair: deliveries get a slot in the order they asked for one.
+///
+/// A reload resizes the slots in place, so deliveries already waiting see the new bound: more
+/// slots are added at once; fewer take free permits away and forget as many of the permits
+/// still out as are missing when they come back.
+struct Slots {
+    semaphore: Arc<Semaphore>,
+    /// `(size, owed)`: the bound, and how many permits still out are forgotten on return.
+    size: Mutex<(usize, usize)>,
+}
+
+/// A slot held: an attempt may connect. Dropping it gives the slot back.
+struct Slot {
+    slots: Arc<Slots>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Slots {
+    fn new(size: usize) -> Slots {
+        Slots {
+            semaphore: Arc::new(Semaphore::new(size)),
+            size: Mutex::new((size, 0)),
+        }
+    }
+
+    fn resize(&self, to: usize) {
+        let mut size = lock(&self.size);
+        let (from, owed) = *size;
+        if to > from {
+            let paid = (to - from).min(owed);
+            self.semaphore.add_permits(to - from - paid);
+            *size = (to, owed - paid);
+        } else if to < from {
+            let forgotten = self.semaphore.forget_permits(from - to);
+            *size = (to, owed + (from - to - forgotten));
+        }
+    }
+
+    async fn acquire(self: &Arc<Self>) -> Slot {
+        let permit = Arc::clone(&self.semaphore).acquire_owned().await;
+        // The semaphore is never closed, so `acquire_owned` cannot fail.
+        let permit = permit.expect("webhook slots are never closed");
+        Slot {
+            slots: Arc::clone(self),
+            permit: Some(permit),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // Given back (or forgotten) under the lock, so a resize never counts it twice.
+        let mut size = lock(&self.slots.size);
+        if let Some(permit) = self.permit.take() {
+            if size.1 > 0 {
+                size.1 -= 1;
+                permit.forget();
+            } else {
+                drop(permit);
+            }
+        }
     }
 }
 
@@ -891,6 +1024,7 @@ mod tests {
             extra: None,
             min_backoff: Duration::from_millis(min),
             max_backoff: Duration::from_millis(max),
+            max_connections: WebhookConfig::DEFAULT_MAX_CONNECTIONS,
         }
     }
 
@@ -966,6 +1100,46 @@ mod tests {
         ] {
             assert_eq!(class(status), want, "status {status}");
         }
+    }
+
+    #[tokio::test]
+    async fn slots_resize_in_place_with_permits_out() {
+        let slots = Arc::new(Slots::new(4));
+        let free = |slots: &Slots| slots.semaphore.available_permits();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(slots.acquire().await);
+        }
+        assert_eq!(free(&slots), 0);
+        // Down to 2 with all 4 out: the next two given back are forgotten.
+        slots.resize(2);
+        held.truncate(2);
+        assert_eq!(free(&slots), 0);
+        held.truncate(1);
+        assert_eq!(free(&slots), 1);
+        // Up to 5: one out, four free.
+        slots.resize(5);
+        assert_eq!(free(&slots), 4);
+        held.clear();
+        assert_eq!(free(&slots), 5);
+        // Down with free permits: taken away at once.
+        slots.resize(1);
+        assert_eq!(free(&slots), 1);
+    }
+
+    #[tokio::test]
+    async fn slots_owed_are_paid_before_new_ones_are_added() {
+        let slots = Arc::new(Slots::new(3));
+        let held = [
+            slots.acquire().await,
+            slots.acquire().await,
+            slots.acquire().await,
+        ];
+        slots.resize(1); // owes 2
+        slots.resize(2); // owes 1, adds none
+        assert_eq!(slots.semaphore.available_permits(), 0);
+        drop(held);
+        assert_eq!(slots.semaphore.available_permits(), 2);
     }
 
     #[test]

@@ -17,6 +17,12 @@
 //! - A [`Reply`] may wait before answering ([`Reply::delay`]), for timeout tests.
 //! - [`Receiver::wait_for`] returns once `n` requests have arrived, and panics with the requests
 //!   seen so far when the timeout passes first; nothing needs `sleep`.
+//! - [`Receiver::set_hanging`] makes it accept connections and never answer on them (it reads
+//!   what arrives until the client hangs up), as a stuck receiver does; requests on those
+//!   connections are not recorded, only their `Idempotency-Key` ([`Receiver::held_keys`]).
+//!   `set_hanging(false)` closes the connections held, as a restarted receiver would.
+//! - [`Receiver::connections`] counts TCP connections: accepted and not yet closed by the
+//!   client, the most seen open at once, and accepted in all.
 //! - Dropping the receiver stops the server and closes its connections.
 
 // A shared test API: not every test module uses every part of it.
@@ -26,6 +32,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -35,7 +42,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{HeaderMap, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -216,6 +224,28 @@ struct Shared {
     script: Mutex<Script>,
     /// How many requests were recorded, for `wait_for`.
     count: watch::Sender<usize>,
+    /// New connections are held and never answered; back to false, held ones are closed.
+    hanging: watch::Sender<bool>,
+    /// The `Idempotency-Key` of each request that arrived on a held connection.
+    held_keys: Mutex<Vec<String>>,
+    /// Connections accepted and not yet seen closed.
+    open: AtomicUsize,
+    /// The most `open` ever was.
+    max_open: AtomicUsize,
+    /// Connections accepted in all.
+    accepted: AtomicUsize,
+}
+
+/// What [`Receiver::connections`] counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connections {
+    /// Accepted and not yet seen closed (the receiver sees a close a moment after the client
+    /// makes it, so this never undercounts).
+    pub open: usize,
+    /// The most open at once so far.
+    pub max_open: usize,
+    /// Accepted in all.
+    pub accepted: usize,
 }
 
 /// A running receiver; dropping it stops the server.
@@ -243,6 +273,11 @@ impl Receiver {
             requests: Mutex::new(Vec::new()),
             script: Mutex::new(script),
             count: watch::channel(0).0,
+            hanging: watch::channel(false).0,
+            held_keys: Mutex::new(Vec::new()),
+            open: AtomicUsize::new(0),
+            max_open: AtomicUsize::new(0),
+            accepted: AtomicUsize::new(0),
         });
         let server = tokio::spawn(serve(listener, Arc::clone(&shared)));
         Receiver {
@@ -264,6 +299,26 @@ impl Receiver {
     /// Every request recorded so far, in arrival order.
     pub fn requests(&self) -> Vec<Request> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// From now on, hold new connections without ever answering (`true`); or serve them by
+    /// the script again and close those held (`false`).
+    pub fn set_hanging(&self, hanging: bool) {
+        self.shared.hanging.send_replace(hanging);
+    }
+
+    /// The `Idempotency-Key` of every request that arrived on a held connection, in order.
+    pub fn held_keys(&self) -> Vec<String> {
+        lock(&self.shared.held_keys).clone()
+    }
+
+    /// The TCP connections counted so far.
+    pub fn connections(&self) -> Connections {
+        Connections {
+            open: self.shared.open.load(Ordering::SeqCst),
+            max_open: self.shared.max_open.load(Ordering::SeqCst),
+            accepted: self.shared.accepted.load(Ordering::SeqCst),
+        }
     }
 
     /// Replaces the script (queued replies not yet used are dropped).
@@ -315,8 +370,16 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                // Closes that arrived with this connection are counted before it.
+                tokio::task::yield_now().await;
+                let open = OpenConnection::count(Arc::clone(&shared));
                 let shared = Arc::clone(&shared);
                 connections.spawn(async move {
+                    let _open = open;
+                    if *shared.hanging.borrow() {
+                        hang(stream, &shared).await;
+                        return;
+                    }
                     let service = service_fn(move |request| answer(Arc::clone(&shared), request));
                     // A client that hangs up mid-request (e.g. after its timeout) is no error here.
                     let _ = http1::Builder::new()
@@ -325,6 +388,61 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+/// One accepted connection, counted open until its task ends (or is aborted).
+struct OpenConnection(Arc<Shared>);
+
+impl OpenConnection {
+    fn count(shared: Arc<Shared>) -> OpenConnection {
+        shared.accepted.fetch_add(1, Ordering::SeqCst);
+        let open = shared.open.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_open.fetch_max(open, Ordering::SeqCst);
+        OpenConnection(shared)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Reads whatever arrives and never answers, until the client hangs up or hanging is switched
+/// off (then it closes the connection). Notes the `Idempotency-Key` of the request's head (one
+/// request a connection: a client waits for an answer that never comes).
+async fn hang(mut stream: TcpStream, shared: &Shared) {
+    let mut released = shared.hanging.subscribe();
+    let mut buf = [0u8; 4096];
+    // The head so far; `None` once read (or when it grows past 64 KiB).
+    let mut head = Some(Vec::new());
+    loop {
+        let n = tokio::select! {
+            read = stream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            },
+            // `is_ok` drops the watch guard at once.
+            _ = async { released.wait_for(|h| !*h).await.is_ok() } => return,
+        };
+        let Some(bytes) = head.as_mut() else { continue };
+        bytes.extend_from_slice(&buf[..n]);
+        if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            let text = String::from_utf8_lossy(&bytes[..end]).into_owned();
+            let key = text.lines().find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.trim()
+                    .eq_ignore_ascii_case("idempotency-key")
+                    .then(|| value.trim().to_string())
+            });
+            if let Some(key) = key {
+                lock(&shared.held_keys).push(key);
+            }
+            head = None;
+        } else if bytes.len() > 64 * 1024 {
+            head = None;
         }
     }
 }

@@ -13,6 +13,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::receiver::{Receiver, Reply, Request, Script};
+use crate::support::{metric_value, Files, Server};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -28,6 +29,7 @@ fn config(url: &str) -> WebhookConfig {
         extra: None,
         min_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(100),
+        max_connections: WebhookConfig::DEFAULT_MAX_CONNECTIONS,
     }
 }
 
@@ -450,4 +452,272 @@ fn sign_matches_the_standard_webhooks_test_vector() {
         ),
         "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw="
     );
+}
+
+// A hanging receiver exhausted descriptors: every pending delivery opened its own connection.
+// Now each webhook has `max_connections` slots (8 by default) that attempts take before they
+// connect, so a receiver that accepts and never answers holds that many connections at most.
+
+fn hook_config(url: &str, timeout: &str, extra: &str) -> String {
+    format!(
+        "global: {{evaluation_interval: 50ms}}\nrule_files: [\"rules/*.yml\"]\nwebhooks:\n  hook:\n    url: {url}\n    timeout: {timeout}\n    min_backoff: 20ms\n    max_backoff: 100ms\n{extra}"
+    )
+}
+
+/// One EMA rule that drifts on the first value below 0.5, calling `hook`.
+const LOW_ACCURACY_RULES: &str = "groups:\n  - name: g\n    interval: 50ms\n    rules:\n      - name: low\n        detector: ema\n        series: acc\n        smoothing: 0.5\n        below: 0.5\n        webhooks: [hook]\n";
+
+/// `GET path` answers 200 within a second.
+async fn answers_at_once(server: &Server, path: &str) {
+    let started = Instant::now();
+    let response = server
+        .client
+        .get(server.url(path))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    assert_eq!(response.status(), 200, "GET {path}");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "GET {path} took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_receiver_holds_max_connections_and_the_api_answers() {
+    let rx = Receiver::start(Script::ok()).await;
+    rx.set_hanging(true);
+    // A timeout longer than the test: no attempt ends while it looks, so the count is exact.
+    let cfg = hook_config(&rx.url("/hook"), "30s", "");
+    let server = Server::start(Files::new(&cfg).rule_file("r.yml", LOW_ACCURACY_RULES)).await;
+    let samples: Vec<serde_json::Value> = (0..300)
+        .map(|i| serde_json::json!({"metric": "acc", "labels": {"id": format!("s{i}")}, "values": [0.1]}))
+        .collect();
+    let (status, answer) = server
+        .post_json("/api/v1/samples", serde_json::json!({ "samples": samples }))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    server
+        .wait_metric("driftgauge_webhook_queue_length", &[], |v| v == 300.0)
+        .await;
+    eventually("8 connections held", || rx.connections().open == 8).await;
+
+    for _ in 0..20 {
+        answers_at_once(&server, "/-/healthy").await;
+        answers_at_once(&server, "/metrics").await;
+    }
+    let t = server.metrics().await;
+    assert_eq!(
+        metric_value(&t, "driftgauge_webhook_queue_length", &[]),
+        Some(300.0)
+    );
+    let seen = rx.connections();
+    println!("300 deliveries to a hanging receiver: {seen:?}");
+    assert_eq!(
+        (seen.open, seen.max_open, seen.accepted),
+        (8, 8, 8),
+        "{seen:?}"
+    );
+
+    // The receiver comes back: the held connections close, the deliveries go through over
+    // pooled connections, and shutdown is prompt.
+    rx.set_hanging(false);
+    rx.wait_for(300, WAIT).await;
+    server
+        .wait_metric("driftgauge_webhook_queue_length", &[], |v| v == 0.0)
+        .await;
+    // Attempts in flight stay at 8; the client's pool may open one or two more while a
+    // connection it just used is on its way back (hyper-util races a new connect against the
+    // checkout of an idle one): allowed up to the 8 in use plus 8 returning.
+    let seen = rx.connections();
+    println!("after it answered: {seen:?}");
+    assert!(seen.max_open <= 16, "{seen:?}");
+    let started = Instant::now();
+    server.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn with_a_short_timeout_every_delivery_is_attempted_and_all_go_through_once_it_answers() {
+    let rx = Receiver::start(Script::ok()).await;
+    rx.set_hanging(true);
+    let mut cfg = config(&rx.url("/"));
+    cfg.timeout = Duration::from_millis(100);
+    cfg.max_connections = 4;
+    let (sender, telemetry) = sender(vec![("w", cfg)]);
+    let keys: Vec<String> = (0..40).map(|i| format!("k{i:02}")).collect();
+    for key in &keys {
+        sender.enqueue(delivery("w", key)).expect("enqueue");
+    }
+    // Retries go to the back of the line: each delivery gets its turn while the receiver
+    // hangs, none starves behind the first four timing out again and again.
+    eventually("every delivery attempted", || {
+        let held: std::collections::BTreeSet<String> = rx.held_keys().into_iter().collect();
+        held.len() == keys.len()
+    })
+    .await;
+    assert_eq!(sender.pending(), 40);
+    assert_eq!(telemetry.queue_len(), 40);
+    let hanging = rx.connections();
+
+    rx.set_hanging(false);
+    eventually("every delivery delivered", || sender.pending() == 0).await;
+    let delivered: std::collections::BTreeSet<String> = rx
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("idempotency-key").map(str::to_string))
+        .collect();
+    assert_eq!(delivered, keys.iter().cloned().collect());
+    let (successes, failures) = counts(&telemetry, "w");
+    assert_eq!(successes, 40.0);
+    assert!(failures >= 40.0, "{failures} timeouts");
+    let seen = rx.connections();
+    println!(
+        "timeouts of 100ms, 4 slots: {} attempts held over {hanging:?}; in all {seen:?}",
+        rx.held_keys().len()
+    );
+    assert!(seen.max_open <= 4, "{seen:?}");
+}
+
+#[tokio::test]
+async fn with_one_connection_deliveries_go_in_order_over_a_reused_connection() {
+    // An answer whose body does not come with its head: the connection is reused only when
+    // the sender reads the body (it opened one per delivery when it did not).
+    let rx =
+        Receiver::start(Script::replies([]).then(Reply::ok().body(&"x".repeat(32 * 1024)))).await;
+    let mut cfg = config(&rx.url("/"));
+    cfg.max_connections = 1;
+    let (sender, _telemetry) = sender(vec![("w", cfg)]);
+    let keys: Vec<String> = (0..20).map(|i| format!("k{i:02}")).collect();
+    for key in &keys {
+        sender.enqueue(delivery("w", key)).expect("enqueue");
+    }
+    eventually("every delivery delivered", || sender.pending() == 0).await;
+    let arrived: Vec<String> = rx
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("idempotency-key").map(str::to_string))
+        .collect();
+    assert_eq!(arrived, keys);
+    let seen = rx.connections();
+    println!("20 deliveries, 1 slot: {seen:?}");
+    assert_eq!(seen.max_open, 1, "{seen:?}");
+    assert!(seen.accepted <= 2, "{seen:?}");
+}
+
+#[tokio::test]
+async fn shutdown_stops_deliveries_waiting_for_a_connection() {
+    let rx = Receiver::start(Script::ok()).await;
+    rx.set_hanging(true);
+    let mut cfg = config(&rx.url("/"));
+    cfg.timeout = Duration::from_secs(30);
+    cfg.max_connections = 2;
+    let (sender, telemetry) = sender(vec![("w", cfg)]);
+    for i in 0..50 {
+        sender
+            .enqueue(delivery("w", &format!("k{i}")))
+            .expect("enqueue");
+    }
+    eventually("2 connections held", || rx.connections().open == 2).await;
+    assert_eq!(telemetry.queue_len(), 50);
+
+    let grace = Duration::from_millis(200);
+    let started = Instant::now();
+    sender.shutdown(grace).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+    assert_eq!(sender.pending(), 0);
+    assert_eq!(telemetry.queue_len(), 0);
+    assert_eq!(counts(&telemetry, "w"), (0.0, 0.0));
+    assert_eq!(rx.connections().accepted, 2);
+}
+
+#[tokio::test]
+async fn a_reload_resizes_the_connection_slots_of_waiting_deliveries() {
+    let rx = Receiver::start(Script::ok()).await;
+    rx.set_hanging(true);
+    let mut cfg = config(&rx.url("/"));
+    cfg.timeout = Duration::from_secs(30);
+    cfg.max_connections = 2;
+    let (sender, _telemetry) = sender(vec![("w", cfg.clone())]);
+    for i in 0..20 {
+        sender
+            .enqueue(delivery("w", &format!("k{i}")))
+            .expect("enqueue");
+    }
+    eventually("2 connections held", || rx.connections().open == 2).await;
+    cfg.max_connections = 5;
+    sender.update(BTreeMap::from([("w".to_string(), cfg)]));
+    eventually("5 connections held", || rx.connections().open == 5).await;
+    assert_eq!(rx.connections().accepted, 5);
+    sender.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_2000_pending_deliveries_opens_max_connections() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let keys: Vec<String> = (0..2000).map(|i| format!("k{i:04}")).collect();
+    {
+        // A previous run: 2,000 deliveries in the outbox, their receiver down.
+        let store = driftgauge::store::Store::open(&data).expect("open the store");
+        let mut cfg = config(&closed_port_url());
+        cfg.min_backoff = Duration::from_secs(3600);
+        cfg.max_backoff = Duration::from_secs(3600);
+        let (sender, _telemetry) = sender(vec![("hook", cfg)]);
+        sender.set_outbox(store.clone());
+        let batch = keys.iter().map(|k| delivery("hook", k)).collect();
+        assert!(sender.enqueue_batch(batch).iter().all(Result::is_ok));
+        sender.shutdown(Duration::ZERO).await;
+        assert_eq!(store.deliveries().expect("outbox").len(), 2000);
+    }
+
+    let rx = Receiver::start(Script::ok()).await;
+    rx.set_hanging(true);
+    let cfg = hook_config(&rx.url("/hook"), "30s", "    max_connections: 4\n");
+    let files = Files::new(&cfg).rule_file("r.yml", LOW_ACCURACY_RULES);
+    let server = Server::start_with(files, |o| o.storage_path = data.clone()).await;
+    server
+        .wait_metric("driftgauge_webhook_queue_length", &[], |v| v == 2000.0)
+        .await;
+    eventually("4 connections held", || rx.connections().open == 4).await;
+    for _ in 0..20 {
+        answers_at_once(&server, "/-/healthy").await;
+        answers_at_once(&server, "/metrics").await;
+    }
+    let seen = rx.connections();
+    println!("2,000 resumed deliveries, hanging receiver, 4 slots: {seen:?}");
+    assert_eq!(
+        (seen.open, seen.max_open, seen.accepted),
+        (4, 4, 4),
+        "{seen:?}"
+    );
+
+    rx.set_hanging(false);
+    let started = Instant::now();
+    rx.wait_for(2000, Duration::from_secs(15)).await;
+    server
+        .wait_metric("driftgauge_webhook_queue_length", &[], |v| v == 0.0)
+        .await;
+    let delivered: std::collections::BTreeSet<String> = rx
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("idempotency-key").map(str::to_string))
+        .collect();
+    assert_eq!(delivered, keys.iter().cloned().collect());
+    let seen = rx.connections();
+    println!("then delivered in {:?}: {seen:?}", started.elapsed());
+    // 4 in flight, plus at most 4 on their way back to the pool (see above).
+    assert!(seen.max_open <= 8, "{seen:?}");
+    server.stop().await;
+    // Settled deliveries leave the outbox one blocking delete each, which may still hold the
+    // store for a moment after the server stopped.
+    let deadline = Instant::now() + WAIT;
+    let store = loop {
+        match driftgauge::store::Store::open(&data) {
+            Ok(store) => break store,
+            Err(e) => assert!(Instant::now() < deadline, "open the store: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(store.deliveries().expect("outbox").len(), 0);
 }
