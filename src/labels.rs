@@ -265,10 +265,10 @@ impl SeriesBuilder {
 
     /// A series whose metric name is given apart (and checked here); `__name__` among its
     /// labels is refused as reserved.
-    pub fn with_metric(metric: &str) -> Result<SeriesBuilder, SeriesError> {
-        check_metric_name(metric)?;
+    pub fn with_metric(metric: String) -> Result<SeriesBuilder, SeriesError> {
+        check_metric_name(&metric)?;
         Ok(SeriesBuilder {
-            metric: Some(metric.to_string()),
+            metric: Some(metric),
             ..SeriesBuilder::default()
         })
     }
@@ -478,13 +478,13 @@ mod tests {
         let refs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (&**n, &**v)).collect();
         assert_eq!(build(&refs).expect("64 labels").1.len(), MAX_LABELS);
         // With the metric given apart, `__name__` is a reserved label name.
-        let mut b = SeriesBuilder::with_metric("m").expect("good name");
+        let mut b = SeriesBuilder::with_metric("m".into()).expect("good name");
         assert!(matches!(
             b.label("__name__", "x"),
             Err(SeriesError::ReservedLabelName { .. })
         ));
         assert!(matches!(
-            SeriesBuilder::with_metric("a b"),
+            SeriesBuilder::with_metric("a b".into()),
             Err(SeriesError::InvalidMetricName { .. })
         ));
     }

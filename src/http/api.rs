@@ -33,7 +33,10 @@ pub async fn push(app: &Arc<State>, req: Request<Incoming>) -> Result<Response<B
     .map_err(|e| ApiError::Internal(format!("ingestion failed: {e}")))?;
     match outcome {
         Err(e) => {
-            app.engine.telemetry.samples_rejected.add(e.reason(), 1.0);
+            app.engine
+                .telemetry
+                .samples_rejected
+                .add(e.reason().as_str(), 1.0);
             Err(ApiError::BadData {
                 index: e.index(),
                 message: e.to_string(),
