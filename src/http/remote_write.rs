@@ -92,7 +92,7 @@ pub async fn handle(
     .map_err(|e| ApiError::Body(format!("remote write failed: {e}")))?;
     match outcome {
         Outcome::Bad(e) => {
-            telemetry.samples_rejected.add(e.reason(), 1.0);
+            telemetry.samples_rejected.add(e.reason().as_str(), 1.0);
             Err(ApiError::BadData {
                 index: e.index(),
                 message: e.to_string(),
