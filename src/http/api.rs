@@ -7,21 +7,18 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{json_response, read_body, ApiError, Body, State};
+use super::{body_reason, count_refused, json_response, read_body, ApiError, Body, State};
 use crate::detect::ks::{Alternative, Method};
 use crate::detect::report::ks_report;
 use crate::formats::push;
 use crate::time::{now_ms, rfc3339};
 
 pub async fn push(app: &Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let telemetry = &app.engine.telemetry;
     let limit = app.engine.current().config.limits.max_body_bytes;
-    let body = match read_body(req, limit).await {
-        Ok(b) => b,
-        Err(e) => {
-            app.engine.telemetry.samples_rejected.add("too_large", 0.0);
-            return Err(e);
-        }
-    };
+    let body = read_body(req, limit)
+        .await
+        .inspect_err(|e| count_refused(telemetry, body_reason(e), 0))?;
     // Parsing a large body and ingesting it are CPU work (tens of milliseconds for a few
     // megabytes): off the async workers, so they keep serving `/metrics` and the rest.
     let engine = Arc::clone(&app.engine);
@@ -33,17 +30,18 @@ pub async fn push(app: &Arc<State>, req: Request<Incoming>) -> Result<Response<B
     .map_err(|e| ApiError::Internal(format!("ingestion failed: {e}")))?;
     match outcome {
         Err(e) => {
-            app.engine
-                .telemetry
-                .samples_rejected
-                .add(e.reason().as_str(), 1.0);
+            count_refused(telemetry, e.reason(), e.values());
             Err(ApiError::BadData {
                 index: e.index(),
                 message: e.to_string(),
             })
         }
         Ok(Ok(n)) => Ok(json_response(StatusCode::OK, &json!({ "accepted": n }))),
-        Ok(Err(e)) => Err(ApiError::TooManySeries(e.to_string())),
+        Ok(Err(e)) => {
+            // The engine counted the values.
+            count_refused(telemetry, e.reason(), 0);
+            Err(ApiError::TooManySeries(e.to_string()))
+        }
     }
 }
 

@@ -7,10 +7,11 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{HeaderMap, Request, Response, StatusCode};
 
-use super::{read_body, ApiError, Body};
+use super::{body_reason, count_refused, read_body, ApiError, Body};
 use crate::engine::Engine;
 use crate::formats::remote_write::{decode, decompressed_limit, RemoteWriteError, SOURCE};
 use crate::ingest::IngestError;
+use crate::labels::RejectReason;
 use crate::time::now_ms;
 
 /// Refuses bodies the decoder cannot read: another compression, or remote write 2.0.
@@ -63,11 +64,11 @@ pub async fn handle(
     let engine = Arc::clone(engine);
     let telemetry = Arc::clone(&engine.telemetry);
     check_headers(req.headers())
-        .inspect_err(|_| telemetry.samples_rejected.add("bad_body", 1.0))?;
+        .inspect_err(|_| count_refused(&telemetry, RejectReason::BadBody, 0))?;
     let limit = engine.current().config.limits.max_body_bytes;
     let body = read_body(req, limit)
         .await
-        .inspect_err(|_| telemetry.samples_rejected.touch("too_large"))?;
+        .inspect_err(|e| count_refused(&telemetry, body_reason(e), 0))?;
     let max_decompressed = decompressed_limit(limit);
     // Decoding a large body and ingesting are CPU work: off the async workers.
     let outcome = tokio::task::spawn_blocking(move || {
@@ -92,7 +93,7 @@ pub async fn handle(
     .map_err(|e| ApiError::Body(format!("remote write failed: {e}")))?;
     match outcome {
         Outcome::Bad(e) => {
-            telemetry.samples_rejected.add(e.reason().as_str(), 1.0);
+            count_refused(&telemetry, e.reason(), e.values());
             Err(ApiError::BadData {
                 index: e.index(),
                 message: e.to_string(),
@@ -105,8 +106,10 @@ pub async fn handle(
             Ok(resp)
         }
         Outcome::Limit(e, c) => {
-            // The skipped values were skipped whatever happened to the rest.
+            // The skipped values were skipped whatever happened to the rest; the engine
+            // counted the others.
             count_skipped(&telemetry, &c);
+            count_refused(&telemetry, e.reason(), 0);
             Err(ApiError::TooManySeries(e.to_string()))
         }
     }
@@ -114,12 +117,12 @@ pub async fn handle(
 
 fn count_skipped(telemetry: &crate::telemetry::Telemetry, c: &Counts) {
     for (reason, n) in [
-        ("stale_marker", c.stale_markers),
-        ("non_finite", c.non_finite),
-        ("native_histogram", c.histograms),
+        (RejectReason::StaleMarker, c.stale_markers),
+        (RejectReason::NonFinite, c.non_finite),
+        (RejectReason::NativeHistogram, c.histograms),
     ] {
         if n > 0 {
-            telemetry.samples_rejected.add(reason, n as f64);
+            telemetry.samples_rejected.add(reason.as_str(), n as f64);
         }
     }
 }

@@ -216,6 +216,7 @@ impl Service {
         match family {
             "received" => t.samples_received.get(label),
             "rejected" => t.samples_rejected.get(label),
+            "requests_rejected" => t.requests_rejected.get(label),
             "scrape_failures" => t.scrape_failures.get(label),
             other => panic!("no counter family {other}"),
         }
