@@ -13,6 +13,7 @@ use tokio::sync::{watch, Mutex as AsyncMutex};
 use crate::config::{self, LoadError};
 use crate::engine::{scheduler, Engine};
 use crate::http::auth::WebConfigHandle;
+use crate::labels::RejectReason;
 use crate::output::webhook::{WebhookError, WebhookSender};
 use crate::store::Store;
 use crate::telemetry::Telemetry;
@@ -203,6 +204,9 @@ pub async fn run(
     for source in ["push", "remote_write"] {
         telemetry.samples_received.touch(source);
         telemetry.samples_unselected.touch(source);
+    }
+    for reason in RejectReason::REQUEST {
+        telemetry.requests_rejected.touch(reason.as_str());
     }
     let sender = WebhookSender::new(loaded.config.webhooks.clone(), Arc::clone(&telemetry))?;
     let n_rules: usize = loaded.rules.groups.iter().map(|g| g.rules.len()).sum();

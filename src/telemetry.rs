@@ -9,9 +9,20 @@ use std::sync::{Mutex, MutexGuard};
 #[derive(Debug, Default)]
 pub struct Telemetry {
     pub samples_received: CounterVec,
+    /// `driftgauge_samples_rejected_total{reason}`, in sample values, from every source:
+    /// values skipped from what was otherwise taken (stale markers, NaN and infinities,
+    /// native histograms, a series repeated in one scrape), and the values of a refused push,
+    /// remote write request, scrape or query answer whose body could be decoded, under the
+    /// reason it was refused for.
     pub samples_rejected: CounterVec,
     /// Values of series no rule selects (dropped, never held), keyed by source.
     pub samples_unselected: CounterVec,
+    /// `driftgauge_requests_rejected_total{reason}`, in requests: every refused push or
+    /// remote write request counts here once (400, 413, 429), whether or not its values are
+    /// known. A request refused before its values could be read (413 `too_large`, an
+    /// unreadable body `bad_body`) counts only here; one that was decoded also counts its
+    /// values in `samples_rejected`, under the same reason.
+    pub requests_rejected: CounterVec,
     /// Keyed by (webhook, outcome) with outcome "success" | "failure".
     pub webhook_requests: CounterVec2,
     /// Deliveries waiting or retrying.

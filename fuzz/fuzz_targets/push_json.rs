@@ -4,8 +4,9 @@
 
 #![no_main]
 
-use driftgauge::labels::{is_valid_label_name, is_valid_metric_name};
-use driftgauge::formats::push::{self, MAX_LABELS, MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES};
+use driftgauge::formats::push;
+use driftgauge::labels::{is_valid_label_name, is_valid_metric_name, RejectReason};
+use driftgauge::labels::{MAX_LABELS, MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -31,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
             // The counter reason is one of a fixed set, and the message renders.
             assert!(matches!(
                 e.reason(),
-                "bad_body" | "bad_name" | "too_large" | "bad_value"
+                RejectReason::BadBody
+                    | RejectReason::BadName
+                    | RejectReason::TooLarge
+                    | RejectReason::BadValue
             ));
             let _ = e.to_string();
         }

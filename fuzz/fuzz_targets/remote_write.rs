@@ -8,7 +8,7 @@
 
 #![no_main]
 
-use driftgauge::labels::{is_valid_label_name, is_valid_metric_name};
+use driftgauge::labels::{is_valid_label_name, is_valid_metric_name, RejectReason};
 use driftgauge::labels::{MAX_LABELS, MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES};
 use driftgauge::formats::remote_write::{self, decompressed_limit, RemoteWriteError};
 use libfuzzer_sys::fuzz_target;
@@ -52,7 +52,10 @@ fuzz_target!(|data: &[u8]| {
             if let RemoteWriteError::TooLarge { size, limit: l } = e {
                 assert!(size > l);
             }
-            assert!(matches!(e.reason(), "bad_body" | "bad_name" | "too_large"));
+            assert!(matches!(
+                e.reason(),
+                RejectReason::BadBody | RejectReason::BadName | RejectReason::TooLarge
+            ));
             let _ = e.to_string();
         }
     }

@@ -324,7 +324,7 @@ impl Engine {
             let values: usize = batch.iter().map(|s| s.values.len()).sum();
             self.telemetry
                 .samples_rejected
-                .add(e.reason(), values as f64);
+                .add(e.reason().as_str(), values as f64);
             Err(e)
         };
         // Check every limit before touching anything.

@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::labels::{
-    is_valid_label_name, Labels, SeriesSamples, MAX_LABELS, MAX_LABEL_VALUE_BYTES,
-};
+use crate::labels::{validate_series, Labels, RejectReason, SeriesError, SeriesSamples};
 
 /// Why an answer of the API is not a usable result.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -20,8 +18,48 @@ pub enum PromApiError {
     Decode(String),
     #[error("result type {0:?} is not supported (want vector or scalar)")]
     ResultType(&'static str),
-    #[error("{0}")]
-    Series(String),
+    /// A result series the one series validator refuses.
+    #[error("{source}")]
+    Series {
+        /// Values the whole answer carried.
+        values: usize,
+        #[source]
+        source: SeriesError,
+    },
+    #[error(
+        "two result series are the same series {record}{labels:?} once the metric name is dropped"
+    )]
+    DuplicateSeries {
+        record: String,
+        labels: Labels,
+        /// Values the whole answer carried.
+        values: usize,
+    },
+}
+
+impl PromApiError {
+    /// The counter reason for an answer refused for its series; `None` for an answer that
+    /// is not a result at all (counted as a failure of the query, not in values).
+    pub fn reason(&self) -> Option<RejectReason> {
+        match self {
+            PromApiError::Series { source, .. } => Some(source.reason()),
+            PromApiError::DuplicateSeries { .. } => Some(RejectReason::DuplicateSeries),
+            PromApiError::Status { .. }
+            | PromApiError::Api { .. }
+            | PromApiError::Decode(_)
+            | PromApiError::ResultType(_) => None,
+        }
+    }
+
+    /// The values (points, NaN included) of an answer refused for its series; 0 otherwise.
+    pub fn values(&self) -> usize {
+        match self {
+            PromApiError::Series { values, .. } | PromApiError::DuplicateSeries { values, .. } => {
+                *values
+            }
+            _ => 0,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,36 +149,28 @@ fn value(text: &str) -> Result<Option<f64>, PromApiError> {
     }
 }
 
-/// A result's labels for `record`: `__name__` (and any other `__` label) dropped, checked as
-/// a push would be.
-fn series_labels(metric: BTreeMap<String, String>) -> Result<Labels, PromApiError> {
+/// A result's labels for `record`: `__name__` (and any other `__` label) dropped, checked by
+/// the one series validator, and not those of an earlier series of the same answer.
+/// `values` is what the answer carried, for the error.
+fn series_labels(
+    record: &str,
+    metric: BTreeMap<String, String>,
+    seen: &mut std::collections::BTreeSet<Labels>,
+    values: usize,
+) -> Result<Labels, PromApiError> {
     let labels: Labels = metric
         .into_iter()
         .filter(|(k, _)| !k.starts_with("__"))
         .collect();
-    if labels.len() > MAX_LABELS {
-        return Err(PromApiError::Series(format!(
-            "a series has {} labels, over {MAX_LABELS}",
-            labels.len()
-        )));
-    }
-    for (k, v) in &labels {
-        if !is_valid_label_name(k) {
-            return Err(PromApiError::Series(format!("invalid label name {k:?}")));
-        }
-        if v.len() > MAX_LABEL_VALUE_BYTES {
-            return Err(PromApiError::Series(format!(
-                "label {k} has a value over {MAX_LABEL_VALUE_BYTES} bytes"
-            )));
-        }
+    validate_series(record, &labels).map_err(|source| PromApiError::Series { values, source })?;
+    if !seen.insert(labels.clone()) {
+        return Err(PromApiError::DuplicateSeries {
+            record: record.to_string(),
+            labels,
+            values,
+        });
     }
     Ok(labels)
-}
-
-fn duplicate(record: &str, labels: &Labels) -> PromApiError {
-    PromApiError::Series(format!(
-        "two result series are the same series {record}{labels:?} once the metric name is dropped"
-    ))
 }
 
 /// An instant query's result as one batch of samples of `record`.
@@ -156,13 +186,11 @@ pub fn instant_samples(record: &str, data: ApiData) -> Result<Vec<SeriesSamples>
             .into_iter()
             .collect()),
         ApiData::Vector(result) => {
+            let carried = result.iter().filter(|s| s.value.is_some()).count();
             let mut seen = std::collections::BTreeSet::new();
             let mut out = Vec::with_capacity(result.len());
             for s in result {
-                let labels = series_labels(s.metric)?;
-                if !seen.insert(labels.clone()) {
-                    return Err(duplicate(record, &labels));
-                }
+                let labels = series_labels(record, s.metric, &mut seen, carried)?;
                 if let Some((_, text)) = s.value {
                     if let Some(v) = value(&text)? {
                         out.push(sample(labels, v));
@@ -188,13 +216,11 @@ pub fn range_batches(
         ApiData::Scalar(_) => return Err(PromApiError::ResultType("scalar")),
         ApiData::String(_) => return Err(PromApiError::ResultType("string")),
     };
+    let carried = series.iter().map(|s| s.values.len()).sum();
     let mut seen = std::collections::BTreeSet::new();
     let mut by_time: BTreeMap<i64, Vec<SeriesSamples>> = BTreeMap::new();
     for s in series {
-        let labels = series_labels(s.metric)?;
-        if !seen.insert(labels.clone()) {
-            return Err(duplicate(record, &labels));
-        }
+        let labels = series_labels(record, s.metric, &mut seen, carried)?;
         for (t, text) in s.values {
             let Some(v) = value(&text)? else {
                 continue;
@@ -299,17 +325,25 @@ mod tests {
                 {"metric":{"__name__":"a","x":"1"},"value":[1,"1"]},
                 {"metric":{"__name__":"b","x":"1"},"value":[1,"2"]}]}}"#,
         );
-        assert!(matches!(
-            instant_samples("r", dup),
-            Err(PromApiError::Series(_))
-        ));
+        let e = instant_samples("r", dup).expect_err("refused");
+        assert!(matches!(e, PromApiError::DuplicateSeries { .. }), "{e}");
+        assert_eq!(
+            (e.reason(), e.values()),
+            (Some(RejectReason::DuplicateSeries), 2)
+        );
         let bad_label = data(
             r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a-b":"1"},"value":[1,"1"]}]}}"#,
         );
-        assert!(matches!(
-            instant_samples("r", bad_label),
-            Err(PromApiError::Series(_))
+        let e = instant_samples("r", bad_label).expect_err("refused");
+        assert_eq!(e.to_string(), "invalid label name \"a-b\"");
+        assert_eq!((e.reason(), e.values()), (Some(RejectReason::BadName), 1));
+        let long = "v".repeat(crate::labels::MAX_LABEL_VALUE_BYTES + 1);
+        let too_long = data(&format!(
+            r#"{{"status":"success","data":{{"resultType":"matrix","result":[
+                {{"metric":{{"hostname":"{long}"}},"values":[[1,"1"],[2,"NaN"]]}}]}}}}"#
         ));
+        let e = range_batches("r", too_long).expect_err("refused");
+        assert_eq!((e.reason(), e.values()), (Some(RejectReason::TooLarge), 2));
     }
 
     #[test]

@@ -1,38 +1,34 @@
 //! `POST /api/v1/samples`: the JSON push body, checked as a whole before anything is applied.
 
-use serde::Deserialize;
+use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use crate::labels::{
-    is_valid_label_name, is_valid_metric_name, Labels, SeriesSamples, MAX_LABELS,
-    MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES,
-};
+use crate::labels::{check_label_name, RejectReason, SeriesBuilder, SeriesError, SeriesSamples};
 
-/// Why a push body was refused. Every variant names the entry and the reason.
+/// Why a push body was refused. An entry's refusal names the entry and what is wrong with it.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PushError {
     #[error("body is not valid JSON: {0}")]
     Json(String),
     #[error("body must be an object with a \"samples\" array")]
     Shape,
-    #[error("samples[{index}]: {reason}")]
-    Entry { index: usize, reason: String },
+    #[error("samples[{index}]: {source}")]
+    Entry {
+        index: usize,
+        /// Values the whole body carried (see [`PushError::values`]).
+        values: usize,
+        #[source]
+        source: EntryError,
+    },
 }
 
 impl PushError {
-    /// The counter reason (`driftgauge_samples_rejected_total{reason}`): a fixed set.
-    pub fn reason(&self) -> &'static str {
+    /// The counter reason (`driftgauge_*_rejected_total{reason}`).
+    pub fn reason(&self) -> RejectReason {
         match self {
-            PushError::Json(_) | PushError::Shape => "bad_body",
-            PushError::Entry { reason, .. } => {
-                if reason.contains("name") {
-                    "bad_name"
-                } else if reason.contains("too") {
-                    "too_large"
-                } else {
-                    "bad_value"
-                }
-            }
+            PushError::Json(_) | PushError::Shape => RejectReason::BadBody,
+            PushError::Entry { source, .. } => source.reason(),
         }
     }
 
@@ -40,6 +36,53 @@ impl PushError {
         match self {
             PushError::Entry { index, .. } => Some(*index),
             _ => None,
+        }
+    }
+
+    /// The values the refused body carried: every entry's `value` and `values` elements, as
+    /// far as each entry can be read; 0 when the body is not a batch at all.
+    pub fn values(&self) -> usize {
+        match self {
+            PushError::Entry { values, .. } => *values,
+            PushError::Json(_) | PushError::Shape => 0,
+        }
+    }
+}
+
+/// What is wrong with one entry of a push body.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum EntryError {
+    /// Not an object of the known fields, or a field of the wrong type (serde's message).
+    #[error("{0}")]
+    Decode(String),
+    #[error("missing \"metric\"")]
+    MissingMetric,
+    #[error(transparent)]
+    Series(#[from] SeriesError),
+    #[error("label {name:?}: value must be a string")]
+    LabelNotString { name: String },
+    #[error("both \"value\" and \"values\" given; give one")]
+    BothValues,
+    #[error("neither \"value\" nor \"values\" given")]
+    NoValues,
+    #[error("\"values\" is empty")]
+    EmptyValues,
+    /// `field` is `value` or `values[i]`.
+    #[error("{field}: {problem}")]
+    NotANumber { field: String, problem: String },
+}
+
+impl EntryError {
+    pub fn reason(&self) -> RejectReason {
+        match self {
+            EntryError::Series(e) => e.reason(),
+            EntryError::MissingMetric => RejectReason::BadName,
+            EntryError::Decode(_)
+            | EntryError::LabelNotString { .. }
+            | EntryError::BothValues
+            | EntryError::NoValues
+            | EntryError::EmptyValues
+            | EntryError::NotANumber { .. } => RejectReason::BadValue,
         }
     }
 }
@@ -55,9 +98,48 @@ struct Body<'a> {
 struct Entry {
     metric: Option<String>,
     #[serde(default)]
-    labels: Option<serde_json::Map<String, serde_json::Value>>,
+    labels: Option<LabelPairs>,
     value: Option<serde_json::Value>,
     values: Option<Vec<serde_json::Value>>,
+}
+
+/// The members of a `labels` object in order, a repeated name kept (a map would keep only
+/// its last value), so that a repeat is refused as remote write refuses it.
+struct LabelPairs(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for LabelPairs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Pairs;
+        impl<'de> Visitor<'de> for Pairs {
+            type Value = LabelPairs;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LabelPairs, A::Error> {
+                let mut out = Vec::new();
+                while let Some(pair) = map.next_entry()? {
+                    out.push(pair);
+                }
+                Ok(LabelPairs(out))
+            }
+        }
+        d.deserialize_map(Pairs)
+    }
+}
+
+/// Only the values of an entry, for counting those of a refused body.
+#[derive(Deserialize)]
+struct Carried {
+    #[serde(default)]
+    value: Option<IgnoredAny>,
+    #[serde(default)]
+    values: Option<Vec<IgnoredAny>>,
+}
+
+fn carried(raw: &RawValue) -> usize {
+    serde_json::from_str::<Carried>(raw.get())
+        .map(|c| usize::from(c.value.is_some()) + c.values.map_or(0, |v| v.len()))
+        .unwrap_or(0)
 }
 
 /// Parses and validates a whole push body. Nothing is returned unless every entry is good.
@@ -68,75 +150,51 @@ pub fn parse(body: &[u8]) -> Result<Vec<SeriesSamples>, PushError> {
     })?;
     let mut out = Vec::with_capacity(body.samples.len());
     for (index, raw) in body.samples.iter().enumerate() {
-        let entry = parse_entry(raw).map_err(|reason| PushError::Entry { index, reason })?;
-        out.push(entry);
+        match parse_entry(raw) {
+            Ok(entry) => out.push(entry),
+            Err(source) => {
+                return Err(PushError::Entry {
+                    index,
+                    values: body.samples.iter().map(|raw| carried(raw)).sum(),
+                    source,
+                })
+            }
+        }
     }
     Ok(out)
 }
 
-fn parse_entry(raw: &RawValue) -> Result<SeriesSamples, String> {
+fn parse_entry(raw: &RawValue) -> Result<SeriesSamples, EntryError> {
     let entry: Entry = serde_json::from_str(raw.get()).map_err(|e| {
         let msg = e.to_string();
         // serde_json appends " at line L column C"; the index already locates the entry.
-        match msg.find(" at line ") {
+        EntryError::Decode(match msg.find(" at line ") {
             Some(i) => msg[..i].to_string(),
             None => msg,
-        }
+        })
     })?;
-    let metric = entry.metric.ok_or("missing \"metric\"")?;
-    if metric.len() > MAX_NAME_BYTES {
-        return Err(format!(
-            "metric name too long ({} bytes, limit {MAX_NAME_BYTES})",
-            metric.len()
-        ));
+    let metric = entry.metric.ok_or(EntryError::MissingMetric)?;
+    let mut series = SeriesBuilder::with_metric(metric)?;
+    for (name, value) in entry.labels.map(|l| l.0).unwrap_or_default() {
+        let serde_json::Value::String(value) = value else {
+            check_label_name(&name)?;
+            return Err(EntryError::LabelNotString { name });
+        };
+        series.label(&name, &value)?;
     }
-    if !is_valid_metric_name(&metric) {
-        return Err(format!("invalid metric name {metric:?}"));
-    }
-    let mut labels = Labels::new();
-    if let Some(map) = entry.labels {
-        if map.len() > MAX_LABELS {
-            return Err(format!(
-                "too many labels ({}, limit {MAX_LABELS})",
-                map.len()
-            ));
-        }
-        for (name, value) in map {
-            if name.len() > MAX_NAME_BYTES {
-                return Err(format!(
-                    "label name too long ({} bytes, limit {MAX_NAME_BYTES})",
-                    name.len()
-                ));
-            }
-            if !is_valid_label_name(&name) || name.starts_with("__") {
-                return Err(format!("invalid label name {name:?}"));
-            }
-            let serde_json::Value::String(value) = value else {
-                return Err(format!("label {name:?}: value must be a string"));
-            };
-            if value.len() > MAX_LABEL_VALUE_BYTES {
-                return Err(format!(
-                    "label {name:?}: value too long ({} bytes, limit {MAX_LABEL_VALUE_BYTES})",
-                    value.len()
-                ));
-            }
-            // Prometheus drops empty-valued labels: a label with an empty value is no label.
-            if !value.is_empty() {
-                labels.insert(name, value);
-            }
-        }
-    }
+    let (metric, labels) = series.finish()?;
+    let not_a_number = |field: String| move |problem| EntryError::NotANumber { field, problem };
     let values = match (entry.value, entry.values) {
-        (Some(_), Some(_)) => return Err("both \"value\" and \"values\" given; give one".into()),
-        (None, None) => return Err("neither \"value\" nor \"values\" given".into()),
-        (Some(v), None) => vec![number(&v).map_err(|r| format!("value: {r}"))?],
+        (Some(_), Some(_)) => return Err(EntryError::BothValues),
+        (None, None) => return Err(EntryError::NoValues),
+        (Some(v), None) => vec![number(&v).map_err(not_a_number("value".into()))?],
         (None, Some(vs)) => {
             if vs.is_empty() {
-                return Err("\"values\" is empty".into());
+                return Err(EntryError::EmptyValues);
             }
             let mut out = Vec::with_capacity(vs.len());
             for (i, v) in vs.iter().enumerate() {
-                out.push(number(v).map_err(|r| format!("values[{i}]: {r}"))?);
+                out.push(number(v).map_err(not_a_number(format!("values[{i}]")))?);
             }
             out
         }
@@ -164,6 +222,7 @@ fn number(v: &serde_json::Value) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::MAX_LABELS;
 
     #[track_caller]
     fn bad(body: &str, expect: &str) {
@@ -221,11 +280,130 @@ mod tests {
         bad(r#"{"samples":[{"metric":"a","valu":1}]}"#, "samples[0]: unknown field `valu`, expected one of `metric`, `labels`, `value`, `values`");
         bad(
             r#"{"samples":[{"metric":"a","labels":{"__name__":"x"},"value":1}]}"#,
-            "samples[0]: invalid label name \"__name__\"",
+            "samples[0]: invalid label name \"__name__\": names starting with \"__\" are reserved",
         );
         bad(
             r#"{"samples":[{"metric":"a","labels":{"l":1},"value":1}]}"#,
             "samples[0]: label \"l\": value must be a string",
         );
+    }
+
+    #[track_caller]
+    fn reason(body: &str) -> RejectReason {
+        parse(body.as_bytes()).expect_err("refused").reason()
+    }
+
+    #[test]
+    fn reasons_follow_what_is_wrong() {
+        let long_name = "n".repeat(300);
+        let long_value = "v".repeat(5000);
+        for (body, want) in [
+            ("nope".to_string(), RejectReason::BadBody),
+            ("{}".to_string(), RejectReason::BadBody),
+            (
+                r#"{"samples":[{"value":1}]}"#.to_string(),
+                RejectReason::BadName,
+            ),
+            (
+                r#"{"samples":[{"metric":"a b","value":1}]}"#.to_string(),
+                RejectReason::BadName,
+            ),
+            (
+                format!(r#"{{"samples":[{{"metric":"{long_name}","value":1}}]}}"#),
+                RejectReason::TooLarge,
+            ),
+            (
+                format!(
+                    r#"{{"samples":[{{"metric":"m","labels":{{"{long_name}":"x"}},"value":1}}]}}"#
+                ),
+                RejectReason::TooLarge,
+            ),
+            (
+                format!(
+                    r#"{{"samples":[{{"metric":"m","labels":{{"l":"{long_value}"}},"value":1}}]}}"#
+                ),
+                RejectReason::TooLarge,
+            ),
+            (
+                r#"{"samples":[{"metric":"m","labels":{"l":1},"value":1}]}"#.to_string(),
+                RejectReason::BadValue,
+            ),
+            (
+                r#"{"samples":[{"metric":"m","values":[]}]}"#.to_string(),
+                RejectReason::BadValue,
+            ),
+            (
+                r#"{"samples":[{"metric":"m","valu":1}]}"#.to_string(),
+                RejectReason::BadValue,
+            ),
+        ] {
+            assert_eq!(reason(&body), want, "{}", &body[..body.len().min(80)]);
+        }
+        let many: Vec<String> = (0..=MAX_LABELS).map(|i| format!(r#""l{i}":"x""#)).collect();
+        let body = format!(
+            r#"{{"samples":[{{"metric":"m","labels":{{{}}},"value":1}}]}}"#,
+            many.join(",")
+        );
+        assert_eq!(reason(&body), RejectReason::TooLarge);
+    }
+
+    /// The reason used to be picked from the message's words: "name" anywhere (a label
+    /// called `hostname`, an unknown field `name`) gave `bad_name`, "too" anywhere gave
+    /// `too_large`.
+    #[test]
+    fn a_label_called_hostname_or_valued_tooth_gets_the_reason_of_what_is_wrong() {
+        let long_value = "v".repeat(5000);
+        let body = format!(
+            r#"{{"samples":[{{"metric":"m","labels":{{"hostname":"{long_value}"}},"value":1}}]}}"#
+        );
+        assert_eq!(reason(&body), RejectReason::TooLarge);
+        assert_eq!(
+            reason(r#"{"samples":[{"metric":"m","labels":{"hostname":1},"value":1}]}"#),
+            RejectReason::BadValue
+        );
+        assert_eq!(
+            reason(r#"{"samples":[{"metric":"m","name":"x","value":1}]}"#),
+            RejectReason::BadValue
+        );
+        assert_eq!(
+            reason(r#"{"samples":[{"metric":"m","labels":{"tooth":"tooth"},"value":"tooth"}]}"#),
+            RejectReason::BadValue
+        );
+        assert_eq!(
+            reason(r#"{"samples":[{"metric":"tooth.x","value":1}]}"#),
+            RejectReason::BadName
+        );
+    }
+
+    #[test]
+    fn a_duplicate_label_key_is_refused_naming_the_entry_and_the_label() {
+        let e = parse(
+            br#"{"samples":[{"metric":"m","value":1},
+                {"metric":"m","labels":{"model":"a","model":"b"},"value":1}]}"#,
+        )
+        .expect_err("refused");
+        assert_eq!(e.to_string(), "samples[1]: duplicate label name \"model\"");
+        assert_eq!(e.index(), Some(1));
+        assert_eq!(e.reason(), RejectReason::BadName);
+        // An empty value is no label, but a repeat of its name is still a repeat.
+        bad(
+            r#"{"samples":[{"metric":"m","labels":{"model":"","model":"b"},"value":1}]}"#,
+            "samples[0]: duplicate label name \"model\"",
+        );
+    }
+
+    #[test]
+    fn a_refused_body_counts_the_values_it_carried() {
+        let e = parse(
+            br#"{"samples":[{"metric":"m","values":[1,2,3]},
+                {"metric":"9x","value":1},
+                {"metric":"m","values":[1,"x"]},
+                {"metric":"m","values":"not an array"},
+                3]}"#,
+        )
+        .expect_err("refused");
+        assert_eq!((e.index(), e.values()), (Some(1), 6));
+        assert_eq!(parse(b"nope").expect_err("refused").values(), 0);
+        assert_eq!(parse(b"{}").expect_err("refused").values(), 0);
     }
 }

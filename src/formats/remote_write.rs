@@ -16,19 +16,16 @@
 //! anything is sliced or allocated, the decompressed size is checked before decompressing,
 //! and nothing panics on any input.
 //!
-//! A request is all or nothing: every series is validated (`__name__` a valid metric name,
-//! other labels valid, not reserved, within the push API's limits) before anything is handed
-//! to the engine. Stale markers (the NaN with bits `0x7ff0000000000002`, which Prometheus
+//! A request is all or nothing: every series is validated by the one series validator
+//! (`labels::SeriesBuilder`: `__name__` a valid metric name, other labels valid, not
+//! reserved, not repeated, within the limits) before anything is handed to the engine. Stale markers (the NaN with bits `0x7ff0000000000002`, which Prometheus
 //! writes when a series disappears) and other non-finite values are skipped and counted,
 //! never taken as values. Samples of one series are taken in timestamp order (Prometheus
 //! sends one `TimeSeries` per sample, so a series' samples are gathered across the request).
 
 use std::collections::HashMap;
 
-use crate::labels::{
-    is_valid_label_name, is_valid_metric_name, Labels, SeriesSamples, MAX_LABELS,
-    MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES,
-};
+use crate::labels::{Labels, RejectReason, SeriesBuilder, SeriesError, SeriesSamples};
 
 /// The `source` this receiver counts its samples under.
 pub const SOURCE: &str = "remote_write";
@@ -58,33 +55,48 @@ pub enum RemoteWriteError {
     TooLarge { size: usize, limit: usize },
     #[error("body is not a protobuf prometheus.WriteRequest: {0}")]
     Protobuf(String),
-    #[error("timeseries[{index}]: {reason}")]
-    Series { index: usize, reason: String },
+    /// A `TimeSeries` message that is not well-formed (protobuf, UTF-8).
+    #[error("timeseries[{index}]: {message}")]
+    SeriesProtobuf { index: usize, message: String },
+    /// A well-formed `TimeSeries` whose series is refused.
+    #[error("timeseries[{index}]: {source}")]
+    Series {
+        index: usize,
+        /// Samples the whole request carried (see [`RemoteWriteError::values`]).
+        values: usize,
+        #[source]
+        source: SeriesError,
+    },
 }
 
 impl RemoteWriteError {
-    /// The counter reason (`driftgauge_samples_rejected_total{reason}`): a fixed set.
-    pub fn reason(&self) -> &'static str {
+    /// The counter reason (`driftgauge_*_rejected_total{reason}`).
+    pub fn reason(&self) -> RejectReason {
         match self {
-            RemoteWriteError::Snappy(_) | RemoteWriteError::Protobuf(_) => "bad_body",
-            RemoteWriteError::TooLarge { .. } => "too_large",
-            RemoteWriteError::Series { reason, .. } => {
-                if reason.contains("too") {
-                    "too_large"
-                } else if reason.contains("name") {
-                    "bad_name"
-                } else {
-                    "bad_body"
-                }
-            }
+            RemoteWriteError::Snappy(_)
+            | RemoteWriteError::Protobuf(_)
+            | RemoteWriteError::SeriesProtobuf { .. } => RejectReason::BadBody,
+            RemoteWriteError::TooLarge { .. } => RejectReason::TooLarge,
+            RemoteWriteError::Series { source, .. } => source.reason(),
         }
     }
 
     /// The index of the bad `TimeSeries`, when one is to blame.
     pub fn index(&self) -> Option<usize> {
         match self {
-            RemoteWriteError::Series { index, .. } => Some(*index),
+            RemoteWriteError::Series { index, .. }
+            | RemoteWriteError::SeriesProtobuf { index, .. } => Some(*index),
             _ => None,
+        }
+    }
+
+    /// The samples a request refused for a bad series carried: every `Sample` of every
+    /// `TimeSeries`, stale markers included, as far as the body is well-formed; 0 for a
+    /// body that could not be decoded.
+    pub fn values(&self) -> usize {
+        match self {
+            RemoteWriteError::Series { values, .. } => *values,
+            _ => 0,
         }
     }
 }
@@ -139,6 +151,8 @@ pub fn decode_write_request(buf: &[u8]) -> Result<Decoded, RemoteWriteError> {
     let mut ts = RawSeries::default();
     let mut r = Reader::new(buf);
     let mut n = 0usize;
+    // Samples of every `TimeSeries` so far, for counting those of a refused request.
+    let mut carried = 0usize;
     while !r.done() {
         let (field, wire) = r.key().map_err(RemoteWriteError::Protobuf)?;
         if field == 1 {
@@ -147,17 +161,21 @@ pub fn decode_write_request(buf: &[u8]) -> Result<Decoded, RemoteWriteError> {
                 .map_err(RemoteWriteError::Protobuf)?;
             let series_index = n;
             n += 1;
-            let bad = |reason: String| RemoteWriteError::Series {
+            decode_series(bytes, &mut ts).map_err(|message| RemoteWriteError::SeriesProtobuf {
                 index: series_index,
-                reason,
-            };
-            decode_series(bytes, &mut ts).map_err(bad)?;
+                message,
+            })?;
+            carried += ts.samples.len();
             out.histograms += ts.histograms;
             let known = seen.get(ts.label_key.as_slice()).copied();
             let (slot, new) = match known {
                 Some(i) => (i, None),
                 None => {
-                    let key = validate_labels(ts.labels()).map_err(bad)?;
+                    let key = series_of(&ts.labels).map_err(|source| RemoteWriteError::Series {
+                        index: series_index,
+                        values: carried + samples_in_rest(&mut r, &mut ts),
+                        source,
+                    })?;
                     match index.get(&key) {
                         Some(&i) => (i, None),
                         None => (gathered.len(), Some(key)),
@@ -226,13 +244,24 @@ struct RawSeries<'a> {
     histograms: usize,
 }
 
-impl RawSeries<'_> {
-    fn labels(&self) -> Vec<(String, String)> {
-        self.labels
-            .iter()
-            .map(|&(n, v)| (n.to_string(), v.to_string()))
-            .collect()
+/// The samples of the `TimeSeries` left in `r`, up to the first one that is not
+/// well-formed.
+fn samples_in_rest<'a>(r: &mut Reader<'a>, ts: &mut RawSeries<'a>) -> usize {
+    let mut n = 0;
+    while !r.done() {
+        let Ok((field, wire)) = r.key() else { break };
+        if field != 1 {
+            if r.skip(field, wire).is_err() {
+                break;
+            }
+            continue;
+        }
+        match r.len_delimited(field, wire).map(|b| decode_series(b, ts)) {
+            Ok(Ok(())) => n += ts.samples.len(),
+            _ => break,
+        }
     }
+    n
 }
 
 fn decode_series<'a>(buf: &'a [u8], out: &mut RawSeries<'a>) -> Result<(), String> {
@@ -308,53 +337,14 @@ fn decode_sample(buf: &[u8]) -> Result<(i64, f64), String> {
     Ok((timestamp, value))
 }
 
-/// The series' metric name and labels, checked as the push API checks them.
-fn validate_labels(raw: Vec<(String, String)>) -> Result<(String, Labels), String> {
-    let mut metric: Option<String> = None;
-    let mut labels = Labels::new();
-    let mut seen = std::collections::HashSet::with_capacity(raw.len());
-    for (name, value) in raw {
-        if !seen.insert(name.clone()) {
-            return Err(format!("duplicate label name {name:?}"));
-        }
-        if name == "__name__" {
-            if value.len() > MAX_NAME_BYTES {
-                return Err(format!(
-                    "metric name too long ({} bytes, limit {MAX_NAME_BYTES})",
-                    value.len()
-                ));
-            }
-            if !is_valid_metric_name(&value) {
-                return Err(format!("invalid metric name {value:?}"));
-            }
-            metric = Some(value);
-            continue;
-        }
-        if name.len() > MAX_NAME_BYTES {
-            return Err(format!(
-                "label name too long ({} bytes, limit {MAX_NAME_BYTES})",
-                name.len()
-            ));
-        }
-        if !is_valid_label_name(&name) || name.starts_with("__") {
-            return Err(format!("invalid label name {name:?}"));
-        }
-        if value.len() > MAX_LABEL_VALUE_BYTES {
-            return Err(format!(
-                "label {name:?}: value too long ({} bytes, limit {MAX_LABEL_VALUE_BYTES})",
-                value.len()
-            ));
-        }
-        // Prometheus drops empty-valued labels: a label with an empty value is no label.
-        if !value.is_empty() {
-            labels.insert(name, value);
-        }
-        if labels.len() > MAX_LABELS {
-            return Err(format!("too many labels (limit {MAX_LABELS})"));
-        }
+/// The series' metric name (its `__name__`) and labels, checked by the one series
+/// validator.
+fn series_of(raw: &[(&str, &str)]) -> Result<(String, Labels), SeriesError> {
+    let mut series = SeriesBuilder::from_labels();
+    for &(name, value) in raw {
+        series.label(name, value)?;
     }
-    let metric = metric.ok_or_else(|| "missing __name__ label".to_string())?;
-    Ok((metric, labels))
+    series.finish()
 }
 
 const WIRE_VARINT: u8 = 0;
@@ -502,6 +492,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::{MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES};
 
     // A tiny protobuf encoder, for building bodies.
     fn varint(mut v: u64, out: &mut Vec<u8>) {
@@ -777,5 +768,109 @@ mod tests {
         let raw = request(&[series(&[("__name__", "m")], &[(2.0, 5), (1.0, -5)])]);
         let d = decode_write_request(&raw).unwrap();
         assert_eq!(d.series[0].values, vec![1.0, 2.0]);
+    }
+
+    #[track_caller]
+    fn reason(raw: &[u8]) -> RejectReason {
+        decode_write_request(raw).expect_err("refused").reason()
+    }
+
+    #[test]
+    fn reasons_follow_what_is_wrong() {
+        let long_name = "n".repeat(MAX_NAME_BYTES + 1);
+        let long_value = "v".repeat(MAX_LABEL_VALUE_BYTES + 1);
+        let one = |labels: &[(&str, &str)]| request(&[series(labels, &[(1.0, 1)])]);
+        for (raw, want) in [
+            (one(&[("model", "x")]), RejectReason::BadName),
+            (
+                one(&[("__name__", "m"), ("a", "1"), ("a", "2")]),
+                RejectReason::BadName,
+            ),
+            (
+                one(&[("__name__", "m"), ("__x", "1")]),
+                RejectReason::BadName,
+            ),
+            (one(&[("__name__", &long_name)]), RejectReason::TooLarge),
+            (
+                one(&[("__name__", "m"), (&long_name, "1")]),
+                RejectReason::TooLarge,
+            ),
+            (
+                one(&[("__name__", "m"), ("a", &long_value)]),
+                RejectReason::TooLarge,
+            ),
+            (vec![0x0a, 0x05, 0x01], RejectReason::BadBody),
+        ] {
+            assert_eq!(reason(&raw), want);
+        }
+        // A `TimeSeries` that is not well-formed is a bad body, whatever its message says
+        // ("groups nested too deeply", "label name is not valid UTF-8").
+        let mut label_bad_utf8 = Vec::new();
+        bytes_field(1, b"\xff", &mut label_bad_utf8);
+        let mut ts = Vec::new();
+        bytes_field(1, &label_bad_utf8, &mut ts);
+        assert_eq!(reason(&request(&[ts])), RejectReason::BadBody);
+        let mut ts = series(&[("__name__", "m")], &[]);
+        for _ in 0..=MAX_GROUP_DEPTH {
+            key(9, 3, &mut ts);
+        }
+        assert_eq!(reason(&request(&[ts])), RejectReason::BadBody);
+    }
+
+    /// The reason used to be picked from the message's words, "too" before "name": an
+    /// invalid name holding "too" counted as `too_large`, and a label name over the limit
+    /// as `too_large` here but `bad_name` in a push.
+    #[test]
+    fn a_label_called_hostname_or_valued_tooth_gets_the_reason_of_what_is_wrong() {
+        let one = |labels: &[(&str, &str)]| request(&[series(labels, &[(1.0, 1)])]);
+        assert_eq!(
+            reason(&one(&[("__name__", "tooth.metric")])),
+            RejectReason::BadName
+        );
+        assert_eq!(
+            reason(&one(&[("__name__", "m"), ("tooth-x", "tooth")])),
+            RejectReason::BadName
+        );
+        let long_value = "v".repeat(MAX_LABEL_VALUE_BYTES + 1);
+        assert_eq!(
+            reason(&one(&[("__name__", "m"), ("hostname", &long_value)])),
+            RejectReason::TooLarge
+        );
+    }
+
+    #[test]
+    fn a_too_long_label_name_has_the_reason_a_push_gives_it() {
+        let long_name = "n".repeat(MAX_NAME_BYTES + 1);
+        let raw = request(&[series(&[("__name__", "m"), (&long_name, "1")], &[(1.0, 1)])]);
+        let push =
+            format!(r#"{{"samples":[{{"metric":"m","labels":{{"{long_name}":"1"}},"value":1}}]}}"#);
+        let pushed = crate::formats::push::parse(push.as_bytes()).expect_err("refused");
+        assert_eq!(reason(&raw), pushed.reason());
+        assert_eq!(pushed.reason(), RejectReason::TooLarge);
+    }
+
+    #[test]
+    fn a_refused_request_counts_the_samples_it_carried() {
+        let stale = f64::from_bits(STALE_NAN_BITS);
+        let ok = [("__name__", "m")];
+        let raw = request(&[
+            series(&ok, &[(1.0, 1), (stale, 2)]),
+            series(
+                &[("__name__", "m"), ("a-b", "1")],
+                &[(1.0, 1), (2.0, 2), (3.0, 3)],
+            ),
+            series(&ok, &[(1.0, 3)]),
+            series(&[("__name__", "m"), ("a-b", "1")], &[(1.0, 4)]),
+        ]);
+        let e = decode_write_request(&raw).expect_err("refused");
+        assert_eq!((e.index(), e.values()), (Some(1), 7));
+        // Counting stops at the first message that is not well-formed.
+        let mut cut = raw.clone();
+        cut.extend_from_slice(&[0x0a, 0x05, 0x01]);
+        assert_eq!(decode_write_request(&cut).expect_err("refused").values(), 7);
+        assert_eq!(
+            decode_write_request(&[0x0a]).expect_err("refused").values(),
+            0
+        );
     }
 }

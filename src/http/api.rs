@@ -7,20 +7,18 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{json_response, ApiError, Body, State};
+use super::{body_reason, count_refused, json_response, ApiError, Body, State};
 use crate::detect::ks::{Alternative, Method};
 use crate::detect::report::ks_report;
 use crate::formats::push;
 use crate::time::{now_ms, rfc3339};
 
 pub async fn push(app: &Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let (body, _reservation) = match app.read_body(req, super::budget::PUSH_FACTOR).await {
-        Ok(b) => b,
-        Err(e) => {
-            app.engine.telemetry.samples_rejected.add("too_large", 0.0);
-            return Err(e);
-        }
-    };
+    let telemetry = &app.engine.telemetry;
+    let (body, _reservation) = app
+        .read_body(req, super::budget::PUSH_FACTOR)
+        .await
+        .inspect_err(|e| count_refused(telemetry, body_reason(e), 0))?;
     // Parsing a large body and ingesting it are CPU work (tens of milliseconds for a few
     // megabytes): off the async workers, so they keep serving `/metrics` and the rest.
     let engine = Arc::clone(&app.engine);
@@ -33,7 +31,7 @@ pub async fn push(app: &Arc<State>, req: Request<Incoming>) -> Result<Response<B
     .map_err(|e| ApiError::Internal(format!("ingestion failed: {e}")))?;
     match outcome {
         Err(e) => {
-            app.engine.telemetry.samples_rejected.add(e.reason(), 1.0);
+            count_refused(telemetry, e.reason(), e.values());
             Err(ApiError::BadData {
                 index: e.index(),
                 message: e.to_string(),
@@ -44,7 +42,11 @@ pub async fn push(app: &Arc<State>, req: Request<Incoming>) -> Result<Response<B
             StatusCode::OK,
             &json!({ "accepted": n, "dropped": values - n }),
         )),
-        Ok(Err(e)) => Err(ApiError::TooManySeries(e.to_string())),
+        Ok(Err(e)) => {
+            // The engine counted the values.
+            count_refused(telemetry, e.reason(), 0);
+            Err(ApiError::TooManySeries(e.to_string()))
+        }
     }
 }
 

@@ -34,6 +34,8 @@ use serde_json::json;
 use crate::config::LoadError;
 use crate::engine::Engine;
 use crate::formats::exposition::Format;
+use crate::labels::RejectReason;
+use crate::telemetry::Telemetry;
 
 pub type Body = Full<Bytes>;
 
@@ -243,6 +245,29 @@ impl State {
             }
             Ok(Err(e)) => Err(ApiError::Body(e.to_string())),
         }
+    }
+}
+
+/// Counts a refused push or remote write request: once in `requests_rejected`, and the
+/// values it carried, when its body was decoded, in `samples_rejected`, under the same
+/// reason (the rule is written on [`Telemetry::requests_rejected`]).
+fn count_refused(telemetry: &Telemetry, reason: RejectReason, values: usize) {
+    telemetry.requests_rejected.add(reason.as_str(), 1.0);
+    if values > 0 {
+        telemetry
+            .samples_rejected
+            .add(reason.as_str(), values as f64);
+    }
+}
+
+/// Why [`State::read_body`] refused a body: over the limit, no room in the parse budget, too
+/// slow, or unreadable.
+fn body_reason(e: &ApiError) -> RejectReason {
+    match e {
+        ApiError::PayloadTooLarge { .. } => RejectReason::TooLarge,
+        ApiError::Busy => RejectReason::Busy,
+        ApiError::BodyTimeout(_) => RejectReason::Timeout,
+        _ => RejectReason::BadBody,
     }
 }
 

@@ -7,9 +7,10 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{HeaderMap, Request, Response, StatusCode};
 
-use super::{ApiError, Body, State};
+use super::{body_reason, count_refused, ApiError, Body, State};
 use crate::formats::remote_write::{decode, decompressed_limit, RemoteWriteError, SOURCE};
 use crate::ingest::IngestError;
+use crate::labels::RejectReason;
 use crate::time::now_ms;
 
 /// Refuses bodies the decoder cannot read: another compression, or remote write 2.0.
@@ -59,12 +60,12 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Result<Response<Bo
     let engine = Arc::clone(&state.engine);
     let telemetry = Arc::clone(&engine.telemetry);
     check_headers(req.headers())
-        .inspect_err(|_| telemetry.samples_rejected.add("bad_body", 1.0))?;
+        .inspect_err(|_| count_refused(&telemetry, RejectReason::BadBody, 0))?;
     let limit = engine.current().config.limits.max_body_bytes;
     let (body, _reservation) = state
         .read_body(req, 1)
         .await
-        .inspect_err(|_| telemetry.samples_rejected.touch("too_large"))?;
+        .inspect_err(|e| count_refused(&telemetry, body_reason(e), 0))?;
     let max_decompressed = decompressed_limit(limit);
     // The decompressed message and what is decoded from it, reserved before decompressing
     // (snappy states the decompressed length up front; a bad header is refused by `decode`).
@@ -98,7 +99,7 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Result<Response<Bo
     .map_err(|e| ApiError::Body(format!("remote write failed: {e}")))?;
     match outcome {
         Outcome::Bad(e) => {
-            telemetry.samples_rejected.add(e.reason(), 1.0);
+            count_refused(&telemetry, e.reason(), e.values());
             Err(ApiError::BadData {
                 index: e.index(),
                 message: e.to_string(),
@@ -111,8 +112,10 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Result<Response<Bo
             Ok(resp)
         }
         Outcome::Limit(e, c) => {
-            // The skipped values were skipped whatever happened to the rest.
+            // The skipped values were skipped whatever happened to the rest; the engine
+            // counted the others.
             count_skipped(&telemetry, &c);
+            count_refused(&telemetry, e.reason(), 0);
             Err(ApiError::TooManySeries(e.to_string()))
         }
     }
@@ -120,12 +123,12 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Result<Response<Bo
 
 fn count_skipped(telemetry: &crate::telemetry::Telemetry, c: &Counts) {
     for (reason, n) in [
-        ("stale_marker", c.stale_markers),
-        ("non_finite", c.non_finite),
-        ("native_histogram", c.histograms),
+        (RejectReason::StaleMarker, c.stale_markers),
+        (RejectReason::NonFinite, c.non_finite),
+        (RejectReason::NativeHistogram, c.histograms),
     ] {
         if n > 0 {
-            telemetry.samples_rejected.add(reason, n as f64);
+            telemetry.samples_rejected.add(reason.as_str(), n as f64);
         }
     }
 }

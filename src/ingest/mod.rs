@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::config::model::Config;
-use crate::labels::SeriesSamples;
+use crate::labels::{RejectReason, SeriesSamples};
 use crate::telemetry::Telemetry;
 
 /// Why a whole batch was refused. Nothing of a refused batch is applied.
@@ -31,10 +31,12 @@ pub enum IngestError {
 
 impl IngestError {
     /// The `reason` label of `driftgauge_samples_rejected_total`.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> RejectReason {
         match self {
-            IngestError::OverMemoryBudget { .. } => "memory_limit",
-            _ => "series_limit",
+            IngestError::OverMemoryBudget { .. } => RejectReason::MemoryLimit,
+            IngestError::TooManySeries { .. } | IngestError::TooManySeriesForRule { .. } => {
+                RejectReason::SeriesLimit
+            }
         }
     }
 }

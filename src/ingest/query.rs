@@ -10,9 +10,11 @@
 //!
 //! Errors (connection errors, timeouts, non-2xx answers, `"status":"error"`, undecodable or
 //! oversized bodies, string or matrix results, two series with the same labels once the
-//! metric name is dropped) fail that query for that tick: counted in
-//! `driftgauge_query_failures_total{source}`, logged, recorded in the source's status; never a
-//! crash, and the other queries of the tick go on.
+//! metric name is dropped, a series the one series validator refuses) fail that query for
+//! that tick: counted in `driftgauge_query_failures_total{source}`, logged, recorded in the
+//! source's status; never a crash, and the other queries of the tick go on. An answer refused
+//! for its series also counts its values in `driftgauge_samples_rejected_total` under the
+//! series' reason (`bad_name`, `too_large`, `duplicate_series`).
 //!
 //! ## Warm-up
 //!
@@ -274,6 +276,14 @@ impl SourceCtx {
     fn failed(&self, q: &Query, what: &str, e: &QueryError) {
         let telemetry = &self.feed.telemetry;
         telemetry.query_failures.add(self.name(), 1.0);
+        // An answer refused for its series: its values are refused with it.
+        if let QueryError::Answer(answer) = e {
+            if let Some(reason) = answer.reason() {
+                telemetry
+                    .samples_rejected
+                    .add(reason.as_str(), answer.values() as f64);
+            }
+        }
         let message = format!("{what}: {e}");
         tracing::warn!(
             source = %self.name(),

@@ -30,7 +30,10 @@
 //! limit): nothing of it is applied, `driftgauge_scrape_failures_total{job}` goes up, the
 //! failure is logged with the target (at `warn` when it first happens or changes, then at
 //! `debug`), and the samples taken earlier stay. Counter rates continue across a failed
-//! scrape, over the longer interval.
+//! scrape, over the longer interval. Series are checked by the one series validator
+//! (`labels::validate_series`); a scrape refused for a bad series counts its values in
+//! `driftgauge_samples_rejected_total` under the series' reason (`bad_name`, `too_large`),
+//! as one refused by the series limit counts them under `series_limit`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -44,9 +47,7 @@ use super::Context;
 use crate::config::model::{Labels, ScrapeConfig};
 use crate::formats::exposition::parse::{self as expfmt, MetricKind, ParsedSample};
 use crate::formats::exposition::Format;
-use crate::labels::SeriesSamples;
-use crate::labels::{is_valid_label_name, is_valid_metric_name};
-use crate::labels::{MAX_LABELS, MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES};
+use crate::labels::{check_label_count, validate_series, RejectReason, SeriesError, SeriesSamples};
 use crate::time::now_ms;
 use crate::time::stopped;
 
@@ -77,10 +78,25 @@ pub enum ScrapeError {
     Utf8,
     #[error("{0}")]
     Parse(#[from] expfmt::ParseError),
-    #[error("{0}")]
-    Sample(String),
+    /// A scraped series the one series validator refuses.
+    #[error("{}", series_message(.metric, .source))]
+    Series {
+        metric: String,
+        #[source]
+        source: SeriesError,
+    },
     #[error("{0}")]
     SeriesLimit(String),
+}
+
+/// A label's problem names its series' metric; a metric name's problem names itself.
+fn series_message(metric: &str, e: &SeriesError) -> String {
+    match e {
+        SeriesError::MissingMetricName
+        | SeriesError::MetricNameTooLong { .. }
+        | SeriesError::InvalidMetricName { .. } => e.to_string(),
+        _ => format!("{metric}: {e}"),
+    }
 }
 
 /// One target of one job, with everything a scrape needs.
@@ -301,15 +317,23 @@ pub async fn scrape_once(
     tokio::task::spawn_blocking(move || {
         let text = std::str::from_utf8(&body).map_err(|_| ScrapeError::Utf8)?;
         let parsed = expfmt::parse(text, format)?;
-        let mut rates = lock(&state);
-        let samples = to_samples(parsed, &target.labels, started_ms, &rates)?;
         let telemetry = &ctx.telemetry;
+        let carried = parsed.len();
+        let mut rates = lock(&state);
+        let samples = to_samples(parsed, &target.labels, started_ms, &rates).inspect_err(|e| {
+            // A refused scrape's values are refused with it.
+            if let ScrapeError::Series { source, .. } = e {
+                telemetry
+                    .samples_rejected
+                    .add(source.reason().as_str(), carried as f64);
+            }
+        })?;
         for (reason, n) in [
-            ("non_finite", samples.non_finite),
-            ("duplicate_series", samples.duplicates),
+            (RejectReason::NonFinite, samples.non_finite),
+            (RejectReason::DuplicateSeries, samples.duplicates),
         ] {
             if n > 0 {
-                telemetry.samples_rejected.add(reason, n as f64);
+                telemetry.samples_rejected.add(reason.as_str(), n as f64);
             }
         }
         // The counters were read, whatever the engine says next: rates go on from here.
@@ -397,15 +421,13 @@ pub fn to_samples(
     let mut out = Samples::default();
     let mut seen: HashSet<(String, Labels)> = HashSet::with_capacity(parsed.len());
     for p in parsed {
-        check_names(&p)?;
+        let refused = |source| ScrapeError::Series {
+            metric: p.metric.clone(),
+            source,
+        };
+        validate_series(&p.metric, &p.labels).map_err(refused)?;
         let labels = with_target_labels(p.labels, target_labels);
-        if labels.len() > MAX_LABELS {
-            return Err(ScrapeError::Sample(format!(
-                "{}: too many labels ({}, limit {MAX_LABELS})",
-                p.metric,
-                labels.len()
-            )));
-        }
+        check_label_count(labels.len()).map_err(refused)?;
         let key = (p.metric, labels);
         if seen.contains(&key) {
             out.duplicates += 1;
@@ -438,28 +460,6 @@ pub fn to_samples(
         });
     }
     Ok(out)
-}
-
-/// Prometheus's legacy name rules (quoted UTF-8 names are refused), and the push API's
-/// size limits.
-fn check_names(p: &ParsedSample) -> Result<(), ScrapeError> {
-    let bad = |m: String| Err(ScrapeError::Sample(m));
-    if p.metric.len() > MAX_NAME_BYTES || !is_valid_metric_name(&p.metric) {
-        return bad(format!("invalid metric name {:?}", p.metric));
-    }
-    for (name, value) in &p.labels {
-        if name.len() > MAX_NAME_BYTES || !is_valid_label_name(name) || name.starts_with("__") {
-            return bad(format!("{}: invalid label name {name:?}", p.metric));
-        }
-        if value.len() > MAX_LABEL_VALUE_BYTES {
-            return bad(format!(
-                "{}: label {name:?}: value too long ({} bytes, limit {MAX_LABEL_VALUE_BYTES})",
-                p.metric,
-                value.len()
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// The target's labels over the scraped ones; a scraped label they replace is kept as
@@ -610,6 +610,42 @@ mod tests {
         let e = to_samples(parsed, &Labels::new(), 0, &RateState::default()).unwrap_err();
         assert_eq!(e.to_string(), "invalid metric name \"a.b\"");
         let parsed = expfmt::parse("m{__x=\"1\"} 1\n", Format::Text).unwrap();
-        assert!(to_samples(parsed, &Labels::new(), 0, &RateState::default()).is_err());
+        let e = to_samples(parsed, &Labels::new(), 0, &RateState::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "m: invalid label name \"__x\": names starting with \"__\" are reserved"
+        );
+    }
+
+    #[test]
+    fn a_refused_series_has_the_reason_push_and_remote_write_give_it() {
+        let reason = |text: &str, target: &Labels| {
+            let parsed = expfmt::parse(text, Format::Text).unwrap();
+            match to_samples(parsed, target, 0, &RateState::default()) {
+                Err(ScrapeError::Series { source, .. }) => source.reason(),
+                other => panic!("{text}: {other:?}"),
+            }
+        };
+        let long = "v".repeat(crate::labels::MAX_LABEL_VALUE_BYTES + 1);
+        assert_eq!(
+            reason(&format!("m{{hostname=\"{long}\"}} 1\n"), &Labels::new()),
+            RejectReason::TooLarge
+        );
+        let long = "n".repeat(crate::labels::MAX_NAME_BYTES + 1);
+        assert_eq!(
+            reason(&format!("m{{{long}=\"1\"}} 1\n"), &Labels::new()),
+            RejectReason::TooLarge
+        );
+        assert_eq!(
+            reason("m{__tooth=\"1\"} 1\n", &Labels::new()),
+            RejectReason::BadName
+        );
+        // The target's labels count too.
+        let scraped: Vec<String> = (0..60).map(|i| format!("s{i}=\"x\"")).collect();
+        let target: Labels = (0..5).map(|i| (format!("t{i}"), "y".to_string())).collect();
+        assert_eq!(
+            reason(&format!("m{{{}}} 1\n", scraped.join(",")), &target),
+            RejectReason::TooLarge
+        );
     }
 }

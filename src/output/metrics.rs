@@ -255,6 +255,14 @@ fn service_families<'a>(
     for (reason, v) in t.samples_rejected.snapshot() {
         rejected.push(one("reason", &reason), v);
     }
+    let mut requests_rejected = Family::new(
+        "driftgauge_requests_rejected_total",
+        Kind::Counter,
+        "Push and remote write requests refused, by reason.",
+    );
+    for (reason, v) in t.requests_rejected.snapshot() {
+        requests_rejected.push(one("reason", &reason), v);
+    }
     let mut webhook = Family::new(
         "driftgauge_webhook_requests_total",
         Kind::Counter,
@@ -343,6 +351,7 @@ fn service_families<'a>(
         received,
         unselected,
         rejected,
+        requests_rejected,
         evals,
         eval_failures,
         last_duration,
@@ -708,6 +717,7 @@ groups:
             engine.ingest(&batch, "push", 1_000).expect("ingest");
         }
         engine.telemetry.samples_rejected.add("bad \"reason\"", 2.0);
+        engine.telemetry.requests_rejected.add("too_large", 1.0);
         engine.telemetry.webhook_requests.add("w", "success", 3.0);
         engine
             .telemetry

@@ -86,6 +86,7 @@ groups:
         "driftgauge_ema_value",
         "driftgauge_window_samples",
         "driftgauge_samples_received_total",
+        "driftgauge_requests_rejected_total",
         "driftgauge_rule_evaluations_total",
         "driftgauge_rule_evaluation_failures_total",
         "driftgauge_rule_group_last_duration_seconds",

@@ -208,6 +208,7 @@ impl Service {
             "received" => t.samples_received.get(label),
             "rejected" => t.samples_rejected.get(label),
             "unselected" => t.samples_unselected.get(label),
+            "requests_rejected" => t.requests_rejected.get(label),
             "scrape_failures" => t.scrape_failures.get(label),
             other => panic!("no counter family {other}"),
         }

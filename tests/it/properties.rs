@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use driftgauge::detect::ema;
 use driftgauge::detect::ks::{ks_2samp, Alternative, KsResult, Method, MethodUsed};
 use driftgauge::formats::push;
-use driftgauge::labels::{is_valid_label_name, is_valid_metric_name};
+use driftgauge::labels::{is_valid_label_name, is_valid_metric_name, RejectReason};
 use driftgauge::labels::{MAX_LABELS, MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES};
 use driftgauge::window::EmaState;
 
@@ -563,7 +563,10 @@ fn push_parser_never_panics_and_accepts_only_valid_batches() {
                 ensure!(
                     matches!(
                         e.reason(),
-                        "bad_body" | "bad_name" | "too_large" | "bad_value"
+                        RejectReason::BadBody
+                            | RejectReason::BadName
+                            | RejectReason::TooLarge
+                            | RejectReason::BadValue
                     ),
                     "unexpected reason {:?} for {}",
                     e.reason(),

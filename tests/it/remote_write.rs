@@ -244,7 +244,35 @@ async fn bad_bodies_are_refused_whole_with_a_message() {
     // The rule never saw a value: no gauge for it.
     let text = svc.metrics().await;
     assert_eq!(metric_value(&text, "driftgauge_ema_value", &RULE), None);
-    assert!(svc.counter("rejected", "bad_body") >= 2.0);
+    // Each refused request once; the values of those that were decoded too (two, then
+    // one), none of those that could not be read.
+    assert_eq!(svc.counter("requests_rejected", "bad_body"), 4.0);
+    assert_eq!(svc.counter("rejected", "bad_body"), 0.0);
+    assert_eq!(svc.counter("requests_rejected", "bad_name"), 2.0);
+    assert_eq!(svc.counter("rejected", "bad_name"), 3.0);
+}
+
+/// Push and remote write used to classify a label name over the limit apart (`bad_name`
+/// and `too_large`), both by the words of the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_too_long_label_name_has_the_reason_a_push_gives_it() {
+    let svc = Service::start(&config(""), &[("rules/q.yml", RULES)], Scrapers::Spawn).await;
+    let long = "n".repeat(driftgauge::labels::MAX_NAME_BYTES + 1);
+    let (status, text) = svc
+        .write(body(&[series(
+            &[("__name__", "acc"), (&long, "x")],
+            &[(0.9, 1), (0.8, 2)],
+        )]))
+        .await;
+    assert_eq!(status, 400, "{text}");
+    assert_eq!(svc.counter("requests_rejected", "too_large"), 1.0);
+    assert_eq!(svc.counter("rejected", "too_large"), 2.0);
+    // The same series pushed is refused for the same reason (this service serves only
+    // remote write: the push body goes to the parser the push route calls).
+    let push = format!(r#"{{"samples":[{{"metric":"acc","labels":{{"{long}":"x"}},"value":1}}]}}"#);
+    let e = driftgauge::formats::push::parse(push.as_bytes()).expect_err("refused");
+    assert_eq!(e.reason().as_str(), "too_large");
+    assert_eq!(svc.counter("rejected", "bad_name"), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,6 +298,26 @@ async fn over_the_body_limit_is_413() {
     let (status, text) = svc.write(big).await;
     assert_eq!(status, 413, "{text}");
     assert!(text.contains("max_body_bytes=4096"), "{text}");
+    // Counted once as a request; its values were never read.
+    let text = svc.metrics().await;
+    assert_eq!(
+        metric_value(
+            &text,
+            "driftgauge_requests_rejected_total",
+            &[("reason", "too_large")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            "driftgauge_samples_rejected_total",
+            &[("reason", "too_large")]
+        ),
+        None,
+        "{text}"
+    );
     // A small one still goes through.
     let (status, _) = svc.write(body(&[series(&ACC, &samples[..10])])).await;
     assert_eq!(status, 204);

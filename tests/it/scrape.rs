@@ -297,3 +297,35 @@ async fn the_service_scrapes_its_configured_targets() {
     let text = server.metrics().await;
     assert_eq!(value(&text, "temp"), Some(21.5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_refused_for_a_bad_series_counts_its_values_under_the_series_reason() {
+    // Two samples a scrape; the second series uses a reserved label name.
+    let exporter = Exporter::start(TEXT, "temperature{room=\"a\"} 99\nother{__x=\"1\"} 5\n").await;
+    let svc = Service::start(
+        &config(&job("fixture", &exporter.target(), "")),
+        &[("rules/s.yml", RULES)],
+        Scrapers::Spawn,
+    )
+    .await;
+    let text = svc
+        .wait_for("a refused scrape", |t| {
+            metric_value(
+                t,
+                "driftgauge_samples_rejected_total",
+                &[("reason", "bad_name")],
+            )
+            .is_some_and(|v| v >= 2.0)
+        })
+        .await;
+    let refused = metric_value(
+        &text,
+        "driftgauge_samples_rejected_total",
+        &[("reason", "bad_name")],
+    )
+    .unwrap_or(0.0);
+    assert_eq!(refused % 2.0, 0.0, "two values a scrape: {text}");
+    assert!(svc.counter("scrape_failures", "fixture") >= 1.0);
+    assert_eq!(svc.counter("received", "scrape"), 0.0);
+    assert_eq!(value(&text, "temp"), None);
+}

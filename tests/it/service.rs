@@ -388,6 +388,119 @@ async fn bad_pushes_are_refused_whole_and_nothing_is_applied() {
     server.stop().await;
 }
 
+/// Reads `driftgauge_{samples,requests}_rejected_total{reason}`, 0 when absent.
+fn rejected(text: &str, unit: &str, reason: &str) -> f64 {
+    metric_value(
+        text,
+        &format!("driftgauge_{unit}_rejected_total"),
+        &[("reason", reason)],
+    )
+    .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_push_counts_once_in_requests_and_its_values_in_samples() {
+    let rx = Receiver::start(Script::ok()).await;
+    let cfg = config(&rx, "limits:\n  max_series: 2\n  max_body_bytes: 8192\n");
+    let server = Server::start(Files::new(&cfg).rule_file("q.yml", EMA_RULES)).await;
+    // Every request reason is there at 0 from the start, for `rate()`.
+    let text = server.metrics().await;
+    for reason in [
+        "bad_body",
+        "too_large",
+        "bad_name",
+        "bad_value",
+        "series_limit",
+        "memory_limit",
+    ] {
+        assert_eq!(
+            metric_value(
+                &text,
+                "driftgauge_requests_rejected_total",
+                &[("reason", reason)]
+            ),
+            Some(0.0),
+            "{reason}: {text}"
+        );
+    }
+    let good =
+        json!({"metric": "model_accuracy", "labels": {"model": "fraud"}, "values": [0.9, 0.8]});
+    // A bad name: the request once, its four values (the good entry's too).
+    let (status, v) = server
+        .post_json(
+            "/api/v1/samples",
+            json!({"samples": [good.clone(), {"metric": "9bad", "values": [1, 2]}]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    // A bad value: three values.
+    let (status, v) = server
+        .post_json(
+            "/api/v1/samples",
+            json!({"samples": [good.clone(), {"metric": "ok", "value": "abc"}]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    // Not JSON: the request only, its values are unknown.
+    let (status, _) = server.post("/api/v1/samples", "not json").await;
+    assert_eq!(status, 400);
+    // Over the body limit: the request only.
+    let big = json!({"samples": [{"metric": "m", "values": vec![0.5; 3000]}]});
+    let (status, _) = server.post("/api/v1/samples", big.to_string()).await;
+    assert_eq!(status, 413);
+    // Over the series limit: the request, and the engine counts its three values (series
+    // the rule selects: others are dropped, not counted against the limit).
+    let three: Vec<_> = (0..3)
+        .map(|i| json!({"metric": "model_accuracy", "labels": {"model": "fraud", "i": i.to_string()}, "value": 1}))
+        .collect();
+    let (status, v) = server
+        .post_json("/api/v1/samples", json!({"samples": three}))
+        .await;
+    assert_eq!(status, 429, "{v}");
+
+    let text = server.metrics().await;
+    let counts = |reason| {
+        (
+            rejected(&text, "requests", reason),
+            rejected(&text, "samples", reason),
+        )
+    };
+    assert_eq!(counts("bad_name"), (1.0, 4.0), "{text}");
+    assert_eq!(counts("bad_value"), (1.0, 3.0), "{text}");
+    assert_eq!(counts("bad_body"), (1.0, 0.0), "{text}");
+    assert_eq!(counts("too_large"), (1.0, 0.0), "{text}");
+    assert_eq!(counts("series_limit"), (1.0, 3.0), "{text}");
+    server.stop().await;
+}
+
+/// A push with the same label twice used to be taken, the last value winning, while remote
+/// write refused it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_label_key_in_a_push_is_a_400() {
+    let rx = Receiver::start(Script::ok()).await;
+    let server = Server::start(Files::new(&config(&rx, "")).rule_file("q.yml", EMA_RULES)).await;
+    let body = r#"{"samples": [
+        {"metric": "model_accuracy", "labels": {"model": "fraud"}, "value": 0.9},
+        {"metric": "model_accuracy", "labels": {"model": "other", "model": "fraud"}, "value": 0.1}]}"#;
+    let (status, text) = server.post("/api/v1/samples", body).await;
+    assert_eq!(status, 400, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(v["error"], "samples[1]: duplicate label name \"model\"");
+    assert_eq!(v["index"], 1);
+    let text = server.metrics().await;
+    assert_eq!(rejected(&text, "requests", "bad_name"), 1.0, "{text}");
+    assert_eq!(rejected(&text, "samples", "bad_name"), 2.0, "{text}");
+    assert_eq!(
+        metric_value(
+            &text,
+            "driftgauge_samples_received_total",
+            &[("source", "push")]
+        ),
+        Some(0.0)
+    );
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_keeps_unchanged_rules_and_survives_a_bad_file() {
     let rx = Receiver::start(Script::ok()).await;

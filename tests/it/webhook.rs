@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::receiver::{Receiver, Reply, Request, Script};
-use crate::support::{metric_value, Files, Server};
+use crate::support::{metric_value, wait_until, Files, Server};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -671,6 +671,12 @@ async fn a_restart_with_2000_pending_deliveries_opens_max_connections() {
         assert_eq!(store.deliveries().expect("outbox").len(), 2000);
     }
 
+    // The previous run's tasks let go of the store as they end: wait for that, as a restart
+    // would.
+    wait_until("the previous run's store closed", || async {
+        driftgauge::store::Store::open(&data).is_ok()
+    })
+    .await;
     let rx = Receiver::start(Script::ok()).await;
     rx.set_hanging(true);
     let cfg = hook_config(&rx.url("/hook"), "30s", "    max_connections: 4\n");
