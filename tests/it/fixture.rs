@@ -9,7 +9,6 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use driftgauge::engine::{scheduler, Engine};
 use driftgauge::ingest::scrape;
@@ -19,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::receiver::{Receiver, Reply, Script};
-use crate::support::{metric_value, WAIT};
+use crate::support::{metric_value, wait_until, WAIT};
 
 pub const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -174,17 +173,15 @@ impl Service {
 
     /// Polls `/metrics` until `cond` holds for it; returns that text.
     pub async fn wait_for(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        wait_until(what, WAIT, || async {
             let text = self.metrics().await;
             if cond(&text) {
-                return text;
+                Ok(text)
+            } else {
+                Err(format!("/metrics:\n{text}"))
             }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; /metrics:\n{text}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     /// Polls `/metrics` until `name{labels}` satisfies `pred`; returns the value.
