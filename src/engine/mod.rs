@@ -921,7 +921,13 @@ pub fn format_labels(labels: &Labels) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
     use super::*;
+    use crate::config::model::WebhookConfig;
+    use crate::config::{parse_config, parse_rule_file, FsSecrets, RuleContext};
+    use crate::detect::ks::{ks_2samp, Alternative, Method};
 
     #[test]
     fn rules_that_can_take_a_record() {
@@ -931,5 +937,293 @@ mod tests {
         assert!(can_take(&s(r#"{__name__=~"up_.*"}"#), "up_copy"));
         assert!(!can_take(&s(r#"{__name__=~"down_.*"}"#), "up_copy"));
         assert!(can_take(&s(r#"{job="x"}"#), "up_copy"));
+    }
+
+    // The engine without a runtime: built from config and rules parsed from text, fed and
+    // evaluated at explicit times, its transitions read from a recording notifier.
+
+    /// Records every event it is handed and accepts every delivery.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Event>>);
+
+    impl Notifier for Recorder {
+        fn configure(&self, _: &BTreeMap<String, WebhookConfig>) {}
+
+        fn notify(&self, events: &[Event]) -> Vec<Vec<bool>> {
+            lock(&self.0).extend_from_slice(events);
+            events
+                .iter()
+                .map(|e| vec![true; e.webhooks.len()])
+                .collect()
+        }
+    }
+
+    impl Recorder {
+        /// The events recorded since the last call.
+        fn take(&self) -> Vec<Event> {
+            std::mem::take(&mut *lock(&self.0))
+        }
+    }
+
+    /// An engine on a service config and one rule file, both parsed from text, with a
+    /// recording notifier.
+    fn engine(config: &str, rules: &str) -> (Engine, Arc<Recorder>) {
+        let config = parse_config(config, "driftgauge.yml", Path::new(""), &FsSecrets)
+            .unwrap_or_else(|d| panic!("config: {d:?}"));
+        let webhooks: BTreeSet<String> = config.webhooks.keys().cloned().collect();
+        let ctx = RuleContext {
+            base_dir: Path::new(""),
+            default_interval: config.evaluation_interval,
+            webhooks: Some(&webhooks),
+        };
+        let groups =
+            parse_rule_file(rules, "rules.yml", &ctx).unwrap_or_else(|d| panic!("rules: {d:?}"));
+        let recorder = Arc::new(Recorder::default());
+        let engine = Engine::new(
+            config,
+            RuleSet { groups },
+            Arc::new(Telemetry::default()),
+            Arc::clone(&recorder) as Arc<dyn Notifier>,
+        );
+        (engine, recorder)
+    }
+
+    /// A webhook named `name` with the given extra keys (`send_resolved`, `cooldown`).
+    fn webhook(name: &str, keys: &str) -> String {
+        format!("  {name}:\n    url: http://127.0.0.1:1/{name}\n{keys}")
+    }
+
+    /// A KS rule on `amount{model="fraud"}`: a frozen reference of the first 50 values, the
+    /// last 50 as the current window, a verdict from `min_samples` values in each.
+    fn ks_rule(name: &str, min_samples: usize, webhooks: &str) -> String {
+        format!(
+            r#"
+      - name: {name}
+        detector: ks
+        series: 'amount{{model="fraud"}}'
+        reference: {{first: 50}}
+        current: {{last: 50}}
+        min_samples: {min_samples}
+        labels: {{team: risk}}
+        annotations: {{summary: 'amount drifted for {{{{ $labels.model }}}}'}}
+        webhooks: [{webhooks}]"#
+        )
+    }
+
+    fn rules(rules: &[String]) -> String {
+        format!(
+            "groups:\n  - name: fraud-model\n    interval: 1m\n    rules:{}\n",
+            rules.concat()
+        )
+    }
+
+    const T0: i64 = 1_700_000_000_000;
+    const MINUTE: i64 = 60_000;
+
+    /// `n` values spread evenly over [shift, shift + 1).
+    fn values(n: usize, shift: f64) -> Vec<f64> {
+        (0..n).map(|i| shift + i as f64 / n as f64).collect()
+    }
+
+    fn push(engine: &Engine, values: &[f64], at_ms: i64) {
+        let batch = [SeriesSamples {
+            metric: "amount".into(),
+            labels: Labels::from([("model".to_string(), "fraud".to_string())]),
+            values: values.to_vec(),
+        }];
+        let taken = engine.ingest(&batch, "push", at_ms).expect("ingest");
+        assert_eq!(taken, values.len());
+    }
+
+    /// Evaluates the one group at `at_ms`; returns its series' outputs.
+    fn evaluate(engine: &Engine, at_ms: i64) -> Vec<SeriesOutput> {
+        let generation = engine.current();
+        engine.evaluate_group(&generation, 0, at_ms);
+        generation.groups[0].output().series.clone()
+    }
+
+    /// The statuses an evaluation published, by rule name.
+    fn statuses(engine: &Engine, out: &[SeriesOutput]) -> Vec<(String, Status)> {
+        let generation = engine.current();
+        out.iter()
+            .map(|s| {
+                let rule = &generation.groups[0].rules[s.rule].rule.name;
+                (rule.clone(), s.status)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_drifting_ks_rule_sends_one_event_and_none_while_it_stays_drifted() {
+        let config = format!("webhooks:\n{}", webhook("retrain", ""));
+        let (engine, recorder) = engine(&config, &rules(&[ks_rule("amount_drift", 10, "retrain")]));
+        let reference = values(50, 0.0);
+        let current = values(50, 10.0);
+        push(&engine, &reference, T0);
+        push(&engine, &current, T0);
+
+        let out = evaluate(&engine, T0 + MINUTE);
+        let want = ks_2samp(&reference, &current, Alternative::TwoSided, Method::Auto).expect("ks");
+        let events = recorder.take();
+        assert_eq!(events.len(), 1, "{events:#?}");
+        let e = &events[0];
+        assert_eq!(e.group, "fraud-model");
+        assert_eq!(e.rule, "amount_drift");
+        assert_eq!(e.detector, "ks");
+        assert_eq!(
+            e.labels,
+            Labels::from([
+                ("model".to_string(), "fraud".to_string()),
+                ("team".to_string(), "risk".to_string()),
+            ])
+        );
+        assert_eq!(
+            e.annotations,
+            Labels::from([(
+                "summary".to_string(),
+                "amount drifted for fraud".to_string()
+            )])
+        );
+        assert_eq!(e.statistic, Some(1.0));
+        assert_eq!(e.statistic, Some(want.statistic));
+        assert_eq!(e.p_value, Some(want.p_value));
+        assert!(want.p_value < 0.05, "{want:?}");
+        assert_eq!(e.value, None);
+        assert_eq!((e.from, e.to), (Status::Stable, Status::Drifted));
+        assert_eq!(e.at_ms, T0 + MINUTE);
+        assert_eq!(e.webhooks, ["retrain"]);
+
+        // The series' state as published.
+        assert_eq!(out.len(), 1, "{out:#?}");
+        let s = &out[0];
+        assert_eq!(s.status, Status::Drifted);
+        assert_eq!(s.since_ms, Some(T0 + MINUTE));
+        assert_eq!(s.statistic, Some(want.statistic));
+        assert_eq!(s.p_value, Some(want.p_value));
+        assert_eq!((s.reference_samples, s.current_samples), (50, 50));
+        assert_eq!(s.labels["rule"], "amount_drift");
+        assert_eq!(s.labels["group"], "fraud-model");
+        assert_eq!(s.labels["team"], "risk");
+        assert_eq!(s.last_error, None);
+
+        // Still drifted: no transition, no event; the state keeps its start.
+        let out = evaluate(&engine, T0 + 2 * MINUTE);
+        assert_eq!(recorder.take(), vec![]);
+        assert_eq!(out[0].status, Status::Drifted);
+        assert_eq!(out[0].since_ms, Some(T0 + MINUTE));
+    }
+
+    #[test]
+    fn cooldown_suppresses_calls_within_its_window() {
+        let config = format!(
+            "webhooks:\n{}",
+            webhook("retrain", "    send_resolved: true\n    cooldown: 10m\n")
+        );
+        let (engine, recorder) = engine(&config, &rules(&[ks_rule("amount_drift", 10, "retrain")]));
+        push(&engine, &values(50, 0.0), T0);
+        let drift = |shift: f64, at_ms: i64| {
+            push(&engine, &values(50, shift), at_ms);
+            let out = evaluate(&engine, at_ms);
+            (out[0].status, recorder.take())
+        };
+        let (status, events) = drift(10.0, T0 + MINUTE);
+        assert_eq!(status, Status::Drifted);
+        assert_eq!(events.len(), 1, "the first call: {events:#?}");
+        // Back to stable, drifted again, stable again: all within 10m of that call.
+        for (i, (shift, want)) in [
+            (0.0, Status::Stable),
+            (10.0, Status::Drifted),
+            (0.0, Status::Stable),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (status, events) = drift(shift, T0 + (2 + i as i64) * MINUTE);
+            assert_eq!(status, want);
+            assert_eq!(events, vec![], "within the cooldown at step {i}");
+        }
+        // Past the cooldown: drifted again calls again.
+        let (status, events) = drift(10.0, T0 + 11 * MINUTE + 1);
+        assert_eq!(status, Status::Drifted);
+        assert_eq!(events.len(), 1, "{events:#?}");
+        assert_eq!(
+            (events[0].from, events[0].to),
+            (Status::Stable, Status::Drifted)
+        );
+        assert_eq!(events[0].webhooks, ["retrain"]);
+    }
+
+    #[test]
+    fn without_send_resolved_leaving_drifted_calls_nothing() {
+        let config = format!(
+            "webhooks:\n{}{}",
+            webhook("quiet", ""),
+            webhook("loud", "    send_resolved: true\n")
+        );
+        let (engine, recorder) = engine(
+            &config,
+            &rules(&[
+                ks_rule("quiet_only", 10, "quiet"),
+                ks_rule("quiet_and_loud", 10, "quiet, loud"),
+            ]),
+        );
+        push(&engine, &values(50, 0.0), T0);
+        push(&engine, &values(50, 10.0), T0);
+        evaluate(&engine, T0 + MINUTE);
+        let entering: Vec<(String, Vec<String>)> = recorder
+            .take()
+            .into_iter()
+            .map(|e| (e.rule, e.webhooks))
+            .collect();
+        assert_eq!(
+            entering,
+            [
+                ("quiet_only".to_string(), vec!["quiet".to_string()]),
+                (
+                    "quiet_and_loud".to_string(),
+                    vec!["quiet".to_string(), "loud".to_string()]
+                ),
+            ]
+        );
+
+        push(&engine, &values(50, 0.0), T0 + 2 * MINUTE);
+        let out = evaluate(&engine, T0 + 2 * MINUTE);
+        assert_eq!(
+            statuses(&engine, &out),
+            [
+                ("quiet_only".to_string(), Status::Stable),
+                ("quiet_and_loud".to_string(), Status::Stable),
+            ]
+        );
+        let leaving = recorder.take();
+        assert_eq!(leaving.len(), 1, "only the rule with loud: {leaving:#?}");
+        assert_eq!(leaving[0].rule, "quiet_and_loud");
+        assert_eq!(
+            (leaving[0].from, leaving[0].to),
+            (Status::Drifted, Status::Stable)
+        );
+        assert_eq!(leaving[0].webhooks, ["loud"]);
+    }
+
+    #[test]
+    fn fewer_than_min_samples_give_no_verdict() {
+        let config = format!("webhooks:\n{}", webhook("retrain", ""));
+        let (engine, recorder) = engine(&config, &rules(&[ks_rule("amount_drift", 20, "retrain")]));
+        push(&engine, &values(50, 0.0), T0);
+        push(&engine, &values(19, 10.0), T0);
+        let out = evaluate(&engine, T0 + MINUTE);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        let s = &out[0];
+        assert_eq!((s.reference_samples, s.current_samples), (50, 19));
+        assert_eq!((s.statistic, s.p_value), (None, None));
+        assert_eq!((s.status, s.since_ms), (Status::Stable, None));
+        assert_eq!(recorder.take(), vec![]);
+
+        // One more value reaches min_samples: the same data now gives a verdict.
+        push(&engine, &[10.5], T0 + MINUTE);
+        let out = evaluate(&engine, T0 + 2 * MINUTE);
+        assert_eq!(out[0].current_samples, 20);
+        assert_eq!(out[0].status, Status::Drifted);
+        assert_eq!(recorder.take().len(), 1);
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use driftgauge::detect::ks::{ks_2samp, Alternative, Method};
 
-use crate::support::Rng;
+use crate::support::{poll, Rng, WAIT};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_driftgauge"))
@@ -299,17 +299,7 @@ impl Process {
     }
 
     pub(crate) fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not exit within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll("serve to exit", within, || self.child.try_wait().unwrap())
     }
 }
 
@@ -356,14 +346,6 @@ pub(crate) fn http_within(
     (status, body)
 }
 
-pub(crate) fn poll(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn serve_without_flags_runs_the_example_rules_and_stops_on_sigterm() {
     // The embedded default: ./rules/*.yml and ./data in the working directory.
@@ -390,7 +372,7 @@ fn serve_without_flags_runs_the_example_rules_and_stops_on_sigterm() {
         .unwrap();
     }
     let mut p = Process::start(dir.path(), &[]);
-    poll("ready", || p.get("/-/ready").0 == 200);
+    poll("ready", WAIT, || p.get("/-/ready").0 == 200);
     let (status, rules) = p.get("/api/v1/rules");
     assert_eq!(status, 200);
     assert!(
@@ -433,18 +415,18 @@ fn sighup_reloads_and_a_bad_file_keeps_the_running_rules() {
         dir.path(),
         &["--config.file=driftgauge.yml", "--log.format=json"],
     );
-    poll("ready", || p.get("/-/ready").0 == 200);
+    poll("ready", WAIT, || p.get("/-/ready").0 == 200);
     assert!(p.get("/api/v1/rules").1.contains("\"first\""));
 
     std::fs::write(dir.path().join("rules/a.yml"), rule("second")).unwrap();
     p.signal("HUP");
-    poll("reload to the second rule", || {
+    poll("reload to the second rule", WAIT, || {
         p.get("/api/v1/rules").1.contains("\"second\"")
     });
 
     std::fs::write(dir.path().join("rules/a.yml"), "groups: [oops\n").unwrap();
     p.signal("HUP");
-    poll("reload failure counted", || {
+    poll("reload failure counted", WAIT, || {
         p.get("/metrics")
             .1
             .contains("driftgauge_config_last_reload_successful 0")

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::cli::{http, poll, Process};
+use crate::cli::{http, Process};
 use crate::receiver::{Receiver, Script};
-use crate::support::{metric_value, Rng, WAIT};
+use crate::support::{metric_value, poll, Rng, WAIT};
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -100,7 +100,7 @@ groups:
         storage_arg.as_str(),
     ];
     let mut p = Process::start(dir.path(), &args);
-    poll("ready", || p.get("/-/ready").0 == 200);
+    poll("ready", WAIT, || p.get("/-/ready").0 == 200);
     assert_eq!(metric(&p, "driftgauge_storage_healthy", &[]), Some(1.0));
 
     // The disk fills up; then every series gets a reference and a shifted current window.
@@ -129,11 +129,12 @@ groups:
     assert_eq!(status, 200, "{text}");
     poll(
         "the store reported failing and the service not ready",
+        WAIT,
         || metric(&p, "driftgauge_storage_healthy", &[]) == Some(0.0) && p.get("/-/ready").0 == 503,
     );
     let (_, ready) = p.get("/-/ready");
     assert!(ready.contains("state store"), "{ready}");
-    poll("every series drifted, its delivery pending", || {
+    poll("every series drifted, its delivery pending", WAIT, || {
         metric(&p, "driftgauge_webhook_queue_length", &[]) == Some(SERIES as f64)
     });
     // Still failing a while later: nothing pretends to be persisted.
@@ -143,10 +144,12 @@ groups:
     // Space returns: the next flush catches up.
     std::fs::remove_file(&filler).unwrap();
     let freed_at = driftgauge::time::now_ms() as f64 / 1000.0;
-    poll("the store works again and the service is ready", || {
-        metric(&p, "driftgauge_storage_healthy", &[]) == Some(1.0) && p.get("/-/ready").0 == 200
-    });
-    poll("a flush after the space returned", || {
+    poll(
+        "the store works again and the service is ready",
+        WAIT,
+        || metric(&p, "driftgauge_storage_healthy", &[]) == Some(1.0) && p.get("/-/ready").0 == 200,
+    );
+    poll("a flush after the space returned", WAIT, || {
         metric(&p, "driftgauge_storage_last_flush_timestamp_seconds", &[])
             .is_some_and(|t| t > freed_at + 0.2)
     });
@@ -157,7 +160,7 @@ groups:
     p.wait_exit(Duration::from_secs(10));
     let rx = Receiver::start_on(&hook_addr, Script::ok()).await;
     let p = Process::start(dir.path(), &args);
-    poll("ready after restart", || p.get("/-/ready").0 == 200);
+    poll("ready after restart", WAIT, || p.get("/-/ready").0 == 200);
 
     // Every pending delivery arrives, one event per series.
     let calls = rx.wait_for(SERIES, WAIT).await;
@@ -167,7 +170,7 @@ groups:
         .collect();
     assert_eq!(series.len(), SERIES, "one delivery per series");
     // Every series came back with its windows.
-    poll("every series restored and evaluated", || {
+    poll("every series restored and evaluated", WAIT, || {
         let t = p.get("/metrics").1;
         (0..SERIES).all(|i| {
             let f = format!("f{i}");

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use crate::cli::{http, poll, Process};
+use crate::cli::{http, Process};
 use crate::receiver::{Receiver, Script};
-use crate::support::{metric_value, Rng, WAIT};
+use crate::support::{metric_value, poll, Rng, WAIT};
 
 fn push(p: &Process, metric: &str, labels: &str, values: &[f64]) {
     let values: Vec<String> = values.iter().map(|v| format!("{v:?}")).collect();
@@ -64,7 +64,7 @@ groups:
         "--storage.flush-interval=100ms",
     ];
     let mut p = Process::start(dir.path(), &args);
-    poll("ready", || p.get("/-/ready").0 == 200);
+    poll("ready", WAIT, || p.get("/-/ready").0 == 200);
     let mut rng = Rng::new(21);
     push(
         &p,
@@ -82,11 +82,11 @@ groups:
     let pushed_at = driftgauge::time::now_ms() as f64 / 1000.0;
     let ks = [("rule", "ks_rule")];
     let ema = [("rule", "ema_rule")];
-    poll("both rules drifted", || {
+    poll("both rules drifted", WAIT, || {
         metric(&p, "driftgauge_drift_status", &ks) == Some(2.0)
             && metric(&p, "driftgauge_drift_status", &ema) == Some(2.0)
     });
-    poll("deliveries attempted and failing", || {
+    poll("deliveries attempted and failing", WAIT, || {
         metric(
             &p,
             "driftgauge_webhook_requests_total",
@@ -94,7 +94,7 @@ groups:
         )
         .is_some_and(|v| v >= 2.0)
     });
-    poll("a flush after the pushes", || {
+    poll("a flush after the pushes", WAIT, || {
         metric(&p, "driftgauge_storage_last_flush_timestamp_seconds", &[])
             .is_some_and(|t| t > pushed_at + 0.2)
     });
@@ -106,7 +106,7 @@ groups:
     p.wait_exit(Duration::from_secs(10));
     let rx = Receiver::start_on(&hook_addr, Script::ok()).await;
     let p = Process::start(dir.path(), &args);
-    poll("ready after restart", || p.get("/-/ready").0 == 200);
+    poll("ready after restart", WAIT, || p.get("/-/ready").0 == 200);
 
     // Both pending deliveries arrive; one event each, however many attempts.
     let calls = rx.wait_for(2, WAIT).await;
@@ -120,11 +120,11 @@ groups:
         assert_eq!(c.header("idempotency-key"), b["idempotency_key"].as_str());
         assert_eq!(b["status"], "drifted");
     }
-    poll("outbox drained", || {
+    poll("outbox drained", WAIT, || {
         metric(&p, "driftgauge_webhook_queue_length", &[]) == Some(0.0)
     });
     // Restored windows: the same KS statistic; restored state: still drifted, no new event.
-    poll("restored KS evaluated", || {
+    poll("restored KS evaluated", WAIT, || {
         metric(&p, "driftgauge_drift_statistic", &ks) == Some(statistic)
     });
     assert_eq!(metric(&p, "driftgauge_drift_status", &ks), Some(2.0));
@@ -147,7 +147,7 @@ groups:
     );
     // The EMA continues from its restored value.
     push(&p, "acc", r#"{"m":"x"}"#, &[1.0]);
-    poll("EMA continued", || {
+    poll("EMA continued", WAIT, || {
         metric(&p, "driftgauge_ema_value", &ema) == Some(0.5 * 1.0 + 0.5 * ema_before)
     });
     let keys: std::collections::BTreeSet<_> = rx
@@ -178,15 +178,15 @@ fn sigterm_flushes_acknowledged_samples() {
         "--storage.flush-interval=1h",
     ];
     let mut p = Process::start(dir.path(), &args);
-    poll("ready", || p.get("/-/ready").0 == 200);
+    poll("ready", WAIT, || p.get("/-/ready").0 == 200);
     push(&p, "v", "{}", &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
     p.signal("TERM");
     assert!(p.wait_exit(Duration::from_secs(12)).success());
     let p = Process::start(dir.path(), &args);
-    poll("ready", || p.get("/-/ready").0 == 200);
+    poll("ready", WAIT, || p.get("/-/ready").0 == 200);
     // The group evaluates at start: the restored windows show up.
     let sel = |w| [("rule", "ks_rule"), ("window", w)];
-    poll("restored windows", || {
+    poll("restored windows", WAIT, || {
         metric(&p, "driftgauge_window_samples", &sel("current")) == Some(2.0)
     });
     assert_eq!(
@@ -250,7 +250,7 @@ fn ten_times_the_series_limit_keeps_rss_flat() {
         &["--config.file=driftgauge.yml"],
         &[("MALLOC_ARENA_MAX", "1")],
     );
-    poll("ready", || p.get("/-/ready").0 == 200);
+    poll("ready", WAIT, || p.get("/-/ready").0 == 200);
     let batch = |from: usize, n: usize| {
         let samples: Vec<String> = (from..from + n)
             .map(|i| format!(r#"{{"metric":"m","labels":{{"id":"s{i}"}},"value":0.9}}"#))

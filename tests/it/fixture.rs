@@ -1,25 +1,31 @@
 //! Fixtures for the remote write and scrape tests: a programmable exporter (a real HTTP
 //! server answering `/metrics` with whatever body the test sets, changed during the test),
-//! and a small service of its own around an [`Engine`] (rules evaluated by the real
-//! scheduler, the real remote write handler on `POST /api/v1/write`, the real `/metrics`,
-//! scrapers started with `scrape::spawn_scrapers` or following reloads with `scrape::run`),
-//! all on loopback. Waiting is polling with a deadline, never a sleep.
+//! and the service assembled from its parts around an [`Engine`] the test keeps (its
+//! counters and series are read directly): the real scheduler, the real HTTP server, router
+//! and handlers (`http::server::serve` with an `http::State`), and scrapers started with
+//! `scrape::spawn_scrapers` or following reloads with `scrape::run`, all on loopback.
+//! `app::run` is the same assembly plus the store, the webhook outbox and the query sources.
 
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
+use driftgauge::config::LoadError;
 use driftgauge::engine::{scheduler, Engine};
+use driftgauge::http::{server, Reloader, State};
 use driftgauge::ingest::scrape;
 use driftgauge::output::webhook::WebhookSender;
 use driftgauge::telemetry::Telemetry;
+use driftgauge::time::stopped;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::receiver::{Receiver, Reply, Script};
-use crate::support::{metric_value, WAIT};
+use crate::support::{metric_value, wait_until, WAIT};
 
 pub const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -73,14 +79,13 @@ impl Exporter {
     }
 }
 
-/// An engine with its scheduler, scrapers and an HTTP front of its own.
+/// An engine with its scheduler, scrapers and the service's HTTP server.
 pub struct Service {
     pub engine: Arc<Engine>,
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     pub client: reqwest::Client,
     stop: watch::Sender<bool>,
-    server: tokio::task::JoinHandle<()>,
 }
 
 /// How the service runs its scrapers.
@@ -92,6 +97,23 @@ pub enum Scrapers {
     FollowReloads,
 }
 
+/// `POST /-/reload` of the fixture's service: the files read again and applied, as a reload
+/// of the running service does.
+struct Reload {
+    engine: Arc<Engine>,
+    config_file: PathBuf,
+}
+
+impl Reloader for Reload {
+    fn reload(&self) -> Pin<Box<dyn Future<Output = Result<(), LoadError>> + Send + '_>> {
+        Box::pin(async move {
+            let loaded = driftgauge::config::load(Some(&self.config_file))?;
+            self.engine.apply(loaded.config, loaded.rules);
+            Ok(())
+        })
+    }
+}
+
 impl Service {
     /// Writes `driftgauge.yml` (with `config`) and `files` (paths relative to the config,
     /// e.g. `rules/a.yml`, `token.txt`) into a temp dir, loads them as `serve` does, and
@@ -99,7 +121,8 @@ impl Service {
     pub async fn start(config: &str, files: &[(&str, &str)], scrapers: Scrapers) -> Service {
         let dir = tempfile::tempdir().expect("temp dir");
         write_files(dir.path(), config, files);
-        let loaded = driftgauge::config::load(Some(&dir.path().join("driftgauge.yml")))
+        let config_file = dir.path().join("driftgauge.yml");
+        let loaded = driftgauge::config::load(Some(&config_file))
             .unwrap_or_else(|e| panic!("test config refused: {e}"));
         let telemetry = Arc::new(Telemetry::default());
         let sender = WebhookSender::new(loaded.config.webhooks.clone(), Arc::clone(&telemetry))
@@ -118,28 +141,42 @@ impl Service {
                 scrape::spawn_scrapers(engine.sources(), scrape_configs, stop_rx.clone());
             }
             Scrapers::FollowReloads => {
-                tokio::spawn(scrape::run(engine.sources(), stop_rx));
+                tokio::spawn(scrape::run(engine.sources(), stop_rx.clone()));
             }
         }
+        let reloader = Arc::new(Reload {
+            engine: Arc::clone(&engine),
+            config_file,
+        });
+        let state = Arc::new(State::new(Arc::clone(&engine), None, true, reloader));
+        state.set_ready(true);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let server = tokio::spawn(serve(listener, Arc::clone(&engine)));
+        let mut stopping = stop_rx;
+        tokio::spawn(async move {
+            server::serve(listener, state, async move { stopped(&mut stopping).await }).await;
+        });
         Service {
             engine,
             addr,
             dir,
             client: reqwest::Client::new(),
             stop,
-            server,
         }
     }
 
-    /// Rewrites the files and applies them as a reload does.
-    pub fn reload(&self, config: &str, files: &[(&str, &str)]) {
+    /// Rewrites the files and reloads them through `POST /-/reload`; asserts it took.
+    pub async fn reload(&self, config: &str, files: &[(&str, &str)]) {
         write_files(self.dir.path(), config, files);
-        let loaded = driftgauge::config::load(Some(&self.dir.path().join("driftgauge.yml")))
-            .unwrap_or_else(|e| panic!("test config refused: {e}"));
-        self.engine.apply(loaded.config, loaded.rules);
+        let r = self
+            .client
+            .post(self.url("/-/reload"))
+            .send()
+            .await
+            .expect("POST /-/reload");
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "reload refused: {body}");
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -174,17 +211,15 @@ impl Service {
 
     /// Polls `/metrics` until `cond` holds for it; returns that text.
     pub async fn wait_for(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        wait_until(what, WAIT, || async {
             let text = self.metrics().await;
             if cond(&text) {
-                return text;
+                Ok(text)
+            } else {
+                Err(format!("/metrics:\n{text}"))
             }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; /metrics:\n{text}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     /// Polls `/metrics` until `name{labels}` satisfies `pred`; returns the value.
@@ -218,7 +253,6 @@ impl Service {
 impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
-        self.server.abort();
     }
 }
 
@@ -232,30 +266,4 @@ fn write_files(dir: &std::path::Path, config: &str, files: &[(&str, &str)]) {
         }
         std::fs::write(path, text).expect("write file");
     }
-}
-
-/// The real server (`driftgauge::http`), with reloads done by [`Service::reload`].
-async fn serve(listener: TcpListener, engine: Arc<Engine>) {
-    struct ReloadByHand;
-    impl driftgauge::http::Reloader for ReloadByHand {
-        fn reload(
-            &self,
-        ) -> std::pin::Pin<
-            Box<
-                dyn std::future::Future<Output = Result<(), driftgauge::config::LoadError>>
-                    + Send
-                    + '_,
-            >,
-        > {
-            Box::pin(async { Ok(()) })
-        }
-    }
-    let state = Arc::new(driftgauge::http::State::new(
-        engine,
-        None,
-        false,
-        Arc::new(ReloadByHand),
-    ));
-    state.set_ready(true);
-    driftgauge::http::server::serve(listener, state, std::future::pending::<()>()).await;
 }

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::cli::{http, poll, Process};
-use crate::support::metric_value;
+use crate::cli::{http, Process};
+use crate::support::{metric_value, poll, WAIT};
 
 const RULES: &str = r#"
 groups:
@@ -77,7 +77,7 @@ fn stalled_bodies_on_more_connections_than_descriptors_leave_health_probes_answe
         ],
         1024,
     );
-    poll("ready", || p.get("/-/ready").0 == 200);
+    poll("ready", WAIT, || p.get("/-/ready").0 == 200);
     let started = Instant::now();
     let mut attackers = Vec::new();
     for _ in 0..1050 {
@@ -115,7 +115,7 @@ fn stalled_bodies_on_more_connections_than_descriptors_leave_health_probes_answe
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     drop(attackers);
     // And the service serves normally again.
-    poll("ready again", || p.get("/-/ready").0 == 200);
+    poll("ready again", WAIT, || p.get("/-/ready").0 == 200);
     let (status, _) = http(
         &p.addr,
         "POST",
@@ -127,15 +127,11 @@ fn stalled_bodies_on_more_connections_than_descriptors_leave_health_probes_answe
 
 /// `/-/healthy` within a deadline, retrying while connections are refused or reset.
 fn health(addr: &str) -> (u16, String) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let attempt = std::panic::catch_unwind(|| http(addr, "GET", "/-/healthy", ""));
-        match attempt {
-            Ok(answer) if answer.0 != 0 => return answer,
-            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            _ => panic!("/-/healthy did not answer within 10 s"),
-        }
-    }
+    poll("/-/healthy to answer", Duration::from_secs(10), || {
+        std::panic::catch_unwind(|| http(addr, "GET", "/-/healthy", ""))
+            .ok()
+            .filter(|answer| answer.0 != 0)
+    })
 }
 
 /// Regression: one 16 MiB push needed ~17x its size while parsed, and 16 at once peaked at
@@ -147,7 +143,7 @@ fn sixteen_concurrent_16_mib_pushes_stay_under_512_mib() {
         dir.path(),
         &["--config.file=driftgauge.yml", "--storage.path=data"],
     );
-    poll("ready", || p.get("/-/ready").0 == 200);
+    poll("ready", WAIT, || p.get("/-/ready").0 == 200);
     let body = big_push(16 << 20);
     let addr = p.addr.clone();
     let threads: Vec<_> = (0..16)

@@ -14,6 +14,7 @@ mod prom;
 mod prometheus;
 mod prometheus_feeds;
 mod properties;
+mod query;
 mod receiver;
 mod remote_write;
 mod scrape;

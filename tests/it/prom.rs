@@ -8,9 +8,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+
+use crate::support::wait_until;
 
 /// Prometheus starts in a second or two; a loaded CI machine gets more.
 pub const START_WAIT: Duration = Duration::from_secs(30);
@@ -87,7 +89,7 @@ impl Drop for Prometheus {
     }
 }
 
-/// Polls `/-/ready`; `Err(log)` when the process exits first or the deadline passes.
+/// Polls `/-/ready`; `Err(log)` when the process exits first (e.g. its port was taken).
 async fn wait_ready(
     child: &mut Child,
     client: &reqwest::Client,
@@ -95,21 +97,25 @@ async fn wait_ready(
     log: &Path,
 ) -> Result<(), String> {
     let read_log = || std::fs::read_to_string(log).unwrap_or_default();
-    let deadline = Instant::now() + START_WAIT;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("prometheus exited ({status}):\n{}", read_log()));
-        }
-        if let Ok(r) = client.get(format!("http://{addr}/-/ready")).send().await {
-            if r.status() == 200 {
-                return Ok(());
+    let url = format!("http://{addr}/-/ready");
+    wait_until("prometheus to become ready", START_WAIT, || {
+        // Checked before the request, so the probe's future does not hold the child.
+        let exited = child.try_wait().ok().flatten();
+        let url = &url;
+        async move {
+            if let Some(status) = exited {
+                return Ok(Err(format!(
+                    "prometheus exited ({status}):\n{}",
+                    read_log()
+                )));
+            }
+            match client.get(url).send().await {
+                Ok(r) if r.status() == 200 => Ok(Ok(())),
+                _ => Err(format!("log:\n{}", read_log())),
             }
         }
-        if Instant::now() > deadline {
-            return Err(format!("not ready after {START_WAIT:?}:\n{}", read_log()));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 fn free_port() -> u16 {
@@ -251,21 +257,23 @@ impl Prometheus {
 
     /// Polls an instant query until it returns at least one series; returns them.
     pub async fn wait_query(&self, expr: &str) -> Vec<Value> {
-        let deadline = Instant::now() + DATA_WAIT;
-        loop {
-            let result = self.query(expr).await;
-            if !result.is_empty() {
-                return result;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "no data for {expr} through Prometheus after {DATA_WAIT:?}; targets: {}\nlog:\n{}",
-                    self.api("/api/v1/targets", &[]).await,
-                    self.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_until(
+            &format!("data for {expr} through Prometheus"),
+            DATA_WAIT,
+            || async {
+                let result = self.query(expr).await;
+                if result.is_empty() {
+                    Err(format!(
+                        "targets: {}\nlog:\n{}",
+                        self.api("/api/v1/targets", &[]).await,
+                        self.log()
+                    ))
+                } else {
+                    Ok(result)
+                }
+            },
+        )
+        .await
     }
 }
 

@@ -138,7 +138,7 @@ groups:
         ),
         Some(0.0)
     );
-    wait_until("scraped samples counted", || async {
+    wait_until("scraped samples counted", WAIT, || async {
         metric_value(
             &server.metrics().await,
             "driftgauge_samples_received_total",

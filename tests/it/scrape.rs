@@ -248,10 +248,12 @@ async fn scrapers_follow_reloads() {
     svc.wait_metric("driftgauge_ema_value", &[("rule", "temp")], |v| v == 1.0)
         .await;
     // A reload that leaves scrape_configs alone does not restart the scrapers...
-    svc.reload(&config(&job("fixture", &first.target(), "")), &rules);
+    svc.reload(&config(&job("fixture", &first.target(), "")), &rules)
+        .await;
     first.wait_scraped().await;
     // ...and one that changes them moves scraping to the new target.
-    svc.reload(&config(&job("fixture", &second.target(), "")), &rules);
+    svc.reload(&config(&job("fixture", &second.target(), "")), &rules)
+        .await;
     let text = svc
         .wait_for("the second target's value", |t| {
             metric_value(

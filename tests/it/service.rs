@@ -144,7 +144,7 @@ async fn ks_push_drifts_gauges_and_calls_the_webhook_once() {
         .unwrap()
     };
     let before = evals(&server.metrics().await);
-    wait_until("three more evaluations", || async {
+    wait_until("three more evaluations", WAIT, || async {
         evals(&server.metrics().await) >= before + 3.0
     })
     .await;
@@ -642,7 +642,7 @@ async fn reload_is_refused_without_the_lifecycle_flag() {
     driftgauge::net::install_crypto_provider();
     let client = reqwest::Client::new();
     let url = |p: &str| format!("http://{addr}{p}");
-    wait_until("ready", || async {
+    wait_until("ready", WAIT, || async {
         client
             .get(url("/-/ready"))
             .send()
@@ -733,7 +733,7 @@ webhooks:
         assert_eq!(c.header("webhook-signature"), Some(expected.as_str()));
     }
     let t = server.metrics().await;
-    wait_until("queue drained", || async {
+    wait_until("queue drained", WAIT, || async {
         metric_value(
             &server.metrics().await,
             "driftgauge_webhook_queue_length",
@@ -785,11 +785,11 @@ async fn a_dead_webhook_receiver_never_delays_evaluation() {
         .unwrap()
     };
     let before = evals(&server.metrics().await);
-    wait_until("evaluations go on", || async {
+    wait_until("evaluations go on", WAIT, || async {
         evals(&server.metrics().await) >= before + 5.0
     })
     .await;
-    wait_until("failed attempts counted", || async {
+    wait_until("failed attempts counted", WAIT, || async {
         metric_value(
             &server.metrics().await,
             "driftgauge_webhook_requests_total",
@@ -960,7 +960,7 @@ async fn auto_reload_picks_up_edited_rule_files() {
         "q.yml",
         &rules.replace("accuracy_degradation", "accuracy_drop"),
     ));
-    wait_until("the edited rule is loaded", || async {
+    wait_until("the edited rule is loaded", WAIT, || async {
         server
             .get("/api/v1/rules")
             .await
@@ -971,7 +971,7 @@ async fn auto_reload_picks_up_edited_rule_files() {
     // A bad edit is refused and the running rule stays.
     server
         .rewrite(&Files::new("rule_files: [\"rules/*.yml\"]\n").rule_file("q.yml", "groups: [\n"));
-    wait_until("the failed reload is reported", || async {
+    wait_until("the failed reload is reported", WAIT, || async {
         metric_value(
             &server.metrics().await,
             "driftgauge_config_last_reload_successful",
@@ -1030,7 +1030,7 @@ async fn cooldown_allows_one_call_per_rule_and_series() {
         .unwrap()
     };
     let before = evals(&server.metrics().await);
-    wait_until("a few more evaluations", || async {
+    wait_until("a few more evaluations", WAIT, || async {
         evals(&server.metrics().await) >= before + 3.0
     })
     .await;

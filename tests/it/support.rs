@@ -1,5 +1,7 @@
 //! Starts driftgauge in-process on `127.0.0.1:0` with a temporary config, rules and storage,
-//! and talks to it over real HTTP. Waiting is always polling a condition with a deadline.
+//! and talks to it over real HTTP; and the suite's one way to wait: [`poll`] (sync) and
+//! [`wait_until`] (async) look at a condition until it holds or a deadline passes, and name
+//! what they awaited when it does. Tests never sleep to wait.
 
 #![allow(dead_code)]
 
@@ -82,19 +84,22 @@ impl Server {
     }
 
     async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if self.task.as_ref().is_some_and(|t| t.is_finished()) {
-                let result = self.task.take().expect("task").await;
-                panic!("driftgauge exited during start-up: {result:?}");
+        let (client, task, url) = (&self.client, &self.task, self.url("/-/ready"));
+        let exited = wait_until("driftgauge to become ready", WAIT, || async {
+            if task.as_ref().is_some_and(|t| t.is_finished()) {
+                return Some(true);
             }
-            if let Ok(r) = self.client.get(self.url("/-/ready")).send().await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "driftgauge did not become ready");
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            let ready = client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            ready.then_some(false)
+        })
+        .await;
+        if exited {
+            let result = self.task.take().expect("task").await;
+            panic!("driftgauge exited during start-up: {result:?}");
         }
     }
 
@@ -166,19 +171,13 @@ impl Server {
         labels: &[(&str, &str)],
         pred: impl Fn(f64) -> bool,
     ) -> f64 {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        wait_until(&format!("{name}{labels:?}"), WAIT, || async {
             let text = self.metrics().await;
-            if let Some(v) = metric_value(&text, name, labels) {
-                if pred(v) {
-                    return v;
-                }
-            }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for {name}{labels:?}; /metrics:\n{text}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            metric_value(&text, name, labels)
+                .filter(|&v| pred(v))
+                .ok_or(format!("/metrics:\n{text}"))
+        })
+        .await
     }
 
     /// Stops the server the way SIGTERM does and waits for it to finish.
@@ -250,16 +249,96 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
     found
 }
 
-/// Polls `cond` until it is true or the deadline passes.
-pub async fn wait_until<F, Fut>(what: &str, mut cond: F)
+/// How long a polling wait sleeps between two looks.
+pub const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// What a probe of [`poll`] or [`wait_until`] answers: done (`true`, `Some(v)`, `Ok(v)`) with
+/// what the wait returns, or not yet (`false`, `None`, `Err(seen)`, where `seen` says what
+/// the probe saw, for the message of a wait that times out).
+pub trait Probe {
+    type Done;
+    fn done(self) -> Result<Self::Done, String>;
+}
+
+impl Probe for bool {
+    type Done = ();
+    fn done(self) -> Result<(), String> {
+        if self {
+            Ok(())
+        } else {
+            Err(String::new())
+        }
+    }
+}
+
+impl<T> Probe for Option<T> {
+    type Done = T;
+    fn done(self) -> Result<T, String> {
+        self.ok_or_else(String::new)
+    }
+}
+
+impl<T> Probe for Result<T, String> {
+    type Done = T;
+    fn done(self) -> Result<T, String> {
+        self
+    }
+}
+
+fn timed_out(caller: &std::panic::Location, what: &str, within: Duration, seen: &str) -> String {
+    let mut message = format!("{caller}: timed out after {within:?} waiting for {what}");
+    if !seen.is_empty() {
+        message.push_str("; last seen:\n");
+        message.push_str(seen);
+    }
+    message
+}
+
+/// Calls `probe` every [`POLL_EVERY`] until it is done and returns what it found; after
+/// `within`, panics naming the caller, `what` was awaited and what the probe saw last. For
+/// tests without a runtime (processes, blocking clients).
+#[track_caller]
+pub fn poll<P: Probe>(what: &str, within: Duration, mut probe: impl FnMut() -> P) -> P::Done {
+    let caller = std::panic::Location::caller();
+    let deadline = Instant::now() + within;
+    loop {
+        match probe().done() {
+            Ok(done) => return done,
+            Err(seen) if Instant::now() >= deadline => {
+                panic!("{}", timed_out(caller, what, within, &seen))
+            }
+            Err(_) => std::thread::sleep(POLL_EVERY),
+        }
+    }
+}
+
+/// [`poll`] for async probes: awaits `probe()` every [`POLL_EVERY`] until it is done and
+/// returns what it found; after `within`, panics naming the caller, `what` was awaited and
+/// what the probe saw last.
+#[track_caller]
+pub fn wait_until<P, F, Fut>(
+    what: &str,
+    within: Duration,
+    mut probe: F,
+) -> impl Future<Output = P::Done>
 where
+    P: Probe,
     F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
+    Fut: Future<Output = P>,
 {
-    let deadline = Instant::now() + WAIT;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let caller = std::panic::Location::caller();
+    let what = what.to_string();
+    async move {
+        let deadline = Instant::now() + within;
+        loop {
+            match probe().await.done() {
+                Ok(done) => return done,
+                Err(seen) if Instant::now() >= deadline => {
+                    panic!("{}", timed_out(caller, &what, within, &seen))
+                }
+                Err(_) => tokio::time::sleep(POLL_EVERY).await,
+            }
+        }
     }
 }
 

@@ -19,6 +19,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::support::{wait_until, WAIT};
+
 /// bcrypt's lowest cost keeps the tests fast.
 const COST: u32 = 4;
 
@@ -634,16 +636,10 @@ impl Service {
             stop: Some(stop),
             task: Some(task),
         };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(r) = ready(addr).send().await {
-                if r.status() == 200 {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "driftgauge did not become ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until("driftgauge to become ready", WAIT, || async {
+            ready(addr).send().await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
         service
     }
 
@@ -842,20 +838,14 @@ async fn status(request: reqwest::RequestBuilder) -> u16 {
     request.send().await.expect("request").status().as_u16()
 }
 
-/// Polls `cond` every 50 ms; returns how long it took to hold. Panics after 15 s.
-async fn time_until<F, Fut>(what: &str, mut cond: F) -> Duration
+/// Polls `cond` until it holds; returns how long that took.
+async fn time_until<F, Fut>(what: &str, cond: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let started = Instant::now();
-    while !cond().await {
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(what, WAIT, cond).await;
     started.elapsed()
 }
 
@@ -1089,16 +1079,15 @@ async fn a_rotated_certificate_is_served_on_the_next_handshake() {
     std::fs::write(pki.path("server.key"), next.read("server.key")).expect("write key");
     std::fs::write(pki.path("server.crt"), next.read("server.crt")).expect("write cert");
     let started = Instant::now();
-    let served = loop {
-        if let Ok(r) = trusts_new.get(&url).send().await {
-            break presented(&r);
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "the new certificate was never served"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let served = wait_until("the new certificate to be served", WAIT, || async {
+        trusts_new
+            .get(&url)
+            .send()
+            .await
+            .ok()
+            .map(|r| presented(&r))
+    })
+    .await;
     let took = started.elapsed();
     assert!(took < PICKED_UP_WITHIN, "took {took:?}");
     assert_eq!(served, der_of(&next.read("server.crt")));

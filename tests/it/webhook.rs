@@ -52,23 +52,6 @@ fn delivery(webhook: &str, key: &str) -> Delivery {
     }
 }
 
-/// Polls `condition` until it holds; panics naming `what` after `WAIT`.
-#[track_caller]
-fn eventually(what: &str, condition: impl Fn() -> bool) -> impl std::future::Future<Output = ()> {
-    let caller = std::panic::Location::caller();
-    let what = what.to_string();
-    async move {
-        let deadline = Instant::now() + WAIT;
-        while !condition() {
-            assert!(
-                Instant::now() < deadline,
-                "{caller}: waited {WAIT:?} for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
-
 fn counts(telemetry: &Telemetry, webhook: &str) -> (f64, f64) {
     (
         telemetry.webhook_requests.get(webhook, "success"),
@@ -90,7 +73,10 @@ async fn server_errors_are_retried_with_the_same_idempotency_key() {
     let (sender, telemetry) = sender(vec![("retrain", config(&receiver.url("/retrain")))]);
     let sent = delivery("retrain", "key-1");
     sender.enqueue(sent.clone()).expect("enqueue");
-    eventually("the delivery to finish", || sender.pending() == 0).await;
+    wait_until("the delivery to finish", WAIT, || async {
+        sender.pending() == 0
+    })
+    .await;
 
     let requests = receiver.requests();
     assert_eq!(
@@ -129,7 +115,10 @@ async fn client_errors_and_redirects_are_not_retried() {
         .enqueue(delivery("moved", "k-moved"))
         .expect("enqueue");
     // Finished deliveries cannot retry any more: no need to wait "long enough".
-    eventually("both deliveries to finish", || sender.pending() == 0).await;
+    wait_until("both deliveries to finish", WAIT, || async {
+        sender.pending() == 0
+    })
+    .await;
 
     assert_eq!(bad.requests().len(), 1);
     assert_eq!(moved.requests().len(), 1);
@@ -152,7 +141,10 @@ async fn too_many_requests_is_retried_after_retry_after_capped_at_max_backoff() 
     sender.enqueue(delivery("retrain", "k")).expect("enqueue");
 
     let requests = receiver.wait_for(3, WAIT).await;
-    eventually("the delivery to finish", || sender.pending() == 0).await;
+    wait_until("the delivery to finish", WAIT, || async {
+        sender.pending() == 0
+    })
+    .await;
     assert_eq!(
         receiver
             .requests()
@@ -231,7 +223,10 @@ async fn requests_carry_a_verifiable_signature_the_bearer_token_and_custom_heade
     sender
         .enqueue(delivery("signed", "msg_abc"))
         .expect("enqueue");
-    eventually("the delivery to finish", || sender.pending() == 0).await;
+    wait_until("the delivery to finish", WAIT, || async {
+        sender.pending() == 0
+    })
+    .await;
 
     let requests = receiver.requests();
     assert_eq!(requests.len(), 2, "{requests:?}");
@@ -266,7 +261,10 @@ async fn a_timed_out_attempt_is_retried_and_delivered() {
     let (sender, telemetry) = sender(vec![("slow", cfg)]);
     let started = Instant::now();
     sender.enqueue(delivery("slow", "k")).expect("enqueue");
-    eventually("the delivery to finish", || sender.pending() == 0).await;
+    wait_until("the delivery to finish", WAIT, || async {
+        sender.pending() == 0
+    })
+    .await;
 
     assert_eq!(receiver.requests().len(), 2);
     assert_eq!(counts(&telemetry, "slow"), (1.0, 1.0));
@@ -277,7 +275,7 @@ async fn a_timed_out_attempt_is_retried_and_delivered() {
 async fn refused_connections_count_as_failures_and_shutdown_abandons_the_retries() {
     let (sender, telemetry) = sender(vec![("dead", config(&closed_port_url()))]);
     sender.enqueue(delivery("dead", "k")).expect("enqueue");
-    eventually("three failed attempts", || {
+    wait_until("three failed attempts", WAIT, || async {
         telemetry.webhook_requests.get("dead", "failure") >= 3.0
     })
     .await;
@@ -357,7 +355,7 @@ async fn a_dead_webhook_does_not_hold_up_another() {
     stuck.wait_for(1, WAIT).await;
     sender.enqueue(delivery("healthy", "k2")).expect("enqueue");
     healthy.wait_for(1, WAIT).await;
-    eventually("the healthy delivery to be counted", || {
+    wait_until("the healthy delivery to be counted", WAIT, || async {
         counts(&telemetry, "healthy") == (1.0, 0.0)
     })
     .await;
@@ -369,7 +367,7 @@ async fn a_dead_webhook_does_not_hold_up_another() {
 async fn a_reload_reaches_deliveries_already_retrying() {
     let (sender, telemetry) = sender(vec![("w", config(&closed_port_url()))]);
     sender.enqueue(delivery("w", "k")).expect("enqueue");
-    eventually("a failed attempt", || {
+    wait_until("a failed attempt", WAIT, || async {
         telemetry.webhook_requests.get("w", "failure") >= 1.0
     })
     .await;
@@ -381,7 +379,10 @@ async fn a_reload_reaches_deliveries_already_retrying() {
     )]));
     let requests = receiver.wait_for(1, WAIT).await;
     assert_eq!(requests[0].header("idempotency-key"), Some("k"));
-    eventually("the delivery to finish", || sender.pending() == 0).await;
+    wait_until("the delivery to finish", WAIT, || async {
+        sender.pending() == 0
+    })
+    .await;
     assert_eq!(telemetry.webhook_requests.get("w", "success"), 1.0);
 }
 
@@ -499,7 +500,10 @@ async fn a_hanging_receiver_holds_max_connections_and_the_api_answers() {
     server
         .wait_metric("driftgauge_webhook_queue_length", &[], |v| v == 300.0)
         .await;
-    eventually("8 connections held", || rx.connections().open == 8).await;
+    wait_until("8 connections held", WAIT, || async {
+        rx.connections().open == 8
+    })
+    .await;
 
     for _ in 0..20 {
         answers_at_once(&server, "/-/healthy").await;
@@ -550,7 +554,7 @@ async fn with_a_short_timeout_every_delivery_is_attempted_and_all_go_through_onc
     }
     // Retries go to the back of the line: each delivery gets its turn while the receiver
     // hangs, none starves behind the first four timing out again and again.
-    eventually("every delivery attempted", || {
+    wait_until("every delivery attempted", WAIT, || async {
         let held: std::collections::BTreeSet<String> = rx.held_keys().into_iter().collect();
         held.len() == keys.len()
     })
@@ -560,7 +564,10 @@ async fn with_a_short_timeout_every_delivery_is_attempted_and_all_go_through_onc
     let hanging = rx.connections();
 
     rx.set_hanging(false);
-    eventually("every delivery delivered", || sender.pending() == 0).await;
+    wait_until("every delivery delivered", WAIT, || async {
+        sender.pending() == 0
+    })
+    .await;
     let delivered: std::collections::BTreeSet<String> = rx
         .requests()
         .iter()
@@ -591,7 +598,10 @@ async fn with_one_connection_deliveries_go_in_order_over_a_reused_connection() {
     for key in &keys {
         sender.enqueue(delivery("w", key)).expect("enqueue");
     }
-    eventually("every delivery delivered", || sender.pending() == 0).await;
+    wait_until("every delivery delivered", WAIT, || async {
+        sender.pending() == 0
+    })
+    .await;
     let arrived: Vec<String> = rx
         .requests()
         .iter()
@@ -617,7 +627,10 @@ async fn shutdown_stops_deliveries_waiting_for_a_connection() {
             .enqueue(delivery("w", &format!("k{i}")))
             .expect("enqueue");
     }
-    eventually("2 connections held", || rx.connections().open == 2).await;
+    wait_until("2 connections held", WAIT, || async {
+        rx.connections().open == 2
+    })
+    .await;
     assert_eq!(telemetry.queue_len(), 50);
 
     let grace = Duration::from_millis(200);
@@ -644,10 +657,16 @@ async fn a_reload_resizes_the_connection_slots_of_waiting_deliveries() {
             .enqueue(delivery("w", &format!("k{i}")))
             .expect("enqueue");
     }
-    eventually("2 connections held", || rx.connections().open == 2).await;
+    wait_until("2 connections held", WAIT, || async {
+        rx.connections().open == 2
+    })
+    .await;
     cfg.max_connections = 5;
     sender.update(BTreeMap::from([("w".to_string(), cfg)]));
-    eventually("5 connections held", || rx.connections().open == 5).await;
+    wait_until("5 connections held", WAIT, || async {
+        rx.connections().open == 5
+    })
+    .await;
     assert_eq!(rx.connections().accepted, 5);
     sender.shutdown(Duration::ZERO).await;
 }
@@ -685,7 +704,10 @@ async fn a_restart_with_2000_pending_deliveries_opens_max_connections() {
     server
         .wait_metric("driftgauge_webhook_queue_length", &[], |v| v == 2000.0)
         .await;
-    eventually("4 connections held", || rx.connections().open == 4).await;
+    wait_until("4 connections held", WAIT, || async {
+        rx.connections().open == 4
+    })
+    .await;
     for _ in 0..20 {
         answers_at_once(&server, "/-/healthy").await;
         answers_at_once(&server, "/metrics").await;
@@ -717,13 +739,9 @@ async fn a_restart_with_2000_pending_deliveries_opens_max_connections() {
     server.stop().await;
     // Settled deliveries leave the outbox one blocking delete each, which may still hold the
     // store for a moment after the server stopped.
-    let deadline = Instant::now() + WAIT;
-    let store = loop {
-        match driftgauge::store::Store::open(&data) {
-            Ok(store) => break store,
-            Err(e) => assert!(Instant::now() < deadline, "open the store: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let store = wait_until("the store to open", WAIT, || async {
+        driftgauge::store::Store::open(&data).map_err(|e| e.to_string())
+    })
+    .await;
     assert_eq!(store.deliveries().expect("outbox").len(), 0);
 }
