@@ -692,7 +692,7 @@ async fn a_restart_with_2000_pending_deliveries_opens_max_connections() {
 
     // The previous run's tasks let go of the store as they end: wait for that, as a restart
     // would.
-    wait_until("the previous run's store closed", || async {
+    wait_until("the previous run's store closed", WAIT, || async {
         driftgauge::store::Store::open(&data).is_ok()
     })
     .await;
