@@ -22,11 +22,20 @@ impl Diagnostic {
         col: usize,
         message: impl Into<String>,
     ) -> Self {
+        let mut message = message.into();
+        if message.len() > MAX_MESSAGE {
+            let mut end = MAX_MESSAGE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
         Diagnostic {
             file: file.into(),
             line,
             col,
-            message: message.into(),
+            message,
         }
     }
 
@@ -54,11 +63,16 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// A short, portable reason for an I/O error (no OS error numbers in `check` output).
 /// Largest rule file or service config read, in bytes.
 pub(crate) const MAX_TEXT_FILE: u64 = 16 << 20;
 /// Largest `reference: {file: ...}` read, in bytes.
 pub(crate) const MAX_REFERENCE_FILE: u64 = 1 << 30;
+/// Diagnostics kept per file; past them one line says how many more there were.
+pub const MAX_PER_FILE: usize = 100;
+/// Longest message kept, in bytes: a backstop behind the excerpts messages quote input with.
+const MAX_MESSAGE: usize = 8 << 10;
+/// Longest path quoted in a message, in characters (Linux's `PATH_MAX` is 4096 bytes).
+const MAX_PATH_CHARS: usize = 4096;
 
 /// Reads a text file of at most `limit` bytes. Only regular files: a FIFO or a device such as
 /// `/dev/zero` named by mistake is refused instead of read forever.
@@ -75,7 +89,11 @@ pub(crate) fn read_text(path: &std::path::Path, limit: u64) -> std::io::Result<S
     if meta.len() > limit {
         return Err(Error::other(format!("larger than {limit} bytes")));
     }
+    // Room for exactly the file: reading into a growing buffer could take twice its size.
     let mut text = String::new();
+    let len = usize::try_from(meta.len()).map_err(|_| Error::other("too large"))?;
+    text.try_reserve_exact(len)
+        .map_err(|_| Error::other(format!("cannot allocate {len} bytes to read it")))?;
     file.take(limit + 1).read_to_string(&mut text)?;
     if text.len() as u64 > limit {
         return Err(Error::other(format!("larger than {limit} bytes")));
@@ -83,6 +101,44 @@ pub(crate) fn read_text(path: &std::path::Path, limit: u64) -> std::io::Result<S
     Ok(text)
 }
 
+/// A path for a message, quoted as `{:?}` does (and cut, should it be longer than any real
+/// path: it may come from a YAML value).
+pub(crate) fn quote_path(path: &std::path::Path) -> String {
+    let shown = path.display().to_string();
+    match shown.char_indices().nth(MAX_PATH_CHARS) {
+        None => format!("{shown:?}"),
+        Some((end, _)) => format!("{:?}…", &shown[..end]),
+    }
+}
+
+/// Adds `d` to one file's diagnostics, or counts it in `hidden` when
+/// [`MAX_PER_FILE`] are already kept.
+pub(crate) fn keep(diags: &mut Vec<Diagnostic>, hidden: &mut usize, d: Diagnostic) {
+    if diags.len() < MAX_PER_FILE {
+        diags.push(d);
+    } else {
+        *hidden += 1;
+    }
+}
+
+/// Sorts one file's diagnostics by position (messages without a position last) and keeps
+/// the first [`MAX_PER_FILE`]; `hidden` more were already left out. When any were, the
+/// last line says how many: `… N more errors in FILE`.
+pub(crate) fn finish_file(diags: &mut Vec<Diagnostic>, mut hidden: usize) {
+    diags.sort_by_key(|d| (d.file.is_empty(), d.line, d.col));
+    if diags.len() > MAX_PER_FILE {
+        hidden += diags.len() - MAX_PER_FILE;
+        diags.truncate(MAX_PER_FILE);
+    }
+    if hidden > 0 {
+        let file = diags.first().map(|d| d.file.clone()).unwrap_or_default();
+        diags.push(Diagnostic::general(format!(
+            "… {hidden} more errors in {file}"
+        )));
+    }
+}
+
+/// A short, portable reason for an I/O error (no OS error numbers in `check` output).
 pub(crate) fn io_reason(e: &std::io::Error) -> String {
     use std::io::ErrorKind;
     match e.kind() {
@@ -107,6 +163,13 @@ fn one_per_line(diags: &[Diagnostic]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_are_bounded() {
+        let d = Diagnostic::new("f", 1, 1, "é".repeat(MAX_MESSAGE));
+        assert!(d.message.len() <= MAX_MESSAGE + '…'.len_utf8());
+        assert!(d.message.ends_with('…'));
+    }
 
     #[test]
     fn display_is_file_line_col_message() {

@@ -57,7 +57,8 @@ pub struct CheckSummary {
 /// Loads the config and its rule files (serve, reload). `None`: the embedded default config
 /// (`rule_files: ["rules/*.yml"]` relative to the working directory, no webhooks); rule
 /// files' webhook names are then not checked, as there is no webhook config to check them
-/// against. Reports every error of every file at once.
+/// against. Reports every error of every file at once (at most [`diag::MAX_PER_FILE`] a
+/// file).
 pub fn load(config_file: Option<&Path>) -> Result<Loaded, LoadError> {
     run(Plan {
         config_file,
@@ -109,8 +110,8 @@ struct Plan<'a> {
 }
 
 fn run(plan: Plan) -> Result<Loaded, LoadError> {
-    // Diagnostics per file, in the order files are read; each list sorted by position.
-    let mut diags: Vec<Vec<Diagnostic>> = Vec::new();
+    // Diagnostics per file, in the order files are read, with the number each left out.
+    let mut diags: Vec<(Vec<Diagnostic>, usize)> = Vec::new();
     let mut config = Config::default();
     let mut webhook_names = BTreeSet::new();
     let mut rule_file_markers = vec![None];
@@ -128,14 +129,17 @@ fn run(plan: Plan) -> Result<Loaded, LoadError> {
                 config = parsed.config;
                 webhook_names = parsed.webhook_names;
                 rule_file_markers = parsed.rule_file_markers;
-                diags.push(parsed.diags);
+                diags.push((parsed.diags, parsed.hidden));
                 check_webhooks = true;
             }
             Err(e) => {
-                diags.push(vec![Diagnostic::whole_file(
-                    &origin,
-                    format!("cannot read config file: {}", diag::io_reason(&e)),
-                )]);
+                diags.push((
+                    vec![Diagnostic::whole_file(
+                        &origin,
+                        format!("cannot read config file: {}", diag::io_reason(&e)),
+                    )],
+                    0,
+                ));
                 expand_globs = false;
             }
         }
@@ -166,18 +170,25 @@ fn run(plan: Plan) -> Result<Loaded, LoadError> {
                         match entry {
                             Ok(p) if p.is_file() => push_unique(&mut files, p),
                             Ok(_) => {}
-                            Err(e) => diags.push(vec![at(format!(
-                                "rule_files: cannot read {:?}: {}",
-                                e.path().display().to_string(),
-                                diag::io_reason(e.error())
-                            ))]),
+                            Err(e) => diags.push((
+                                vec![at(format!(
+                                    "rule_files: cannot read {}: {}",
+                                    diag::quote_path(e.path()),
+                                    diag::io_reason(e.error())
+                                ))],
+                                0,
+                            )),
                         }
                     }
                 }
-                Err(e) => diags.push(vec![at(format!(
-                    "rule_files: invalid glob {pattern:?}: {}",
-                    e.msg
-                ))]),
+                Err(e) => diags.push((
+                    vec![at(format!(
+                        "rule_files: invalid glob {}: {}",
+                        crate::formats::excerpt(pattern),
+                        e.msg
+                    ))],
+                    0,
+                )),
             }
         }
     }
@@ -193,10 +204,13 @@ fn run(plan: Plan) -> Result<Loaded, LoadError> {
         let text = match diag::read_text(path, diag::MAX_TEXT_FILE) {
             Ok(t) => t,
             Err(e) => {
-                diags.push(vec![Diagnostic::whole_file(
-                    &origin,
-                    format!("cannot read rule file: {}", diag::io_reason(&e)),
-                )]);
+                diags.push((
+                    vec![Diagnostic::whole_file(
+                        &origin,
+                        format!("cannot read rule file: {}", diag::io_reason(&e)),
+                    )],
+                    0,
+                ));
                 continue;
             }
         };
@@ -207,18 +221,21 @@ fn run(plan: Plan) -> Result<Loaded, LoadError> {
         };
         let parsed = parse::parse_file(&text, &origin, &ctx, cap);
         names.push((origin, parsed.names, diags.len()));
-        diags.push(parsed.diags);
+        diags.push((parsed.diags, parsed.hidden));
         rules.groups.extend(parsed.groups);
     }
     let by_file: Vec<(&str, &Vec<GroupName>)> =
         names.iter().map(|(o, n, _)| (o.as_str(), n)).collect();
-    for (file, d) in parse::duplicate_groups(&by_file) {
-        let slot = names[file].2;
-        diags[slot].push(d);
-        parse::sort(&mut diags[slot]);
-    }
+    parse::duplicate_groups(&by_file, |file, d| {
+        let (list, hidden) = &mut diags[names[file].2];
+        diag::keep(list, hidden, d);
+    });
 
-    let all: Vec<Diagnostic> = diags.into_iter().flatten().collect();
+    let mut all: Vec<Diagnostic> = Vec::new();
+    for (mut list, hidden) in diags {
+        diag::finish_file(&mut list, hidden);
+        all.extend(list);
+    }
     if !all.is_empty() {
         return Err(LoadError(all));
     }

@@ -1,15 +1,21 @@
 //! Values from a file: one float per line (blank lines and `#` comments skipped), or one
 //! column of a CSV with a header. Used by `driftgauge eval` and `reference: {file: ...}`.
 
+use crate::formats::{clip, excerpt};
+
+/// What is wrong with a values file. Input is quoted as a short excerpt ([`excerpt`]): a bad
+/// line of a 1 GiB file makes a message of a few dozen characters.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ValuesError {
-    #[error("line {line}: expected a number, got {text:?}")]
+    /// `text`: the field, as [`excerpt`] quotes it.
+    #[error("line {line}: expected a number, got {text}")]
     NotANumber { line: usize, text: String },
-    #[error("line {line}: value must be finite, got {text:?}")]
+    #[error("line {line}: value must be finite, got {text}")]
     NotFinite { line: usize, text: String },
     #[error("no values")]
     Empty,
-    #[error("column {column:?} is not in the header (columns: {header})")]
+    /// `column` quoted, `header` clipped.
+    #[error("column {column} is not in the header (columns: {header})")]
     NoSuchColumn { column: String, header: String },
     #[error("line {line}: the row has no column {index}")]
     ShortRow { line: usize, index: usize },
@@ -34,8 +40,8 @@ pub fn parse_values(text: &str, column: Option<&str>) -> Result<Vec<f64>, Values
                     .collect();
                 let i = names.iter().position(|h| *h == col).ok_or_else(|| {
                     ValuesError::NoSuchColumn {
-                        column: col.to_string(),
-                        header: names.join(", "),
+                        column: excerpt(col),
+                        header: clip(&names.join(", ")),
                     }
                 })?;
                 Some(i)
@@ -54,12 +60,12 @@ pub fn parse_values(text: &str, column: Option<&str>) -> Result<Vec<f64>, Values
         };
         let x: f64 = field.parse().map_err(|_| ValuesError::NotANumber {
             line,
-            text: field.to_string(),
+            text: excerpt(field),
         })?;
         if !x.is_finite() {
             return Err(ValuesError::NotFinite {
                 line,
-                text: field.to_string(),
+                text: excerpt(field),
             });
         }
         out.push(x);
@@ -84,14 +90,14 @@ mod tests {
             parse_values("1\nx\n", None),
             Err(ValuesError::NotANumber {
                 line: 2,
-                text: "x".into()
+                text: "\"x\"".into()
             })
         );
         assert_eq!(
             parse_values("1\nNaN\n", None),
             Err(ValuesError::NotFinite {
                 line: 2,
-                text: "NaN".into()
+                text: "\"NaN\"".into()
             })
         );
         assert_eq!(
@@ -107,7 +113,7 @@ mod tests {
         assert_eq!(
             parse_values(csv, Some("x")),
             Err(ValuesError::NoSuchColumn {
-                column: "x".into(),
+                column: "\"x\"".into(),
                 header: "id, amount".into()
             })
         );
@@ -115,5 +121,20 @@ mod tests {
             parse_values("a,b\n1\n", Some("b")),
             Err(ValuesError::ShortRow { line: 2, index: 1 })
         );
+    }
+
+    #[test]
+    fn a_huge_bad_line_gives_a_short_message() {
+        let nuls = "\0".repeat(8 << 20);
+        let e = parse_values(&nuls, None).expect_err("not a number");
+        assert!(e.to_string().len() < 200, "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("line 1: expected a number, got \"\\0\\0"),
+            "{e}"
+        );
+        let header = format!("{}\n1\n", "h,".repeat(1 << 20));
+        let e = parse_values(&header, Some("x")).expect_err("no column");
+        assert!(e.to_string().len() < 200, "{e}");
     }
 }

@@ -3,8 +3,10 @@
 //! Expected diagnostics live next to the fixtures in `tests/data/check/*.expected`, one
 //! `file:line:col: message` a line, files named as passed on the command line.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 const DATA: &str = "tests/data/check";
 
@@ -12,26 +14,69 @@ const DATA: &str = "tests/data/check";
 /// stderr, with `expected`, and requires the other stream to be empty.
 #[track_caller]
 fn check(args: &[&str], expected: &str, exit: i32) {
-    let out = Command::new(env!("CARGO_BIN_EXE_driftgauge"))
-        .arg("check")
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("driftgauge runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, err) = if exit == 0 {
+        (expected, "")
+    } else {
+        ("", expected)
+    };
+    check_in(Path::new(env!("CARGO_MANIFEST_DIR")), args, out, err, exit);
+}
+
+/// Runs `driftgauge check ARGS` in `dir` and compares both streams and the exit code.
+#[track_caller]
+fn check_in(dir: &Path, args: &[&str], stdout: &str, stderr: &str, exit: i32) {
+    let (got_out, got_err, code) = run_check(dir, args);
     let context = format!(
-        "driftgauge check {}\n--- stdout:\n{stdout}--- stderr:\n{stderr}",
+        "driftgauge check {}\n--- stdout:\n{got_out}--- stderr:\n{got_err}",
         args.join(" ")
     );
-    let (got, other) = if exit == 0 {
-        (&stdout, &stderr)
-    } else {
-        (&stderr, &stdout)
+    assert_eq!(got_out, stdout, "{context}");
+    assert_eq!(got_err, stderr, "{context}");
+    assert_eq!(code, Some(exit), "{context}");
+}
+
+/// `driftgauge check ARGS` in `dir`: stdout, stderr and exit code. Fails when it runs longer
+/// than 20 s (a FIFO once made it wait forever), killing it first.
+#[track_caller]
+fn run_check(dir: &Path, args: &[&str]) -> (String, String, Option<i32>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_driftgauge"))
+        .arg("check")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("driftgauge runs");
+    // Both pipes drained on threads, so a large output never blocks the child.
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
     };
-    assert_eq!(got.as_ref(), expected, "{context}");
-    assert_eq!(other.as_ref(), "", "{context}");
-    assert_eq!(out.status.code(), Some(exit), "{context}");
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "driftgauge check {} did not finish within 20 s",
+                args.join(" ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (
+        out.join().expect("stdout"),
+        err.join().expect("stderr"),
+        status.code(),
+    )
 }
 
 /// The expected output files of `names`, concatenated in order.
@@ -169,4 +214,72 @@ fn devices_and_fifos_are_refused_not_read_forever() {
         &format!("{shown}:7:27: reference.file: cannot read \"/dev/zero\": not a regular file\n"),
         1,
     );
+}
+
+/// Writes `files` (path, text) under `dir`, creating folders.
+fn write_all(dir: &Path, files: &[(&str, &str)]) {
+    for (path, text) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, text).expect("write");
+    }
+}
+
+const KS_FILE_RULE: &str = "groups:\n  - name: g\n    rules:\n      - name: r\n        detector: ks\n        series: x\n        reference: {file: ref.txt}\n        current: {last: 10}\n        min_samples: 1\n";
+
+#[test]
+fn a_huge_bad_reference_gives_a_short_message() {
+    // A 64 MiB reference of NUL bytes is one bad line: the message once quoted all of it
+    // (134 MB). Now an excerpt of 64 characters.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    write_all(d, &[("rules.yml", KS_FILE_RULE)]);
+    std::fs::write(d.join("ref.txt"), vec![0u8; 64 << 20]).expect("write");
+    let (out, err, code) = run_check(d, &["rules.yml"]);
+    assert!(err.len() < 64 << 10, "stderr of {} bytes", err.len());
+    assert_eq!(out, "");
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err,
+        format!(
+            "rules.yml:7:27: reference.file: \"ref.txt\" line 1: expected a number, got \"{}\"…\n",
+            "\\0".repeat(64)
+        )
+    );
+    // Peak memory: the file once (64 MiB) and little more; it took about three times that.
+    if Path::new("/usr/bin/time").exists() {
+        let out = Command::new("/usr/bin/time")
+            .arg("-v")
+            .arg(env!("CARGO_BIN_EXE_driftgauge"))
+            .args(["check", "rules.yml"])
+            .current_dir(d)
+            .output()
+            .expect("time runs");
+        let report = String::from_utf8_lossy(&out.stderr);
+        let kib: u64 = report
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("Maximum resident set size (kbytes): ")
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no peak RSS in:\n{report}"));
+        assert!(kib < 160 << 10, "peak RSS {kib} KiB");
+    }
+}
+
+#[test]
+fn a_file_with_thousands_of_errors_reports_the_first_hundred() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let mut text = String::from("groups:\n");
+    for i in 0..5000 {
+        text.push_str(&format!("  - name: g{i}\n    bad: 1\n"));
+    }
+    write_all(d, &[("many.yml", &text)]);
+    let expected: String = (0..100)
+        .map(|i| format!("many.yml:{}:5: unknown key \"bad\" in group\n", 3 + 2 * i))
+        .chain(["… 4900 more errors in many.yml\n".to_string()])
+        .collect();
+    check_in(d, &["many.yml"], "", &expected, 1);
 }
