@@ -164,12 +164,15 @@ fn run(plan: Plan) -> Result<Loaded, LoadError> {
                     };
                 Diagnostic::new(file, line, col, message)
             };
+            // Every match is a rule file: one that is not a regular file (a directory, a
+            // device, a FIFO) is an error when read, never skipped, so a reload with it keeps
+            // the running rules. A pattern that matches nothing names no file (as in
+            // Prometheus), even a literal path.
             match glob::glob(pattern) {
                 Ok(paths) => {
                     for entry in paths {
                         match entry {
-                            Ok(p) if p.is_file() => push_unique(&mut files, p),
-                            Ok(_) => {}
+                            Ok(p) => push_unique(&mut files, p),
                             Err(e) => diags.push((
                                 vec![at(format!(
                                     "rule_files: cannot read {}: {}",

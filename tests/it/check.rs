@@ -225,7 +225,65 @@ fn write_all(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
+fn mkfifo(path: &Path) {
+    let ok = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(ok.success(), "mkfifo {}", path.display());
+}
+
 const KS_FILE_RULE: &str = "groups:\n  - name: g\n    rules:\n      - name: r\n        detector: ks\n        series: x\n        reference: {file: ref.txt}\n        current: {last: 10}\n        min_samples: 1\n";
+
+#[test]
+fn a_fifo_is_refused_at_once_not_waited_on() {
+    // Opening a FIFO for reading waits for a writer: `check` (and reloads) hung on one named
+    // as a reference, a rule file, the config or a secret.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    write_all(
+        d,
+        &[
+            ("rules.yml", KS_FILE_RULE),
+            (
+                "token.yml",
+                "rule_files: []\nwebhooks:\n  w:\n    url: http://127.0.0.1:1/\n    bearer_token_file: token.fifo\n",
+            ),
+        ],
+    );
+    for fifo in ["ref.txt", "fifo.yml", "config.fifo", "token.fifo"] {
+        mkfifo(&d.join(fifo));
+    }
+    let not_regular = "not a regular file";
+    check_in(
+        d,
+        &["rules.yml"],
+        "",
+        &format!("rules.yml:7:27: reference.file: cannot read \"ref.txt\": {not_regular}\n"),
+        1,
+    );
+    check_in(
+        d,
+        &["fifo.yml"],
+        "",
+        &format!("fifo.yml:1:1: cannot read rule file: {not_regular}\n"),
+        1,
+    );
+    check_in(
+        d,
+        &["--config.file=config.fifo"],
+        "",
+        &format!("config.fifo:1:1: cannot read config file: {not_regular}\n"),
+        1,
+    );
+    check_in(
+        d,
+        &["--config.file=token.yml"],
+        "",
+        &format!("token.yml:5:24: bearer_token_file: cannot read \"token.fifo\": {not_regular}\n"),
+        1,
+    );
+}
 
 #[test]
 fn a_huge_bad_reference_gives_a_short_message() {
@@ -282,4 +340,48 @@ fn a_file_with_thousands_of_errors_reports_the_first_hundred() {
         .chain(["… 4900 more errors in many.yml\n".to_string()])
         .collect();
     check_in(d, &["many.yml"], "", &expected, 1);
+}
+
+#[test]
+fn rule_files_that_are_not_regular_files_are_errors() {
+    // `/dev/zero` and a directory matched by a glob were skipped: 0 rules, and a reload with
+    // them removed every rule. A pattern matching nothing still names no file.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    write_all(
+        d,
+        &[
+            (
+                "driftgauge.yml",
+                "rule_files: [\"/dev/zero\", \"rules/*\", \"missing.yml\", \"none/*.yml\"]\n",
+            ),
+            ("rules/a.yml", "groups: []\n"),
+        ],
+    );
+    std::fs::create_dir(d.join("rules/sub")).expect("mkdir");
+    check_in(
+        d,
+        &["--config.file=driftgauge.yml"],
+        "",
+        concat!(
+            "/dev/zero:1:1: cannot read rule file: not a regular file\n",
+            "rules/sub:1:1: cannot read rule file: is a directory\n",
+        ),
+        1,
+    );
+    // Without the bad ones it passes.
+    write_all(
+        d,
+        &[(
+            "driftgauge.yml",
+            "rule_files: [\"rules/*.yml\", \"missing.yml\", \"none/*.yml\"]\n",
+        )],
+    );
+    check_in(
+        d,
+        &["--config.file=driftgauge.yml"],
+        "SUCCESS: 1 rule files, 0 groups, 0 rules found\n",
+        "",
+        0,
+    );
 }
