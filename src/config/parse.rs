@@ -208,6 +208,40 @@ struct Walker<'c, 'a> {
     cap: WindowCap,
 }
 
+/// Labels driftgauge sets on every rule series itself.
+const SET_LABELS: &[&str] = &["rule", "group"];
+
+/// A group's or rule's `labels`: label names, none of them reserved. A `rule` or `group`
+/// label would be overwritten by driftgauge's own, and names starting with `__` are
+/// Prometheus's internal ones; both are errors rather than dropped or exported.
+fn rule_labels(cx: &mut Cx, node: &Node) -> Option<Labels> {
+    let before = cx.errors();
+    let labels = cx.string_map("labels", node, true);
+    if let Some(map) = node.as_mapping() {
+        for k in map.keys() {
+            let name = k.as_str();
+            if SET_LABELS.contains(&name) {
+                cx.at_key(
+                    k,
+                    format!("labels: label name {name:?} is reserved: driftgauge sets it"),
+                );
+            } else if name.starts_with("__") && is_valid_label_name(name) {
+                cx.at_key(
+                    k,
+                    format!(
+                        "labels: label name {}: label names starting with \"__\" are reserved",
+                        excerpt(name)
+                    ),
+                );
+            }
+        }
+    }
+    if cx.errors() > before {
+        return None;
+    }
+    labels
+}
+
 impl Walker<'_, '_> {
     fn group(&self, cx: &mut Cx, node: &Node, names: &mut Vec<GroupName>) -> Option<Group> {
         let map = cx.mapping("group", node)?;
@@ -232,7 +266,7 @@ impl Walker<'_, '_> {
             None => Some(self.ctx.default_interval),
         };
         let labels = match get(map, "labels") {
-            Some(n) => cx.string_map("labels", n, true),
+            Some(n) => rule_labels(cx, n),
             None => Some(Labels::new()),
         };
         let group_name = name.as_deref().unwrap_or("");
@@ -348,9 +382,7 @@ impl Walker<'_, '_> {
         let keep_firing_for = opt_or(cx, map, "keep_firing_for", Duration::ZERO, |cx, n| {
             cx.duration("keep_firing_for", n)
         });
-        let labels = opt_or(cx, map, "labels", Labels::new(), |cx, n| {
-            cx.string_map("labels", n, true)
-        });
+        let labels = opt_or(cx, map, "labels", Labels::new(), rule_labels);
         let annotations = opt_or(cx, map, "annotations", Labels::new(), annotations);
         let webhooks = opt_or(cx, map, "webhooks", Vec::new(), |cx, n| {
             self.webhooks(cx, n)
@@ -1279,6 +1311,24 @@ mod tests {
         errors(
             "groups:\n- name: g\n  name: h\n",
             &["3:3: duplicate key \"name\" (first at line 2, column 3)"],
+        );
+    }
+
+    #[test]
+    fn reserved_label_names_are_errors() {
+        errors(
+            "groups:\n- name: g\n  labels: {group: a, __g: b, ok: c}\n",
+            &[
+                "3:12: labels: label name \"group\" is reserved: driftgauge sets it",
+                "3:22: labels: label name \"__g\": label names starting with \"__\" are reserved",
+            ],
+        );
+        errors(
+            &ks("    labels: {rule: a, __name__: b, _ok: c}\n"),
+            &[
+                "9:14: labels: label name \"rule\" is reserved: driftgauge sets it",
+                "9:23: labels: label name \"__name__\": label names starting with \"__\" are reserved",
+            ],
         );
     }
 

@@ -343,6 +343,31 @@ fn a_file_with_thousands_of_errors_reports_the_first_hundred() {
 }
 
 #[test]
+fn reserved_label_names_in_rules_and_groups_are_errors() {
+    // `rule` and `group` were dropped silently (driftgauge sets them) and `__x` was exported.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    write_all(
+        d,
+        &[(
+            "labels.yml",
+            "groups:\n  - name: g\n    labels: {rule: x, team: risk}\n    rules:\n      - name: r\n        detector: ema\n        series: m\n        smoothing: 1\n        below: 1\n        labels: {group: y, __x: z, ok: fine}\n",
+        )],
+    );
+    check_in(
+        d,
+        &["labels.yml"],
+        "",
+        concat!(
+            "labels.yml:3:14: labels: label name \"rule\" is reserved: driftgauge sets it\n",
+            "labels.yml:10:18: labels: label name \"group\" is reserved: driftgauge sets it\n",
+            "labels.yml:10:28: labels: label name \"__x\": label names starting with \"__\" are reserved\n",
+        ),
+        1,
+    );
+}
+
+#[test]
 fn rule_files_that_are_not_regular_files_are_errors() {
     // `/dev/zero` and a directory matched by a glob were skipped: 0 rules, and a reload with
     // them removed every rule. A pattern matching nothing still names no file.
