@@ -30,7 +30,7 @@ pub use service::{parse_config, FsSecrets, SecretSource};
 pub use template::{expand, validate_template, TemplateError};
 
 use model::{Config, RuleSet};
-use parse::{GroupName, WindowCap};
+use parse::{FileChecks, GroupName, WindowCap};
 
 /// The config file `check` uses when given neither a config nor rule files, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "driftgauge.yml";
@@ -52,13 +52,15 @@ pub struct CheckSummary {
     pub files: usize,
     pub groups: usize,
     pub rules: usize,
+    /// Rules that name webhooks whose names were not checked (rule files checked alone,
+    /// without a config): `check` says so.
+    pub unchecked_webhooks: usize,
 }
 
 /// Loads the config and its rule files (serve, reload). `None`: the embedded default config
-/// (`rule_files: ["rules/*.yml"]` relative to the working directory, no webhooks); rule
-/// files' webhook names are then not checked, as there is no webhook config to check them
-/// against. Reports every error of every file at once (at most [`diag::MAX_PER_FILE`] a
-/// file).
+/// (`rule_files: ["rules/*.yml"]` relative to the working directory, no webhooks), so a rule
+/// naming a webhook is an error there. Reports every error of every file at once (at most
+/// [`diag::MAX_PER_FILE`] a file).
 pub fn load(config_file: Option<&Path>) -> Result<Loaded, LoadError> {
     run(Plan {
         config_file,
@@ -67,9 +69,10 @@ pub fn load(config_file: Option<&Path>) -> Result<Loaded, LoadError> {
     })
 }
 
-/// `driftgauge check`. Rule files and no config: those files alone, webhook names not checked.
-/// A config: the config, its rule files and the given ones, webhook names checked. Neither:
-/// `./driftgauge.yml` if present, else the embedded default (as [`load`]`(None)`).
+/// `driftgauge check`. Rule files and no config: those files alone, webhook names not checked
+/// (the summary counts the rules that name one). A config: the config, its rule files and
+/// the given ones, webhook names checked. Neither: `./driftgauge.yml` if present, else the
+/// embedded default (as [`load`]`(None)`, where naming a webhook is an error).
 pub fn check(
     config_file: Option<&Path>,
     rule_files: &[PathBuf],
@@ -92,11 +95,18 @@ pub fn check(
             use_config: true,
         },
     };
+    let webhooks_checked = plan.use_config;
     let loaded = run(plan)?;
+    let rules = || loaded.rules.groups.iter().flat_map(|g| &g.rules);
     Ok(CheckSummary {
         files: loaded.rule_files.len(),
         groups: loaded.rules.groups.len(),
-        rules: loaded.rules.groups.iter().map(|g| g.rules.len()).sum(),
+        rules: rules().count(),
+        unchecked_webhooks: if webhooks_checked {
+            0
+        } else {
+            rules().filter(|r| !r.webhooks.is_empty()).count()
+        },
     })
 }
 
@@ -115,7 +125,9 @@ fn run(plan: Plan) -> Result<Loaded, LoadError> {
     let mut config = Config::default();
     let mut webhook_names = BTreeSet::new();
     let mut rule_file_markers = vec![None];
-    let mut check_webhooks = false;
+    // The embedded default has no webhooks: rules are checked against that empty list.
+    let embedded_default = plan.use_config && plan.config_file.is_none();
+    let mut check_webhooks = embedded_default;
     let mut cap = WindowCap::default();
     // An unreadable config names no rule files (not even the default ones).
     let mut expand_globs = plan.use_config;
@@ -222,7 +234,11 @@ fn run(plan: Plan) -> Result<Loaded, LoadError> {
             default_interval: config.evaluation_interval,
             webhooks,
         };
-        let parsed = parse::parse_file(&text, &origin, &ctx, cap);
+        let checks = FileChecks {
+            cap,
+            embedded_default,
+        };
+        let parsed = parse::parse_file(&text, &origin, &ctx, checks);
         names.push((origin, parsed.names, diags.len()));
         diags.push((parsed.diags, parsed.hidden));
         rules.groups.extend(parsed.groups);
@@ -308,12 +324,20 @@ mod tests {
             CheckSummary {
                 files: 1,
                 groups: 2,
-                rules: 4
+                rules: 4,
+                // Alone, the two rules naming `retrain-fraud` are not checked.
+                unchecked_webhooks: 2,
             }
         );
         let with_config =
             check(Some(&data("good_config.yml")), &[good]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(with_config, summary);
+        assert_eq!(
+            with_config,
+            CheckSummary {
+                unchecked_webhooks: 0,
+                ..summary
+            }
+        );
     }
 
     #[test]

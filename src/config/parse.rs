@@ -63,6 +63,15 @@ pub(crate) struct GroupName {
     pub col: usize,
 }
 
+/// How rule files are checked beyond their [`RuleContext`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FileChecks {
+    pub cap: WindowCap,
+    /// The rules run on the embedded default config, which has no webhooks: a rule naming
+    /// one is told so (`RuleContext::webhooks` is then the empty set).
+    pub embedded_default: bool,
+}
+
 /// Everything one file yields: valid groups (only meaningful when `diags` and `hidden` are
 /// empty), the group names seen (even in groups with errors), and the first diagnostics,
 /// sorted by position, with the number of those left out.
@@ -81,7 +90,7 @@ pub fn parse_rule_file(
     origin: &str,
     ctx: &RuleContext,
 ) -> Result<Vec<Group>, Vec<Diagnostic>> {
-    let mut parsed = parse_file(text, origin, ctx, WindowCap::default());
+    let mut parsed = parse_file(text, origin, ctx, FileChecks::default());
     let (diags, hidden) = (&mut parsed.diags, &mut parsed.hidden);
     duplicate_groups(&[(origin, &parsed.names)], |_, d| {
         diag::keep(diags, hidden, d)
@@ -136,7 +145,7 @@ pub(crate) fn parse_file(
     text: &str,
     origin: &str,
     ctx: &RuleContext,
-    cap: WindowCap,
+    checks: FileChecks,
 ) -> ParsedFile {
     let text = yaml::strip_bom(text);
     let root = match yaml::parse(origin, text) {
@@ -154,7 +163,7 @@ pub(crate) fn parse_file(
         cx.check_keys(top, &["groups"], "rule file");
         if let Some(node) = get(top, "groups") {
             if let Some(seq) = cx.sequence("groups", node) {
-                let walker = Walker { ctx, cap };
+                let walker = Walker { ctx, checks };
                 for item in seq.iter() {
                     if let Some(g) = walker.group(&mut cx, item, &mut out.names) {
                         out.groups.push(g);
@@ -205,7 +214,7 @@ enum Kind {
 
 struct Walker<'c, 'a> {
     ctx: &'c RuleContext<'a>,
-    cap: WindowCap,
+    checks: FileChecks,
 }
 
 /// Labels driftgauge sets on every rule series itself.
@@ -436,7 +445,12 @@ impl Walker<'_, '_> {
             if !seen.insert(name.as_str()) {
                 cx.at_key(n, format!("webhooks: duplicate webhook {}", excerpt(name)));
             } else if self.ctx.webhooks.is_some_and(|known| !known.contains(name)) {
-                cx.at_key(n, format!("unknown webhook {}", excerpt(name)));
+                let why = if self.checks.embedded_default {
+                    ": the embedded default config defines no webhooks; pass --config.file"
+                } else {
+                    ""
+                };
+                cx.at_key(n, format!("unknown webhook {}{why}", excerpt(name)));
             }
         }
         (cx.errors() == before).then(|| items.into_iter().map(|(s, _)| s).collect())
@@ -559,7 +573,7 @@ impl Walker<'_, '_> {
 
     fn window_size(&self, cx: &mut Cx, key: &str, node: &Node) -> Option<usize> {
         let n = cx.positive_int(key, node, u64::MAX)?;
-        let cap = self.cap;
+        let cap = self.checks.cap;
         match usize::try_from(n) {
             Ok(n) if n <= cap.max => Some(n),
             _ if cap.from_limits => {
@@ -596,7 +610,7 @@ impl Walker<'_, '_> {
         };
         // Counted before parsing, and only up to one past the cap: a file of a billion
         // short lines is refused without holding a billion values first.
-        let cap = self.cap;
+        let cap = self.checks.cap;
         let lines = text
             .lines()
             .filter(|l| {
@@ -1333,6 +1347,27 @@ mod tests {
     }
 
     #[test]
+    fn the_embedded_default_says_it_has_no_webhooks() {
+        let dir = data_dir();
+        let none = BTreeSet::new();
+        let ctx = RuleContext {
+            base_dir: &dir,
+            default_interval: Duration::from_secs(15),
+            webhooks: Some(&none),
+        };
+        let checks = FileChecks {
+            embedded_default: true,
+            ..FileChecks::default()
+        };
+        let parsed = parse_file(&ks("    webhooks: [retrain]\n"), "r.yml", &ctx, checks);
+        let got: Vec<String> = parsed.diags.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            got,
+            ["r.yml:9:16: unknown webhook \"retrain\": the embedded default config defines no webhooks; pass --config.file"]
+        );
+    }
+
+    #[test]
     fn a_reference_past_the_window_cap_is_refused_before_parsing() {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("ref.txt"), "1\n2\n# c\n\n3\nnot parsed\n").expect("write");
@@ -1343,11 +1378,14 @@ mod tests {
         };
         let text = "groups:\n- name: g\n  rules:\n  - {name: r, detector: ks, series: m, reference: {file: ref.txt}, current: {last: 2}, min_samples: 1}\n";
         let parse_with = |max| {
-            let cap = WindowCap {
-                max,
-                from_limits: true,
+            let checks = FileChecks {
+                cap: WindowCap {
+                    max,
+                    from_limits: true,
+                },
+                ..FileChecks::default()
             };
-            let parsed = parse_file(text, "r.yml", &ctx, cap);
+            let parsed = parse_file(text, "r.yml", &ctx, checks);
             parsed
                 .diags
                 .iter()

@@ -92,11 +92,15 @@ fn expected(names: &[&str]) -> String {
 
 #[test]
 fn good_files_pass() {
+    // Alone, a rule file's webhook names cannot be checked: said on stderr, exit 0.
+    check_in(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        &["tests/data/check/good.yml"],
+        "SUCCESS: 1 rule files, 2 groups, 4 rules found\n",
+        "note: webhook names were not checked (2 rules name webhooks); pass --config.file to check them\n",
+        0,
+    );
     let cases: &[(&[&str], &str)] = &[
-        (
-            &["tests/data/check/good.yml"],
-            "SUCCESS: 1 rule files, 2 groups, 4 rules found\n",
-        ),
         (
             &["--config.file=tests/data/check/good_config.yml"],
             "SUCCESS: 1 rule files, 2 groups, 4 rules found\n",
@@ -407,6 +411,31 @@ fn rule_files_that_are_not_regular_files_are_errors() {
         &["--config.file=driftgauge.yml"],
         "SUCCESS: 1 rule files, 0 groups, 0 rules found\n",
         "",
+        0,
+    );
+}
+
+#[test]
+fn the_embedded_default_config_has_no_webhooks_for_rules_to_name() {
+    // With neither a config nor rule files, `check` (as `serve`) uses the embedded default,
+    // which has no webhooks: a rule naming one passed, and could never be notified.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let rule = "groups:\n  - name: g\n    rules:\n      - name: r\n        detector: ema\n        series: m\n        smoothing: 1\n        below: 1\n        webhooks: [retrain]\n";
+    write_all(d, &[("rules/a.yml", rule)]);
+    check_in(
+        d,
+        &[],
+        "",
+        "rules/a.yml:9:20: unknown webhook \"retrain\": the embedded default config defines no webhooks; pass --config.file\n",
+        1,
+    );
+    // The same file alone: its webhook names are not checked, and `check` says so.
+    check_in(
+        d,
+        &["rules/a.yml"],
+        "SUCCESS: 1 rule files, 1 groups, 1 rules found\n",
+        "note: webhook names were not checked (1 rules name webhooks); pass --config.file to check them\n",
         0,
     );
 }

@@ -464,3 +464,46 @@ fn reload_with_a_fifo_or_a_non_regular_rule_file_answers_500_and_keeps_the_rules
     assert_eq!(status, 200, "{body}");
     assert!(running());
 }
+
+#[test]
+fn serve_without_a_config_refuses_rules_that_name_webhooks() {
+    // The embedded default has no webhooks: such a rule started and could never notify.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    std::fs::write(
+        dir.path().join("rules/a.yml"),
+        "groups:\n  - name: g\n    rules:\n      - name: r\n        detector: ema\n        series: acc\n        smoothing: 0.5\n        below: 0.5\n        webhooks: [retrain]\n",
+    )
+    .unwrap();
+    let mut child = bin()
+        .current_dir(dir.path())
+        .args(["serve", "--web.listen-address=127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve started with a rule naming an unknown webhook");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = reader.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("rules/a.yml:9:20: unknown webhook \"retrain\": the embedded default config defines no webhooks; pass --config.file"),
+        "{log}"
+    );
+}
