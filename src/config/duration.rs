@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use crate::formats::{clip, excerpt};
+
 const UNITS: [(&str, u64); 7] = [
     ("y", 365 * 24 * 3600 * 1000),
     ("w", 7 * 24 * 3600 * 1000),
@@ -19,27 +21,25 @@ const UNITS: [(&str, u64); 7] = [
 /// Largest duration, in milliseconds, that Prometheus accepts (i64 nanoseconds).
 const MAX_MS: u64 = (i64::MAX as u64) / 1_000_000;
 
+/// A bad duration. The input is kept as [`excerpt`] quotes it (a number as [`clip`] writes
+/// it): a message never holds more than a few dozen characters of it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
     #[error("empty duration")]
     Empty,
-    #[error("invalid duration {0:?}: durations cannot be negative")]
+    #[error("invalid duration {0}: durations cannot be negative")]
     Negative(String),
-    #[error(
-        "invalid duration {0:?}: fractions are not allowed, combine units instead (e.g. 1h30m)"
-    )]
+    #[error("invalid duration {0}: fractions are not allowed, combine units instead (e.g. 1h30m)")]
     Fraction(String),
-    #[error(
-        "invalid duration {input:?}: missing unit after {number} (units: y, w, d, h, m, s, ms)"
-    )]
+    #[error("invalid duration {input}: missing unit after {number} (units: y, w, d, h, m, s, ms)")]
     MissingUnit { input: String, number: String },
-    #[error("invalid duration {input:?}: unknown unit {unit:?} (units: y, w, d, h, m, s, ms)")]
+    #[error("invalid duration {input}: unknown unit {unit} (units: y, w, d, h, m, s, ms)")]
     UnknownUnit { input: String, unit: String },
-    #[error("invalid duration {0:?}: units must go from largest to smallest, each at most once (y, w, d, h, m, s, ms)")]
+    #[error("invalid duration {0}: units must go from largest to smallest, each at most once (y, w, d, h, m, s, ms)")]
     UnitOrder(String),
-    #[error("invalid duration {0:?}: expected numbers with units, e.g. 15s or 1h30m")]
+    #[error("invalid duration {0}: expected numbers with units, e.g. 15s or 1h30m")]
     Syntax(String),
-    #[error("invalid duration {0:?}: out of range")]
+    #[error("invalid duration {0}: out of range")]
     OutOfRange(String),
 }
 
@@ -52,7 +52,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
         return Ok(Duration::ZERO);
     }
     if s.starts_with('-') {
-        return Err(DurationError::Negative(s.to_string()));
+        return Err(DurationError::Negative(excerpt(s)));
     }
     let bytes = s.as_bytes();
     let mut i = 0;
@@ -64,11 +64,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
             i += 1;
         }
         if i == start {
-            return Err(DurationError::Syntax(s.to_string()));
+            return Err(DurationError::Syntax(excerpt(s)));
         }
         let number = &s[start..i];
         if i < bytes.len() && (bytes[i] == b'.' || bytes[i] == b',') {
-            return Err(DurationError::Fraction(s.to_string()));
+            return Err(DurationError::Fraction(excerpt(s)));
         }
         let unit_start = i;
         while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
@@ -78,24 +78,24 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
         if unit.is_empty() {
             return Err(if i == bytes.len() {
                 DurationError::MissingUnit {
-                    input: s.to_string(),
-                    number: number.to_string(),
+                    input: excerpt(s),
+                    number: clip(number),
                 }
             } else {
-                DurationError::Syntax(s.to_string())
+                DurationError::Syntax(excerpt(s))
             });
         }
         let Some(rank) = UNITS.iter().position(|(u, _)| *u == unit) else {
             return Err(DurationError::UnknownUnit {
-                input: s.to_string(),
-                unit: unit.to_string(),
+                input: excerpt(s),
+                unit: excerpt(unit),
             });
         };
         if last_unit.is_some_and(|last| rank <= last) {
-            return Err(DurationError::UnitOrder(s.to_string()));
+            return Err(DurationError::UnitOrder(excerpt(s)));
         }
         last_unit = Some(rank);
-        let out_of_range = || DurationError::OutOfRange(s.to_string());
+        let out_of_range = || DurationError::OutOfRange(excerpt(s));
         let n: u64 = number.parse().map_err(|_| out_of_range())?;
         total = n
             .checked_mul(UNITS[rank].1)

@@ -31,7 +31,7 @@ pub use service::{parse_config, FsSecrets, SecretSource};
 pub use template::{expand, validate_template, TemplateError};
 
 use model::{Config, RuleSet};
-use parse::{GroupName, WindowCap};
+use parse::{FileChecks, GroupName, WindowCap};
 
 /// The config file `check` uses when given neither a config nor rule files, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "driftgauge.yml";
@@ -53,12 +53,15 @@ pub struct CheckSummary {
     pub files: usize,
     pub groups: usize,
     pub rules: usize,
+    /// Rules that name webhooks whose names were not checked (rule files checked alone,
+    /// without a config): `check` says so.
+    pub unchecked_webhooks: usize,
 }
 
 /// Loads the config and its rule files (serve, reload). `None`: the embedded default config
-/// (`rule_files: ["rules/*.yml"]` relative to the working directory, no webhooks); rule
-/// files' webhook names are then not checked, as there is no webhook config to check them
-/// against. Reports every error of every file at once.
+/// (`rule_files: ["rules/*.yml"]` relative to the working directory, no webhooks), so a rule
+/// naming a webhook is an error there. Reports every error of every file at once (at most
+/// [`diag::MAX_PER_FILE`] a file).
 pub fn load(config_file: Option<&Path>) -> Result<Loaded, LoadError> {
     run(Plan {
         config_file,
@@ -67,9 +70,10 @@ pub fn load(config_file: Option<&Path>) -> Result<Loaded, LoadError> {
     })
 }
 
-/// `driftgauge check`. Rule files and no config: those files alone, webhook names not checked.
-/// A config: the config, its rule files and the given ones, webhook names checked. Neither:
-/// `./driftgauge.yml` if present, else the embedded default (as [`load`]`(None)`).
+/// `driftgauge check`. Rule files and no config: those files alone, webhook names not checked
+/// (the summary counts the rules that name one). A config: the config, its rule files and
+/// the given ones, webhook names checked. Neither: `./driftgauge.yml` if present, else the
+/// embedded default (as [`load`]`(None)`, where naming a webhook is an error).
 pub fn check(
     config_file: Option<&Path>,
     rule_files: &[PathBuf],
@@ -92,11 +96,18 @@ pub fn check(
             use_config: true,
         },
     };
+    let webhooks_checked = plan.use_config;
     let loaded = run(plan)?;
+    let rules = || loaded.rules.groups.iter().flat_map(|g| &g.rules);
     Ok(CheckSummary {
         files: loaded.rule_files.len(),
         groups: loaded.rules.groups.len(),
-        rules: loaded.rules.groups.iter().map(|g| g.rules.len()).sum(),
+        rules: rules().count(),
+        unchecked_webhooks: if webhooks_checked {
+            0
+        } else {
+            rules().filter(|r| !r.webhooks.is_empty()).count()
+        },
     })
 }
 
@@ -110,12 +121,14 @@ struct Plan<'a> {
 }
 
 fn run(plan: Plan) -> Result<Loaded, LoadError> {
-    // Diagnostics per file, in the order files are read; each list sorted by position.
-    let mut diags: Vec<Vec<Diagnostic>> = Vec::new();
+    // Diagnostics per file, in the order files are read, with the number each left out.
+    let mut diags: Vec<(Vec<Diagnostic>, usize)> = Vec::new();
     let mut config = Config::default();
     let mut webhook_names = BTreeSet::new();
     let mut rule_file_markers = vec![None];
-    let mut check_webhooks = false;
+    // The embedded default has no webhooks: rules are checked against that empty list.
+    let embedded_default = plan.use_config && plan.config_file.is_none();
+    let mut check_webhooks = embedded_default;
     let mut cap = WindowCap::default();
     // An unreadable config names no rule files (not even the default ones).
     let mut expand_globs = plan.use_config;
@@ -129,14 +142,17 @@ fn run(plan: Plan) -> Result<Loaded, LoadError> {
                 config = parsed.config;
                 webhook_names = parsed.webhook_names;
                 rule_file_markers = parsed.rule_file_markers;
-                diags.push(parsed.diags);
+                diags.push((parsed.diags, parsed.hidden));
                 check_webhooks = true;
             }
             Err(e) => {
-                diags.push(vec![Diagnostic::whole_file(
-                    &origin,
-                    format!("cannot read config file: {}", diag::io_reason(&e)),
-                )]);
+                diags.push((
+                    vec![Diagnostic::whole_file(
+                        &origin,
+                        format!("cannot read config file: {}", diag::io_reason(&e)),
+                    )],
+                    0,
+                ));
                 expand_globs = false;
             }
         }
@@ -161,24 +177,34 @@ fn run(plan: Plan) -> Result<Loaded, LoadError> {
                     };
                 Diagnostic::new(file, line, col, message)
             };
+            // Every match is a rule file: one that is not a regular file (a directory, a
+            // device, a FIFO) is an error when read, never skipped, so a reload with it keeps
+            // the running rules. A pattern that matches nothing names no file (as in
+            // Prometheus), even a literal path.
             match glob::glob(pattern) {
                 Ok(paths) => {
                     for entry in paths {
                         match entry {
-                            Ok(p) if p.is_file() => push_unique(&mut files, p),
-                            Ok(_) => {}
-                            Err(e) => diags.push(vec![at(format!(
-                                "rule_files: cannot read {:?}: {}",
-                                e.path().display().to_string(),
-                                diag::io_reason(e.error())
-                            ))]),
+                            Ok(p) => push_unique(&mut files, p),
+                            Err(e) => diags.push((
+                                vec![at(format!(
+                                    "rule_files: cannot read {}: {}",
+                                    diag::quote_path(e.path()),
+                                    diag::io_reason(e.error())
+                                ))],
+                                0,
+                            )),
                         }
                     }
                 }
-                Err(e) => diags.push(vec![at(format!(
-                    "rule_files: invalid glob {pattern:?}: {}",
-                    e.msg
-                ))]),
+                Err(e) => diags.push((
+                    vec![at(format!(
+                        "rule_files: invalid glob {}: {}",
+                        crate::formats::excerpt(pattern),
+                        e.msg
+                    ))],
+                    0,
+                )),
             }
         }
     }
@@ -194,10 +220,13 @@ fn run(plan: Plan) -> Result<Loaded, LoadError> {
         let text = match diag::read_text(path, diag::MAX_TEXT_FILE) {
             Ok(t) => t,
             Err(e) => {
-                diags.push(vec![Diagnostic::whole_file(
-                    &origin,
-                    format!("cannot read rule file: {}", diag::io_reason(&e)),
-                )]);
+                diags.push((
+                    vec![Diagnostic::whole_file(
+                        &origin,
+                        format!("cannot read rule file: {}", diag::io_reason(&e)),
+                    )],
+                    0,
+                ));
                 continue;
             }
         };
@@ -206,20 +235,27 @@ fn run(plan: Plan) -> Result<Loaded, LoadError> {
             default_interval: config.evaluation_interval,
             webhooks,
         };
-        let parsed = parse::parse_file(&text, &origin, &ctx, cap);
+        let checks = FileChecks {
+            cap,
+            embedded_default,
+        };
+        let parsed = parse::parse_file(&text, &origin, &ctx, checks);
         names.push((origin, parsed.names, diags.len()));
-        diags.push(parsed.diags);
+        diags.push((parsed.diags, parsed.hidden));
         rules.groups.extend(parsed.groups);
     }
     let by_file: Vec<(&str, &Vec<GroupName>)> =
         names.iter().map(|(o, n, _)| (o.as_str(), n)).collect();
-    for (file, d) in parse::duplicate_groups(&by_file) {
-        let slot = names[file].2;
-        diags[slot].push(d);
-        parse::sort(&mut diags[slot]);
-    }
+    parse::duplicate_groups(&by_file, |file, d| {
+        let (list, hidden) = &mut diags[names[file].2];
+        diag::keep(list, hidden, d);
+    });
 
-    let all: Vec<Diagnostic> = diags.into_iter().flatten().collect();
+    let mut all: Vec<Diagnostic> = Vec::new();
+    for (mut list, hidden) in diags {
+        diag::finish_file(&mut list, hidden);
+        all.extend(list);
+    }
     if !all.is_empty() {
         return Err(LoadError(all));
     }
@@ -289,12 +325,20 @@ mod tests {
             CheckSummary {
                 files: 1,
                 groups: 2,
-                rules: 4
+                rules: 4,
+                // Alone, the two rules naming `retrain-fraud` are not checked.
+                unchecked_webhooks: 2,
             }
         );
         let with_config =
             check(Some(&data("good_config.yml")), &[good]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(with_config, summary);
+        assert_eq!(
+            with_config,
+            CheckSummary {
+                unchecked_webhooks: 0,
+                ..summary
+            }
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 use marked_yaml::{Marker, Node};
 
-use crate::config::diag::{io_reason, Diagnostic};
+use crate::config::diag::{self, io_reason, quote_path, Diagnostic};
 use crate::config::model::{
     CurrentWindow, DetectorSpec, Group, KsSpec, Labels, ReferenceWindow, Rule,
 };
@@ -21,6 +21,7 @@ use crate::config::template::validate_template;
 use crate::config::yaml::{self, get, key_of, opt_or, Cx};
 use crate::detect::ema::{EmaBound, EmaSpec};
 use crate::detect::ks::{Alternative, Method};
+use crate::formats::excerpt;
 use crate::formats::values::ValuesError;
 
 /// What a rule file is checked against.
@@ -62,13 +63,24 @@ pub(crate) struct GroupName {
     pub col: usize,
 }
 
-/// Everything one file yields: valid groups (only meaningful when `diags` is empty), the
-/// group names seen (even in groups with errors), and the diagnostics, sorted by position.
+/// How rule files are checked beyond their [`RuleContext`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FileChecks {
+    pub cap: WindowCap,
+    /// The rules run on the embedded default config, which has no webhooks: a rule naming
+    /// one is told so (`RuleContext::webhooks` is then the empty set).
+    pub embedded_default: bool,
+}
+
+/// Everything one file yields: valid groups (only meaningful when `diags` and `hidden` are
+/// empty), the group names seen (even in groups with errors), and the first diagnostics,
+/// sorted by position, with the number of those left out.
 #[derive(Debug, Default)]
 pub(crate) struct ParsedFile {
     pub groups: Vec<Group>,
     pub names: Vec<GroupName>,
     pub diags: Vec<Diagnostic>,
+    pub hidden: usize,
 }
 
 /// Parses one rule file from its text. `origin` names the file in diagnostics. Group names
@@ -78,12 +90,12 @@ pub fn parse_rule_file(
     origin: &str,
     ctx: &RuleContext,
 ) -> Result<Vec<Group>, Vec<Diagnostic>> {
-    let mut parsed = parse_file(text, origin, ctx, WindowCap::default());
-    let dups = duplicate_groups(&[(origin, &parsed.names)]);
-    if !dups.is_empty() {
-        parsed.diags.extend(dups.into_iter().map(|(_, d)| d));
-        sort(&mut parsed.diags);
-    }
+    let mut parsed = parse_file(text, origin, ctx, FileChecks::default());
+    let (diags, hidden) = (&mut parsed.diags, &mut parsed.hidden);
+    duplicate_groups(&[(origin, &parsed.names)], |_, d| {
+        diag::keep(diags, hidden, d)
+    });
+    diag::finish_file(&mut parsed.diags, parsed.hidden);
     if parsed.diags.is_empty() {
         Ok(parsed.groups)
     } else {
@@ -91,44 +103,49 @@ pub fn parse_rule_file(
     }
 }
 
-/// Duplicate group names across files, each reported where it repeats: `(file index, diagnostic)`.
-pub(crate) fn duplicate_groups(files: &[(&str, &Vec<GroupName>)]) -> Vec<(usize, Diagnostic)> {
+/// Duplicate group names across files, each reported where it repeats: `report(file index,
+/// diagnostic)`.
+pub(crate) fn duplicate_groups(
+    files: &[(&str, &Vec<GroupName>)],
+    mut report: impl FnMut(usize, Diagnostic),
+) {
     let mut first: std::collections::HashMap<&str, (&str, &GroupName)> =
         std::collections::HashMap::new();
-    let mut out = Vec::new();
     for (i, (origin, names)) in files.iter().enumerate() {
         for n in names.iter() {
             match first.get(n.name.as_str()) {
-                Some((file, at)) => out.push((
+                Some((file, at)) => report(
                     i,
                     Diagnostic::new(
                         *origin,
                         n.line,
                         n.col,
                         format!(
-                            "duplicate group name {:?} (first defined at {file}:{}:{})",
-                            n.name, at.line, at.col
+                            "duplicate group name {} (first defined at {file}:{}:{})",
+                            excerpt(&n.name),
+                            at.line,
+                            at.col
                         ),
                     ),
-                )),
+                ),
                 None => {
                     first.insert(&n.name, (origin, n));
                 }
             }
         }
     }
-    out
 }
 
+/// By position; messages without a position (`… N more errors`) last.
 pub(crate) fn sort(diags: &mut [Diagnostic]) {
-    diags.sort_by_key(|d| (d.line, d.col));
+    diags.sort_by_key(|d| (d.file.is_empty(), d.line, d.col));
 }
 
 pub(crate) fn parse_file(
     text: &str,
     origin: &str,
     ctx: &RuleContext,
-    cap: WindowCap,
+    checks: FileChecks,
 ) -> ParsedFile {
     let text = yaml::strip_bom(text);
     let root = match yaml::parse(origin, text) {
@@ -146,7 +163,7 @@ pub(crate) fn parse_file(
         cx.check_keys(top, &["groups"], "rule file");
         if let Some(node) = get(top, "groups") {
             if let Some(seq) = cx.sequence("groups", node) {
-                let walker = Walker { ctx, cap };
+                let walker = Walker { ctx, checks };
                 for item in seq.iter() {
                     if let Some(g) = walker.group(&mut cx, item, &mut out.names) {
                         out.groups.push(g);
@@ -155,7 +172,7 @@ pub(crate) fn parse_file(
             }
         }
     }
-    out.diags = cx.diags;
+    (out.diags, out.hidden) = cx.finish();
     sort(&mut out.diags);
     out
 }
@@ -197,7 +214,41 @@ enum Kind {
 
 struct Walker<'c, 'a> {
     ctx: &'c RuleContext<'a>,
-    cap: WindowCap,
+    checks: FileChecks,
+}
+
+/// Labels driftgauge sets on every rule series itself.
+const SET_LABELS: &[&str] = &["rule", "group"];
+
+/// A group's or rule's `labels`: label names, none of them reserved. A `rule` or `group`
+/// label would be overwritten by driftgauge's own, and names starting with `__` are
+/// Prometheus's internal ones; both are errors rather than dropped or exported.
+fn rule_labels(cx: &mut Cx, node: &Node) -> Option<Labels> {
+    let before = cx.errors();
+    let labels = cx.string_map("labels", node, true);
+    if let Some(map) = node.as_mapping() {
+        for k in map.keys() {
+            let name = k.as_str();
+            if SET_LABELS.contains(&name) {
+                cx.at_key(
+                    k,
+                    format!("labels: label name {name:?} is reserved: driftgauge sets it"),
+                );
+            } else if name.starts_with("__") && is_valid_label_name(name) {
+                cx.at_key(
+                    k,
+                    format!(
+                        "labels: label name {}: label names starting with \"__\" are reserved",
+                        excerpt(name)
+                    ),
+                );
+            }
+        }
+    }
+    if cx.errors() > before {
+        return None;
+    }
+    labels
 }
 
 impl Walker<'_, '_> {
@@ -224,7 +275,7 @@ impl Walker<'_, '_> {
             None => Some(self.ctx.default_interval),
         };
         let labels = match get(map, "labels") {
-            Some(n) => cx.string_map("labels", n, true),
+            Some(n) => rule_labels(cx, n),
             None => Some(Labels::new()),
         };
         let group_name = name.as_deref().unwrap_or("");
@@ -265,7 +316,7 @@ impl Walker<'_, '_> {
         for key in map.keys() {
             let k = key.as_str();
             if !RULE_KEYS.contains(&k) && !KS_KEYS.contains(&k) && !EMA_KEYS.contains(&k) {
-                cx.at_key(key, format!("unknown key {k:?} in rule"));
+                cx.at_key(key, format!("unknown key {} in rule", excerpt(k)));
             }
         }
         let name = match get(map, "name") {
@@ -275,7 +326,11 @@ impl Walker<'_, '_> {
                 } else {
                     cx.at(
                         n,
-                        format!("duplicate rule name {name:?} in group {group:?}"),
+                        format!(
+                            "duplicate rule name {} in group {}",
+                            excerpt(name),
+                            excerpt(group)
+                        ),
                     );
                     false
                 }
@@ -292,7 +347,7 @@ impl Walker<'_, '_> {
                 Some(other) => {
                     cx.at(
                         n,
-                        format!("unknown detector {other:?} (expected ks or ema)"),
+                        format!("unknown detector {} (expected ks or ema)", excerpt(other)),
                     );
                     None
                 }
@@ -336,9 +391,7 @@ impl Walker<'_, '_> {
         let keep_firing_for = opt_or(cx, map, "keep_firing_for", Duration::ZERO, |cx, n| {
             cx.duration("keep_firing_for", n)
         });
-        let labels = opt_or(cx, map, "labels", Labels::new(), |cx, n| {
-            cx.string_map("labels", n, true)
-        });
+        let labels = opt_or(cx, map, "labels", Labels::new(), rule_labels);
         let annotations = opt_or(cx, map, "annotations", Labels::new(), annotations);
         let webhooks = opt_or(cx, map, "webhooks", Vec::new(), |cx, n| {
             self.webhooks(cx, n)
@@ -390,9 +443,14 @@ impl Walker<'_, '_> {
         let mut seen = BTreeSet::new();
         for (name, n) in &items {
             if !seen.insert(name.as_str()) {
-                cx.at_key(n, format!("webhooks: duplicate webhook {name:?}"));
+                cx.at_key(n, format!("webhooks: duplicate webhook {}", excerpt(name)));
             } else if self.ctx.webhooks.is_some_and(|known| !known.contains(name)) {
-                cx.at_key(n, format!("unknown webhook {name:?}"));
+                let why = if self.checks.embedded_default {
+                    ": the embedded default config defines no webhooks; pass --config.file"
+                } else {
+                    ""
+                };
+                cx.at_key(n, format!("unknown webhook {}{why}", excerpt(name)));
             }
         }
         (cx.errors() == before).then(|| items.into_iter().map(|(s, _)| s).collect())
@@ -445,7 +503,10 @@ impl Walker<'_, '_> {
             if parsed.is_none() {
                 cx.at(
                     n,
-                    format!("alternative: unknown alternative {text:?} (expected two-sided, less or greater)"),
+                    format!(
+                        "alternative: unknown alternative {} (expected two-sided, less or greater)",
+                        excerpt(&text)
+                    ),
                 );
             }
             parsed
@@ -456,7 +517,10 @@ impl Walker<'_, '_> {
             if parsed.is_none() {
                 cx.at(
                     n,
-                    format!("method: unknown method {text:?} (expected auto, exact or asymp)"),
+                    format!(
+                        "method: unknown method {} (expected auto, exact or asymp)",
+                        excerpt(&text)
+                    ),
                 );
             }
             parsed
@@ -509,23 +573,21 @@ impl Walker<'_, '_> {
 
     fn window_size(&self, cx: &mut Cx, key: &str, node: &Node) -> Option<usize> {
         let n = cx.positive_int(key, node, u64::MAX)?;
+        let cap = self.checks.cap;
         match usize::try_from(n) {
-            Ok(n) if n <= self.cap.max => Some(n),
-            _ if self.cap.from_limits => {
+            Ok(n) if n <= cap.max => Some(n),
+            _ if cap.from_limits => {
                 cx.at(
                     node,
                     format!(
                         "{key}: {n} is more than limits.max_window_values ({})",
-                        self.cap.max
+                        cap.max
                     ),
                 );
                 None
             }
             _ => {
-                cx.at(
-                    node,
-                    format!("{key}: must be at most {}, got {n}", self.cap.max),
-                );
+                cx.at(node, format!("{key}: must be at most {}, got {n}", cap.max));
                 None
             }
         }
@@ -535,30 +597,30 @@ impl Walker<'_, '_> {
     fn reference_file(&self, cx: &mut Cx, node: &Node) -> Option<ReferenceWindow> {
         let rel = cx.non_empty("reference.file", node)?;
         let path = self.ctx.base_dir.join(&rel);
-        let shown = path.display().to_string();
-        let text = match super::diag::read_text(&path, super::diag::MAX_REFERENCE_FILE) {
+        let shown = quote_path(&path);
+        let text = match diag::read_text(&path, diag::MAX_REFERENCE_FILE) {
             Ok(t) => t,
             Err(e) => {
                 cx.at(
                     node,
-                    format!("reference.file: cannot read {shown:?}: {}", io_reason(&e)),
+                    format!("reference.file: cannot read {shown}: {}", io_reason(&e)),
                 );
                 return None;
             }
         };
-        let values = match crate::formats::values::parse_values(&text, None) {
-            Ok(v) => v,
-            Err(ValuesError::Empty) => {
-                cx.at(node, format!("reference.file: {shown:?} holds no values"));
-                return None;
-            }
-            Err(e) => {
-                cx.at(node, format!("reference.file: {shown:?} {e}"));
-                return None;
-            }
-        };
-        if values.len() > self.cap.max {
-            let limit = if self.cap.from_limits {
+        // Counted before parsing, and only up to one past the cap: a file of a billion
+        // short lines is refused without holding a billion values first.
+        let cap = self.checks.cap;
+        let lines = text
+            .lines()
+            .filter(|l| {
+                let l = l.trim();
+                !l.is_empty() && !l.starts_with('#')
+            })
+            .take(cap.max.saturating_add(1))
+            .count();
+        if lines > cap.max {
+            let limit = if cap.from_limits {
                 "limits.max_window_values"
             } else {
                 "the maximum window size"
@@ -566,13 +628,24 @@ impl Walker<'_, '_> {
             cx.at(
                 node,
                 format!(
-                    "reference.file: {shown:?} holds {} values, more than {limit} ({})",
-                    values.len(),
-                    self.cap.max
+                    "reference.file: {shown} holds more values than {limit} ({})",
+                    cap.max
                 ),
             );
             return None;
         }
+        let values = match crate::formats::values::parse_values(&text, None) {
+            Ok(v) => v,
+            Err(ValuesError::Empty) => {
+                cx.at(node, format!("reference.file: {shown} holds no values"));
+                return None;
+            }
+            Err(e) => {
+                cx.at(node, format!("reference.file: {shown} {e}"));
+                return None;
+            }
+        };
+        drop(text);
         // The order of a reference does not matter to a detector: keep it sorted once, so
         // every series of the rule shares it without sorting.
         let mut values = values;
@@ -704,9 +777,9 @@ fn by(cx: &mut Cx, node: &Node) -> Option<Vec<String>> {
     let mut seen = BTreeSet::new();
     for (name, n) in &items {
         if !is_valid_label_name(name) {
-            cx.at_key(n, format!("by: invalid label name {name:?}"));
+            cx.at_key(n, format!("by: invalid label name {}", excerpt(name)));
         } else if !seen.insert(name.as_str()) {
-            cx.at_key(n, format!("by: duplicate label {name:?}"));
+            cx.at_key(n, format!("by: duplicate label {}", excerpt(name)));
         }
     }
     (cx.errors() == before).then(|| items.into_iter().map(|(s, _)| s).collect())
@@ -722,7 +795,11 @@ fn annotations(cx: &mut Cx, node: &Node) -> Option<Labels> {
                 cx.at_offset(
                     s,
                     e.offset,
-                    format!("annotations.{}: {}", k.as_str(), e.message),
+                    format!(
+                        "{}: {}",
+                        yaml::key_path("annotations", k.as_str()),
+                        e.message
+                    ),
                 );
             }
         }
@@ -1248,6 +1325,131 @@ mod tests {
         errors(
             "groups:\n- name: g\n  name: h\n",
             &["3:3: duplicate key \"name\" (first at line 2, column 3)"],
+        );
+    }
+
+    #[test]
+    fn reserved_label_names_are_errors() {
+        errors(
+            "groups:\n- name: g\n  labels: {group: a, __g: b, ok: c}\n",
+            &[
+                "3:12: labels: label name \"group\" is reserved: driftgauge sets it",
+                "3:22: labels: label name \"__g\": label names starting with \"__\" are reserved",
+            ],
+        );
+        errors(
+            &ks("    labels: {rule: a, __name__: b, _ok: c}\n"),
+            &[
+                "9:14: labels: label name \"rule\" is reserved: driftgauge sets it",
+                "9:23: labels: label name \"__name__\": label names starting with \"__\" are reserved",
+            ],
+        );
+    }
+
+    #[test]
+    fn the_embedded_default_says_it_has_no_webhooks() {
+        let dir = data_dir();
+        let none = BTreeSet::new();
+        let ctx = RuleContext {
+            base_dir: &dir,
+            default_interval: Duration::from_secs(15),
+            webhooks: Some(&none),
+        };
+        let checks = FileChecks {
+            embedded_default: true,
+            ..FileChecks::default()
+        };
+        let parsed = parse_file(&ks("    webhooks: [retrain]\n"), "r.yml", &ctx, checks);
+        let got: Vec<String> = parsed.diags.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            got,
+            ["r.yml:9:16: unknown webhook \"retrain\": the embedded default config defines no webhooks; pass --config.file"]
+        );
+    }
+
+    #[test]
+    fn a_reference_past_the_window_cap_is_refused_before_parsing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("ref.txt"), "1\n2\n# c\n\n3\nnot parsed\n").expect("write");
+        let ctx = RuleContext {
+            base_dir: dir.path(),
+            default_interval: Duration::from_secs(15),
+            webhooks: None,
+        };
+        let text = "groups:\n- name: g\n  rules:\n  - {name: r, detector: ks, series: m, reference: {file: ref.txt}, current: {last: 2}, min_samples: 1}\n";
+        let parse_with = |max| {
+            let checks = FileChecks {
+                cap: WindowCap {
+                    max,
+                    from_limits: true,
+                },
+                ..FileChecks::default()
+            };
+            let parsed = parse_file(text, "r.yml", &ctx, checks);
+            parsed
+                .diags
+                .iter()
+                .map(|d| d.message.clone())
+                .collect::<Vec<_>>()
+        };
+        let shown = format!("{:?}", dir.path().join("ref.txt").display().to_string());
+        assert_eq!(
+            parse_with(3),
+            [format!(
+                "reference.file: {shown} holds more values than limits.max_window_values (3)"
+            )]
+        );
+        assert_eq!(
+            parse_with(4),
+            [format!(
+                "reference.file: {shown} line 6: expected a number, got \"not parsed\""
+            )]
+        );
+    }
+
+    #[test]
+    fn long_input_is_quoted_as_an_excerpt() {
+        let long = "x".repeat(100_000);
+        let cut = format!("\"{}\"…", "x".repeat(crate::formats::EXCERPT_CHARS));
+        errors(
+            // A plain key is at most 1024 characters in YAML; an explicit one has no bound.
+            &ks(&format!("    ? {long}\n    : 1\n    alternative: {long}\n    for: 1{long}\n")),
+            &[
+                &format!("9:7: unknown key {cut} in rule"),
+                &format!("11:18: alternative: unknown alternative {cut} (expected two-sided, less or greater)"),
+                &format!("12:10: for: invalid duration \"1{}\"…: unknown unit {cut} (units: y, w, d, h, m, s, ms)", "x".repeat(63)),
+            ],
+        );
+        let selector = format!("'m{{a=~\"({long}\"}}'");
+        let rule = format!("groups:\n- name: g\n  rules:\n  - name: r\n    detector: ema\n    smoothing: 1\n    below: 1\n    series: {selector}\n");
+        let got = parse(&rule).expect_err("bad selector");
+        assert_eq!(got.len(), 1);
+        assert!(got[0].message.len() < 300, "{}", got[0].message);
+    }
+
+    #[test]
+    fn at_most_a_hundred_diagnostics_a_file() {
+        let mut text = String::from("groups:\n");
+        for i in 0..1000 {
+            text.push_str(&format!("- name: g{i}\n  nope: 1\n"));
+        }
+        let got = parse(&text).expect_err("bad keys");
+        assert_eq!(got.len(), diag::MAX_PER_FILE + 1);
+        assert_eq!(
+            got[0].to_string(),
+            "r.yml:3:3: unknown key \"nope\" in group"
+        );
+        assert_eq!(
+            got[diag::MAX_PER_FILE].to_string(),
+            "… 900 more errors in r.yml"
+        );
+        // Duplicate group names count against the same cap.
+        let dups = "groups:\n".to_string() + &"- name: g\n".repeat(500);
+        let got = parse(&dups).expect_err("duplicates");
+        assert_eq!(got.len(), diag::MAX_PER_FILE + 1);
+        assert_eq!(
+            got[diag::MAX_PER_FILE].to_string(),
+            "… 399 more errors in r.yml"
         );
     }
 

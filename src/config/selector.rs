@@ -9,6 +9,7 @@ use std::fmt;
 
 use regex::Regex;
 
+use crate::formats::excerpt;
 use crate::labels::Labels;
 
 /// Is `name` a valid label name (`[a-zA-Z_][a-zA-Z0-9_]*`)?
@@ -243,10 +244,11 @@ impl<'a> Parser<'a> {
                 return Err(SelectorError::new(
                     offset,
                     format!(
-                        "metric name set twice: {metric:?} and {}{}{:?}",
+                        "metric name set twice: {} and {}{}{}",
+                        excerpt(metric),
                         m.name,
                         m.op.as_str(),
-                        m.value
+                        excerpt(&m.value)
                     ),
                 ));
             }
@@ -315,9 +317,10 @@ impl<'a> Parser<'a> {
                     return Err(SelectorError::new(
                         self.pos,
                         format!(
-                        "unexpected {} after label name {name:?}, expected one of =, !=, =~, !~",
-                        self.describe_here()
-                    ),
+                            "unexpected {} after label name {}, expected one of =, !=, =~, !~",
+                            self.describe_here(),
+                            excerpt(&name)
+                        ),
                     ))
                 }
             };
@@ -328,7 +331,10 @@ impl<'a> Parser<'a> {
             let regex = match op {
                 MatchOp::RegexMatch | MatchOp::RegexNoMatch => {
                     Some(compile_anchored(&value).map_err(|e| {
-                        SelectorError::new(value_offset, format!("invalid regex {value:?}: {e}"))
+                        SelectorError::new(
+                            value_offset,
+                            format!("invalid regex {}: {e}", excerpt(&value)),
+                        )
                     })?)
                 }
                 MatchOp::Equal | MatchOp::NotEqual => None,

@@ -12,14 +12,15 @@ use base64::Engine as _;
 use marked_yaml::types::MarkedMappingNode;
 use marked_yaml::{Marker, Node};
 
-use crate::config::diag::{io_reason, Diagnostic};
+use crate::config::diag::{self, io_reason, quote_path, Diagnostic};
 use crate::config::duration::format_duration;
 use crate::config::model::{
     Config, Labels, Limits, Query, QuerySource, Scheme, ScrapeConfig, StaticConfig, WebhookConfig,
 };
 use crate::config::parse::sort;
 use crate::config::selector::is_valid_metric_name;
-use crate::config::yaml::{self, describe, get, node_marker, opt_or, Cx};
+use crate::config::yaml::{self, describe, get, key_path, node_marker, opt_or, Cx};
+use crate::formats::excerpt;
 
 /// Where secret files come from.
 pub trait SecretSource {
@@ -44,7 +45,8 @@ pub fn parse_config(
     base_dir: &Path,
     secrets: &dyn SecretSource,
 ) -> Result<Config, Vec<Diagnostic>> {
-    let parsed = parse_partial(text, origin, base_dir, secrets);
+    let mut parsed = parse_partial(text, origin, base_dir, secrets);
+    diag::finish_file(&mut parsed.diags, parsed.hidden);
     if parsed.diags.is_empty() {
         Ok(parsed.config)
     } else {
@@ -61,7 +63,9 @@ pub(crate) struct ParsedConfig {
     pub webhook_names: BTreeSet<String>,
     /// Where each `rule_files` entry was written, parallel to `config.rule_files`.
     pub rule_file_markers: Vec<Option<Marker>>,
+    /// The first diagnostics, sorted by position, and the number of those left out.
     pub diags: Vec<Diagnostic>,
+    pub hidden: usize,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -130,6 +134,7 @@ pub(crate) fn parse_partial(
         webhook_names: BTreeSet::new(),
         rule_file_markers: vec![None],
         diags: Vec::new(),
+        hidden: 0,
     };
     out.config.rule_files = vec![Walker { base_dir, secrets }.join_glob(DEFAULT_RULE_FILES)];
     let root = match yaml::parse(origin, text) {
@@ -144,7 +149,7 @@ pub(crate) fn parse_partial(
     if let Some(top) = cx.mapping("config", &root) {
         w.config(&mut cx, top, &mut out);
     }
-    out.diags = cx.diags;
+    (out.diags, out.hidden) = cx.finish();
     sort(&mut out.diags);
     out
 }
@@ -174,7 +179,7 @@ impl Walker<'_> {
                     if let Err(e) = glob::Pattern::new(&pattern) {
                         cx.at_key(
                             n,
-                            format!("rule_files: invalid glob {pattern:?}: {}", e.msg),
+                            format!("rule_files: invalid glob {}: {}", excerpt(&pattern), e.msg),
                         );
                         continue;
                     }
@@ -231,13 +236,14 @@ impl Walker<'_> {
     }
 
     fn webhook(&self, cx: &mut Cx, name: &str, node: &Node) -> Option<WebhookConfig> {
-        let map = cx.mapping(&format!("webhooks.{name}"), node)?;
+        let map = cx.mapping(&key_path("webhooks", name), node)?;
         let before = cx.errors();
-        cx.check_keys(map, WEBHOOK_KEYS, &format!("webhook {name:?}"));
+        let what = format!("webhook {}", excerpt(name));
+        cx.check_keys(map, WEBHOOK_KEYS, &what);
         let url = match get(map, "url") {
             Some(n) => http_url(cx, "url", n),
             None => {
-                cx.missing(map, "url", &format!("webhook {name:?}"));
+                cx.missing(map, "url", &what);
                 None
             }
         };
@@ -335,10 +341,7 @@ impl Walker<'_> {
         let path = self.base_dir.join(&rel);
         match self.secrets.read(&path) {
             Ok(text) if text.trim().is_empty() => {
-                cx.at(
-                    node,
-                    format!("{key}: {:?} is empty", path.display().to_string()),
-                );
+                cx.at(node, format!("{key}: {} is empty", quote_path(&path)));
                 None
             }
             Ok(text) => Some(text.trim().to_string()),
@@ -346,8 +349,8 @@ impl Walker<'_> {
                 cx.at(
                     node,
                     format!(
-                        "{key}: cannot read {:?}: {}",
-                        path.display().to_string(),
+                        "{key}: cannot read {}: {}",
+                        quote_path(&path),
                         io_reason(&e)
                     ),
                 );
@@ -431,7 +434,10 @@ impl Walker<'_> {
             if p.starts_with('/') {
                 Some(p)
             } else {
-                cx.at(n, format!("metrics_path: must start with \"/\", got {p:?}"));
+                cx.at(
+                    n,
+                    format!("metrics_path: must start with \"/\", got {}", excerpt(&p)),
+                );
                 None
             }
         });
@@ -440,7 +446,10 @@ impl Walker<'_> {
                 "http" => Some(Scheme::Http),
                 "https" => Some(Scheme::Https),
                 other => {
-                    cx.at(n, format!("scheme: expected http or https, got {other:?}"));
+                    cx.at(
+                        n,
+                        format!("scheme: expected http or https, got {}", excerpt(other)),
+                    );
                     None
                 }
             }
@@ -576,7 +585,10 @@ fn static_config(cx: &mut Cx, node: &Node) -> Option<StaticConfig> {
                 } else {
                     cx.at_key(
                         tn,
-                        format!("targets: invalid target {t:?}, expected host:port"),
+                        format!(
+                            "targets: invalid target {}, expected host:port",
+                            excerpt(&t)
+                        ),
                     );
                 }
             }
@@ -602,7 +614,7 @@ fn query(cx: &mut Cx, node: &Node, records: &mut HashMap<String, Marker>) -> Opt
     let record = match get(map, "record") {
         Some(n) => cx.string("record", n).filter(|r| {
             if !is_valid_metric_name(r) {
-                cx.at(n, format!("record: invalid metric name {r:?}"));
+                cx.at(n, format!("record: invalid metric name {}", excerpt(r)));
                 false
             } else {
                 unique(cx, records, "record", r, n)
@@ -641,7 +653,8 @@ fn unique(
     match seen.get(name) {
         Some(first) => {
             let message = format!(
-                "duplicate {what} {name:?} (first at line {}, column {})",
+                "duplicate {what} {} (first at line {}, column {})",
+                excerpt(name),
                 first.line(),
                 first.column()
             );
@@ -665,19 +678,19 @@ fn http_url(cx: &mut Cx, key: &str, node: &Node) -> Option<String> {
             cx.at(
                 node,
                 format!(
-                    "{key}: scheme must be http or https, got {:?}",
-                    url.scheme()
+                    "{key}: scheme must be http or https, got {}",
+                    excerpt(url.scheme())
                 ),
             );
             None
         }
         Ok(url) if url.host_str().is_none_or(str::is_empty) => {
-            cx.at(node, format!("{key}: missing host in {text:?}"));
+            cx.at(node, format!("{key}: missing host in {}", excerpt(&text)));
             None
         }
         Ok(_) => Some(text),
         Err(e) => {
-            cx.at(node, format!("{key}: invalid URL {text:?}: {e}"));
+            cx.at(node, format!("{key}: invalid URL {}: {e}", excerpt(&text)));
             None
         }
     }
@@ -692,22 +705,31 @@ fn headers(cx: &mut Cx, node: &Node, reserved: &[&str], has_bearer: bool) -> Opt
         let name = k.as_str();
         let lower = name.to_ascii_lowercase();
         if name.is_empty() || !name.bytes().all(is_token_byte) {
-            cx.at_key(k, format!("headers: invalid header name {name:?}"));
+            cx.at_key(k, format!("headers: invalid header name {}", excerpt(name)));
         } else if reserved.contains(&lower.as_str()) {
             cx.at_key(
                 k,
-                format!("headers: {name:?} is set by driftgauge and cannot be configured"),
+                format!(
+                    "headers: {} is set by driftgauge and cannot be configured",
+                    excerpt(name)
+                ),
             );
         } else if lower == "authorization" && has_bearer {
             cx.at_key(
                 k,
-                format!("headers: {name:?} conflicts with bearer_token_file"),
+                format!(
+                    "headers: {} conflicts with bearer_token_file",
+                    excerpt(name)
+                ),
             );
         } else if let Some(value) = out.get(name) {
             if value.chars().any(|c| c.is_control() && c != '\t') {
                 cx.at(
                     v,
-                    format!("headers.{name}: header values must not contain control characters"),
+                    format!(
+                        "{}: header values must not contain control characters",
+                        key_path("headers", name)
+                    ),
                 );
             }
         }

@@ -7,6 +7,7 @@
 //! Any other action (`{{ .Foo }}`, pipes, functions) or an unclosed `{{` is a rule error.
 
 use crate::config::selector::is_valid_label_name;
+use crate::formats::excerpt;
 use crate::labels::Labels;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,8 +53,8 @@ fn pieces(template: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
             return Err(TemplateError {
                 offset,
                 message: format!(
-                    "unsupported template action \"{{{{{}}}}}\": only {{{{ $labels.<name> }}}} and {{{{ $value }}}} are supported",
-                    &after[..close]
+                    "unsupported template action {}: only {{{{ $labels.<name> }}}} and {{{{ $value }}}} are supported",
+                    excerpt(&rest[open..open + 2 + close + 2])
                 ),
             });
         }

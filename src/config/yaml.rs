@@ -10,9 +10,10 @@ use std::time::Duration;
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode, MarkedSequenceNode};
 use marked_yaml::{LoaderOptions, Marker, Node};
 
-use crate::config::diag::Diagnostic;
+use crate::config::diag::{self, Diagnostic};
 use crate::config::duration::parse_duration;
 use crate::config::selector::is_valid_label_name;
+use crate::formats::{clip, excerpt};
 use crate::labels::Labels;
 
 /// Parses YAML text into a node tree (the top level must be a mapping; an empty file is an
@@ -58,8 +59,8 @@ pub(crate) fn parse(origin: &str, text: &str) -> Result<Node, Diagnostic> {
                 (
                     second,
                     format!(
-                        "duplicate key {:?} (first at line {}, column {})",
-                        inner.key.as_str(),
+                        "duplicate key {} (first at line {}, column {})",
+                        excerpt(inner.key.as_str()),
                         first.line(),
                         first.column()
                     ),
@@ -166,21 +167,25 @@ pub(crate) fn mapping_marker(map: &MarkedMappingNode) -> Option<Marker> {
 pub(crate) fn describe(node: &Node) -> String {
     match node {
         _ if is_null(node) => "null".to_string(),
-        Node::Scalar(s) if s.may_coerce() => format!("{:?}", shorten(s.as_str())),
-        Node::Scalar(s) => format!("the quoted string {:?}", shorten(s.as_str())),
+        Node::Scalar(s) if s.may_coerce() => excerpt(s.as_str()),
+        Node::Scalar(s) => format!("the quoted string {}", excerpt(s.as_str())),
         Node::Sequence(_) => "a list".to_string(),
         Node::Mapping(_) => "a mapping".to_string(),
     }
 }
 
-fn shorten(s: &str) -> String {
-    const MAX: usize = 60;
-    if s.chars().count() <= MAX {
-        s.to_string()
+/// `prefix.key` for a message, or `prefix[<excerpt>]` when the key is not a plain word (it
+/// may be any YAML string, of any length).
+pub(crate) fn key_path(prefix: &str, key: &str) -> String {
+    let plain = key.len() <= crate::formats::EXCERPT_CHARS
+        && !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+    if plain {
+        format!("{prefix}.{key}")
     } else {
-        let mut t: String = s.chars().take(MAX).collect();
-        t.push('…');
-        t
+        format!("{prefix}[{}]", excerpt(key))
     }
 }
 
@@ -244,10 +249,14 @@ pub(crate) fn scalar_to_json(s: &MarkedScalarNode) -> serde_json::Value {
 }
 
 /// The per-file walker: the file's text (for column mapping) and its diagnostics so far.
+/// It keeps the first [`diag::MAX_PER_FILE`] and counts the rest: a 16 MiB file of bad keys
+/// must not become millions of messages.
 pub(crate) struct Cx<'a> {
     pub(crate) origin: &'a str,
     text: &'a str,
-    pub(crate) diags: Vec<Diagnostic>,
+    diags: Vec<Diagnostic>,
+    /// Every diagnostic reported, kept or not.
+    count: usize,
 }
 
 impl<'a> Cx<'a> {
@@ -256,18 +265,31 @@ impl<'a> Cx<'a> {
             origin,
             text,
             diags: Vec::new(),
+            count: 0,
         }
     }
 
     /// Number of diagnostics so far (compare before and after a part to see if it failed).
     pub(crate) fn errors(&self) -> usize {
-        self.diags.len()
+        self.count
+    }
+
+    /// The diagnostics kept, in the order reported, and how many were left out.
+    pub(crate) fn finish(self) -> (Vec<Diagnostic>, usize) {
+        let hidden = self.count - self.diags.len();
+        (self.diags, hidden)
+    }
+
+    fn push(&mut self, d: Diagnostic) {
+        self.count += 1;
+        if self.diags.len() < diag::MAX_PER_FILE {
+            self.diags.push(d);
+        }
     }
 
     pub(crate) fn at_marker(&mut self, marker: Option<Marker>, message: impl Into<String>) {
         let (line, col) = marker.map_or((1, 1), |m| (m.line(), m.column()));
-        self.diags
-            .push(Diagnostic::new(self.origin, line, col, message));
+        self.push(Diagnostic::new(self.origin, line, col, message));
     }
 
     pub(crate) fn at(&mut self, node: &Node, message: impl Into<String>) {
@@ -291,15 +313,17 @@ impl<'a> Cx<'a> {
             return;
         };
         let col = source_column(self.text, &m, node.as_str(), offset).unwrap_or(m.column());
-        self.diags
-            .push(Diagnostic::new(self.origin, m.line(), col, message));
+        self.push(Diagnostic::new(self.origin, m.line(), col, message));
     }
 
     /// Reports every key of `map` not in `allowed` as `unknown key "k" in <what>`.
     pub(crate) fn check_keys(&mut self, map: &MarkedMappingNode, allowed: &[&str], what: &str) {
         for key in map.keys() {
             if !allowed.contains(&key.as_str()) {
-                self.at_key(key, format!("unknown key {:?} in {what}", key.as_str()));
+                self.at_key(
+                    key,
+                    format!("unknown key {} in {what}", excerpt(key.as_str())),
+                );
             }
         }
     }
@@ -388,13 +412,19 @@ impl<'a> Cx<'a> {
         };
         let text = s.as_str();
         if is_special_float(text) {
-            self.at(node, format!("{key}: must be a finite number, got {text}"));
+            self.at(
+                node,
+                format!("{key}: must be a finite number, got {}", clip(text)),
+            );
             return None;
         }
         match text.parse::<f64>() {
             Ok(v) if is_decimal_number(text) && v.is_finite() => Some(v),
             Ok(_) if is_decimal_number(text) => {
-                self.at(node, format!("{key}: number {text} is out of range"));
+                self.at(
+                    node,
+                    format!("{key}: number {} is out of range", clip(text)),
+                );
                 None
             }
             _ => {
@@ -425,7 +455,7 @@ impl<'a> Cx<'a> {
             if !neg.is_empty() && neg.bytes().all(|b| b.is_ascii_digit()) {
                 self.at(
                     node,
-                    format!("{key}: must be a positive integer, got {text}"),
+                    format!("{key}: must be a positive integer, got {}", clip(text)),
                 );
                 return None;
             }
@@ -449,7 +479,10 @@ impl<'a> Cx<'a> {
             }
             Ok(n) if n <= max => Some(n),
             _ => {
-                self.at(node, format!("{key}: must be at most {max}, got {text}"));
+                self.at(
+                    node,
+                    format!("{key}: must be at most {max}, got {}", clip(text)),
+                );
                 None
             }
         }
@@ -505,13 +538,16 @@ impl<'a> Cx<'a> {
         let mut out = Labels::new();
         for (k, v) in map.iter() {
             if label_names && !is_valid_label_name(k.as_str()) {
-                self.at_key(k, format!("{key}: invalid label name {:?}", k.as_str()));
+                self.at_key(
+                    k,
+                    format!("{key}: invalid label name {}", excerpt(k.as_str())),
+                );
                 continue;
             }
             let value = if is_null(v) {
                 Some(String::new())
             } else {
-                self.string(&format!("{key}.{}", k.as_str()), v)
+                self.string(&key_path(key, k.as_str()), v)
             };
             if let Some(value) = value {
                 out.insert(k.as_str().to_string(), value);

@@ -2,25 +2,32 @@
 //! column of a CSV with a header (read with the `csv` crate, so quoted fields may hold commas,
 //! quotes and line breaks). Used by `driftgauge eval` and `reference: {file: ...}`.
 
+use crate::formats::{clip, excerpt};
+
+/// What is wrong with a values file. Input is quoted as a short excerpt ([`excerpt`]): a bad
+/// line of a 1 GiB file makes a message of a few dozen characters.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ValuesError {
-    #[error("line {line}{}: expected a number, got {text:?}", in_column(column))]
+    #[error("line {line}{}: expected a number, got {text}", in_column(column))]
     NotANumber {
         line: usize,
         /// The CSV column read, if any.
         column: Option<String>,
+        /// The field, as [`excerpt`] quotes it.
         text: String,
     },
-    #[error("line {line}{}: value must be finite, got {text:?}", in_column(column))]
+    #[error("line {line}{}: value must be finite, got {text}", in_column(column))]
     NotFinite {
         line: usize,
         /// The CSV column read, if any.
         column: Option<String>,
+        /// The field, as [`excerpt`] quotes it.
         text: String,
     },
     #[error("no values")]
     Empty,
-    #[error("column {column:?} is not in the header (columns: {header})")]
+    /// `column` quoted, `header` clipped.
+    #[error("column {column} is not in the header (columns: {header})")]
     NoSuchColumn { column: String, header: String },
     #[error(
         "line {line}: the row has {fields} field(s), none for column {column:?} (field {field})"
@@ -105,8 +112,8 @@ fn csv_column(text: &str, col: &str) -> Result<Vec<f64>, ValuesError> {
         .iter()
         .position(|h| h == col)
         .ok_or_else(|| ValuesError::NoSuchColumn {
-            column: col.to_string(),
-            header: record.iter().collect::<Vec<_>>().join(", "),
+            column: excerpt(col),
+            header: clip(&record.iter().collect::<Vec<_>>().join(", ")),
         })?;
     let mut out = Vec::new();
     while let Some(line) = next(&mut record)? {
@@ -160,13 +167,13 @@ fn number(text: &str, line: usize, column: Option<&str>) -> Result<f64, ValuesEr
     let x: f64 = text.parse().map_err(|_| ValuesError::NotANumber {
         line,
         column: column.map(str::to_string),
-        text: text.to_string(),
+        text: excerpt(text),
     })?;
     if !x.is_finite() {
         return Err(ValuesError::NotFinite {
             line,
             column: column.map(str::to_string),
-            text: text.to_string(),
+            text: excerpt(text),
         });
     }
     Ok(x)
@@ -187,7 +194,7 @@ mod tests {
             Err(ValuesError::NotANumber {
                 line: 2,
                 column: None,
-                text: "x".into()
+                text: "\"x\"".into()
             })
         );
         assert_eq!(
@@ -195,7 +202,7 @@ mod tests {
             Err(ValuesError::NotFinite {
                 line: 2,
                 column: None,
-                text: "NaN".into()
+                text: "\"NaN\"".into()
             })
         );
         assert_eq!(
@@ -215,7 +222,7 @@ mod tests {
         assert_eq!(
             parse_values(csv, Some("x")),
             Err(ValuesError::NoSuchColumn {
-                column: "x".into(),
+                column: "\"x\"".into(),
                 header: "id, amount".into()
             })
         );
@@ -254,7 +261,7 @@ mod tests {
             Err(ValuesError::NotANumber {
                 line: 4,
                 column: Some("amount".into()),
-                text: "x".into()
+                text: "\"x\"".into()
             })
         );
         assert_eq!(
@@ -281,13 +288,13 @@ mod tests {
             Err(ValuesError::NotANumber {
                 line: 8,
                 column: Some("amount".into()),
-                text: "x".into()
+                text: "\"x\"".into()
             })
         );
         assert_eq!(
             parse_values("\n# c\nid,amount\n1,2\n", Some("x")),
             Err(ValuesError::NoSuchColumn {
-                column: "x".into(),
+                column: "\"x\"".into(),
                 header: "id, amount".into()
             })
         );
@@ -320,8 +327,23 @@ mod tests {
             Err(ValuesError::NotANumber {
                 line: 4,
                 column: Some("amount".into()),
-                text: "q".into()
+                text: "\"q\"".into()
             })
         );
+    }
+
+    #[test]
+    fn a_huge_bad_line_gives_a_short_message() {
+        let nuls = "\0".repeat(8 << 20);
+        let e = parse_values(&nuls, None).expect_err("not a number");
+        assert!(e.to_string().len() < 200, "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("line 1: expected a number, got \"\\0\\0"),
+            "{e}"
+        );
+        let header = format!("{}\n1\n", "h,".repeat(1 << 20));
+        let e = parse_values(&header, Some("x")).expect_err("no column");
+        assert!(e.to_string().len() < 200, "{e}");
     }
 }

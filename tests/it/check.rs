@@ -3,8 +3,10 @@
 //! Expected diagnostics live next to the fixtures in `tests/data/check/*.expected`, one
 //! `file:line:col: message` a line, files named as passed on the command line.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 const DATA: &str = "tests/data/check";
 
@@ -12,26 +14,69 @@ const DATA: &str = "tests/data/check";
 /// stderr, with `expected`, and requires the other stream to be empty.
 #[track_caller]
 fn check(args: &[&str], expected: &str, exit: i32) {
-    let out = Command::new(env!("CARGO_BIN_EXE_driftgauge"))
-        .arg("check")
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("driftgauge runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, err) = if exit == 0 {
+        (expected, "")
+    } else {
+        ("", expected)
+    };
+    check_in(Path::new(env!("CARGO_MANIFEST_DIR")), args, out, err, exit);
+}
+
+/// Runs `driftgauge check ARGS` in `dir` and compares both streams and the exit code.
+#[track_caller]
+fn check_in(dir: &Path, args: &[&str], stdout: &str, stderr: &str, exit: i32) {
+    let (got_out, got_err, code) = run_check(dir, args);
     let context = format!(
-        "driftgauge check {}\n--- stdout:\n{stdout}--- stderr:\n{stderr}",
+        "driftgauge check {}\n--- stdout:\n{got_out}--- stderr:\n{got_err}",
         args.join(" ")
     );
-    let (got, other) = if exit == 0 {
-        (&stdout, &stderr)
-    } else {
-        (&stderr, &stdout)
+    assert_eq!(got_out, stdout, "{context}");
+    assert_eq!(got_err, stderr, "{context}");
+    assert_eq!(code, Some(exit), "{context}");
+}
+
+/// `driftgauge check ARGS` in `dir`: stdout, stderr and exit code. Fails when it runs longer
+/// than 20 s (a FIFO once made it wait forever), killing it first.
+#[track_caller]
+fn run_check(dir: &Path, args: &[&str]) -> (String, String, Option<i32>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_driftgauge"))
+        .arg("check")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("driftgauge runs");
+    // Both pipes drained on threads, so a large output never blocks the child.
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
     };
-    assert_eq!(got.as_ref(), expected, "{context}");
-    assert_eq!(other.as_ref(), "", "{context}");
-    assert_eq!(out.status.code(), Some(exit), "{context}");
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "driftgauge check {} did not finish within 20 s",
+                args.join(" ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (
+        out.join().expect("stdout"),
+        err.join().expect("stderr"),
+        status.code(),
+    )
 }
 
 /// The expected output files of `names`, concatenated in order.
@@ -47,11 +92,15 @@ fn expected(names: &[&str]) -> String {
 
 #[test]
 fn good_files_pass() {
+    // Alone, a rule file's webhook names cannot be checked: said on stderr, exit 0.
+    check_in(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        &["tests/data/check/good.yml"],
+        "SUCCESS: 1 rule files, 2 groups, 4 rules found\n",
+        "note: webhook names were not checked (2 rules name webhooks); pass --config.file to check them\n",
+        0,
+    );
     let cases: &[(&[&str], &str)] = &[
-        (
-            &["tests/data/check/good.yml"],
-            "SUCCESS: 1 rule files, 2 groups, 4 rules found\n",
-        ),
         (
             &["--config.file=tests/data/check/good_config.yml"],
             "SUCCESS: 1 rule files, 2 groups, 4 rules found\n",
@@ -168,5 +217,225 @@ fn devices_and_fifos_are_refused_not_read_forever() {
         &[&shown],
         &format!("{shown}:7:27: reference.file: cannot read \"/dev/zero\": not a regular file\n"),
         1,
+    );
+}
+
+/// Writes `files` (path, text) under `dir`, creating folders.
+fn write_all(dir: &Path, files: &[(&str, &str)]) {
+    for (path, text) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, text).expect("write");
+    }
+}
+
+fn mkfifo(path: &Path) {
+    let ok = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(ok.success(), "mkfifo {}", path.display());
+}
+
+const KS_FILE_RULE: &str = "groups:\n  - name: g\n    rules:\n      - name: r\n        detector: ks\n        series: x\n        reference: {file: ref.txt}\n        current: {last: 10}\n        min_samples: 1\n";
+
+#[test]
+fn a_fifo_is_refused_at_once_not_waited_on() {
+    // Opening a FIFO for reading waits for a writer: `check` (and reloads) hung on one named
+    // as a reference, a rule file, the config or a secret.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    write_all(
+        d,
+        &[
+            ("rules.yml", KS_FILE_RULE),
+            (
+                "token.yml",
+                "rule_files: []\nwebhooks:\n  w:\n    url: http://127.0.0.1:1/\n    bearer_token_file: token.fifo\n",
+            ),
+        ],
+    );
+    for fifo in ["ref.txt", "fifo.yml", "config.fifo", "token.fifo"] {
+        mkfifo(&d.join(fifo));
+    }
+    let not_regular = "not a regular file";
+    check_in(
+        d,
+        &["rules.yml"],
+        "",
+        &format!("rules.yml:7:27: reference.file: cannot read \"ref.txt\": {not_regular}\n"),
+        1,
+    );
+    check_in(
+        d,
+        &["fifo.yml"],
+        "",
+        &format!("fifo.yml:1:1: cannot read rule file: {not_regular}\n"),
+        1,
+    );
+    check_in(
+        d,
+        &["--config.file=config.fifo"],
+        "",
+        &format!("config.fifo:1:1: cannot read config file: {not_regular}\n"),
+        1,
+    );
+    check_in(
+        d,
+        &["--config.file=token.yml"],
+        "",
+        &format!("token.yml:5:24: bearer_token_file: cannot read \"token.fifo\": {not_regular}\n"),
+        1,
+    );
+}
+
+#[test]
+fn a_huge_bad_reference_gives_a_short_message() {
+    // A 64 MiB reference of NUL bytes is one bad line: the message once quoted all of it
+    // (134 MB). Now an excerpt of 64 characters.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    write_all(d, &[("rules.yml", KS_FILE_RULE)]);
+    std::fs::write(d.join("ref.txt"), vec![0u8; 64 << 20]).expect("write");
+    let (out, err, code) = run_check(d, &["rules.yml"]);
+    assert!(err.len() < 64 << 10, "stderr of {} bytes", err.len());
+    assert_eq!(out, "");
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err,
+        format!(
+            "rules.yml:7:27: reference.file: \"ref.txt\" line 1: expected a number, got \"{}\"…\n",
+            "\\0".repeat(64)
+        )
+    );
+    // Peak memory: the file once (64 MiB) and little more; it took about three times that.
+    if Path::new("/usr/bin/time").exists() {
+        let out = Command::new("/usr/bin/time")
+            .arg("-v")
+            .arg(env!("CARGO_BIN_EXE_driftgauge"))
+            .args(["check", "rules.yml"])
+            .current_dir(d)
+            .output()
+            .expect("time runs");
+        let report = String::from_utf8_lossy(&out.stderr);
+        let kib: u64 = report
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("Maximum resident set size (kbytes): ")
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no peak RSS in:\n{report}"));
+        assert!(kib < 160 << 10, "peak RSS {kib} KiB");
+    }
+}
+
+#[test]
+fn a_file_with_thousands_of_errors_reports_the_first_hundred() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let mut text = String::from("groups:\n");
+    for i in 0..5000 {
+        text.push_str(&format!("  - name: g{i}\n    bad: 1\n"));
+    }
+    write_all(d, &[("many.yml", &text)]);
+    let expected: String = (0..100)
+        .map(|i| format!("many.yml:{}:5: unknown key \"bad\" in group\n", 3 + 2 * i))
+        .chain(["… 4900 more errors in many.yml\n".to_string()])
+        .collect();
+    check_in(d, &["many.yml"], "", &expected, 1);
+}
+
+#[test]
+fn reserved_label_names_in_rules_and_groups_are_errors() {
+    // `rule` and `group` were dropped silently (driftgauge sets them) and `__x` was exported.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    write_all(
+        d,
+        &[(
+            "labels.yml",
+            "groups:\n  - name: g\n    labels: {rule: x, team: risk}\n    rules:\n      - name: r\n        detector: ema\n        series: m\n        smoothing: 1\n        below: 1\n        labels: {group: y, __x: z, ok: fine}\n",
+        )],
+    );
+    check_in(
+        d,
+        &["labels.yml"],
+        "",
+        concat!(
+            "labels.yml:3:14: labels: label name \"rule\" is reserved: driftgauge sets it\n",
+            "labels.yml:10:18: labels: label name \"group\" is reserved: driftgauge sets it\n",
+            "labels.yml:10:28: labels: label name \"__x\": label names starting with \"__\" are reserved\n",
+        ),
+        1,
+    );
+}
+
+#[test]
+fn rule_files_that_are_not_regular_files_are_errors() {
+    // `/dev/zero` and a directory matched by a glob were skipped: 0 rules, and a reload with
+    // them removed every rule. A pattern matching nothing still names no file.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    write_all(
+        d,
+        &[
+            (
+                "driftgauge.yml",
+                "rule_files: [\"/dev/zero\", \"rules/*\", \"missing.yml\", \"none/*.yml\"]\n",
+            ),
+            ("rules/a.yml", "groups: []\n"),
+        ],
+    );
+    std::fs::create_dir(d.join("rules/sub")).expect("mkdir");
+    check_in(
+        d,
+        &["--config.file=driftgauge.yml"],
+        "",
+        concat!(
+            "/dev/zero:1:1: cannot read rule file: not a regular file\n",
+            "rules/sub:1:1: cannot read rule file: is a directory\n",
+        ),
+        1,
+    );
+    // Without the bad ones it passes.
+    write_all(
+        d,
+        &[(
+            "driftgauge.yml",
+            "rule_files: [\"rules/*.yml\", \"missing.yml\", \"none/*.yml\"]\n",
+        )],
+    );
+    check_in(
+        d,
+        &["--config.file=driftgauge.yml"],
+        "SUCCESS: 1 rule files, 0 groups, 0 rules found\n",
+        "",
+        0,
+    );
+}
+
+#[test]
+fn the_embedded_default_config_has_no_webhooks_for_rules_to_name() {
+    // With neither a config nor rule files, `check` (as `serve`) uses the embedded default,
+    // which has no webhooks: a rule naming one passed, and could never be notified.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let rule = "groups:\n  - name: g\n    rules:\n      - name: r\n        detector: ema\n        series: m\n        smoothing: 1\n        below: 1\n        webhooks: [retrain]\n";
+    write_all(d, &[("rules/a.yml", rule)]);
+    check_in(
+        d,
+        &[],
+        "",
+        "rules/a.yml:9:20: unknown webhook \"retrain\": the embedded default config defines no webhooks; pass --config.file\n",
+        1,
+    );
+    // The same file alone: its webhook names are not checked, and `check` says so.
+    check_in(
+        d,
+        &["rules/a.yml"],
+        "SUCCESS: 1 rule files, 1 groups, 1 rules found\n",
+        "note: webhook names were not checked (1 rules name webhooks); pass --config.file to check them\n",
+        0,
     );
 }

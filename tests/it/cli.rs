@@ -436,3 +436,139 @@ fn sighup_reloads_and_a_bad_file_keeps_the_running_rules() {
         "bad reload kept the running rules"
     );
 }
+
+/// `POST /-/reload` on a process started with `--web.enable-lifecycle`: status, the error
+/// text of a failure (the body of a success), and how long it took.
+fn reload(p: &Process) -> (u16, String, Duration) {
+    let start = Instant::now();
+    let (status, body) = http(&p.addr, "POST", "/-/reload", "");
+    let took = start.elapsed();
+    assert!(body.len() < 16 << 10, "a {} byte answer", body.len());
+    let error = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string));
+    (status, error.unwrap_or(body), took)
+}
+
+#[test]
+fn reload_with_a_fifo_or_a_non_regular_rule_file_answers_500_and_keeps_the_rules() {
+    // A FIFO as a reference hung `/-/reload` (and every later one, behind its lock); a glob
+    // matching a directory, or `/dev/zero`, loaded 0 rules and removed every running one.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("rules")).unwrap();
+    let config = |extra: &str| format!("rule_files: [\"rules/*.yml\"{extra}]\n");
+    std::fs::write(d.join("driftgauge.yml"), config("")).unwrap();
+    let ema = "groups:\n  - name: g\n    rules:\n      - name: running\n        detector: ema\n        series: acc\n        smoothing: 0.5\n        below: 0.5\n";
+    std::fs::write(d.join("rules/a.yml"), ema).unwrap();
+    let p = Process::start(
+        d,
+        &[
+            "--config.file=driftgauge.yml",
+            "--web.enable-lifecycle",
+            "--storage.path=data",
+        ],
+    );
+    poll("ready", WAIT, || p.get("/-/ready").0 == 200);
+    let running = || p.get("/api/v1/rules").1.contains("\"running\"");
+    assert!(running());
+
+    let ok = Command::new("mkfifo")
+        .arg(d.join("rules/ref.fifo"))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let ks = |reference: &str| {
+        format!("groups:\n  - name: k\n    rules:\n      - name: new\n        detector: ks\n        series: x\n        reference: {{file: {reference}}}\n        current: {{last: 10}}\n        min_samples: 1\n")
+    };
+    std::fs::write(d.join("rules/b.yml"), ks("ref.fifo")).unwrap();
+    let (status, body, took) = reload(&p);
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("rules/b.yml:7:27: reference.file: cannot read")
+            && body.contains("ref.fifo\": not a regular file"),
+        "{body}"
+    );
+    assert!(took < Duration::from_secs(5), "reload took {took:?}");
+    assert!(running(), "the running rules stay");
+
+    // A 16 MiB reference line of NUL bytes: the answer quotes an excerpt, not the line.
+    std::fs::write(d.join("rules/nul.txt"), vec![0u8; 16 << 20]).unwrap();
+    std::fs::write(d.join("rules/b.yml"), ks("nul.txt")).unwrap();
+    let (status, body, _) = reload(&p);
+    assert_eq!(status, 500, "{body}");
+    assert!(body.len() < 1024, "{body}");
+    assert!(body.contains("line 1: expected a number"), "{body}");
+    assert!(running());
+    std::fs::remove_file(d.join("rules/b.yml")).unwrap();
+
+    // A directory the glob matches.
+    std::fs::create_dir(d.join("rules/dir.yml")).unwrap();
+    let (status, body, _) = reload(&p);
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("rules/dir.yml:1:1: cannot read rule file: is a directory"),
+        "{body}"
+    );
+    assert!(running());
+    std::fs::remove_dir(d.join("rules/dir.yml")).unwrap();
+
+    // A device named in the config.
+    std::fs::write(d.join("driftgauge.yml"), config(", \"/dev/zero\"")).unwrap();
+    let (status, body, _) = reload(&p);
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("/dev/zero:1:1: cannot read rule file: not a regular file"),
+        "{body}"
+    );
+    assert!(running());
+
+    // Fixed: the reload goes through.
+    std::fs::write(d.join("driftgauge.yml"), config("")).unwrap();
+    let (status, body, _) = reload(&p);
+    assert_eq!(status, 200, "{body}");
+    assert!(running());
+}
+
+#[test]
+fn serve_without_a_config_refuses_rules_that_name_webhooks() {
+    // The embedded default has no webhooks: such a rule started and could never notify.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    std::fs::write(
+        dir.path().join("rules/a.yml"),
+        "groups:\n  - name: g\n    rules:\n      - name: r\n        detector: ema\n        series: acc\n        smoothing: 0.5\n        below: 0.5\n        webhooks: [retrain]\n",
+    )
+    .unwrap();
+    let mut child = bin()
+        .current_dir(dir.path())
+        .args(["serve", "--web.listen-address=127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve started with a rule naming an unknown webhook");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = reader.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("rules/a.yml:9:20: unknown webhook \"retrain\": the embedded default config defines no webhooks; pass --config.file"),
+        "{log}"
+    );
+}
