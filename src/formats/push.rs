@@ -11,8 +11,9 @@ use crate::labels::{check_label_name, RejectReason, SeriesBuilder, SeriesError, 
 pub enum PushError {
     #[error("body is not valid JSON: {0}")]
     Json(String),
-    #[error("body must be an object with a \"samples\" array")]
-    Shape,
+    /// What serde found (an unknown top-level key, a missing or mistyped `samples`).
+    #[error("body must be an object with a \"samples\" array and nothing else: {0}")]
+    Shape(String),
     #[error("samples[{index}]: {source}")]
     Entry {
         index: usize,
@@ -27,7 +28,7 @@ impl PushError {
     /// The counter reason (`driftgauge_*_rejected_total{reason}`).
     pub fn reason(&self) -> RejectReason {
         match self {
-            PushError::Json(_) | PushError::Shape => RejectReason::BadBody,
+            PushError::Json(_) | PushError::Shape(_) => RejectReason::BadBody,
             PushError::Entry { source, .. } => source.reason(),
         }
     }
@@ -44,7 +45,7 @@ impl PushError {
     pub fn values(&self) -> usize {
         match self {
             PushError::Entry { values, .. } => *values,
-            PushError::Json(_) | PushError::Shape => 0,
+            PushError::Json(_) | PushError::Shape(_) => 0,
         }
     }
 }
@@ -88,6 +89,7 @@ impl EntryError {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Body<'a> {
     #[serde(borrow)]
     samples: Vec<&'a RawValue>,
@@ -142,10 +144,19 @@ fn carried(raw: &RawValue) -> usize {
         .unwrap_or(0)
 }
 
+/// serde_json's message without its " at line L column C" (a short excerpt of the field name
+/// at most: serde quotes the unknown key, and names are bounded by the body limit only, so
+/// the message is cut).
+fn without_position(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let msg = msg.find(" at line ").map_or(msg.as_str(), |i| &msg[..i]);
+    crate::formats::clip(msg)
+}
+
 /// Parses and validates a whole push body. Nothing is returned unless every entry is good.
 pub fn parse(body: &[u8]) -> Result<Vec<SeriesSamples>, PushError> {
     let body: Body = serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => PushError::Shape,
+        serde_json::error::Category::Data => PushError::Shape(without_position(&e)),
         _ => PushError::Json(e.to_string()),
     })?;
     let mut out = Vec::with_capacity(body.samples.len());
@@ -251,7 +262,10 @@ mod tests {
             "nope",
             "body is not valid JSON: expected ident at line 1 column 2",
         );
-        bad("{}", "body must be an object with a \"samples\" array");
+        bad(
+            "{}",
+            "body must be an object with a \"samples\" array and nothing else: missing field `samples`",
+        );
         bad(
             r#"{"samples":[{"metric":"9x","value":1}]}"#,
             "samples[0]: invalid metric name \"9x\"",
@@ -405,5 +419,24 @@ mod tests {
         assert_eq!((e.index(), e.values()), (Some(1), 6));
         assert_eq!(parse(b"nope").expect_err("refused").values(), 0);
         assert_eq!(parse(b"{}").expect_err("refused").values(), 0);
+    }
+}
+
+#[cfg(test)]
+mod top_level_keys {
+    use super::*;
+
+    /// Regression: unknown top-level keys were accepted while unknown entry keys were
+    /// refused.
+    #[test]
+    fn an_unknown_top_level_key_is_refused_like_an_unknown_entry_key() {
+        let e = parse(br#"{"samples":[{"metric":"m","value":1}],"sample":[]}"#).unwrap_err();
+        assert_eq!(e.reason(), RejectReason::BadBody);
+        assert!(
+            matches!(&e, PushError::Shape(m) if m.contains("unknown field `sample`")),
+            "{e}"
+        );
+        let e = parse(br#"{"samples":[{"metric":"m","value":1,"x":2}]}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `x`"), "{e}");
     }
 }
