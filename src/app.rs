@@ -74,7 +74,7 @@ pub enum AppError {
     Io(#[from] std::io::Error),
     /// Every `file:line:col: message` of the web config, one per line.
     #[error(transparent)]
-    WebConfig(#[from] crate::http::auth::WebConfigError),
+    WebConfig(#[from] crate::http::web_config::WebConfigError),
 }
 
 /// The running service, shared by every request.
@@ -83,7 +83,7 @@ pub struct App {
     pub engine: Arc<Engine>,
     /// `--web.config.file`, when given: who gets in. Reloaded when its files change, on
     /// SIGHUP and on `/-/reload`.
-    pub web: Option<crate::http::auth::WebConfigHandle>,
+    pub web: Option<crate::http::web_config::WebConfigHandle>,
     ready: AtomicBool,
     reloaded: watch::Sender<u64>,
     /// One reload at a time.
@@ -169,10 +169,11 @@ pub async fn run(
     // pool: it reads files and computes one bcrypt hash (the dummy for unknown users).
     let web = match options.web_config.clone() {
         Some(path) => {
-            let loaded =
-                tokio::task::spawn_blocking(move || crate::http::auth::WebConfigHandle::load(path))
-                    .await
-                    .map_err(|e| AppError::Io(std::io::Error::other(e)))??;
+            let loaded = tokio::task::spawn_blocking(move || {
+                crate::http::web_config::WebConfigHandle::load(path)
+            })
+            .await
+            .map_err(|e| AppError::Io(std::io::Error::other(e)))??;
             // Debug output is secret-free: user names and file names only.
             tracing::info!(web_config = ?loaded.get(), "web config loaded");
             Some(loaded)
@@ -309,10 +310,10 @@ pub async fn run(
                         .header_read_timeout(Duration::from_secs(30));
                     let result = match acceptor {
                         Some(acceptor) => {
-                            match crate::http::auth::accept_tls(
+                            match crate::http::tls::accept_tls(
                                 &acceptor,
                                 stream,
-                                crate::http::auth::TLS_HANDSHAKE_TIMEOUT,
+                                crate::http::tls::TLS_HANDSHAKE_TIMEOUT,
                             )
                             .await
                             {

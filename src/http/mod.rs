@@ -14,6 +14,8 @@
 
 mod api;
 pub mod auth;
+pub mod tls;
+pub mod web_config;
 
 use std::convert::Infallible;
 use std::sync::Arc;

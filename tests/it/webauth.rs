@@ -8,7 +8,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use driftgauge::http::auth::{accept_tls, load_web_config, WebConfig};
+use driftgauge::http::tls::accept_tls;
+use driftgauge::http::web_config::{load_web_config, WebConfig};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::server::conn::http1;
