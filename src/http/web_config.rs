@@ -28,7 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::http::auth::{Auth, AuthError};
 use crate::http::tls::{self, Tls};
 use crate::rules::diag::io_reason;
-use crate::rules::web::{self as spec, WebFiles, WebSpec};
+use crate::rules::web::{self as spec, WebFiles};
 use crate::rules::Diagnostic;
 
 /// Every problem of a web config file, one `file:line:col: message` a line.
@@ -118,13 +118,26 @@ impl WebConfig {
     }
 }
 
-/// The running config from a valid parsed file: the TLS acceptor built, the headers typed.
-fn build(spec: WebSpec) -> Result<WebConfig, WebConfigError> {
+/// The running config from a parsed file: the TLS acceptor built (its problems reported in
+/// file order with the parser's), the headers typed.
+fn build(parsed: spec::Parsed) -> Result<WebConfig, WebConfigError> {
+    let spec::Parsed {
+        spec,
+        mut diags,
+        after_tls,
+    } = parsed;
     let file = spec.file;
-    let tls = match &spec.tls {
-        Some(t) => Some(tls::build(t, &file).map_err(|d| WebConfigError(vec![d]))?),
+    let tls = match spec.tls.as_ref().map(|t| tls::build(t, &file)) {
+        Some(Ok(tls)) => Some(tls),
+        Some(Err(d)) => {
+            diags.insert(after_tls.min(diags.len()), d);
+            None
+        }
         None => None,
     };
+    if !diags.is_empty() {
+        return Err(WebConfigError(diags));
+    }
     let mut headers = Vec::with_capacity(spec.headers.len());
     for (name, value) in &spec.headers {
         // `rules::web` lets through only names and values HTTP can carry.
@@ -472,9 +485,9 @@ fn load_watched(path: &Path) -> (Result<WebConfig, WebConfigError>, Fingerprint)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let mut stamped = Stamped(Vec::new());
-    let parsed = spec::parse(&text, &origin, base, &mut stamped);
+    let parsed = spec::parse_partial(&text, &origin, base, &mut stamped);
     fingerprint.0.extend(stamped.0);
-    let config = parsed.map_err(WebConfigError).and_then(build);
+    let config = build(parsed);
     if let Ok(config) = &config {
         if config.tls.is_none() && config.requires_auth() {
             tracing::warn!(
@@ -493,9 +506,12 @@ pub fn parse_web_config(
     text: &str,
     base: &Path,
 ) -> Result<WebConfig, WebConfigError> {
-    spec::parse(text, origin, base, &mut spec::FsWebFiles)
-        .map_err(WebConfigError)
-        .and_then(build)
+    build(spec::parse_partial(
+        text,
+        origin,
+        base,
+        &mut spec::FsWebFiles,
+    ))
 }
 
 /// The files a web config names, each stamped just before it is read; the stamp joins the

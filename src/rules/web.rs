@@ -236,14 +236,52 @@ pub fn parse(
     base: &Path,
     files: &mut dyn WebFiles,
 ) -> Result<WebSpec, Vec<Diagnostic>> {
-    let text = yaml::strip_bom(text);
-    let root = yaml::parse(origin, text).map_err(|d| vec![d])?;
-    let mut cx = Cx::new(origin, text);
-    let spec = Walker { base, files }.web_config(&mut cx, &root);
-    match spec {
-        Some(spec) if cx.diags.is_empty() => Ok(spec),
-        _ => Err(cx.diags),
+    let parsed = parse_partial(text, origin, base, files);
+    if parsed.diags.is_empty() {
+        Ok(parsed.spec)
+    } else {
+        Err(parsed.diags)
     }
+}
+
+/// A web config as far as it is valid, with every problem found: for callers that find more
+/// problems later (building the TLS acceptor) and report them with these, in file order.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The valid parts; a part with a problem is left out (`tls: None`, no users, ...).
+    pub spec: WebSpec,
+    pub diags: Vec<Diagnostic>,
+    /// How many of `diags` come before the parts after `tls_server_config`: where a problem
+    /// of the TLS settings found later belongs.
+    pub after_tls: usize,
+}
+
+/// [`parse`], best effort: see [`Parsed`].
+pub fn parse_partial(text: &str, origin: &str, base: &Path, files: &mut dyn WebFiles) -> Parsed {
+    let mut parsed = Parsed {
+        spec: WebSpec {
+            file: origin.to_string(),
+            tls: None,
+            headers: Vec::new(),
+            users: BTreeMap::new(),
+            tokens: Vec::new(),
+        },
+        diags: Vec::new(),
+        after_tls: 0,
+    };
+    let text = yaml::strip_bom(text);
+    let root = match yaml::parse(origin, text) {
+        Ok(root) => root,
+        Err(d) => {
+            parsed.diags.push(d);
+            parsed.after_tls = 1;
+            return parsed;
+        }
+    };
+    let mut cx = Cx::new(origin, text);
+    Walker { base, files }.web_config(&mut cx, &root, &mut parsed);
+    parsed.diags = cx.diags;
+    parsed
 }
 
 struct Walker<'a> {
@@ -252,33 +290,25 @@ struct Walker<'a> {
 }
 
 impl Walker<'_> {
-    /// The whole file; `None` (or diagnostics in `cx`) when something is wrong.
-    fn web_config(&mut self, cx: &mut Cx, root: &Node) -> Option<WebSpec> {
+    /// The whole file, into `out` (its diagnostics stay in `cx`).
+    fn web_config(&mut self, cx: &mut Cx, root: &Node, out: &mut Parsed) {
         let Some(top) = root.as_mapping() else {
             cx.at(root, "expected a mapping at the top level");
-            return None;
+            out.after_tls = cx.errors();
+            return;
         };
         cx.check_keys_refusing(top, TOP_KEYS, TOP_REFUSED, "the web config");
-        let tls = get(top, "tls_server_config").and_then(|n| self.tls(cx, n));
-        let headers = get(top, "http_server_config")
+        out.spec.tls = get(top, "tls_server_config").and_then(|n| self.tls(cx, n));
+        out.after_tls = cx.errors();
+        out.spec.headers = get(top, "http_server_config")
             .and_then(|n| http_server_config(cx, n))
             .unwrap_or_default();
-        let users = get(top, "basic_auth_users")
+        out.spec.users = get(top, "basic_auth_users")
             .and_then(|n| basic_auth_users(cx, n))
             .unwrap_or_default();
-        let tokens = get(top, "write_bearer_token_files")
+        out.spec.tokens = get(top, "write_bearer_token_files")
             .and_then(|n| self.token_files(cx, n))
             .unwrap_or_default();
-        if !cx.diags.is_empty() {
-            return None;
-        }
-        Some(WebSpec {
-            file: cx.origin.to_string(),
-            tls,
-            headers,
-            users,
-            tokens,
-        })
     }
 
     /// `tls_server_config`, with its PEM decoded. `None` after reporting a problem.

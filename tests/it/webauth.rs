@@ -342,6 +342,25 @@ fn certificate_and_key_problems_are_reported_at_their_keys() {
 }
 
 #[test]
+fn a_key_mismatch_is_reported_with_the_other_problems_in_file_order() {
+    let pki = Pki::new();
+    let path = pki.web_config(
+        "rate_limit: {burst: 1}\ntls_server_config:\n  cert_file: server.crt\n  key_file: other.key\nbasic_auth_users:\n  alice: not-a-hash\n",
+        &[],
+    );
+    let origin = path.display().to_string();
+    let d = pki.dir.path().display();
+    assert_eq!(
+        load_web_config(&path).expect_err("refused").to_string(),
+        format!(
+            "{origin}:1:1: rate_limit is not supported: rate limiting is not supported by driftgauge\n\
+             {origin}:4:13: key_file {d}/other.key: the private key does not match the certificate of cert_file {d}/server.crt\n\
+             {origin}:6:10: basic_auth_users: the password hash of user \"alice\" is not a valid bcrypt hash ($2y$, $2b$ or $2a$, cost 4 to 31, 60 characters)"
+        )
+    );
+}
+
+#[test]
 fn inline_certificate_and_key_work_like_files() {
     let pki = Pki::new();
     let indent = |name: &str| {
