@@ -166,7 +166,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
     // First, so a bad web config stops the start before anything else happens. Blocking
-    // pool: it reads files and computes one bcrypt hash (the dummy for unknown users).
+    // pool: it reads files.
     let web = match options.web_config.clone() {
         Some(path) => {
             let loaded = tokio::task::spawn_blocking(move || {

@@ -9,23 +9,41 @@
 //!   and every other route is open;
 //! - with neither, every route is open (TLS alone).
 //!
-//! Passwords are checked with bcrypt, which is slow on purpose: an unknown user is checked
-//! against a dummy hash of the same cost, so timing does not tell which user names exist, one
-//! bcrypt runs at a time (as in exporter-toolkit), and successful checks are remembered in a
-//! small bounded set keyed by a SHA-256 of user, hash and password, so a scrape does not pay
-//! bcrypt every time. Bearer tokens are kept only as SHA-256 digests and compared without
-//! early exit. No secret (password, hash, token) appears in an error, a log line or `Debug`
-//! output.
+//! Passwords are checked with bcrypt, which is slow on purpose, so nobody but the password
+//! checks waits for it:
+//! - A successful check is remembered in a small bounded set keyed by a SHA-256 of user, hash
+//!   and password, and bearer tokens are kept as SHA-256 digests compared without early exit:
+//!   a cached user and a token are answered on the request's own task, without bcrypt.
+//! - Every other check runs on a [`PasswordPool`]: one or two threads of its own (not tokio's
+//!   workers, not its blocking pool, which evaluation and `/metrics` use), fed by a queue of
+//!   [`PASSWORD_QUEUE`] checks. A check that finds the queue full is refused at once, without
+//!   bcrypt: `429 Too Many Requests` with `Retry-After` ([`AuthFailure::Busy`]). A flood of
+//!   wrong passwords thus costs the service one or two cores' worth of bcrypt, and nothing
+//!   else waits for it.
+//! - Every check does the same bcrypt work, that of the costliest configured hash, so its
+//!   time does not tell which user names exist: an unknown name is hashed at the highest
+//!   cost; a user at a lower cost `c` is verified against their hash and the password is then
+//!   hashed at costs `c`, `c+1`, ..., `max-1` (bcrypt's work doubles with each cost, and
+//!   2^c + 2^c + 2^(c+1) + ... + 2^(max-1) = 2^max). The work is the same on a busy machine
+//!   and an idle one, which a sleep padded to a time measured once would not be.
+//!
+//! No secret (password, hash, token) appears in an error, a log line or `Debug` output.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use hyper::header::AUTHORIZATION;
 use hyper::{HeaderMap, Method};
 use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+use crate::rules::web::bcrypt_cost;
 
 /// The realm of the `WWW-Authenticate` challenges.
 pub const REALM: &str = "driftgauge";
@@ -33,10 +51,23 @@ pub const REALM: &str = "driftgauge";
 /// How many successful (user, password) checks are remembered.
 const CACHE_CAPACITY: usize = 256;
 
+/// How many password checks may wait for the [`PasswordPool`]; one more is refused at once.
+/// At cost 10 (60-80 ms a check) the last one waits about half a second.
+pub const PASSWORD_QUEUE: usize = 8;
+
+/// What a check refused for a full queue is told to wait (`Retry-After`, seconds).
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// At most one warning a minute about refused checks.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
 /// The challenge for basic auth, one `WWW-Authenticate` header.
 const BASIC_CHALLENGE: &str = "Basic realm=\"driftgauge\"";
 /// The challenge for bearer tokens, one `WWW-Authenticate` header.
 const BEARER_CHALLENGE: &str = "Bearer realm=\"driftgauge\"";
+
+/// The salt of the padding hashes (their results are thrown away).
+const PADDING_SALT: [u8; 16] = [0x5a; 16];
 
 /// Is this request one of the write routes, where bearer tokens are accepted?
 pub fn is_write_route(method: &Method, path: &str) -> bool {
@@ -47,8 +78,9 @@ pub fn is_write_route(method: &Method, path: &str) -> bool {
     }
 }
 
-/// Why a request was refused. Every kind answers `401 Unauthorized` with one
-/// `WWW-Authenticate` header per [`AuthError::challenges`].
+/// Why a request was refused. [`AuthFailure::Busy`] answers `429 Too Many Requests` with
+/// `Retry-After`; every other kind `401 Unauthorized` with one `WWW-Authenticate` header per
+/// [`AuthError::challenges`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthFailure {
     #[error("authentication required")]
@@ -61,6 +93,9 @@ pub enum AuthFailure {
     BadCredentials,
     #[error("invalid bearer token")]
     BadToken,
+    /// The password was not checked: too many checks are waiting.
+    #[error("too many password checks under way; retry later")]
+    Busy,
 }
 
 /// A refused request: the reason, and the challenges to answer with.
@@ -84,18 +119,204 @@ impl AuthError {
     }
 }
 
+/// The threads that run bcrypt, fed by a bounded queue. One serves a web config and every
+/// reload of it; its threads start with the first check and end when it is dropped.
+pub struct PasswordPool {
+    threads: usize,
+    queue: usize,
+    /// `None` once starting a thread failed: every check is then refused as busy.
+    sender: OnceLock<Option<SyncSender<Job>>>,
+    /// Kept so that the queue stays open whatever the threads do.
+    receiver: OnceLock<Arc<Mutex<Receiver<Job>>>>,
+    refused: AtomicU64,
+    created: Instant,
+    /// When (milliseconds after `created`) refusals may be logged again.
+    next_log_ms: AtomicU64,
+}
+
+impl fmt::Debug for PasswordPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordPool")
+            .field("threads", &self.threads)
+            .field("queue", &self.queue)
+            .field("refused", &self.refused())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for PasswordPool {
+    fn default() -> Self {
+        PasswordPool::new()
+    }
+}
+
+impl PasswordPool {
+    /// One thread, two on machines with four cores or more (the rest is for the service),
+    /// and [`PASSWORD_QUEUE`] waiting checks.
+    pub fn new() -> PasswordPool {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        PasswordPool::with_sizes(if cores >= 4 { 2 } else { 1 }, PASSWORD_QUEUE)
+    }
+
+    /// `threads` running checks (0: none ever runs, for tests) and `queue` waiting.
+    pub fn with_sizes(threads: usize, queue: usize) -> PasswordPool {
+        PasswordPool {
+            threads,
+            queue,
+            sender: OnceLock::new(),
+            receiver: OnceLock::new(),
+            refused: AtomicU64::new(0),
+            created: Instant::now(),
+            next_log_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// How many checks were refused because the queue was full.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Queues a check, or gives it back at once when the queue is full.
+    fn submit(&self, job: Job) -> Result<(), Job> {
+        let Some(sender) = self.sender.get_or_init(|| self.start()) else {
+            return Err(job);
+        };
+        match sender.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
+                let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+                self.log_refusals(refused);
+                Err(job)
+            }
+        }
+    }
+
+    /// Starts the threads; `None` when not one could start.
+    fn start(&self) -> Option<SyncSender<Job>> {
+        let (sender, receiver) = mpsc::sync_channel(self.queue);
+        let receiver = Arc::clone(self.receiver.get_or_init(|| Arc::new(Mutex::new(receiver))));
+        let mut started = self.threads == 0;
+        for i in 0..self.threads {
+            let receiver = Arc::clone(&receiver);
+            let spawned = std::thread::Builder::new()
+                .name(format!("driftgauge-bcrypt-{i}"))
+                .spawn(move || work(&receiver));
+            match spawned {
+                Ok(_) => started = true,
+                Err(e) => tracing::error!(error = %e, "cannot start a password-check thread"),
+            }
+        }
+        started.then_some(sender)
+    }
+
+    fn log_refusals(&self, refused: u64) {
+        let now = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let due = self.next_log_ms.load(Ordering::Relaxed);
+        let interval = u64::try_from(REFUSAL_LOG_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+        if now >= due
+            && self
+                .next_log_ms
+                .compare_exchange(
+                    due,
+                    now.saturating_add(interval),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            tracing::warn!(
+                refused_total = refused,
+                queue = self.queue,
+                "password checks refused (429): too many basic-auth attempts are waiting for \
+                 bcrypt; cached users and bearer tokens are not affected"
+            );
+        }
+    }
+}
+
+/// A worker: runs checks until the pool is dropped. A check whose requester is gone is
+/// skipped.
+fn work(receiver: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = {
+            let receiver = receiver.lock().unwrap_or_else(|e| e.into_inner());
+            match receiver.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            }
+        };
+        if job.reply.is_closed() {
+            continue;
+        }
+        let matched = job.check.run();
+        let _ = job.reply.send(matched);
+    }
+}
+
+/// One queued check and where its answer goes.
+struct Job {
+    check: Check,
+    reply: oneshot::Sender<bool>,
+}
+
+/// One password check, with the same bcrypt work whoever the user is (see the module docs).
+/// Holds the password: never printed.
+struct Check {
+    /// The user's hash and its cost; `None`: no such user.
+    hash: Option<(String, u32)>,
+    password: Vec<u8>,
+    /// The highest cost among the users.
+    max_cost: u32,
+}
+
+impl Check {
+    /// The costs at which the password is hashed and thrown away, after the user's own hash
+    /// (if any) was verified.
+    fn padding(&self) -> Range<u32> {
+        match self.hash {
+            Some((_, cost)) => cost.min(self.max_cost)..self.max_cost,
+            None => self.max_cost..self.max_cost + 1,
+        }
+    }
+
+    /// bcrypt's work for this check, in units of one key expansion round: 2^cost a hash.
+    #[cfg(test)]
+    fn work(&self) -> u64 {
+        let own = self.hash.as_ref().map_or(0, |(_, cost)| 1u64 << cost);
+        own + self.padding().map(|cost| 1u64 << cost).sum::<u64>()
+    }
+
+    /// Does the password match? Runs bcrypt: milliseconds to seconds.
+    fn run(&self) -> bool {
+        let matched = match &self.hash {
+            Some((hash, _)) => bcrypt::verify(&self.password, hash).unwrap_or(false),
+            None => false,
+        };
+        for cost in self.padding() {
+            std::hint::black_box(bcrypt::hash_with_salt(&self.password, cost, PADDING_SALT)).ok();
+        }
+        // Passwords over bcrypt's 72 bytes are refused rather than truncated, as Go's bcrypt
+        // (and so exporter-toolkit) does; bcrypt still ran, so every refusal costs the same.
+        matched && self.password.len() <= 72
+    }
+}
+
+/// A user of `basic_auth_users`.
+struct User {
+    hash: String,
+    cost: u32,
+}
+
 /// The users and tokens of a web config, and what was learnt about them since it was loaded.
 pub struct Auth {
-    /// User name → bcrypt hash.
-    users: BTreeMap<String, String>,
-    /// A hash of the users' highest cost that no password matches, checked for unknown users.
-    dummy_hash: String,
+    users: BTreeMap<String, User>,
+    /// The highest cost among the users (0 without users).
+    max_cost: u32,
     /// SHA-256 digests of the write tokens.
     tokens: Vec<[u8; 32]>,
     /// Cache keys of successful basic-auth checks.
     cache: Mutex<HashSet<[u8; 32]>>,
-    /// One bcrypt at a time.
-    bcrypt_lock: Mutex<()>,
+    pool: Arc<PasswordPool>,
     bcrypt_runs: AtomicU64,
 }
 
@@ -108,11 +329,11 @@ impl fmt::Debug for Auth {
     }
 }
 
-/// A basic-auth check that still needs bcrypt. Holds the password: never printed.
+/// A basic-auth check that still needs bcrypt.
 struct Attempt {
-    /// `None`: no such user (the dummy hash is checked).
+    /// `None`: no such user.
     user: Option<String>,
-    password: Vec<u8>,
+    check: Check,
     cache_key: [u8; 32],
     challenges: &'static [&'static str],
 }
@@ -133,16 +354,30 @@ enum Step {
 }
 
 impl Auth {
-    /// `users`: name → a valid bcrypt hash; `tokens`: SHA-256 digests. Computes the dummy hash
-    /// for unknown users (one bcrypt at the users' highest cost).
-    pub fn new(users: BTreeMap<String, String>, tokens: Vec<[u8; 32]>) -> Result<Auth, String> {
-        let dummy_hash = dummy_hash(&users)?;
+    /// `users`: name → bcrypt hash; `tokens`: SHA-256 digests; `pool`: where passwords are
+    /// checked. An invalid hash is an error naming its user.
+    pub fn new(
+        users: BTreeMap<String, String>,
+        tokens: Vec<[u8; 32]>,
+        pool: Arc<PasswordPool>,
+    ) -> Result<Auth, String> {
+        let mut checked = BTreeMap::new();
+        for (name, hash) in users {
+            let Some(cost) = bcrypt_cost(&hash) else {
+                return Err(format!(
+                    "basic_auth_users: the password hash of user {name:?} is not a valid bcrypt \
+                     hash"
+                ));
+            };
+            checked.insert(name, User { hash, cost });
+        }
+        let max_cost = checked.values().map(|u| u.cost).max().unwrap_or(0);
         Ok(Auth {
-            users,
-            dummy_hash,
+            users: checked,
+            max_cost,
             tokens,
             cache: Mutex::new(HashSet::new()),
-            bcrypt_lock: Mutex::new(()),
+            pool,
             bcrypt_runs: AtomicU64::new(0),
         })
     }
@@ -157,14 +392,14 @@ impl Auth {
         !self.users.is_empty() || !self.tokens.is_empty()
     }
 
-    /// How many bcrypt checks ran (cache misses, unknown users included).
+    /// How many password checks ran (cache misses, unknown users included; refused ones not).
     pub fn bcrypt_verifications(&self) -> u64 {
         self.bcrypt_runs.load(Ordering::Relaxed)
     }
 
-    /// May this request in? Runs bcrypt (milliseconds at cost 10, and one at a time) when
-    /// basic-auth credentials are not in the cache: from async code prefer
-    /// [`Auth::authorize_async`], which does that on the blocking pool.
+    /// May this request in? Runs bcrypt on the calling thread when basic-auth credentials
+    /// are not in the cache (milliseconds at cost 10): the server uses
+    /// [`Auth::authorize_async`].
     pub fn authorize(
         &self,
         method: &Method,
@@ -177,27 +412,35 @@ impl Auth {
         }
     }
 
-    /// [`Auth::authorize`], with bcrypt (when needed) on tokio's blocking pool so that a
-    /// password check never stalls a runtime worker.
+    /// May this request in? Cached users, bearer tokens and every refusal that needs no
+    /// bcrypt are answered here at once; a password check waits for the [`PasswordPool`], or
+    /// is refused at once with [`AuthFailure::Busy`] when too many are waiting.
     pub async fn authorize_async(
-        self: &Arc<Self>,
+        &self,
         method: &Method,
         path: &str,
         headers: &HeaderMap,
     ) -> Result<(), AuthError> {
-        match self.check(method, path, headers) {
-            Step::Done(result) => result,
-            Step::Verify(attempt) => {
-                let refused = AuthError {
-                    reason: AuthFailure::BadCredentials,
-                    challenges: attempt.challenges,
-                };
-                let this = Arc::clone(self);
-                tokio::task::spawn_blocking(move || this.verify(attempt))
-                    .await
-                    .unwrap_or(Err(refused))
-            }
+        let attempt = match self.check(method, path, headers) {
+            Step::Done(result) => return result,
+            Step::Verify(attempt) => attempt,
+        };
+        let Attempt {
+            user,
+            check,
+            cache_key,
+            challenges,
+        } = attempt;
+        let (reply, answer) = oneshot::channel();
+        if self.pool.submit(Job { check, reply }).is_err() {
+            return Err(AuthError {
+                reason: AuthFailure::Busy,
+                challenges,
+            });
         }
+        // A worker that died answers nothing: a refusal.
+        let matched = answer.await.unwrap_or(false);
+        self.settle(user.is_some(), matched, cache_key, challenges)
     }
 
     /// Everything but bcrypt: which credentials this route takes, the header's shape, bearer
@@ -252,48 +495,55 @@ impl Auth {
         let known = std::str::from_utf8(user)
             .ok()
             .and_then(|u| self.users.get_key_value(u));
-        let hash = known.map_or(self.dummy_hash.as_str(), |(_, h)| h.as_str());
-        let cache_key = cache_key(user, hash, password);
+        let cache_key = cache_key(user, known.map_or("", |(_, u)| u.hash.as_str()), password);
         if known.is_some() && self.cached(&cache_key) {
             return Step::Done(Ok(()));
         }
         Step::Verify(Attempt {
-            user: known.map(|(u, _)| u.clone()),
-            password: password.to_vec(),
+            user: known.map(|(name, _)| name.clone()),
+            check: Check {
+                hash: known.map(|(_, u)| (u.hash.clone(), u.cost)),
+                password: password.to_vec(),
+                max_cost: self.max_cost,
+            },
             cache_key,
             challenges,
         })
     }
 
-    /// The bcrypt part: always runs, for unknown users against the dummy hash.
+    /// The bcrypt part, on the calling thread.
     fn verify(&self, attempt: Attempt) -> Result<(), AuthError> {
-        let hash = attempt
-            .user
-            .as_deref()
-            .and_then(|u| self.users.get(u))
-            .map_or(self.dummy_hash.as_str(), String::as_str);
-        let matched = {
-            let _one_at_a_time = self.bcrypt_lock.lock().unwrap_or_else(|e| e.into_inner());
-            self.bcrypt_runs.fetch_add(1, Ordering::Relaxed);
-            // Passwords over bcrypt's 72 bytes are refused rather than truncated, as Go's
-            // bcrypt (and so exporter-toolkit) does; bcrypt still runs, so every refusal
-            // costs the same.
-            let fits = attempt.password.len() <= 72;
-            bcrypt::verify(&attempt.password, hash).unwrap_or(false) && fits
-        };
-        if matched && attempt.user.is_some() {
+        let matched = attempt.check.run();
+        self.settle(
+            attempt.user.is_some(),
+            matched,
+            attempt.cache_key,
+            attempt.challenges,
+        )
+    }
+
+    /// After a check ran: remember a success, refuse a failure.
+    fn settle(
+        &self,
+        known: bool,
+        matched: bool,
+        cache_key: [u8; 32],
+        challenges: &'static [&'static str],
+    ) -> Result<(), AuthError> {
+        self.bcrypt_runs.fetch_add(1, Ordering::Relaxed);
+        if matched && known {
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             if cache.len() >= CACHE_CAPACITY {
                 if let Some(evict) = cache.iter().next().copied() {
                     cache.remove(&evict);
                 }
             }
-            cache.insert(attempt.cache_key);
+            cache.insert(cache_key);
             return Ok(());
         }
         Err(AuthError {
             reason: AuthFailure::BadCredentials,
-            challenges: attempt.challenges,
+            challenges,
         })
     }
 
@@ -319,22 +569,6 @@ impl Auth {
     }
 }
 
-/// A hash no password matches, at the highest cost among the users (so an unknown user takes
-/// as long as a known one). Empty without users: basic auth is then never checked.
-fn dummy_hash(users: &BTreeMap<String, String>) -> Result<String, String> {
-    let Some(cost) = users
-        .values()
-        .filter_map(|h| h.parse::<bcrypt::HashParts>().ok())
-        .map(|p| p.get_cost())
-        .max()
-    else {
-        return Ok(String::new());
-    };
-    bcrypt::hash_with_salt(b"driftgauge: no such user", cost, [0x5a; 16])
-        .map(|parts| parts.format_for_version(bcrypt::Version::TwoB))
-        .map_err(|e| format!("basic_auth_users: {e}"))
-}
-
 /// SHA-256 of the user (length-prefixed), the hash it is checked against and the password.
 fn cache_key(user: &[u8], hash: &str, password: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -357,6 +591,10 @@ mod tests {
     }
 
     fn auth(users: &[(&str, &str)], tokens: &[&str]) -> Auth {
+        auth_on(users, tokens, PasswordPool::new())
+    }
+
+    fn auth_on(users: &[(&str, &str)], tokens: &[&str], pool: PasswordPool) -> Auth {
         let users = users
             .iter()
             .map(|(u, p)| (u.to_string(), hash(p)))
@@ -365,7 +603,7 @@ mod tests {
             .iter()
             .map(|t| Sha256::digest(t.as_bytes()).into())
             .collect();
-        Auth::new(users, tokens).expect("valid users")
+        Auth::new(users, tokens, Arc::new(pool)).expect("valid users")
     }
 
     /// Users alice and bob, and one write token.
@@ -558,9 +796,6 @@ mod tests {
             .authorize(&Method::GET, "/metrics", &basic("nobody", "alice-pw"))
             .is_err());
         assert_eq!(c.bcrypt_verifications(), 4);
-        // The dummy hash has the users' cost.
-        let dummy: bcrypt::HashParts = c.dummy_hash.parse().expect("a bcrypt hash");
-        assert_eq!(dummy.get_cost(), 4);
     }
 
     #[test]
@@ -570,7 +805,11 @@ mod tests {
             let key = cache_key(format!("u{i}").as_bytes(), "h", b"p");
             let attempt = Attempt {
                 user: Some("alice".into()),
-                password: b"pw".to_vec(),
+                check: Check {
+                    hash: Some((c.users["alice"].hash.clone(), 4)),
+                    password: b"pw".to_vec(),
+                    max_cost: 4,
+                },
                 cache_key: key,
                 challenges: &[],
             };
@@ -633,11 +872,174 @@ mod tests {
         assert!(!format!("{bad:?} {bad}").contains("guessed-token"));
         let attempt = Attempt {
             user: Some("alice".into()),
-            password: b"hunter2".to_vec(),
+            check: Check {
+                hash: Some((c.users["alice"].hash.clone(), 4)),
+                password: b"hunter2".to_vec(),
+                max_cost: 4,
+            },
             cache_key: [0; 32],
             challenges: &[],
         };
         assert!(!format!("{attempt:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn every_check_does_the_work_of_the_costliest_hash() {
+        let check = |hash: Option<u32>, max_cost| Check {
+            hash: hash.map(|cost| (String::new(), cost)),
+            password: Vec::new(),
+            max_cost,
+        };
+        for max in [4, 5, 10, 12, 31] {
+            let unknown = check(None, max);
+            assert_eq!(unknown.work(), 1 << max, "unknown user, max {max}");
+            for cost in 4..=max {
+                let known = check(Some(cost), max);
+                assert_eq!(known.work(), unknown.work(), "cost {cost}, max {max}");
+                // One bcrypt for the user's hash, one per cost from theirs up to the highest.
+                assert_eq!(known.padding().len() as u32, max - cost, "cost {cost}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_users_costs_set_the_work() {
+        let dear = Auth::new(
+            BTreeMap::from([
+                ("cheap".to_string(), hash_at("pw-4", 4)),
+                ("dear".to_string(), hash_at("pw-6", 6)),
+            ]),
+            Vec::new(),
+            Arc::new(PasswordPool::new()),
+        )
+        .expect("valid");
+        assert_eq!(dear.max_cost, 6);
+        let Step::Verify(cheap) = dear.check(&Method::GET, "/", &basic("cheap", "x")) else {
+            panic!("needs bcrypt");
+        };
+        let Step::Verify(unknown) = dear.check(&Method::GET, "/", &basic("nobody", "x")) else {
+            panic!("needs bcrypt");
+        };
+        assert_eq!(cheap.check.padding(), 4..6);
+        assert_eq!(unknown.check.padding(), 6..7);
+        assert_eq!(cheap.check.work(), unknown.check.work());
+        // And it still tells right from wrong.
+        assert_eq!(
+            dear.authorize(&Method::GET, "/", &basic("cheap", "pw-4")),
+            Ok(())
+        );
+        assert_eq!(
+            reason(dear.authorize(&Method::GET, "/", &basic("dear", "pw-4"))),
+            Some(AuthFailure::BadCredentials)
+        );
+    }
+
+    fn hash_at(password: &str, cost: u32) -> String {
+        bcrypt::hash(password, cost).expect("bcrypt hash")
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_without_bcrypt() {
+        // No thread ever takes a check: the queue holds two, the third is refused.
+        let c = auth_on(
+            &[("alice", "alice-pw")],
+            &[],
+            PasswordPool::with_sizes(0, 2),
+        );
+        let wrong = basic("alice", "wrong");
+        let mut waiting = Vec::new();
+        for _ in 0..2 {
+            // Polled once: queued, and now waiting for an answer.
+            let mut check = Box::pin(c.authorize_async(&Method::GET, "/metrics", &wrong));
+            tokio::select! {
+                biased;
+                r = &mut check => panic!("answered without a thread: {r:?}"),
+                () = std::future::ready(()) => {}
+            }
+            waiting.push(check);
+        }
+        let started = std::time::Instant::now();
+        for user in ["alice", "nobody"] {
+            let refused = c
+                .authorize_async(&Method::GET, "/metrics", &basic(user, "alice-pw"))
+                .await
+                .expect_err("the queue is full");
+            assert_eq!(refused.reason(), AuthFailure::Busy);
+            assert_eq!(refused.challenges(), &["Basic realm=\"driftgauge\""]);
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "at once");
+        assert_eq!(c.pool.refused(), 2);
+        assert_eq!(c.bcrypt_verifications(), 0, "nothing ran");
+    }
+
+    #[tokio::test]
+    async fn cached_users_and_tokens_never_touch_the_pool() {
+        // A pool that takes nothing: every check that needs bcrypt is refused as busy.
+        let c = auth_on(
+            &[("alice", "alice-pw")],
+            &["tok"],
+            PasswordPool::with_sizes(0, 0),
+        );
+        let alice = basic("alice", "alice-pw");
+        let refused = c
+            .authorize_async(&Method::GET, "/metrics", &alice)
+            .await
+            .expect_err("not cached yet");
+        assert_eq!(refused.reason(), AuthFailure::Busy);
+        // Checked once (on this thread), then cached.
+        assert_eq!(c.authorize(&Method::GET, "/metrics", &alice), Ok(()));
+        for _ in 0..3 {
+            assert_eq!(
+                c.authorize_async(&Method::GET, "/metrics", &alice).await,
+                Ok(())
+            );
+            assert_eq!(
+                c.authorize_async(&Method::POST, "/api/v1/samples", &bearer("tok"))
+                    .await,
+                Ok(())
+            );
+            assert_eq!(
+                reason(
+                    c.authorize_async(&Method::POST, "/api/v1/samples", &bearer("nope"))
+                        .await
+                ),
+                Some(AuthFailure::BadToken)
+            );
+        }
+        assert_eq!(
+            reason(
+                c.authorize_async(&Method::GET, "/metrics", &basic("alice", "wrong"))
+                    .await
+            ),
+            Some(AuthFailure::Busy)
+        );
+        assert_eq!(c.bcrypt_verifications(), 1);
+        assert_eq!(c.pool.refused(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checks_run_on_the_pools_threads() {
+        let c = Arc::new(alice_bob_and("tok"));
+        let tasks: Vec<_> = (0..6)
+            .map(|i| {
+                let c = Arc::clone(&c);
+                tokio::spawn(async move {
+                    let password = if i % 2 == 0 { "alice-pw" } else { "wrong" };
+                    c.authorize_async(&Method::GET, "/metrics", &basic("alice", password))
+                        .await
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for t in tasks {
+            answers.push(t.await.expect("task"));
+        }
+        // Up to PASSWORD_QUEUE wait: none of these six is refused.
+        assert!(answers
+            .iter()
+            .all(|a| a.is_ok() || reason(*a) == Some(AuthFailure::BadCredentials)));
+        assert!(answers.iter().any(Result::is_ok));
+        assert_eq!(c.pool.refused(), 0);
     }
 
     #[test]

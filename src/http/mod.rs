@@ -23,7 +23,7 @@ use std::sync::Arc;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
@@ -58,6 +58,9 @@ pub enum ApiError {
     NotReady,
     #[error("unauthorized: {0}")]
     Unauthorized(auth::AuthError),
+    /// The password was not checked: too many checks are waiting (429, `Retry-After`).
+    #[error("{0}")]
+    AuthBusy(auth::AuthError),
     /// A task failed (panicked) on the blocking pool.
     #[error("internal error: {0}")]
     Internal(String),
@@ -75,6 +78,7 @@ impl ApiError {
             ApiError::ReloadFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::AuthBusy(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -90,6 +94,7 @@ impl ApiError {
             ApiError::ReloadFailed(_) => "reload",
             ApiError::NotReady => "unavailable",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::AuthBusy(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -112,7 +117,20 @@ impl ApiError {
                     .append(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
             }
         }
+        if let ApiError::AuthBusy(_) = &self {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(auth::RETRY_AFTER_SECS));
+        }
         resp
+    }
+}
+
+impl From<auth::AuthError> for ApiError {
+    fn from(e: auth::AuthError) -> Self {
+        match e.reason() {
+            auth::AuthFailure::Busy => ApiError::AuthBusy(e),
+            _ => ApiError::Unauthorized(e),
+        }
     }
 }
 
@@ -183,7 +201,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         Some(web) => web
             .authorize_async(&method, &path, req.headers())
             .await
-            .map_err(ApiError::Unauthorized),
+            .map_err(ApiError::from),
         None => Ok(()),
     };
     let result = match authorized {

@@ -25,7 +25,7 @@ use hyper::{HeaderMap, Method};
 use sha2::{Digest, Sha256};
 use tokio_rustls::TlsAcceptor;
 
-use crate::http::auth::{Auth, AuthError};
+use crate::http::auth::{Auth, AuthError, PasswordPool};
 use crate::http::tls::{self, Tls};
 use crate::rules::diag::io_reason;
 use crate::rules::web::{self as spec, WebFiles};
@@ -46,7 +46,7 @@ fn one_per_line(diags: &[Diagnostic]) -> String {
 pub struct WebConfig {
     file: String,
     tls: Option<Tls>,
-    auth: Arc<Auth>,
+    auth: Auth,
     token_files: Vec<PathBuf>,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -92,7 +92,7 @@ impl WebConfig {
         &self.headers
     }
 
-    /// How many bcrypt checks ran (cache misses, unknown users included).
+    /// How many password checks ran (cache misses, unknown users included).
     pub fn bcrypt_verifications(&self) -> u64 {
         self.auth.bcrypt_verifications()
     }
@@ -120,7 +120,7 @@ impl WebConfig {
 
 /// The running config from a parsed file: the TLS acceptor built (its problems reported in
 /// file order with the parser's), the headers typed.
-fn build(parsed: spec::Parsed) -> Result<WebConfig, WebConfigError> {
+fn build(parsed: spec::Parsed, pool: &Arc<PasswordPool>) -> Result<WebConfig, WebConfigError> {
     let spec::Parsed {
         spec,
         mut diags,
@@ -156,12 +156,12 @@ fn build(parsed: spec::Parsed) -> Result<WebConfig, WebConfigError> {
     }
     let token_files = spec.tokens.iter().map(|t| t.file.clone()).collect();
     let digests = spec.tokens.iter().map(|t| t.digest).collect();
-    let auth = Auth::new(spec.users, digests)
+    let auth = Auth::new(spec.users, digests, Arc::clone(pool))
         .map_err(|e| WebConfigError(vec![Diagnostic::whole_file(&file, e)]))?;
     Ok(WebConfig {
         file,
         tls,
-        auth: Arc::new(auth),
+        auth,
         token_files,
         headers,
     })
@@ -289,6 +289,8 @@ pub struct WebConfigHandle {
     next_check_ms: AtomicU64,
     /// One load at a time.
     reload_lock: tokio::sync::Mutex<()>,
+    /// Where passwords are checked, for the running config and every reload.
+    pool: Arc<PasswordPool>,
 }
 
 impl fmt::Debug for WebConfigHandle {
@@ -301,10 +303,11 @@ impl fmt::Debug for WebConfigHandle {
 }
 
 impl WebConfigHandle {
-    /// Loads `path` (blocking: it reads files and computes a bcrypt hash); an error here is
-    /// the start-up error, every `file:line:col` of it.
+    /// Loads `path` (blocking: it reads files); an error here is the start-up error, every
+    /// `file:line:col` of it.
     pub fn load(path: PathBuf) -> Result<WebConfigHandle, WebConfigError> {
-        let (config, fingerprint) = load_watched(&path);
+        let pool = Arc::new(PasswordPool::new());
+        let (config, fingerprint) = load_watched(&path, &pool);
         let config = config?;
         Ok(WebConfigHandle {
             path,
@@ -314,6 +317,7 @@ impl WebConfigHandle {
             created: Instant::now(),
             next_check_ms: AtomicU64::new(millis(WEB_CONFIG_CHECK_INTERVAL)),
             reload_lock: tokio::sync::Mutex::new(()),
+            pool,
         })
     }
 
@@ -322,6 +326,11 @@ impl WebConfigHandle {
         self.check_interval = interval;
         self.next_check_ms = AtomicU64::new(millis(interval));
         self
+    }
+
+    /// Where passwords are checked.
+    pub fn password_pool(&self) -> &PasswordPool {
+        &self.pool
     }
 
     /// The web config file.
@@ -391,7 +400,8 @@ impl WebConfigHandle {
     /// `reload_lock`.
     async fn load_now(&self) -> Result<(), WebConfigError> {
         let path = self.path.clone();
-        let loaded = tokio::task::spawn_blocking(move || load_watched(&path)).await;
+        let pool = Arc::clone(&self.pool);
+        let loaded = tokio::task::spawn_blocking(move || load_watched(&path, &pool)).await;
         let result = match loaded {
             Ok((config, fingerprint)) => {
                 *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = fingerprint;
@@ -458,12 +468,15 @@ fn millis(d: Duration) -> u64 {
 /// Reads and validates `--web.config.file`: the YAML, then the certificate, key, CA and token
 /// files (relative to the web config's folder). Reports every problem at once.
 pub fn load_web_config(path: &Path) -> Result<WebConfig, WebConfigError> {
-    load_watched(path).0
+    load_watched(path, &Arc::new(PasswordPool::new())).0
 }
 
 /// [`load_web_config`], and the fingerprint of every file it read (or tried to read), each
 /// stamped just before it was read: a change made while loading shows at the next check.
-fn load_watched(path: &Path) -> (Result<WebConfig, WebConfigError>, Fingerprint) {
+fn load_watched(
+    path: &Path,
+    pool: &Arc<PasswordPool>,
+) -> (Result<WebConfig, WebConfigError>, Fingerprint) {
     let origin = path.display().to_string();
     let (seen, bytes) = Seen::read(path);
     let mut fingerprint = Fingerprint(vec![seen]);
@@ -487,7 +500,7 @@ fn load_watched(path: &Path) -> (Result<WebConfig, WebConfigError>, Fingerprint)
     let mut stamped = Stamped(Vec::new());
     let parsed = spec::parse_partial(&text, &origin, base, &mut stamped);
     fingerprint.0.extend(stamped.0);
-    let config = build(parsed);
+    let config = build(parsed, pool);
     if let Ok(config) = &config {
         if config.tls.is_none() && config.requires_auth() {
             tracing::warn!(
@@ -506,12 +519,8 @@ pub fn parse_web_config(
     text: &str,
     base: &Path,
 ) -> Result<WebConfig, WebConfigError> {
-    build(spec::parse_partial(
-        text,
-        origin,
-        base,
-        &mut spec::FsWebFiles,
-    ))
+    let parsed = spec::parse_partial(text, origin, base, &mut spec::FsWebFiles);
+    build(parsed, &Arc::new(PasswordPool::new()))
 }
 
 /// The files a web config names, each stamped just before it is read; the stamp joins the
