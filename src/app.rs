@@ -303,7 +303,10 @@ pub async fn run(
                         Some(web) => web.current().await.tls_acceptor(),
                         None => None,
                     };
-                    let service = service_fn(move |req| crate::http::handle(Arc::clone(&app), req));
+                    let pause = Arc::new(crate::http::auth::ConnectionPause::default());
+                    let service = service_fn(move |req| {
+                        crate::http::handle(Arc::clone(&app), Arc::clone(&pause), req)
+                    });
                     let mut builder = http1::Builder::new();
                     builder
                         .timer(TokioTimer::new())

@@ -17,9 +17,11 @@
 //! - Every other check runs on a [`PasswordPool`]: one or two threads of its own (not tokio's
 //!   workers, not its blocking pool, which evaluation and `/metrics` use), fed by a queue of
 //!   [`PASSWORD_QUEUE`] checks. A check that finds the queue full is refused at once, without
-//!   bcrypt: `429 Too Many Requests` with `Retry-After` ([`AuthFailure::Busy`]). A flood of
-//!   wrong passwords thus costs the service one or two cores' worth of bcrypt, and nothing
-//!   else waits for it.
+//!   bcrypt: `429 Too Many Requests` with `Retry-After: 1` ([`AuthFailure::Busy`]), and that
+//!   connection's next request waits out the second ([`ConnectionPause`]): a client that
+//!   retries at once gets one answer a second, not thousands. A flood of wrong passwords thus
+//!   costs the service one or two cores' worth of bcrypt and little else, and nothing but the
+//!   password checks waits for it.
 //! - Every check does the same bcrypt work, that of the costliest configured hash, so its
 //!   time does not tell which user names exist: an unknown name is hashed at the highest
 //!   cost; a user at a lower cost `c` is verified against their hash and the password is then
@@ -116,6 +118,46 @@ impl AuthError {
     /// on a write route when bearer tokens are configured.
     pub fn challenges(&self) -> &'static [&'static str] {
         self.challenges
+    }
+}
+
+/// One connection's pause: after a request on it was refused with [`AuthFailure::Busy`], its
+/// next request waits out the `Retry-After` it was given before it is looked at. The refusal
+/// itself is sent at once; a client that does not wait costs the service one request a second
+/// on that connection instead of as many as it can send. Cached users and bearer tokens are
+/// never refused so, and never paused.
+#[derive(Debug)]
+pub struct ConnectionPause {
+    length: Duration,
+    until: Mutex<Option<Instant>>,
+}
+
+impl Default for ConnectionPause {
+    /// [`RETRY_AFTER_SECS`] long.
+    fn default() -> Self {
+        ConnectionPause::lasting(Duration::from_secs(RETRY_AFTER_SECS))
+    }
+}
+
+impl ConnectionPause {
+    pub fn lasting(length: Duration) -> ConnectionPause {
+        ConnectionPause {
+            length,
+            until: Mutex::new(None),
+        }
+    }
+
+    /// Waits until the pause (if one was armed) is over.
+    pub async fn wait(&self) {
+        let until = self.until.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(until) = until {
+            tokio::time::sleep_until(until.into()).await;
+        }
+    }
+
+    /// Pauses the connection's next request.
+    pub fn arm(&self) {
+        *self.until.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + self.length);
     }
 }
 
@@ -1040,6 +1082,24 @@ mod tests {
             .all(|a| a.is_ok() || reason(*a) == Some(AuthFailure::BadCredentials)));
         assert!(answers.iter().any(Result::is_ok));
         assert_eq!(c.pool.refused(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_paused_connection_waits_once() {
+        let pause = ConnectionPause::lasting(Duration::from_millis(100));
+        let started = Instant::now();
+        pause.wait().await;
+        assert!(started.elapsed() < Duration::from_millis(50), "not armed");
+        pause.arm();
+        pause.wait().await;
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        let again = Instant::now();
+        pause.wait().await;
+        assert!(again.elapsed() < Duration::from_millis(50), "spent");
+        assert_eq!(
+            ConnectionPause::default().length,
+            Duration::from_secs(RETRY_AFTER_SECS)
+        );
     }
 
     #[test]

@@ -186,8 +186,15 @@ fn only(method: &Method, allowed: &Method, allow: &'static str) -> Result<(), Ap
     }
 }
 
-/// The service entry point for every request.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+/// The service entry point for every request; `pause` is the connection's (see
+/// [`auth::ConnectionPause`]).
+pub async fn handle(
+    app: Arc<App>,
+    pause: Arc<auth::ConnectionPause>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    // A client refused for too many password checks waits out its Retry-After here.
+    pause.wait().await;
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     // Who gets in, before routing and before any body is read: an unknown path without
@@ -204,6 +211,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
             .map_err(ApiError::from),
         None => Ok(()),
     };
+    if let Err(ApiError::AuthBusy(_)) = &authorized {
+        pause.arm();
+    }
     let result = match authorized {
         Ok(()) => route(&app, req, &path, &method).await,
         Err(e) => Err(e),
