@@ -12,7 +12,7 @@ use tokio::sync::{watch, Mutex as AsyncMutex};
 
 use crate::config::{self, LoadError};
 use crate::engine::{scheduler, Engine};
-use crate::http::auth::WebConfigHandle;
+use crate::http::web_config::WebConfigHandle;
 use crate::labels::RejectReason;
 use crate::output::webhook::{WebhookError, WebhookSender};
 use crate::store::Store;
@@ -79,7 +79,7 @@ pub enum AppError {
     Io(#[from] std::io::Error),
     /// Every `file:line:col: message` of the web config, one per line.
     #[error(transparent)]
-    WebConfig(#[from] crate::http::auth::WebConfigError),
+    WebConfig(#[from] crate::http::web_config::WebConfigError),
 }
 
 /// The running service's reload: config and rule files into the engine, and the web config.
@@ -171,7 +171,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
     // First, so a bad web config stops the start before anything else happens. Blocking
-    // pool: it reads files and computes one bcrypt hash (the dummy for unknown users).
+    // pool: it reads files.
     let web = match options.web_config.clone() {
         Some(path) => {
             let loaded = tokio::task::spawn_blocking(move || WebConfigHandle::load(path))

@@ -4,7 +4,8 @@
 //! then `parse` (rule files) and `config` (service config) walk it, collect a [`Diagnostic`]
 //! per problem and build the validated `model` types only when a file is clean. [`load`]
 //! (serve, reload) and [`check`] (`driftgauge check`) put the files together and run the
-//! cross-file checks (group names, webhook names, window sizes against `limits`).
+//! cross-file checks (group names, webhook names, window sizes against `limits`). `web`
+//! parses `--web.config.file` with the same walker.
 //!
 //! Why marked_yaml: serde_yaml is deprecated, stops at the first error and drops positions;
 //! marked_yaml keeps a span on every node, rejects duplicate keys and keeps quoted scalars
@@ -18,6 +19,7 @@ pub mod parse;
 pub mod selector;
 pub mod service;
 pub mod template;
+pub mod web;
 pub(crate) mod yaml;
 
 use std::collections::BTreeSet;

@@ -280,7 +280,7 @@ impl<'a> Cx<'a> {
         (self.diags, hidden)
     }
 
-    fn push(&mut self, d: Diagnostic) {
+    pub(crate) fn push(&mut self, d: Diagnostic) {
         self.count += 1;
         if self.diags.len() < diag::MAX_PER_FILE {
             self.diags.push(d);
@@ -318,12 +318,26 @@ impl<'a> Cx<'a> {
 
     /// Reports every key of `map` not in `allowed` as `unknown key "k" in <what>`.
     pub(crate) fn check_keys(&mut self, map: &MarkedMappingNode, allowed: &[&str], what: &str) {
+        self.check_keys_refusing(map, allowed, &[], what);
+    }
+
+    /// [`Cx::check_keys`], where some keys not in `allowed` are known but refused, each with
+    /// why (`k is not supported: why`): options of a format that driftgauge does not implement.
+    pub(crate) fn check_keys_refusing(
+        &mut self,
+        map: &MarkedMappingNode,
+        allowed: &[&str],
+        refused: &[(&str, &str)],
+        what: &str,
+    ) {
         for key in map.keys() {
-            if !allowed.contains(&key.as_str()) {
-                self.at_key(
-                    key,
-                    format!("unknown key {} in {what}", excerpt(key.as_str())),
-                );
+            let k = key.as_str();
+            if allowed.contains(&k) {
+                continue;
+            }
+            match refused.iter().find(|(r, _)| *r == k) {
+                Some((_, why)) => self.at_key(key, format!("{k} is not supported: {why}")),
+                None => self.at_key(key, format!("unknown key {} in {what}", excerpt(k))),
             }
         }
     }

@@ -17,6 +17,8 @@ pub mod auth;
 pub mod budget;
 pub mod remote_write;
 pub mod server;
+pub mod tls;
+pub mod web_config;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -27,7 +29,7 @@ use std::sync::Arc;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
@@ -49,7 +51,7 @@ pub trait Reloader: Send + Sync + 'static {
 pub struct State {
     pub engine: Arc<Engine>,
     /// `--web.config.file`, when given: who gets in.
-    pub web: Option<Arc<auth::WebConfigHandle>>,
+    pub web: Option<Arc<web_config::WebConfigHandle>>,
     /// `--web.enable-lifecycle`: `/-/reload` allowed.
     pub enable_lifecycle: bool,
     pub reloader: Arc<dyn Reloader>,
@@ -65,7 +67,7 @@ pub struct State {
 impl State {
     pub fn new(
         engine: Arc<Engine>,
-        web: Option<Arc<auth::WebConfigHandle>>,
+        web: Option<Arc<web_config::WebConfigHandle>>,
         enable_lifecycle: bool,
         reloader: Arc<dyn Reloader>,
     ) -> State {
@@ -124,6 +126,9 @@ pub enum ApiError {
     /// The body did not arrive within the read timeout.
     #[error("the request body did not arrive within {0:?}")]
     BodyTimeout(std::time::Duration),
+    /// The password was not checked: too many checks are waiting (429, `Retry-After`).
+    #[error("{0}")]
+    AuthBusy(auth::AuthError),
     /// A task failed (panicked) on the blocking pool.
     #[error("internal error: {0}")]
     Internal(String),
@@ -141,6 +146,7 @@ impl ApiError {
             ApiError::ReloadFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::AuthBusy(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -158,6 +164,7 @@ impl ApiError {
             ApiError::ReloadFailed(_) => "reload",
             ApiError::NotReady(_) => "unavailable",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::AuthBusy(_) => "unavailable",
             ApiError::Internal(_) => "internal",
             ApiError::Busy => "unavailable",
             ApiError::BodyTimeout(_) => "timeout",
@@ -186,7 +193,20 @@ impl ApiError {
                     .append(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
             }
         }
+        if let ApiError::AuthBusy(_) = &self {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(auth::RETRY_AFTER_SECS));
+        }
         resp
+    }
+}
+
+impl From<auth::AuthError> for ApiError {
+    fn from(e: auth::AuthError) -> Self {
+        match e.reason() {
+            auth::AuthFailure::Busy => ApiError::AuthBusy(e),
+            _ => ApiError::Unauthorized(e),
+        }
     }
 }
 
@@ -282,8 +302,15 @@ fn only(method: &Method, allowed: &Method, allow: &'static str) -> Result<(), Ap
     }
 }
 
-/// The service entry point for every request.
-pub async fn handle(app: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+/// The service entry point for every request; `pause` is the connection's (see
+/// [`auth::ConnectionPause`]).
+pub async fn handle(
+    app: Arc<State>,
+    pause: Arc<auth::ConnectionPause>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    // A client refused for too many password checks waits out its Retry-After here.
+    pause.wait().await;
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     // Who gets in, before routing and before any body is read: an unknown path without
@@ -297,9 +324,12 @@ pub async fn handle(app: Arc<State>, req: Request<Incoming>) -> Result<Response<
         Some(web) => web
             .authorize_async(&method, &path, req.headers())
             .await
-            .map_err(ApiError::Unauthorized),
+            .map_err(ApiError::from),
         None => Ok(()),
     };
+    if let Err(ApiError::AuthBusy(_)) = &authorized {
+        pause.arm();
+    }
     let result = match authorized {
         Ok(()) => route(&app, req, &path, &method).await,
         Err(e) => Err(e),

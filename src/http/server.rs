@@ -63,7 +63,14 @@ async fn overflow_handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     match req.uri().path() {
-        "/-/healthy" | "/-/ready" => super::handle(state, req).await,
+        "/-/healthy" | "/-/ready" => {
+            super::handle(
+                state,
+                Arc::new(super::auth::ConnectionPause::default()),
+                req,
+            )
+            .await
+        }
         _ => {
             let mut resp = Response::new(Full::new(Bytes::from_static(
                 b"too many connections: retry later\n",
@@ -128,13 +135,16 @@ pub async fn serve(
                         None => None,
                     };
                     let overflowing = matches!(slot, Slot::Overflow { .. });
+                    // A connection refused for too many password checks waits out its
+                    // Retry-After before its next request.
+                    let pause = Arc::new(super::auth::ConnectionPause::default());
                     let service = service_fn(move |req| {
-                        let state = Arc::clone(&state);
+                        let (state, pause) = (Arc::clone(&state), Arc::clone(&pause));
                         async move {
                             if overflowing {
                                 overflow_handle(state, req).await
                             } else {
-                                super::handle(state, req).await
+                                super::handle(state, pause, req).await
                             }
                         }
                     });
@@ -149,10 +159,10 @@ pub async fn serve(
                     }
                     let result = match acceptor {
                         Some(acceptor) => {
-                            match super::auth::accept_tls(
+                            match super::tls::accept_tls(
                                 &acceptor,
                                 stream,
-                                super::auth::TLS_HANDSHAKE_TIMEOUT,
+                                super::tls::TLS_HANDSHAKE_TIMEOUT,
                             )
                             .await
                             {
