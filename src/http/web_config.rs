@@ -328,11 +328,6 @@ impl WebConfigHandle {
         self
     }
 
-    /// Where passwords are checked.
-    pub fn password_pool(&self) -> &PasswordPool {
-        &self.pool
-    }
-
     /// The web config file.
     pub fn path(&self) -> &Path {
         &self.path
