@@ -108,6 +108,12 @@ const O_NONBLOCK: i32 = if cfg!(any(
 /// was opened (the path may have changed in between), which is opened non-blocking so even
 /// a FIFO swapped in at that moment cannot make the open wait.
 pub(crate) fn read_text(path: &std::path::Path, limit: u64) -> std::io::Result<String> {
+    String::from_utf8(read_bytes(path, limit)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not valid UTF-8"))
+}
+
+/// [`read_text`] for bytes: the web config's certificate, key and token files.
+pub(crate) fn read_bytes(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
     use std::io::{Error, Read};
     regular(&std::fs::metadata(path)?)?;
     let mut options = std::fs::OpenOptions::new();
@@ -124,15 +130,16 @@ pub(crate) fn read_text(path: &std::path::Path, limit: u64) -> std::io::Result<S
         return Err(Error::other(format!("larger than {limit} bytes")));
     }
     // Room for exactly the file: reading into a growing buffer could take twice its size.
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     let len = usize::try_from(meta.len()).map_err(|_| Error::other("too large"))?;
-    text.try_reserve_exact(len)
+    bytes
+        .try_reserve_exact(len)
         .map_err(|_| Error::other(format!("cannot allocate {len} bytes to read it")))?;
-    file.take(limit + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > limit {
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
         return Err(Error::other(format!("larger than {limit} bytes")));
     }
-    Ok(text)
+    Ok(bytes)
 }
 
 fn regular(meta: &std::fs::Metadata) -> std::io::Result<()> {

@@ -222,12 +222,16 @@ struct Seen {
     digest: Option<[u8; 32]>,
 }
 
+/// The web config and the files it names are small: certificates, keys, tokens.
+const WEB_FILE_LIMIT: u64 = 16 << 20;
+
 impl Seen {
     /// Stamps `path`, then reads it.
     fn read(path: &Path) -> (Seen, std::io::Result<Vec<u8>>) {
         let taken = SystemTime::now();
         let stamp = stamp(path);
-        let bytes = std::fs::read(path);
+        // Regular files only, never waited on (a FIFO would hang every reload), bounded.
+        let bytes = crate::config::diag::read_bytes(path, WEB_FILE_LIMIT);
         let seen = Seen {
             path: path.to_path_buf(),
             stamp,

@@ -1546,3 +1546,28 @@ async fn a_failed_check_takes_as_long_whichever_name_is_given() {
         );
     }
 }
+
+/// Regression: the web config's files were read with no type check, so a FIFO named as a
+/// token file hung the start and every reload.
+#[test]
+fn a_fifo_named_by_the_web_config_is_refused_not_waited_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fifo = dir.path().join("writer.token");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, "write_bearer_token_files: [writer.token]\n").expect("web config");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(driftgauge::http::web_config::WebConfigHandle::load(web).map(|_| ()));
+    });
+    let loaded = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("loading the web config waited on the FIFO");
+    let e = loaded.expect_err("a FIFO is no token file").to_string();
+    assert!(e.contains("writer.token"), "{e}");
+    assert!(e.contains("not a regular file"), "{e}");
+}
