@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Mutex as AsyncMutex};
 
+use crate::config::watch::{Fingerprint, Seen, READ_LIMIT};
 use crate::config::{self, LoadError};
 use crate::engine::{scheduler, Engine};
 use crate::http::web_config::WebConfigHandle;
@@ -352,28 +353,25 @@ async fn flush_loop(
 /// How often `--config.auto-reload` looks at the files.
 const AUTO_RELOAD_POLL: Duration = Duration::from_secs(2);
 
-/// What the config and rule files look like on disk: paths, sizes and modification times of
-/// the config file and of every file the `rule_files` globs match now (so new and removed
+/// The config file and every file the `rule_files` globs match now (so new and removed
 /// files count too).
-fn fingerprint(
-    config_file: Option<&std::path::Path>,
-    rule_globs: &[String],
-) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
-    let stat = |p: &std::path::Path| {
-        let m = std::fs::metadata(p).ok();
-        (
-            p.to_path_buf(),
-            m.as_ref().map_or(0, |m| m.len()),
-            m.and_then(|m| m.modified().ok()),
-        )
-    };
-    let mut out: Vec<_> = config_file.map(stat).into_iter().collect();
+fn watched_paths(config_file: Option<&std::path::Path>, rule_globs: &[String]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = config_file
+        .map(std::path::Path::to_path_buf)
+        .into_iter()
+        .collect();
     for pattern in rule_globs {
         if let Ok(paths) = glob::glob(pattern) {
-            out.extend(paths.flatten().map(|p| stat(&p)));
+            out.extend(paths.flatten());
         }
     }
     out
+}
+
+/// The files as they are now: stamped and digested, as the web config's files are (a rewrite
+/// that keeps the length and the modification time is still seen).
+fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
+    Fingerprint(paths.iter().map(|p| Seen::read(p, READ_LIMIT).0).collect())
 }
 
 /// `--config.auto-reload`: polls the files' fingerprint and reloads when it changes. A bad
@@ -381,17 +379,19 @@ fn fingerprint(
 fn spawn_auto_reload(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     tokio::spawn(async move {
         let globs = |app: &App| app.engine.current().config.rule_files.clone();
-        let mut last = fingerprint(app.options.config_file.as_deref(), &globs(&app));
+        let mut paths = watched_paths(app.options.config_file.as_deref(), &globs(&app));
+        let mut last = fingerprint(&paths);
         let mut ticker = tokio::time::interval(AUTO_RELOAD_POLL);
         loop {
             tokio::select! {
                 _ = ticker.tick() => {
-                    let now = fingerprint(app.options.config_file.as_deref(), &globs(&app));
-                    if now != last {
+                    let now = watched_paths(app.options.config_file.as_deref(), &globs(&app));
+                    if now != paths || last.changed() {
                         tracing::info!("config or rule files changed: reloading");
                         let _ = app.reload().await;
                         // The reload may have changed the globs themselves.
-                        last = fingerprint(app.options.config_file.as_deref(), &globs(&app));
+                        paths = watched_paths(app.options.config_file.as_deref(), &globs(&app));
+                        last = fingerprint(&paths);
                     }
                 }
                 _ = stopped(&mut stop) => return,

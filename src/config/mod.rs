@@ -19,6 +19,7 @@ pub mod parse;
 pub mod selector;
 pub mod service;
 pub mod template;
+pub mod watch;
 pub mod web;
 pub(crate) mod yaml;
 

@@ -18,18 +18,21 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method};
-use sha2::{Digest, Sha256};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::diag::io_reason;
+use crate::config::watch::{Fingerprint, Seen};
 use crate::config::web::{self as spec, WebFiles};
 use crate::config::Diagnostic;
 use crate::http::auth::{Auth, AuthError, PasswordPool};
 use crate::http::tls::{self, Tls};
+
+/// The web config and the files it names are small: certificates, keys, tokens.
+const WEB_FILE_LIMIT: u64 = 16 << 20;
 
 /// Every problem of a web config file, one `file:line:col: message` a line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -169,114 +172,6 @@ fn build(parsed: spec::Parsed, pool: &Arc<PasswordPool>) -> Result<WebConfig, We
 
 /// How often, at most, requests and new connections look at the web config's files.
 pub const WEB_CONFIG_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-
-/// How recently before its stamp a file may have changed for the stamp alone not to be
-/// trusted: file times are coarse (a few milliseconds on Linux, up to 2 s elsewhere), so a
-/// same-length rewrite in the same tick leaves the stamp as it was. Such files are compared
-/// by content until they are older than this (as git does with "racily clean" files).
-const RACY: Duration = Duration::from_secs(2);
-
-/// What a file looked like on disk, following symlinks (so a swapped Kubernetes secret mount
-/// counts). The change time and inode catch a rewrite that keeps the length and restores the
-/// modification time (`cp -p`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    len: u64,
-    modified: Option<SystemTime>,
-    /// The inode change time (Unix).
-    changed: Option<SystemTime>,
-    /// (device, inode) on Unix.
-    inode: (u64, u64),
-}
-
-/// `None` for a file that cannot be stat'ed (missing, ...).
-fn stamp(path: &Path) -> Option<Stamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    #[cfg(unix)]
-    let (changed, inode) = {
-        use std::os::unix::fs::MetadataExt;
-        let changed = u64::try_from(meta.ctime())
-            .ok()
-            .zip(u32::try_from(meta.ctime_nsec()).ok())
-            .map(|(s, ns)| SystemTime::UNIX_EPOCH + Duration::new(s, ns));
-        (changed, (meta.dev(), meta.ino()))
-    };
-    #[cfg(not(unix))]
-    let (changed, inode) = (None, (0, 0));
-    Some(Stamp {
-        len: meta.len(),
-        modified: meta.modified().ok(),
-        changed,
-        inode,
-    })
-}
-
-/// One file the web config was built from, as it was just before it was read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Seen {
-    path: PathBuf,
-    stamp: Option<Stamp>,
-    /// When the stamp was taken.
-    taken: SystemTime,
-    /// SHA-256 of the bytes read; `None` when reading failed.
-    digest: Option<[u8; 32]>,
-}
-
-/// The web config and the files it names are small: certificates, keys, tokens.
-const WEB_FILE_LIMIT: u64 = 16 << 20;
-
-impl Seen {
-    /// Stamps `path`, then reads it.
-    fn read(path: &Path) -> (Seen, std::io::Result<Vec<u8>>) {
-        let taken = SystemTime::now();
-        let stamp = stamp(path);
-        // Regular files only, never waited on (a FIFO would hang every reload), bounded.
-        let bytes = crate::config::diag::read_bytes(path, WEB_FILE_LIMIT);
-        let seen = Seen {
-            path: path.to_path_buf(),
-            stamp,
-            taken,
-            digest: bytes.as_ref().ok().map(|b| Sha256::digest(b).into()),
-        };
-        (seen, bytes)
-    }
-
-    /// Did the file change so shortly before its stamp that an equal stamp proves nothing?
-    fn racy(&self) -> bool {
-        let Some(stamp) = self.stamp else {
-            return false;
-        };
-        [stamp.modified, stamp.changed]
-            .into_iter()
-            .flatten()
-            .any(|t| t + RACY >= self.taken)
-    }
-}
-
-/// The web config file and every file it names (certificate, key, client CA, token files).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Fingerprint(Vec<Seen>);
-
-impl Fingerprint {
-    /// Has any of the files changed (or appeared, or gone) since it was read? A `stat` a
-    /// file; files changed just before they were read are also compared by content, and
-    /// their stamp is renewed when the content proves the same.
-    fn changed(&mut self) -> bool {
-        for seen in &mut self.0 {
-            if stamp(&seen.path) != seen.stamp {
-                return true;
-            }
-            if seen.racy() {
-                let (again, _) = Seen::read(&seen.path);
-                if again.stamp != seen.stamp || again.digest != seen.digest {
-                    return true;
-                }
-                seen.taken = again.taken;
-            }
-        }
-        false
-    }
-}
 
 /// The running `--web.config.file`, reloaded when its files change (see the module docs).
 /// Requests and handshakes take [`WebConfigHandle::current`]; SIGHUP and `/-/reload` call
@@ -477,7 +372,7 @@ fn load_watched(
     pool: &Arc<PasswordPool>,
 ) -> (Result<WebConfig, WebConfigError>, Fingerprint) {
     let origin = path.display().to_string();
-    let (seen, bytes) = Seen::read(path);
+    let (seen, bytes) = Seen::read(path, WEB_FILE_LIMIT);
     let mut fingerprint = Fingerprint(vec![seen]);
     let text = bytes.and_then(|b| {
         String::from_utf8(b).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))
@@ -528,7 +423,7 @@ struct Stamped(Vec<Seen>);
 
 impl WebFiles for Stamped {
     fn read(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
-        let (seen, bytes) = Seen::read(path);
+        let (seen, bytes) = Seen::read(path, WEB_FILE_LIMIT);
         self.0.push(seen);
         bytes
     }
@@ -803,50 +698,5 @@ mod tests {
         h.next_check_ms.store(0, Ordering::Relaxed);
         assert!(h.claim_check());
         assert!(!h.claim_check(), "the next check is an interval away");
-    }
-
-    #[test]
-    fn fingerprints_see_rewrites_that_keep_length_and_mtime() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let p = dir.path().join("f");
-        std::fs::write(&p, "aaaa").expect("write");
-        let mtime = std::fs::metadata(&p)
-            .and_then(|m| m.modified())
-            .expect("mtime");
-        let mut fp = Fingerprint(vec![Seen::read(&p).0]);
-        assert!(!fp.changed());
-        std::thread::sleep(Duration::from_millis(20));
-        std::fs::write(&p, "bbbb").expect("write");
-        std::fs::File::options()
-            .write(true)
-            .open(&p)
-            .and_then(|f| f.set_modified(mtime))
-            .expect("set mtime");
-        let now = stamp(&p).expect("stamp");
-        let was = fp.0[0].stamp.expect("stamp");
-        assert_eq!((now.len, now.modified), (was.len, was.modified));
-        assert!(fp.clone().changed(), "ctime, or the content");
-        std::fs::remove_file(&p).expect("rm");
-        assert!(fp.changed());
-    }
-
-    #[test]
-    fn racy_files_are_compared_by_content_until_they_are_old() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let p = dir.path().join("f");
-        std::fs::write(&p, "aaaa").expect("write");
-        // Stamped in the same tick as a same-length rewrite: the stamp cannot tell.
-        let (mut seen, _) = Seen::read(&p);
-        seen.digest = Some(Sha256::digest(b"an older content").into());
-        assert!(seen.racy());
-        assert!(Fingerprint(vec![seen.clone()]).changed());
-        // The content it was read with: unchanged, and the stamp time is renewed.
-        let (same, _) = Seen::read(&p);
-        let mut fp = Fingerprint(vec![same]);
-        assert!(!fp.changed());
-        // Long after its last change, a file is trusted by its stamp alone.
-        seen.taken = SystemTime::now() + RACY + Duration::from_secs(1);
-        assert!(!seen.racy());
-        assert!(!Fingerprint(vec![seen]).changed());
     }
 }

@@ -1220,3 +1220,34 @@ async fn series_no_rule_selects_are_dropped_and_never_fill_the_series_limit() {
     );
     server.stop().await;
 }
+
+/// Regression: `--config.auto-reload` compared (size, mtime), so an edit that kept the length
+/// and the modification time (`cp -p`, a fast same-size rewrite) was never loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_reload_sees_a_same_length_edit_that_keeps_the_mtime() {
+    let rules = EMA_RULES.replace("        webhooks: [retrain]\n", "");
+    let cfg = "rule_files: [\"rules/*.yml\"]\n";
+    let server = Server::start_with(Files::new(cfg).rule_file("q.yml", &rules), |o| {
+        o.auto_reload = true
+    })
+    .await;
+    let path = server.path("rules/q.yml");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let edited = rules.replace("accuracy_degradation", "accuracy_degradatiox");
+    assert_eq!(edited.len(), rules.len());
+    std::fs::write(&path, &edited).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_modified(mtime))
+        .unwrap();
+    wait_until("the same-length edit is loaded", WAIT, || async {
+        server
+            .get("/api/v1/rules")
+            .await
+            .1
+            .contains("accuracy_degradatiox")
+    })
+    .await;
+    server.stop().await;
+}
