@@ -171,17 +171,27 @@ fn sixteen_concurrent_16_mib_pushes_stay_under_512_mib() {
 /// POSTs a push and returns the status, also when the server answers (and closes) before
 /// the whole body was sent, as it does for a request it refuses without reading.
 fn post_early_answered(addr: &str, body: &str) -> u16 {
+    post_bytes(
+        addr,
+        "/api/v1/samples",
+        "Content-Type: application/json\r\n",
+        body.as_bytes(),
+    )
+}
+
+/// [`post_early_answered`] for any route, headers and body.
+fn post_bytes(addr: &str, path: &str, headers: &str, body: &[u8]) -> u16 {
     use std::io::Read;
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     let head = format!(
-        "POST /api/v1/samples HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n",
         body.len()
     );
     // A refusal may come before the body is through: the write then fails, the answer is read.
     let _ = s
         .write_all(head.as_bytes())
-        .and_then(|()| s.write_all(body.as_bytes()));
+        .and_then(|()| s.write_all(body));
     let mut answer = Vec::new();
     let _ = s.read_to_end(&mut answer);
     String::from_utf8_lossy(&answer)
@@ -201,4 +211,40 @@ fn big_push(bytes: usize) -> String {
     }
     s.push_str(r#"1]},{"metric":"9bad","value":1}]}"#);
     s
+}
+
+/// Regression: 16 remote writes of 64 MiB decompressed each peaked at 1.1 GB.
+#[test]
+fn sixteen_concurrent_64_mib_remote_writes_stay_under_512_mib() {
+    let dir = service_dir();
+    let p = Process::start(
+        dir.path(),
+        &["--config.file=driftgauge.yml", "--storage.path=data"],
+    );
+    poll("ready", WAIT, || p.get("/-/ready").0 == 200);
+    // One series no rule selects, its sample repeated until the message is ~63 MiB: it
+    // compresses far below the 16 MiB body limit.
+    let one = crate::remote_write::series(&[("__name__", "junk")], &[(1.0, 1)]);
+    let copies = (63 << 20) / (one.len() + 2);
+    let body = crate::remote_write::body(&vec![one; copies]);
+    assert!(body.len() < 16 << 20, "compressed to {} bytes", body.len());
+    let headers = "Content-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\n";
+    let addr = p.addr.clone();
+    let body = std::sync::Arc::new(body);
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let (addr, body) = (addr.clone(), std::sync::Arc::clone(&body));
+            std::thread::spawn(move || post_bytes(&addr, "/api/v1/write", headers, &body))
+        })
+        .collect();
+    for t in threads {
+        let status = t.join().unwrap();
+        assert!(status == 204 || status == 503, "status {status}");
+    }
+    let peak = peak_rss_kib(p.child.id());
+    eprintln!(
+        "peak RSS with 16 concurrent 64 MiB remote writes: {} MiB",
+        peak / 1024
+    );
+    assert!(peak < 512 * 1024, "peak RSS {} MiB", peak / 1024);
 }

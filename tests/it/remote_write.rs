@@ -26,7 +26,7 @@ fn field(n: u64, bytes: &[u8], out: &mut Vec<u8>) {
 }
 
 /// One `TimeSeries` with these labels and (value, timestamp_ms) samples.
-fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> Vec<u8> {
+pub(crate) fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> Vec<u8> {
     let mut ts = Vec::new();
     for (name, value) in labels {
         let mut l = Vec::new();
@@ -45,7 +45,7 @@ fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> Vec<u8> {
 }
 
 /// A snappy-compressed `WriteRequest` of these series.
-fn body(all: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn body(all: &[Vec<u8>]) -> Vec<u8> {
     let mut raw = Vec::new();
     for ts in all {
         field(1, ts, &mut raw);
