@@ -81,31 +81,7 @@ pub fn read_npy_file(path: &Path) -> Result<Values, NpyFileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formats::npy::MAGIC;
-
-    /// An NPY file as `numpy.save` writes it (header padded so the data is 64-aligned).
-    fn npy(version: u8, descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
-        let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-        let prefix = if version == 1 { 10 } else { 12 };
-        let mut header = dict.into_bytes();
-        let total = (prefix + header.len() + 1).div_ceil(64) * 64;
-        header.resize(total - prefix - 1, b' ');
-        header.push(b'\n');
-        let mut out = MAGIC.to_vec();
-        out.extend([version, 0]);
-        if version == 1 {
-            out.extend((header.len() as u16).to_le_bytes());
-        } else {
-            out.extend((header.len() as u32).to_le_bytes());
-        }
-        out.extend(header);
-        out.extend(data);
-        out
-    }
-
-    fn f8(values: &[f64]) -> Vec<u8> {
-        values.iter().flat_map(|v| v.to_le_bytes()).collect()
-    }
+    use crate::formats::npy::tests::{f8, npy};
 
     #[test]
     fn files_are_mapped_in_place_or_decoded() {

@@ -363,11 +363,11 @@ fn parse_dict(text: &[u8], base: usize) -> Result<Fields, NpyError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// An NPY file as `numpy.save` writes it (header padded so the data is 64-aligned).
-    fn npy(version: u8, descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+    pub(crate) fn npy(version: u8, descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
         let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
         let prefix = if version == 1 { 10 } else { 12 };
         let mut header = dict.into_bytes();
@@ -386,7 +386,7 @@ mod tests {
         out
     }
 
-    fn f8(values: &[f64]) -> Vec<u8> {
+    pub(crate) fn f8(values: &[f64]) -> Vec<u8> {
         values.iter().flat_map(|v| v.to_le_bytes()).collect()
     }
 
