@@ -1,11 +1,13 @@
 //! Detectors: pure functions over `&[f64]` slices. No async, no I/O, no locks.
 
 pub mod cephes;
+pub mod chi2;
 pub mod ema;
 pub mod ks;
 pub mod kstwo;
 pub mod report;
 pub mod sort;
+pub mod sum;
 
 /// What a detector concludes about one rule+series at one evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! The one integration test binary: real servers on loopback, real webhook receivers.
 
 mod check;
+mod chi2_vectors;
 mod cli;
 mod disk_full;
 mod durability;
@@ -16,6 +17,7 @@ mod prometheus_feeds;
 mod properties;
 mod query;
 mod receiver;
+mod reference;
 mod remote_write;
 mod scrape;
 mod service;
