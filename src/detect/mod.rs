@@ -2,6 +2,7 @@
 
 pub mod cephes;
 pub mod chi2;
+pub mod divergence;
 pub mod ema;
 pub mod ks;
 pub mod kstwo;
