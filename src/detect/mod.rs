@@ -4,6 +4,7 @@ pub mod cephes;
 pub mod chi2;
 pub mod divergence;
 pub mod ema;
+pub mod fdr;
 pub mod ks;
 pub mod kstwo;
 pub mod report;

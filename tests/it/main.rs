@@ -8,6 +8,7 @@ mod divergence_vectors;
 mod durability;
 mod ema_vectors;
 mod exposition;
+mod fdr_vectors;
 mod fixture;
 mod hostile;
 mod ks_vectors;
