@@ -4,12 +4,14 @@ pub mod cephes;
 pub mod chi2;
 pub mod divergence;
 pub mod ema;
+pub mod energy;
 pub mod fdr;
 pub mod ks;
 pub mod kstwo;
 pub mod report;
 pub mod sort;
 pub mod sum;
+pub mod wasserstein;
 
 /// What a detector concludes about one rule+series at one evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

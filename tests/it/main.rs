@@ -4,6 +4,7 @@ mod check;
 mod chi2_vectors;
 mod cli;
 mod disk_full;
+mod distance_vectors;
 mod divergence_vectors;
 mod durability;
 mod ema_vectors;

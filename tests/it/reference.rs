@@ -99,6 +99,11 @@ impl Tally {
         }
     }
 
+    /// Records an error for the report only (no tolerance).
+    pub fn note_only(&mut self, case: &str, field: &str, err: f64) {
+        self.note(field, case, err);
+    }
+
     pub fn fail(&mut self, case: &str, message: impl std::fmt::Display) {
         self.failures.push(format!("{case}: {message}"));
     }
