@@ -1,5 +1,6 @@
 //! Detectors: pure functions over `&[f64]` slices. No async, no I/O, no locks.
 
+pub mod anderson;
 pub mod cephes;
 pub mod chi2;
 pub mod divergence;

@@ -1,5 +1,6 @@
 //! The one integration test binary: real servers on loopback, real webhook receivers.
 
+mod anderson_vectors;
 mod check;
 mod chi2_vectors;
 mod cli;

@@ -79,14 +79,11 @@ impl Tally {
         }
     }
 
-    /// Records the relative error of a p-value-like field; a mismatch beyond both tolerances.
+    /// Records the absolute and relative errors of a p-value-like field; a mismatch beyond
+    /// both tolerances.
     pub fn p(&mut self, case: &str, field: &str, got: f64, want: f64) {
-        let err = if abs_err(got, want) <= P_ABS_TOL {
-            0.0
-        } else {
-            rel_err(got, want)
-        };
-        self.note(&format!("{field} (rel, beyond 1e-12 abs)"), case, err);
+        self.note(&format!("{field} (absolute)"), case, abs_err(got, want));
+        self.note(&format!("{field} (relative)"), case, rel_err(got, want));
         if !p_close(got, want) {
             self.fail(case, format!("{field} {got:e} != {want:e}"));
         }
