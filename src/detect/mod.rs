@@ -1,11 +1,18 @@
 //! Detectors: pure functions over `&[f64]` slices. No async, no I/O, no locks.
 
+pub mod anderson;
 pub mod cephes;
+pub mod chi2;
+pub mod divergence;
 pub mod ema;
+pub mod energy;
+pub mod fdr;
 pub mod ks;
 pub mod kstwo;
 pub mod report;
 pub mod sort;
+pub mod sum;
+pub mod wasserstein;
 
 /// What a detector concludes about one rule+series at one evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

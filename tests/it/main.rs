@@ -1,11 +1,16 @@
 //! The one integration test binary: real servers on loopback, real webhook receivers.
 
+mod anderson_vectors;
 mod check;
+mod chi2_vectors;
 mod cli;
 mod disk_full;
+mod distance_vectors;
+mod divergence_vectors;
 mod durability;
 mod ema_vectors;
 mod exposition;
+mod fdr_vectors;
 mod fixture;
 mod hostile;
 mod ks_vectors;
@@ -16,6 +21,7 @@ mod prometheus_feeds;
 mod properties;
 mod query;
 mod receiver;
+mod reference;
 mod remote_write;
 mod scrape;
 mod service;

@@ -1,0 +1,96 @@
+//! Sums as NumPy computes them (`np.sum` on `float64`), so detectors that port SciPy add their
+//! terms in the same order and get the same bits.
+//!
+//! NumPy's add reduction starts from `0.0` and adds a pairwise sum of the whole array
+//! (`DOUBLE_pairwise_sum` in `loops_utils.h.src`): fewer than 8 values are added one by one;
+//! up to 128 values are added into eight running accumulators (element `i` into accumulator
+//! `i % 8`), which are combined as `((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7))`, and the remainder
+//! past the last multiple of 8 is added one by one; longer arrays are split at half the
+//! length rounded down to a multiple of 8 and both halves summed the same way. A contiguous
+//! 2-D array summed whole is summed as its flattened row-major values.
+
+/// `np.sum(values)` for a contiguous `float64` array, bit for bit.
+pub fn numpy_sum(values: &[f64]) -> f64 {
+    0.0 + pairwise(values)
+}
+
+/// `np.sum` of `f(i)` for `i in 0..len`, without materialising the terms.
+pub fn numpy_sum_by(len: usize, f: impl Fn(usize) -> f64) -> f64 {
+    0.0 + pairwise_by(0, len, &f)
+}
+
+const BLOCK: usize = 128;
+
+fn pairwise(a: &[f64]) -> f64 {
+    pairwise_by(0, a.len(), &|i| a[i])
+}
+
+fn pairwise_by(start: usize, n: usize, f: &impl Fn(usize) -> f64) -> f64 {
+    if n < 8 {
+        let mut res = 0.0;
+        for i in start..start + n {
+            res += f(i);
+        }
+        res
+    } else if n <= BLOCK {
+        let mut r = [0.0f64; 8];
+        for (j, r) in r.iter_mut().enumerate() {
+            *r = f(start + j);
+        }
+        let whole = n - n % 8;
+        let mut i = 8;
+        while i < whole {
+            for (j, r) in r.iter_mut().enumerate() {
+                *r += f(start + i + j);
+            }
+            i += 8;
+        }
+        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for i in whole..n {
+            res += f(start + i);
+        }
+        res
+    } else {
+        let mut n2 = n / 2;
+        n2 -= n2 % 8;
+        pairwise_by(start, n2, f) + pairwise_by(start + n2, n - n2, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_sums_are_sequential() {
+        assert_eq!(numpy_sum(&[]), 0.0);
+        assert_eq!(numpy_sum(&[1.0, 2.0, 3.5]), 6.5);
+        // 0.0 + (-0.0) is 0.0, as np.sum([-0.0]) is.
+        assert!(numpy_sum(&[-0.0]).is_sign_positive());
+    }
+
+    #[test]
+    fn blocks_use_eight_accumulators() {
+        // With 9 values the ninth is added after the tree of the first eight:
+        // ((1e16 + -1e16) + ...) differs from a left-to-right sum.
+        let v = [1e16, 1.0, -1e16, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+        let sequential: f64 = v.iter().fold(0.0, |a, b| a + b);
+        let tree = ((1e16 + 1.0) + (-1e16 + 1.0)) + ((1.0 + 1.0) + (1.0 + 1.0)) + 1.0;
+        assert_eq!(numpy_sum(&v), tree);
+        assert_ne!(tree, sequential);
+    }
+
+    #[test]
+    fn by_index_matches_slice() {
+        let v: Vec<f64> = (0..1000).map(|i| 1.0 / (1.0 + i as f64).powi(2)).collect();
+        assert_eq!(numpy_sum(&v), numpy_sum_by(v.len(), |i| v[i]));
+    }
+
+    #[test]
+    fn long_arrays_split_on_multiples_of_eight() {
+        // np.sum(1.0 / np.arange(1.0, 1001.0)) with NumPy 2.4.6; a left-to-right sum gives
+        // 7.485470860550343.
+        let v: Vec<f64> = (1..=1000).map(|i| 1.0 / i as f64).collect();
+        assert_eq!(numpy_sum(&v), 7.485470860550345);
+    }
+}
