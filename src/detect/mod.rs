@@ -1,8 +1,10 @@
 //! Detectors: pure functions over `&[f64]` slices. No async, no I/O, no locks.
 
 pub mod anderson;
+pub mod bessel;
 pub mod cephes;
 pub mod chi2;
+pub mod cvm;
 pub mod divergence;
 pub mod ema;
 pub mod energy;

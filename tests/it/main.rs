@@ -4,6 +4,7 @@ mod anderson_vectors;
 mod check;
 mod chi2_vectors;
 mod cli;
+mod cvm_vectors;
 mod disk_full;
 mod distance_vectors;
 mod divergence_vectors;
