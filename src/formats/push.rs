@@ -205,7 +205,11 @@ fn parse_entry(raw: &RawValue) -> Result<SeriesSamples, EntryError> {
             }
             let mut out = Vec::with_capacity(vs.len());
             for (i, v) in vs.iter().enumerate() {
-                out.push(number(v).map_err(not_a_number(format!("values[{i}]")))?);
+                // The field name is formatted only for a bad value: not once per value.
+                out.push(number(v).map_err(|problem| EntryError::NotANumber {
+                    field: format!("values[{i}]"),
+                    problem,
+                })?);
             }
             out
         }
