@@ -45,8 +45,8 @@
 //!    durations, and when the slowest requests were sent relative to an evaluation's start
 //!    and to the end of a state flush.
 //!
-//! Every response status is checked (200 with `{"accepted":100000}` for a push, 204 for a
-//! remote write) and the bench fails loudly on anything else; at the end the server's own
+//! Every response status is checked (200 with `{"accepted":100000,"dropped":0}` for a push,
+//! 204 for a remote write) and the bench fails loudly on anything else; at the end the server's own
 //! `driftgauge_samples_received_total` must equal what was sent.
 //!
 //! Options (after `--`):
@@ -655,7 +655,7 @@ fn check(kind: Kind, r: &Resp) -> Result<(), String> {
             if r.status != 200 {
                 return Err(format!("push answered {}: {}", r.status, body()));
             }
-            let want = format!("{{\"accepted\":{VALUES_PER_BATCH}}}");
+            let want = format!("{{\"accepted\":{VALUES_PER_BATCH},\"dropped\":0}}");
             if body().trim() != want {
                 return Err(format!("push answered {}, expected {want}", body()));
             }
@@ -1083,9 +1083,9 @@ fn stall_request(port: u16, series: &[(usize, String, usize)]) -> (Vec<u8>, usiz
 
 fn check_accepted(r: &Resp, values: usize) -> Result<(), String> {
     let body = String::from_utf8_lossy(&r.body);
-    if r.status != 200 || body.trim() != format!("{{\"accepted\":{values}}}") {
+    if r.status != 200 || body.trim() != format!("{{\"accepted\":{values},\"dropped\":0}}") {
         return Err(format!(
-            "push answered {} {body}, expected {{\"accepted\":{values}}}",
+            "push answered {} {body}, expected {{\"accepted\":{values},\"dropped\":0}}",
             r.status
         ));
     }
