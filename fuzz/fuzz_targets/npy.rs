@@ -1,4 +1,4 @@
-//! Fuzz target: `.npy` bytes through `ingest::npy`'s pure parser. An error or an array, never a
+//! Fuzz target: `.npy` bytes through `formats::npy`'s pure parser. An error or an array, never a
 //! panic; the header and the whole-file parse agree; an accepted array is exactly as long as
 //! its header says, and `<f8` data read in place is bit for bit the decoded copy.
 //!
@@ -7,7 +7,7 @@
 
 #![no_main]
 
-use driftgauge::ingest::npy::{
+use driftgauge::formats::npy::{
     f64_in_place, parse_header, parse_npy, Dtype, NpyError, MAX_HEADER_LEN,
 };
 use libfuzzer_sys::fuzz_target;
