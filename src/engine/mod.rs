@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use tokio::sync::watch;
 
-use crate::config::model::{Config, DetectorSpec, Group, Rule, RuleSet};
+use crate::config::model::{Config, DetectorSpec, Group, Rule, RuleSet, ValueTest};
 use crate::config::selector::Selector;
 use crate::config::template;
 use crate::detect::budget::{self, Correction};
-use crate::detect::{ema, ks, Verdict};
+use crate::detect::{anderson, cvm, ema, ks, Verdict};
 use crate::ingest::{IngestError, Sink};
 use crate::labels::{Labels, SeriesSamples};
 use crate::telemetry::Telemetry;
@@ -931,13 +931,13 @@ impl Job {
                     unsorted_reference = r;
                     &unsorted_reference
                 };
-                match ks::ks_2samp_sorted(reference, current, spec.alternative, spec.method) {
-                    // The verdict waits for the rule's other series: see `decide`.
-                    Ok(r) => {
-                        out.statistic = Some(r.statistic);
-                        out.p_value = Some(r.p_value);
+                // The verdict waits for the rule's other series: see `decide`.
+                match test_values(spec.test, reference, current) {
+                    Ok((statistic, p_value)) => {
+                        out.statistic = Some(statistic);
+                        out.p_value = Some(p_value);
                     }
-                    Err(e) => out.error = Some(e.to_string()),
+                    Err(e) => out.error = Some(e),
                 }
                 out
             }
@@ -981,6 +981,26 @@ fn run_jobs(jobs: Vec<(SeriesKey, Job)>, rule: &Rule) -> Vec<(SeriesKey, Outcome
     jobs.into_par_iter()
         .map(|(k, job)| (k, job.run(rule)))
         .collect()
+}
+
+/// `(statistic, p-value)` of a raw-value rule's test on its two windows, both sorted.
+fn test_values(test: ValueTest, reference: &[f64], current: &[f64]) -> Result<(f64, f64), String> {
+    match test {
+        ValueTest::Ks {
+            alternative,
+            method,
+        } => ks::ks_2samp_sorted(reference, current, alternative, method)
+            .map(|r| (r.statistic, r.p_value))
+            .map_err(|e| e.to_string()),
+        ValueTest::Cvm => cvm::cramervonmises_2samp(reference, current, cvm::CvmMethod::Auto)
+            .map(|r| (r.statistic, r.p_value))
+            .map_err(|e| e.to_string()),
+        ValueTest::Anderson => {
+            anderson::anderson_2samp(reference, current, anderson::Variant::Midrank)
+                .map(|r| (r.statistic, r.p_value_below_floor()))
+                .map_err(|e| e.to_string())
+        }
+    }
 }
 
 /// Verdicts of the tests run at one evaluation of a p-value rule, decided together: the level
@@ -1270,7 +1290,10 @@ mod tests {
 
     #[test]
     fn bonferroni_divides_the_level_by_the_series_tested() {
-        let (engine, _) = engine("", &pooled_rule("        alpha: 0.1\n        correction: bonferroni\n"));
+        let (engine, _) = engine(
+            "",
+            &pooled_rule("        alpha: 0.1\n        correction: bonferroni\n"),
+        );
         // Four series: one shifted by a quarter (p = 0.08 for 50 vs 50), three unchanged.
         for model in ["a", "b", "c", "d"] {
             push_model(&engine, model, &values(50, 0.0), T0);
@@ -1308,9 +1331,15 @@ mod tests {
         push_model(&engine, "b", &values(50, 0.5), T0 + 1);
         evaluate(&engine, T0 + 15_000);
         let whole = generation.groups[0].output().rules.clone();
-        assert_eq!((whole[0].drifted, whole[0].status), (2, Some(Status::Drifted)));
+        assert_eq!(
+            (whole[0].drifted, whole[0].status),
+            (2, Some(Status::Drifted))
+        );
         let events = recorder.take();
-        let rule_wide: Vec<&Event> = events.iter().filter(|e| !e.labels.contains_key("model")).collect();
+        let rule_wide: Vec<&Event> = events
+            .iter()
+            .filter(|e| !e.labels.contains_key("model"))
+            .collect();
         assert_eq!(rule_wide.len(), 1, "{events:?}");
         assert_eq!(rule_wide[0].statistic, Some(0.5));
         assert_eq!(rule_wide[0].to, Status::Drifted);
