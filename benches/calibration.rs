@@ -633,11 +633,75 @@ fn tails(reps: u64) {
     }
 }
 
+/// `--streams=DIR`: runs one rule over every `.npy` stream (float64, one dimension) in `DIR`,
+/// in name order, and prints one line a stream: its name, then the number of values fed
+/// when each entry into `drifted` happened (space-separated; none: no alarm). The rule:
+/// `reference: {first: R}`, `current: {last: M}`, `K` values per evaluation, each test at
+/// level `1 / E` (an expected `E` evaluations between false alarms by the union bound), the
+/// detector given. For `bench/calibration_peers.py`, which runs alibi-detect and River on
+/// the same streams.
+fn streams(
+    dir: &str,
+    reference: usize,
+    current: usize,
+    per_eval: usize,
+    evals_per_alarm: f64,
+    which: Test,
+) {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .expect("--streams: a readable directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "npy"))
+        .collect();
+    paths.sort();
+    let critical = Critical::new(1.0 / evals_per_alarm);
+    let lines: Vec<String> = paths
+        .par_iter()
+        .map(|path| {
+            let values = driftgauge::config::files::read_npy_file(path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let values: &[f64] = &values;
+            let mut w = SampleWindows::new(
+                &ReferenceWindow::First(reference),
+                &CurrentWindow::Last(current),
+                1_000_000,
+            );
+            let (mut drifted, mut alarms) = (false, Vec::new());
+            for (e, chunk) in values.chunks(per_eval).enumerate() {
+                let now_ms = e as i64 * INTERVAL.as_millis() as i64;
+                w.extend(chunk, now_ms);
+                match test_with(which, &mut w, now_ms, &critical) {
+                    Some(true) if !drifted => {
+                        alarms.push(((e * per_eval) + chunk.len()).to_string());
+                        drifted = true;
+                    }
+                    Some(now) => drifted = now,
+                    None => {}
+                }
+            }
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            format!("{name} {}", alarms.join(" "))
+                .trim_end()
+                .to_string()
+        })
+        .collect();
+    for line in lines {
+        println!("{line}");
+    }
+}
+
 fn main() {
     let mut days = 10_000u64;
     let mut trials = 500u64;
     let mut only: Option<String> = None;
     let mut budget = FalseAlarms::DEFAULT;
+    let mut stream_dir: Option<String> = None;
+    let (mut reference, mut current, mut per_eval, mut evals_per_alarm) =
+        (10_000usize, 1000usize, 50usize, 172_800f64);
+    let mut which = Test::Ks;
     for arg in std::env::args().skip(1) {
         if let Some(v) = arg.strip_prefix("--days=") {
             days = v.parse().expect("--days=N");
@@ -645,6 +709,23 @@ fn main() {
             trials = v.parse().expect("--trials=N");
         } else if let Some(v) = arg.strip_prefix("--only=") {
             only = Some(v.to_string());
+        } else if let Some(v) = arg.strip_prefix("--streams=") {
+            stream_dir = Some(v.to_string());
+        } else if let Some(v) = arg.strip_prefix("--reference=") {
+            reference = v.parse().expect("--reference=N");
+        } else if let Some(v) = arg.strip_prefix("--current=") {
+            current = v.parse().expect("--current=N");
+        } else if let Some(v) = arg.strip_prefix("--per-eval=") {
+            per_eval = v.parse().expect("--per-eval=N");
+        } else if let Some(v) = arg.strip_prefix("--evals-per-alarm=") {
+            evals_per_alarm = v.parse().expect("--evals-per-alarm=E");
+        } else if let Some(v) = arg.strip_prefix("--detector=") {
+            which = match v {
+                "ks" => Test::Ks,
+                "cvm" => Test::Cvm,
+                "anderson" => Test::Anderson,
+                other => panic!("--detector: unknown {other:?} (ks, cvm or anderson)"),
+            };
         } else if let Some(v) = arg.strip_prefix("--budget=") {
             let (events, period_days) = v.split_once('/').expect("--budget=EVENTS/DAYS");
             budget = FalseAlarms {
@@ -654,6 +735,10 @@ fn main() {
                 ),
             };
         }
+    }
+    if let Some(dir) = stream_dir {
+        streams(&dir, reference, current, per_eval, evals_per_alarm, which);
+        return;
     }
     let run = |what: &str| only.as_deref().is_none_or(|o| o == what);
     if run("tails") {
