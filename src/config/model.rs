@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::config::selector::Selector;
 use crate::detect::budget::{Correction, Level};
+use crate::detect::control::CusumSpec;
 use crate::detect::ema::EmaSpec;
 use crate::detect::ks::{Alternative, Method};
 pub use crate::labels::Labels;
@@ -52,6 +53,7 @@ pub struct Rule {
 pub enum DetectorSpec {
     Ks(KsSpec),
     Ema(EmaSpec),
+    Cusum(CusumSpec),
 }
 
 impl DetectorSpec {
@@ -59,6 +61,7 @@ impl DetectorSpec {
         match self {
             DetectorSpec::Ks(spec) => spec.test.name(),
             DetectorSpec::Ema(_) => "ema",
+            DetectorSpec::Cusum(_) => "cusum",
         }
     }
 }

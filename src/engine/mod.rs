@@ -26,7 +26,7 @@ use crate::config::model::{Config, DetectorSpec, Group, Rule, RuleSet, ValueTest
 use crate::config::selector::Selector;
 use crate::config::template;
 use crate::detect::budget::{self, Correction};
-use crate::detect::{anderson, cvm, ema, ks, Verdict};
+use crate::detect::{anderson, control, cvm, ema, ks, Verdict};
 use crate::ingest::{IngestError, Sink};
 use crate::labels::{Labels, SeriesSamples};
 use crate::telemetry::Telemetry;
@@ -474,8 +474,15 @@ impl Engine {
                         w.extend(&s.values, now_ms);
                         rt.account(before, w.held());
                     }
-                    (SeriesWindow::Ema(e), DetectorSpec::Ema(spec)) => {
-                        s.values.iter().for_each(|&v| e.push(v, spec.smoothing))
+                    (SeriesWindow::Ema(e), DetectorSpec::Ema(spec)) => match spec.bound {
+                        ema::EmaBound::Control(limits) => s
+                            .values
+                            .iter()
+                            .for_each(|&v| e.push_charted(v, spec.smoothing, limits.baseline)),
+                        _ => s.values.iter().for_each(|&v| e.push(v, spec.smoothing)),
+                    },
+                    (SeriesWindow::Ema(e), DetectorSpec::Cusum(spec)) => {
+                        s.values.iter().for_each(|&v| e.push_cusum(v, spec))
                     }
                     (SeriesWindow::Ema(_), _) => {}
                 }
@@ -850,7 +857,7 @@ impl SeriesState {
                 &spec.current,
                 max_values,
             )),
-            DetectorSpec::Ema(_) => SeriesWindow::Ema(EmaState::default()),
+            DetectorSpec::Ema(_) | DetectorSpec::Cusum(_) => SeriesWindow::Ema(EmaState::default()),
         };
         SeriesState {
             window,
@@ -947,13 +954,41 @@ impl Job {
                     ema: e.value,
                     threshold: Some(match spec.bound {
                         ema::EmaBound::Below(b) | ema::EmaBound::Above(b) => b,
+                        ema::EmaBound::Control(limits) => limits.l,
                     }),
                     ..Outcome::default()
                 };
-                if let Some(v) = e.value {
-                    if e.samples as usize >= rule.min_samples {
-                        out.verdict = Some(ema::verdict(v, spec));
+                let Some(v) = e.value else { return out };
+                if (e.samples as usize) < rule.min_samples {
+                    return out;
+                }
+                match spec.bound {
+                    ema::EmaBound::Control(limits) => {
+                        if let Some((z, verdict)) =
+                            ema::control_verdict(v, spec.smoothing, &e.baseline, &limits)
+                        {
+                            out.statistic = Some(z);
+                            out.verdict = Some(verdict);
+                        }
                     }
+                    _ => out.verdict = Some(ema::verdict(v, spec)),
+                }
+                out
+            }
+            (Job::Ema(e), DetectorSpec::Cusum(spec)) => {
+                let mut out = Outcome {
+                    current_samples: e.samples as usize,
+                    threshold: Some(spec.h),
+                    ..Outcome::default()
+                };
+                if e.cusum_ready(spec) && e.samples as usize >= rule.min_samples {
+                    let s = control::cusum_statistic(e.hi, e.lo, spec.side);
+                    out.statistic = Some(s);
+                    out.verdict = Some(if s > spec.h {
+                        Verdict::Drifted
+                    } else {
+                        Verdict::Stable
+                    });
                 }
                 out
             }
@@ -1258,6 +1293,59 @@ mod tests {
 
     fn engine_with_alpha() -> (Engine, Arc<Recorder>) {
         engine("", &pooled_rule("        alpha: 0.1\n"))
+    }
+
+    /// Alternating values around `mean` with standard deviation `sd` (exactly).
+    fn around(n: usize, mean: f64, sd: f64) -> Vec<f64> {
+        (0..n)
+            .map(|i| if i % 2 == 0 { mean + sd } else { mean - sd })
+            .collect()
+    }
+
+    #[test]
+    fn cusum_learns_its_baseline_then_finds_a_small_drop() {
+        let rules = "groups:\n  - name: g\n    interval: 15s\n    rules:\n      - name: r\n        detector: cusum\n        series: amount\n        baseline: 100\n        side: below\n";
+        let (engine, _) = engine("", rules);
+        push_model(&engine, "a", &around(100, 0.9, 0.02), T0);
+        let out = evaluate(&engine, T0);
+        // Learned, nothing summed yet.
+        assert_eq!(out[0].statistic, Some(0.0));
+        let h = out[0].threshold.expect("h");
+        assert!(h > 5.0 && h < 15.0, "{h}");
+        // A drop of one sd: the lower sum grows by about 0.5 a sample (k = 0.5).
+        push_model(&engine, "a", &around(10, 0.88, 0.0), T0 + 1);
+        let out = evaluate(&engine, T0 + 15_000);
+        assert_eq!(out[0].status, Status::Stable);
+        push_model(&engine, "a", &around(40, 0.88, 0.0), T0 + 2);
+        let out = evaluate(&engine, T0 + 30_000);
+        assert_eq!(out[0].status, Status::Drifted, "{out:?}");
+        assert!(out[0].statistic.unwrap() > h);
+    }
+
+    #[test]
+    fn ema_control_limits_come_from_the_baseline() {
+        let rules = "groups:\n  - name: g\n    interval: 15s\n    rules:\n      - name: r\n        detector: ema\n        series: amount\n        smoothing: 0.2\n        control_limits: {baseline: 200, side: below}\n";
+        let (engine, _) = engine("", rules);
+        push_model(&engine, "a", &around(100, 0.9, 0.02), T0);
+        // Still learning: no verdict, no statistic.
+        let out = evaluate(&engine, T0);
+        assert_eq!((out[0].statistic, out[0].status), (None, Status::Stable));
+        push_model(&engine, "a", &around(100, 0.9, 0.02), T0 + 1);
+        let out = evaluate(&engine, T0 + 15_000);
+        assert_eq!(
+            out[0].statistic,
+            Some(0.0),
+            "restarted at the baseline mean"
+        );
+        let l = out[0].threshold.expect("L");
+        // A rise never trips a `below` chart.
+        push_model(&engine, "a", &around(30, 0.95, 0.0), T0 + 2);
+        assert_eq!(evaluate(&engine, T0 + 30_000)[0].status, Status::Stable);
+        // A drop of 2 sd: the EWMA settles 2 / sqrt(0.2 / 1.8) = 6 of its sds below.
+        push_model(&engine, "a", &around(60, 0.86, 0.0), T0 + 3);
+        let out = evaluate(&engine, T0 + 45_000);
+        assert_eq!(out[0].status, Status::Drifted, "{out:?}");
+        assert!(out[0].statistic.unwrap() < -l);
     }
 
     #[test]

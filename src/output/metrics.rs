@@ -412,7 +412,7 @@ pub fn render(engine: &Engine, format: Format) -> String {
         .map(|(g, _)| {
             g.rules
                 .iter()
-                .map(|r| r.rule.detector.name() == "ema")
+                .map(|r| matches!(r.rule.detector.name(), "ema" | "cusum"))
                 .collect()
         })
         .collect();
@@ -607,7 +607,7 @@ mod tests {
                 let is_ema = g
                     .rules
                     .get(s.rule)
-                    .is_some_and(|r| r.rule.detector.name() == "ema");
+                    .is_some_and(|r| matches!(r.rule.detector.name(), "ema" | "cusum"));
                 if is_ema {
                     if let Some(v) = s.ema {
                         ema.push(l.clone(), v);
