@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use tokio::sync::watch;
 
+use crate::cluster::Cluster;
 use crate::config::model::{Config, DetectorSpec, Group, Rule, RuleSet};
 use crate::config::selector::Selector;
 use crate::config::template;
@@ -177,6 +178,8 @@ pub struct Engine {
     notifier: Arc<dyn Notifier>,
     /// Every applied config, for the sources and the scheduler to follow reloads.
     config_tx: watch::Sender<Arc<Config>>,
+    /// This process's replica name and shard: only the groups the shard owns are loaded.
+    cluster: Cluster,
 }
 
 /// Poisoning only means another thread panicked mid-update; the data is still usable.
@@ -191,6 +194,19 @@ impl Engine {
         telemetry: Arc<Telemetry>,
         notifier: Arc<dyn Notifier>,
     ) -> Self {
+        Engine::with_cluster(config, rules, telemetry, notifier, Cluster::default())
+    }
+
+    /// An engine that is one replica or shard of a cluster: it loads only the groups its
+    /// shard owns (the others' samples are unselected here: counted and dropped), and stamps
+    /// its replica name on every event.
+    pub fn with_cluster(
+        config: Config,
+        rules: RuleSet,
+        telemetry: Arc<Telemetry>,
+        notifier: Arc<dyn Notifier>,
+        cluster: Cluster,
+    ) -> Self {
         let engine = Engine {
             current: RwLock::new(Arc::new(Generation {
                 id: 0,
@@ -203,6 +219,7 @@ impl Engine {
             telemetry,
             notifier,
             config_tx: watch::channel(Arc::new(Config::default())).0,
+            cluster,
         };
         engine.apply(config, rules);
         engine
@@ -231,9 +248,16 @@ impl Engine {
         self.config_tx.subscribe()
     }
 
-    /// Installs new rules. A rule whose group, name and definition are unchanged keeps its
-    /// windows and state; changed rules start afresh; removed rules and their gauges leave.
-    pub fn apply(&self, config: Config, rules: RuleSet) {
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Installs new rules: those of the groups this shard owns. A rule whose group, name and
+    /// definition are unchanged keeps its windows and state; changed rules start afresh;
+    /// removed rules and their gauges leave.
+    pub fn apply(&self, config: Config, mut rules: RuleSet) {
+        let shard = self.cluster.shard;
+        rules.groups.retain(|g| shard.owns(&g.name));
         let old = self.current();
         let mut kept: HashMap<(&str, &str), &Arc<RuleRuntime>> = HashMap::new();
         for g in &old.groups {
@@ -670,6 +694,7 @@ impl Engine {
             to: t.to,
             at_ms: t.at_ms,
             webhooks,
+            replica: self.cluster.replica.clone(),
         })
     }
 

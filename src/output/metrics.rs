@@ -330,6 +330,27 @@ fn service_families<'a>(
         ],
         1.0,
     );
+    let shard = engine.cluster().shard;
+    let mut shard_info = Family::new(
+        "driftgauge_shard_info",
+        Kind::Gauge,
+        "1, labeled by this process's shard index and the shard total (0 of 1 when unsharded).",
+    );
+    shard_info.push(
+        vec![
+            ("index".into(), shard.index().to_string()),
+            ("total".into(), shard.total().to_string()),
+        ],
+        1.0,
+    );
+    let mut ha_changes = Family::new(
+        "driftgauge_ha_elected_replica_changes_total",
+        Kind::Counter,
+        "Times the remote write HA tracker elected another replica of a cluster (the first election counts), by cluster.",
+    );
+    for (cluster, v) in t.ha_elected_replica_changes.snapshot() {
+        ha_changes.push(one("cluster", &cluster), v);
+    }
     let mut query_failures = Family::new(
         "driftgauge_query_failures_total",
         Kind::Counter,
@@ -365,6 +386,8 @@ fn service_families<'a>(
         held,
         held_limit,
         build,
+        shard_info,
+        ha_changes,
         query_failures,
         scrape_failures,
     ]
