@@ -1068,6 +1068,47 @@ query_sources:
     }
 
     #[test]
+    fn remote_write_receiver_ha_tracker() {
+        assert_eq!(ok("").remote_write_ha, None);
+        assert_eq!(
+            ok("remote_write_receiver:\n  ha_cluster_label: cluster\n  ha_replica_label: __replica__\n  ha_failover_timeout: 10s\n").remote_write_ha,
+            Some(HaTrackerConfig {
+                cluster_label: "cluster".into(),
+                replica_label: "__replica__".into(),
+                failover_timeout: Duration::from_secs(10),
+                max_clusters: HaTrackerConfig::DEFAULT_MAX_CLUSTERS,
+            })
+        );
+        let defaults = ok("remote_write_receiver: {ha_cluster_label: c, ha_replica_label: r, ha_max_clusters: 3}\n")
+            .remote_write_ha
+            .expect("on");
+        assert_eq!(
+            defaults.failover_timeout,
+            HaTrackerConfig::DEFAULT_FAILOVER_TIMEOUT
+        );
+        assert_eq!(defaults.max_clusters, 3);
+        errors(
+            "remote_write_receiver: {ha_cluster_label: c, ha_failover_timeout: 0s, bogus: 1}\n",
+            &[
+                "1:25: remote_write_receiver: the HA tracker needs both ha_cluster_label and ha_replica_label",
+                "1:67: ha_failover_timeout: must be greater than 0s",
+                "1:71: unknown key \"bogus\" in remote_write_receiver",
+            ],
+        );
+        errors(
+            "remote_write_receiver: {ha_cluster_label: c, ha_replica_label: c}\n",
+            &["1:64: ha_replica_label: must differ from ha_cluster_label"],
+        );
+        errors(
+            "remote_write_receiver: {ha_cluster_label: 'a-b', ha_replica_label: __name__}\n",
+            &[
+                "1:43: ha_cluster_label: invalid label name \"a-b\"",
+                "1:68: ha_replica_label: invalid label name \"__name__\"",
+            ],
+        );
+    }
+
+    #[test]
     fn top_level_errors() {
         errors(
             "global: {evaluation_interval: 1.5m, scrape_interval: 1m}\nrule_file: []\n",

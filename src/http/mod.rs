@@ -61,6 +61,8 @@ pub struct State {
     pub read_timeout: std::time::Duration,
     /// Connections served at once (`--web.max-connections`).
     pub max_connections: usize,
+    /// The remote write HA tracker (used when `remote_write_receiver` names the HA labels).
+    pub ha: Arc<crate::ingest::ha::HaTracker>,
     ready: AtomicBool,
 }
 
@@ -79,6 +81,7 @@ impl State {
             budget: budget::ParseBudget::default(),
             read_timeout: server::DEFAULT_READ_TIMEOUT,
             max_connections: server::DEFAULT_MAX_CONNECTIONS,
+            ha: Arc::default(),
             ready: AtomicBool::new(false),
         }
     }
@@ -132,6 +135,10 @@ pub enum ApiError {
     /// A task failed (panicked) on the blocking pool.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Remote write from an HA replica that is not the elected one: 202, as Mimir answers,
+    /// so Prometheus does not retry; the samples are dropped.
+    #[error("{0}")]
+    HaDeduped(String),
 }
 
 impl ApiError {
@@ -150,6 +157,7 @@ impl ApiError {
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::HaDeduped(_) => StatusCode::ACCEPTED,
         }
     }
 
@@ -168,6 +176,7 @@ impl ApiError {
             ApiError::Internal(_) => "internal",
             ApiError::Busy => "unavailable",
             ApiError::BodyTimeout(_) => "timeout",
+            ApiError::HaDeduped(_) => "ha_dedupe",
         }
     }
 
