@@ -175,6 +175,8 @@ pub struct Engine {
     removed: Mutex<Vec<Vec<u8>>>,
     next_id: AtomicU64,
     pub telemetry: Arc<Telemetry>,
+    /// The remote write HA tracker: which replica of each HA pair is taken.
+    pub ha: crate::ingest::ha::HaTracker,
     notifier: Arc<dyn Notifier>,
     /// Every applied config, for the sources and the scheduler to follow reloads.
     config_tx: watch::Sender<Arc<Config>>,
@@ -217,6 +219,7 @@ impl Engine {
             removed: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             telemetry,
+            ha: crate::ingest::ha::HaTracker::default(),
             notifier,
             config_tx: watch::channel(Arc::new(Config::default())).0,
             cluster,

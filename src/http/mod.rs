@@ -61,8 +61,6 @@ pub struct State {
     pub read_timeout: std::time::Duration,
     /// Connections served at once (`--web.max-connections`).
     pub max_connections: usize,
-    /// The remote write HA tracker (used when `remote_write_receiver` names the HA labels).
-    pub ha: Arc<crate::ingest::ha::HaTracker>,
     ready: AtomicBool,
 }
 
@@ -81,7 +79,6 @@ impl State {
             budget: budget::ParseBudget::default(),
             read_timeout: server::DEFAULT_READ_TIMEOUT,
             max_connections: server::DEFAULT_MAX_CONNECTIONS,
-            ha: Arc::default(),
             ready: AtomicBool::new(false),
         }
     }

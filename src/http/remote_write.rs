@@ -72,8 +72,6 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Result<Response<Bo
         .inspect_err(|_| count_refused(&telemetry, RejectReason::BadBody, 0))?;
     let config = engine.current().config.clone();
     let limit = config.limits.max_body_bytes;
-    let tracker = Arc::clone(&state.ha);
-    let elections = Arc::clone(&telemetry);
     let (body, _reservation) = state
         .read_body(req, 1)
         .await
@@ -105,10 +103,13 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Result<Response<Bo
             histograms: decoded.histograms,
         };
         if let (Some(ha), Some(id)) = (ha, &decoded.ha) {
-            match tracker.check(ha, &id.cluster, &id.replica, now_ms()) {
+            match engine.ha.check(ha, &id.cluster, &id.replica, now_ms()) {
                 Ok(crate::ingest::ha::Accepted::Elected) => {}
                 Ok(crate::ingest::ha::Accepted::NewlyElected) => {
-                    elections.ha_elected_replica_changes.add(&id.cluster, 1.0);
+                    engine
+                        .telemetry
+                        .ha_elected_replica_changes
+                        .add(&id.cluster, 1.0);
                 }
                 Err(e) => {
                     let all = decoded.samples + counts.stale_markers + counts.non_finite;

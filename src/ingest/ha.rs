@@ -113,6 +113,17 @@ impl HaTracker {
     pub fn elected(&self, cluster: &str) -> Option<String> {
         self.lock().get(cluster).map(|e| e.replica.clone())
     }
+
+    /// Every cluster's elected replica, by cluster.
+    pub fn snapshot(&self) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = self
+            .lock()
+            .iter()
+            .map(|(c, e)| (c.clone(), e.replica.clone()))
+            .collect();
+        all.sort();
+        all
+    }
 }
 
 #[cfg(test)]

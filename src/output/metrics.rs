@@ -351,6 +351,17 @@ fn service_families<'a>(
     for (cluster, v) in t.ha_elected_replica_changes.snapshot() {
         ha_changes.push(one("cluster", &cluster), v);
     }
+    let mut ha_elected = Family::new(
+        "driftgauge_ha_elected_replica_status",
+        Kind::Gauge,
+        "1 for the replica of each HA cluster whose remote write samples are taken.",
+    );
+    for (cluster, replica) in engine.ha.snapshot() {
+        ha_elected.push(
+            vec![("cluster".into(), cluster), ("replica".into(), replica)],
+            1.0,
+        );
+    }
     let mut query_failures = Family::new(
         "driftgauge_query_failures_total",
         Kind::Counter,
@@ -388,6 +399,7 @@ fn service_families<'a>(
         build,
         shard_info,
         ha_changes,
+        ha_elected,
         query_failures,
         scrape_failures,
     ]
