@@ -5,7 +5,7 @@
 //! with the same config compute the same answers, which is what makes their webhook events
 //! identical.
 
-use sha2::{Digest, Sha256};
+use md5::{Digest, Md5};
 
 /// Where this process stands in a cluster: its replica name and its shard.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,16 +69,20 @@ impl Shard {
     }
 }
 
-/// A stable 64-bit hash of a group name: the first 8 bytes of its SHA-256, big-endian. The
-/// same on every machine, build and version (std's hashers promise none of that).
+/// A stable 64-bit hash of a group name, the one Prometheus's `hashmod` relabel action
+/// computes: the last 8 bytes of its MD5, big-endian. The same on every machine, build and
+/// version (std's hashers promise none of that), and the same as Prometheus's, so a
+/// `hashmod` over a label whose values name the groups (one group per model, say) routes
+/// each series to the shard that evaluates it.
 pub fn group_hash(group: &str) -> u64 {
-    let digest = Sha256::digest(group.as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(first)
+    let digest = Md5::digest(group.as_bytes());
+    let mut last = [0u8; 8];
+    last.copy_from_slice(&digest[8..]);
+    u64::from_be_bytes(last)
 }
 
-/// The shard of `total` that evaluates `group`.
+/// The shard of `total` that evaluates `group`: `hashmod(group, total)` as Prometheus's
+/// relabelling computes it.
 pub fn shard_of(group: &str, total: u32) -> u32 {
     (group_hash(group) % u64::from(total.max(1))) as u32
 }
@@ -149,13 +153,17 @@ mod tests {
         );
     }
 
+    const PINNED_FRAUD: u64 = 0x8001_7dda_345f_8570;
+
     #[test]
-    fn the_hash_is_fixed_across_builds() {
-        // SHA-256("fraud-model")'s first 8 bytes: changing the hash reshards every
-        // deployment and moves every group's slots, so it is pinned here.
-        let digest = Sha256::digest(b"fraud-model");
-        let want = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
-        assert_eq!(group_hash("fraud-model"), want);
+    fn the_hash_is_prometheus_hashmod_and_fixed_across_builds() {
+        // Changing the hash reshards every deployment and moves every group's slots, so it
+        // is pinned here: MD5("fraud") = 4f2b2ec0df16270a 80017dda345f8570, taken as
+        // Prometheus takes it (the last 8 bytes, big-endian), computed with Python's hashlib.
+        let digest = Md5::digest(b"fraud");
+        let want = u64::from_be_bytes(digest[8..].try_into().expect("8 bytes"));
+        assert_eq!(group_hash("fraud"), want);
+        assert_eq!(group_hash("fraud"), PINNED_FRAUD);
         assert_eq!(shard_of("fraud-model", 1), 0);
     }
 
