@@ -255,3 +255,147 @@ async fn three_shards_over_victoriametrics_find_what_one_unsharded_instance_find
         assert_eq!(*status, 2.0, "{g} drifted (D={statistic}, p={p})");
     }
 }
+
+/// A model server's `/metrics`: one gauge per model, new values on every scrape.
+async fn models_server(models: &'static [&'static str]) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut n = 0u64;
+        while let Ok((mut s, _)) = listener.accept().await {
+            n += 1;
+            let mut body = String::from("# TYPE model_score gauge\n");
+            for (i, m) in models.iter().enumerate() {
+                body.push_str(&format!(
+                    "model_score{{model=\"{m}\"}} {}\n",
+                    ((n * 7 + i as u64) % 13) as f64 / 13.0
+                ));
+            }
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// The documented sharded layout (README, "High availability and sharding"): one rule group
+/// per model, named after it, and a real Prometheus whose `hashmod` relabelling sends each
+/// model's series to the shard that evaluates its group, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_hashmod_routes_each_model_to_the_shard_that_evaluates_it() {
+    use crate::prom::Prometheus;
+    use crate::support::{wait_until, Files, Server};
+    use driftgauge::cluster::{Cluster, Shard};
+
+    const MODELS: &[&str] = &["fraud", "search", "ranker", "eta"];
+    const TOTAL: u32 = 2;
+    for s in 0..TOTAL {
+        assert!(
+            MODELS.iter().any(|m| shard_of(m, TOTAL) == s),
+            "shard {s} owns no model"
+        );
+    }
+    let target = models_server(MODELS).await;
+    let mut rules = String::from("groups:\n");
+    for m in MODELS {
+        rules.push_str(&format!(
+            "  - name: {m}\n    interval: 200ms\n    rules:\n      - name: score\n        detector: ema\n        series: 'model_score{{model=\"{m}\"}}'\n        smoothing: 0.5\n        below: 0.0\n"
+        ));
+    }
+    let config = "global: {evaluation_interval: 200ms}\nrule_files: [\"rules/*.yml\"]\n";
+    let mut shards = Vec::new();
+    for i in 0..TOTAL {
+        let files = Files::new(config).rule_file("r.yml", &rules);
+        shards.push(
+            Server::start_with(files, |o| {
+                o.cluster = Cluster {
+                    replica: None,
+                    shard: Shard::new(i, TOTAL).unwrap(),
+                }
+            })
+            .await,
+        );
+    }
+    let mut remote_writes = String::new();
+    for (i, s) in shards.iter().enumerate() {
+        remote_writes.push_str(&format!(
+            r#"
+  - url: {url}
+    write_relabel_configs:
+      - source_labels: [__name__]
+        regex: model_score
+        action: keep
+      - source_labels: [model]
+        modulus: {TOTAL}
+        target_label: __tmp_shard
+        action: hashmod
+      - source_labels: [__tmp_shard]
+        regex: "{i}"
+        action: keep
+      - regex: __tmp_shard
+        action: labeldrop
+    queue_config:
+      batch_send_deadline: 200ms
+"#,
+            url = s.url("/api/v1/write")
+        ));
+    }
+    let prom_config = format!(
+        "global:\n  scrape_interval: 250ms\nscrape_configs:\n  - job_name: models\n    static_configs:\n      - targets: [\"{target}\"]\nremote_write:{remote_writes}"
+    );
+    let _prom = Prometheus::start(&prom_config, &[]).await;
+
+    for (i, s) in shards.iter().enumerate() {
+        let owned: Vec<&str> = MODELS
+            .iter()
+            .copied()
+            .filter(|m| shard_of(m, TOTAL) == i as u32)
+            .collect();
+        let m = wait_until(&format!("shard {i} evaluating {owned:?}"), WAIT, || async {
+            let m = s.metrics().await;
+            let all = owned.iter().all(|model| {
+                metric_value(
+                    &m,
+                    "driftgauge_ema_value",
+                    &[("group", model), ("model", model)],
+                )
+                .is_some()
+            });
+            all.then_some(m.clone()).ok_or(m)
+        })
+        .await;
+        // Only its own models arrived: nothing to count as unselected, nothing of the others.
+        assert_eq!(
+            metric_value(
+                &m,
+                "driftgauge_samples_unselected_total",
+                &[("source", "remote_write")]
+            ),
+            Some(0.0),
+            "shard {i}"
+        );
+        assert!(
+            metric_value(
+                &m,
+                "driftgauge_samples_received_total",
+                &[("source", "remote_write")]
+            )
+            .unwrap_or(0.0)
+                > 0.0
+        );
+        for model in MODELS.iter().filter(|m| !owned.contains(m)) {
+            assert!(
+                !m.contains(&format!("model=\"{model}\"")),
+                "shard {i} has {model}:\n{m}"
+            );
+        }
+    }
+}
