@@ -16,6 +16,7 @@ mod fixture;
 mod ha;
 mod hostile;
 mod ks_vectors;
+mod kubernetes;
 mod npy_eval;
 mod prom;
 mod prometheus;
