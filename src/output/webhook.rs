@@ -21,7 +21,7 @@
 //!
 //! Requests:
 //! - `POST <url>` with `Content-Type: application/json`, `Idempotency-Key: <key>` (the same on
-//!   every retry), `User-Agent: driftgauge/<version>`, the config's `headers`, and
+//!   every retry, and on every replica: [`Event::idempotency_key`]), `User-Agent: driftgauge/<version>`, the config's `headers`, and
 //!   `Authorization: Bearer <token>` when a bearer token is set. The config's headers are
 //!   applied first; the headers driftgauge sets itself replace same-named ones (except
 //!   `User-Agent`, which a configured header may override).
