@@ -1234,6 +1234,67 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_loads_only_its_groups_and_counts_the_others_samples_as_unselected() {
+        use crate::cluster::{shard_of, Cluster, Shard};
+        let names = ["fraud", "search", "ranker", "eta"];
+        let mut text = String::from("groups:\n");
+        for n in names {
+            text.push_str(&format!(
+                "  - name: {n}\n    rules:\n      - name: r\n        detector: ema\n        series: 'score{{model=\"{n}\"}}'\n        smoothing: 0.5\n        below: 0.1\n"
+            ));
+        }
+        let ctx = RuleContext {
+            base_dir: Path::new(""),
+            default_interval: Duration::from_secs(15),
+            webhooks: None,
+        };
+        let groups = parse_rule_file(&text, "rules.yml", &ctx).expect("rules");
+        for index in 0..2 {
+            let telemetry = Arc::new(Telemetry::default());
+            let engine = Engine::with_cluster(
+                Config::default(),
+                RuleSet {
+                    groups: groups.clone(),
+                },
+                Arc::clone(&telemetry),
+                Arc::new(crate::engine::notify::Discard),
+                Cluster {
+                    replica: Some("a".into()),
+                    shard: Shard::new(index, 2).expect("shard"),
+                },
+            );
+            let owned: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| shard_of(n, 2) == index)
+                .collect();
+            let loaded: Vec<String> = engine
+                .current()
+                .groups
+                .iter()
+                .map(|g| g.group.name.clone())
+                .collect();
+            assert_eq!(loaded, owned, "shard {index}");
+            let batch: Vec<SeriesSamples> = names
+                .iter()
+                .map(|n| SeriesSamples {
+                    metric: "score".into(),
+                    labels: Labels::from([("model".to_string(), n.to_string())]),
+                    values: vec![0.5, 0.6],
+                })
+                .collect();
+            let taken = engine.ingest(&batch, "push", T0).expect("ingest");
+            assert_eq!(taken, 2 * owned.len());
+            assert_eq!(
+                telemetry.samples_unselected.get("push"),
+                (2 * (names.len() - owned.len())) as f64
+            );
+            // Only the owned series are held.
+            assert_eq!(engine.series_count(), owned.len());
+        }
+    }
+
+    #[test]
     fn fewer_than_min_samples_give_no_verdict() {
         let config = format!("webhooks:\n{}", webhook("retrain", ""));
         let (engine, recorder) = engine(&config, &rules(&[ks_rule("amount_drift", 20, "retrain")]));
