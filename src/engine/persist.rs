@@ -183,6 +183,7 @@ fn decode(
         last_sent_ms,
         dirty: false,
         reference_stored: kind == 2,
+        tested: None,
     }))
 }
 
