@@ -1298,7 +1298,10 @@ mod tests {
 
     #[test]
     fn bonferroni_divides_the_level_by_the_series_tested() {
-        let (engine, _) = engine("", &pooled_rule("        alpha: 0.1\n        correction: bonferroni\n"));
+        let (engine, _) = engine(
+            "",
+            &pooled_rule("        alpha: 0.1\n        correction: bonferroni\n"),
+        );
         // Four series: one shifted by a quarter (p = 0.08 for 50 vs 50), three unchanged.
         for model in ["a", "b", "c", "d"] {
             push_model(&engine, model, &values(50, 0.0), T0);
@@ -1336,9 +1339,15 @@ mod tests {
         push_model(&engine, "b", &values(50, 0.5), T0 + 1);
         evaluate(&engine, T0 + 15_000);
         let whole = generation.groups[0].output().rules.clone();
-        assert_eq!((whole[0].drifted, whole[0].status), (2, Some(Status::Drifted)));
+        assert_eq!(
+            (whole[0].drifted, whole[0].status),
+            (2, Some(Status::Drifted))
+        );
         let events = recorder.take();
-        let rule_wide: Vec<&Event> = events.iter().filter(|e| !e.labels.contains_key("model")).collect();
+        let rule_wide: Vec<&Event> = events
+            .iter()
+            .filter(|e| !e.labels.contains_key("model"))
+            .collect();
         assert_eq!(rule_wide.len(), 1, "{events:?}");
         assert_eq!(rule_wide[0].statistic, Some(0.5));
         assert_eq!(rule_wide[0].to, Status::Drifted);
