@@ -399,3 +399,56 @@ async fn prometheus_hashmod_routes_each_model_to_the_shard_that_evaluates_it() {
         }
     }
 }
+
+#[test]
+fn shard_flags_take_the_ordinal_and_refuse_what_cannot_be_a_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("driftgauge.yml"), "rule_files: []\n").unwrap();
+    let p = Process::start_env(
+        dir.path(),
+        &[
+            "--config.file=driftgauge.yml",
+            "--shard.index-from-hostname",
+            "--shard.total=4",
+        ],
+        &[("HOSTNAME", "driftgauge-3")],
+    );
+    poll("ready", WAIT, || p.get("/-/ready").0 == 200);
+    let m = p.get("/metrics").1;
+    assert_eq!(
+        metric_value(
+            &m,
+            "driftgauge_shard_info",
+            &[("index", "3"), ("total", "4")]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    for (args, says) in [
+        (
+            vec!["--shard.index=3", "--shard.total=3"],
+            "--shard.index=3: must be below --shard.total=3",
+        ),
+        (
+            vec!["--shard.total=0"],
+            "--shard.total=0: must be at least 1",
+        ),
+        (
+            vec!["--shard.index=driftgauge", "--shard.total=2"],
+            "\"driftgauge\" does not end in -N",
+        ),
+        (vec!["--cluster.replica="], "--cluster.replica=\"\""),
+    ] {
+        let out = crate::cli::bin()
+            .current_dir(dir.path())
+            .arg("serve")
+            .arg("--web.listen-address=127.0.0.1:0")
+            .arg("--config.file=driftgauge.yml")
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
