@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use tokio::sync::watch;
 
+use crate::cluster::Cluster;
 use crate::config::model::{Config, DetectorSpec, Group, Rule, RuleSet, ValueTest};
 use crate::config::selector::Selector;
 use crate::config::template;
@@ -208,9 +209,13 @@ pub struct Engine {
     removed: Mutex<Vec<Vec<u8>>>,
     next_id: AtomicU64,
     pub telemetry: Arc<Telemetry>,
+    /// The remote write HA tracker: which replica of each HA pair is taken.
+    pub ha: crate::ingest::ha::HaTracker,
     notifier: Arc<dyn Notifier>,
     /// Every applied config, for the sources and the scheduler to follow reloads.
     config_tx: watch::Sender<Arc<Config>>,
+    /// This process's replica name and shard: only the groups the shard owns are loaded.
+    cluster: Cluster,
 }
 
 /// Poisoning only means another thread panicked mid-update; the data is still usable.
@@ -225,6 +230,19 @@ impl Engine {
         telemetry: Arc<Telemetry>,
         notifier: Arc<dyn Notifier>,
     ) -> Self {
+        Engine::with_cluster(config, rules, telemetry, notifier, Cluster::default())
+    }
+
+    /// An engine that is one replica or shard of a cluster: it loads only the groups its
+    /// shard owns (the others' samples are unselected here: counted and dropped), and stamps
+    /// its replica name on every event.
+    pub fn with_cluster(
+        config: Config,
+        rules: RuleSet,
+        telemetry: Arc<Telemetry>,
+        notifier: Arc<dyn Notifier>,
+        cluster: Cluster,
+    ) -> Self {
         let engine = Engine {
             current: RwLock::new(Arc::new(Generation {
                 id: 0,
@@ -235,8 +253,10 @@ impl Engine {
             removed: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             telemetry,
+            ha: crate::ingest::ha::HaTracker::default(),
             notifier,
             config_tx: watch::channel(Arc::new(Config::default())).0,
+            cluster,
         };
         engine.apply(config, rules);
         engine
@@ -265,9 +285,16 @@ impl Engine {
         self.config_tx.subscribe()
     }
 
-    /// Installs new rules. A rule whose group, name and definition are unchanged keeps its
-    /// windows and state; changed rules start afresh; removed rules and their gauges leave.
-    pub fn apply(&self, config: Config, rules: RuleSet) {
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Installs new rules: those of the groups this shard owns. A rule whose group, name and
+    /// definition are unchanged keeps its windows and state; changed rules start afresh;
+    /// removed rules and their gauges leave.
+    pub fn apply(&self, config: Config, mut rules: RuleSet) {
+        let shard = self.cluster.shard;
+        rules.groups.retain(|g| shard.owns(&g.name));
         let old = self.current();
         let mut kept: HashMap<(&str, &str), &Arc<RuleRuntime>> = HashMap::new();
         for g in &old.groups {
@@ -736,6 +763,7 @@ impl Engine {
             to: t.to,
             at_ms: t.at_ms,
             webhooks,
+            replica: self.cluster.replica.clone(),
         })
     }
 
@@ -1583,6 +1611,67 @@ mod tests {
             (Status::Drifted, Status::Stable)
         );
         assert_eq!(leaving[0].webhooks, ["loud"]);
+    }
+
+    #[test]
+    fn a_shard_loads_only_its_groups_and_counts_the_others_samples_as_unselected() {
+        use crate::cluster::{shard_of, Cluster, Shard};
+        let names = ["fraud", "search", "ranker", "eta"];
+        let mut text = String::from("groups:\n");
+        for n in names {
+            text.push_str(&format!(
+                "  - name: {n}\n    rules:\n      - name: r\n        detector: ema\n        series: 'score{{model=\"{n}\"}}'\n        smoothing: 0.5\n        below: 0.1\n"
+            ));
+        }
+        let ctx = RuleContext {
+            base_dir: Path::new(""),
+            default_interval: Duration::from_secs(15),
+            webhooks: None,
+        };
+        let groups = parse_rule_file(&text, "rules.yml", &ctx).expect("rules");
+        for index in 0..2 {
+            let telemetry = Arc::new(Telemetry::default());
+            let engine = Engine::with_cluster(
+                Config::default(),
+                RuleSet {
+                    groups: groups.clone(),
+                },
+                Arc::clone(&telemetry),
+                Arc::new(crate::engine::notify::Discard),
+                Cluster {
+                    replica: Some("a".into()),
+                    shard: Shard::new(index, 2).expect("shard"),
+                },
+            );
+            let owned: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| shard_of(n, 2) == index)
+                .collect();
+            let loaded: Vec<String> = engine
+                .current()
+                .groups
+                .iter()
+                .map(|g| g.group.name.clone())
+                .collect();
+            assert_eq!(loaded, owned, "shard {index}");
+            let batch: Vec<SeriesSamples> = names
+                .iter()
+                .map(|n| SeriesSamples {
+                    metric: "score".into(),
+                    labels: Labels::from([("model".to_string(), n.to_string())]),
+                    values: vec![0.5, 0.6],
+                })
+                .collect();
+            let taken = engine.ingest(&batch, "push", T0).expect("ingest");
+            assert_eq!(taken, 2 * owned.len());
+            assert_eq!(
+                telemetry.samples_unselected.get("push"),
+                (2 * (names.len() - owned.len())) as f64
+            );
+            // Only the owned series are held.
+            assert_eq!(engine.series_count(), owned.len());
+        }
     }
 
     #[test]
