@@ -31,5 +31,6 @@ mod service;
 mod shards;
 mod support;
 mod tidy;
+mod verdicts;
 mod webauth;
 mod webhook;
