@@ -75,7 +75,7 @@ def make_streams(d, a):
 
 def run_driftgauge(d, a, detector, evals_per_alarm):
     cmd = (f"nice cargo bench --bench calibration -- --streams={d} --reference={a.ref} "
-           f"--current=1000 --per-eval=50 --evals-per-alarm={evals_per_alarm:g} --detector={detector}")
+           f"--current={a.dg_current} --per-eval=50 --evals-per-alarm={evals_per_alarm:g} --detector={detector}")
     t = time.time()
     p = subprocess.run(cmd, shell=True, capture_output=True, text=True, cwd=a.repo)
     if p.returncode != 0:
@@ -197,6 +197,7 @@ def main():
     p.add_argument("--batch", type=int, default=64, help="alibi batch_size")
     p.add_argument("--cost-bootstraps", type=int, default=4,
                    help="bootstraps timed for alibi's configure cost at a 10,000-value reference")
+    p.add_argument("--dg-current", type=int, default=1000, help="driftgauge's current window (last: N)")
     p.add_argument("--skip-alibi", action="store_true")
     p.add_argument("--skip-cost", action="store_true")
     p.add_argument("--dg-extra", type=float, nargs="*", default=[],
