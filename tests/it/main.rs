@@ -27,6 +27,7 @@ mod remote_write;
 mod scrape;
 mod service;
 mod support;
+mod templates;
 mod tidy;
 mod webauth;
 mod webhook;
