@@ -1130,6 +1130,59 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
     out
 }
 
+/// A webhook's `body_template`: JSON (written as YAML) whose strings are templates over the
+/// payload. A string that is one action and nothing else (`"{{ .labels }}"`) gives that
+/// value with its JSON type; any other string gives its expanded text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BodyTemplate {
+    Literal(serde_json::Value),
+    Text(Template),
+    List(Vec<BodyTemplate>),
+    Map(Vec<(String, BodyTemplate)>),
+}
+
+impl BodyTemplate {
+    /// The body for one delivery: `payload` is `.`, `secrets` is `$secrets`.
+    pub fn render(
+        &self,
+        payload: &serde_json::Value,
+        secrets: &BTreeMap<String, String>,
+    ) -> Result<serde_json::Value, RenderError> {
+        let data = Data {
+            dot: Value::from_json(payload),
+            vars: vec![(
+                "secrets",
+                Value::Map(
+                    secrets
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Value::Str(v.clone())))
+                        .collect(),
+                ),
+            )],
+        };
+        self.render_with(&data)
+    }
+
+    fn render_with(&self, data: &Data) -> Result<serde_json::Value, RenderError> {
+        Ok(match self {
+            BodyTemplate::Literal(v) => v.clone(),
+            BodyTemplate::Text(t) => t.render_value(data)?.to_json(),
+            BodyTemplate::List(items) => serde_json::Value::Array(
+                items
+                    .iter()
+                    .map(|i| i.render_with(data))
+                    .collect::<Result<_, _>>()?,
+            ),
+            BodyTemplate::Map(items) => serde_json::Value::Object(
+                items
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), v.render_with(data)?)))
+                    .collect::<Result<_, RenderError>>()?,
+            ),
+        })
+    }
+}
+
 /// Checks an annotation template at load time.
 pub fn validate_template(template: &str) -> Result<(), TemplateError> {
     Template::parse(template, Kind::Annotation).map(|_| ())

@@ -24,6 +24,7 @@ mod query;
 mod receiver;
 mod reference;
 mod remote_write;
+mod retrain_webhooks;
 mod scrape;
 mod service;
 mod support;
