@@ -13,6 +13,7 @@ pub mod notify;
 mod persist;
 pub mod scheduler;
 pub mod state;
+pub mod unittest;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

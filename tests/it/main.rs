@@ -25,6 +25,7 @@ mod receiver;
 mod reference;
 mod remote_write;
 mod retrain_webhooks;
+mod rule_tests;
 mod scrape;
 mod service;
 mod support;
