@@ -62,6 +62,9 @@ pub enum RejectReason {
     BadName,
     /// A push entry whose values or fields are not what the format asks for.
     BadValue,
+    /// A pushed timestamp too far in the future, or older than what its series (or window)
+    /// already took.
+    BadTimestamp,
     /// `limits.max_series` or `limits.max_series_per_rule`.
     SeriesLimit,
     /// `limits.max_held_values`.
@@ -83,11 +86,12 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// Every reason, in a fixed order.
-    pub const ALL: [RejectReason; 12] = [
+    pub const ALL: [RejectReason; 13] = [
         RejectReason::BadBody,
         RejectReason::TooLarge,
         RejectReason::BadName,
         RejectReason::BadValue,
+        RejectReason::BadTimestamp,
         RejectReason::SeriesLimit,
         RejectReason::MemoryLimit,
         RejectReason::StaleMarker,
@@ -99,11 +103,12 @@ impl RejectReason {
     ];
 
     /// The reasons a whole push or remote write request can be refused for.
-    pub const REQUEST: [RejectReason; 8] = [
+    pub const REQUEST: [RejectReason; 9] = [
         RejectReason::BadBody,
         RejectReason::TooLarge,
         RejectReason::BadName,
         RejectReason::BadValue,
+        RejectReason::BadTimestamp,
         RejectReason::SeriesLimit,
         RejectReason::MemoryLimit,
         RejectReason::Busy,
@@ -117,6 +122,7 @@ impl RejectReason {
             RejectReason::TooLarge => "too_large",
             RejectReason::BadName => "bad_name",
             RejectReason::BadValue => "bad_value",
+            RejectReason::BadTimestamp => "bad_timestamp",
             RejectReason::SeriesLimit => "series_limit",
             RejectReason::MemoryLimit => "memory_limit",
             RejectReason::StaleMarker => "stale_marker",
@@ -451,6 +457,7 @@ mod tests {
                 "too_large",
                 "bad_name",
                 "bad_value",
+                "bad_timestamp",
                 "series_limit",
                 "memory_limit",
                 "stale_marker",

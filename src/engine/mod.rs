@@ -132,6 +132,9 @@ struct SeriesState {
     dirty: bool,
     /// The frozen `first: N` reference is in the store's `references` table (written once).
     reference_stored: bool,
+    /// The newest sample time this window took (a pushed timestamp, else the arrival time):
+    /// samples must come in time order.
+    newest_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -318,6 +321,30 @@ impl Engine {
         source: &str,
         now_ms: i64,
     ) -> Result<usize, IngestError> {
+        self.ingest_timed(batch, &[], source, now_ms)
+    }
+
+    /// [`ingest`](Self::ingest) with sample times: `times[i]`, when there and `Some`, holds one
+    /// Unix-ms timestamp per value of `batch[i]` (not decreasing); other values arrive at
+    /// `now_ms`. Each window (rule and series, or `by` pool) takes samples in time order: a
+    /// batch with a sample older than the newest its window took is refused whole
+    /// ([`IngestError::OutOfOrder`]). `duration:` windows count by these times, and EMAs step
+    /// in their order.
+    pub fn ingest_timed(
+        &self,
+        batch: &[SeriesSamples],
+        times: &[Option<Vec<i64>>],
+        source: &str,
+        now_ms: i64,
+    ) -> Result<usize, IngestError> {
+        let timed = |i: usize| times.get(i).and_then(Option::as_deref);
+        let span = |i: usize| match timed(i) {
+            Some(t) => (
+                t.first().copied().unwrap_or(now_ms),
+                t.last().copied().unwrap_or(now_ms),
+            ),
+            None => (now_ms, now_ms),
+        };
         let generation = self.current();
         let limits = &generation.config.limits;
         let mut reg = lock(&self.registry);
@@ -335,7 +362,10 @@ impl Engine {
             HashMap::new();
         // At most how many more window values the batch leaves held (trimming aside).
         let mut growth = 0usize;
-        for s in batch {
+        // The newest sample time of each window the batch feeds, as the batch goes.
+        let mut newest: HashMap<(*const RuleRuntime, SeriesKey), i64> = HashMap::new();
+        for (index, s) in batch.iter().enumerate() {
+            let (first_ms, last_ms) = span(index);
             let entry = reg.series.get(&(s.metric.clone(), s.labels.clone()));
             let fresh = match entry {
                 Some(e) if e.generation == generation.id => None,
@@ -353,6 +383,21 @@ impl Engine {
             for (rt, key) in these {
                 let series = lock(&rt.series);
                 let k = s.values.len();
+                let slot = newest
+                    .entry((Arc::as_ptr(rt), key.clone()))
+                    .or_insert_with(|| series.get(key).map_or(i64::MIN, |st| st.newest_ms));
+                if first_ms < *slot {
+                    let newest_ms = *slot;
+                    drop(series);
+                    return refuse(IngestError::OutOfOrder {
+                        index,
+                        series: format!("{}{}", s.metric, format_labels(&s.labels)),
+                        rule: format!("{}/{}", rt.group, rt.rule.name),
+                        sample_ms: first_ms,
+                        newest_ms,
+                    });
+                }
+                *slot = last_ms;
                 match series.get(key) {
                     Some(state) => {
                         if let SeriesWindow::Ks(w) = &state.window {
@@ -408,7 +453,9 @@ impl Engine {
         }
         let mut accepted = 0;
         let mut unselected = 0;
-        for (s, fresh) in batch.iter().zip(routes) {
+        for (index, (s, fresh)) in batch.iter().zip(routes).enumerate() {
+            let stamps = timed(index);
+            let (_, last_ms) = span(index);
             if fresh.as_ref().is_some_and(Vec::is_empty) {
                 // No rule (any more) selects it: dropped, and forgotten if it was known.
                 reg.series.remove(&(s.metric.clone(), s.labels.clone()));
@@ -434,11 +481,15 @@ impl Engine {
                     SeriesState::new(&rt.rule, limits.max_window_values, now_ms)
                 });
                 state.last_fed_ms = now_ms;
+                state.newest_ms = state.newest_ms.max(last_ms);
                 state.dirty = true;
                 match (&mut state.window, &rt.rule.detector) {
                     (SeriesWindow::Ks(w), _) => {
                         let before = w.held();
-                        w.extend(&s.values, now_ms);
+                        match stamps {
+                            Some(t) => w.extend_timed(&s.values, t),
+                            None => w.extend(&s.values, now_ms),
+                        }
                         rt.account(before, w.held());
                     }
                     (SeriesWindow::Ema(e), DetectorSpec::Ema(spec)) => {
@@ -763,6 +814,7 @@ impl SeriesState {
             last_sent_ms: BTreeMap::new(),
             dirty: true,
             reference_stored: false,
+            newest_ms: i64::MIN,
         }
     }
 }

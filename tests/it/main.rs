@@ -20,6 +20,7 @@ mod prom;
 mod prometheus;
 mod prometheus_feeds;
 mod properties;
+mod push_timestamps;
 mod query;
 mod receiver;
 mod reference;
