@@ -872,7 +872,7 @@ pub fn humanize_duration(mut v: f64) -> String {
         let sign = if v < 0.0 { "-" } else { "" };
         v = v.abs();
         // Go's int64(v) on amd64: out of range gives the smallest int64.
-        let whole = if v < 9.223_372_036_854_775_807e18 {
+        let whole = if v < 9.223_372_036_854_776e18 {
             v as i64
         } else {
             i64::MIN

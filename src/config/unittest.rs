@@ -206,8 +206,8 @@ fn group(cx: &mut Cx, node: &Node, index: usize, default_interval: Duration) -> 
     if let Some(n) = get(map, "input_series") {
         for item in cx
             .sequence("input_series", n)
-            .map(|s| s.iter().collect())
-            .unwrap_or(Vec::new())
+            .map(|s| s.iter().collect::<Vec<_>>())
+            .unwrap_or_default()
         {
             if let Some(s) = input(cx, item) {
                 input_series.push(s);
@@ -218,8 +218,8 @@ fn group(cx: &mut Cx, node: &Node, index: usize, default_interval: Duration) -> 
     if let Some(n) = get(map, "drift_rule_test") {
         for item in cx
             .sequence("drift_rule_test", n)
-            .map(|s| s.iter().collect())
-            .unwrap_or(Vec::new())
+            .map(|s| s.iter().collect::<Vec<_>>())
+            .unwrap_or_default()
         {
             if let Some(t) = drift_test(cx, item) {
                 drift_rule_test.push(t);

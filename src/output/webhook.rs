@@ -20,13 +20,17 @@
 //! a durable outbox can wrap it (persist, attempt, record) without touching the HTTP side.
 //!
 //! Requests:
-//! - `POST <url>` with `Content-Type: application/json`, `Idempotency-Key: <key>` (the same on
+//! - `POST <url>` (or the webhook's `method`) with `Content-Type: application/json`, `Idempotency-Key: <key>` (the same on
 //!   every retry), `User-Agent: driftgauge/<version>`, the config's `headers`, and
 //!   `Authorization: Bearer <token>` when a bearer token is set. The config's headers are
 //!   applied first; the headers driftgauge sets itself replace same-named ones (except
 //!   `User-Agent`, which a configured header may override).
 //! - With a signing key, `webhook-id` (the idempotency key), `webhook-timestamp` (Unix seconds
 //!   of this attempt) and `webhook-signature: v1,<base64 HMAC-SHA256>`, re-signed per attempt.
+//! - The body is the payload, or the webhook's `body_template` expanded over it at each
+//!   attempt (with `secret_files` as `$secrets`), so secrets never reach the outbox.
+//! - Delivered means a 2xx, or one of `success_codes`; with `success_body_match`, also an
+//!   answer whose JSON holds one of the listed values at the pointer (else it failed for good).
 //! - Redirects are not followed (a 3xx is a failure, as any non-retryable status), and proxy
 //!   environment variables are ignored, as Prometheus does by default.
 //!
