@@ -1380,6 +1380,32 @@ mod tests {
         assert!(wrong.is_empty(), "{wrong:#?}");
     }
 
+    /// Every prefix and suffix of tricky templates parses or fails cleanly, never panics, and
+    /// what parses expands.
+    #[test]
+    fn cut_templates_never_panic() {
+        let tricky = [
+            "é {{- $value | printf \"%5.2f|%q\" \"a}}b\" -}} ü {{/* c */}}",
+            "{{ humanize (printf `%e` (toUpper $labels.x)) }}{{ .Labels.é }}",
+            "{{ printf \"%-+08.3e%%%v%!\" -1e-300 1e300 }}{{ \"\\u00e9\\x41\" }}",
+            "{{ $value | humanizeDuration | toLower }}{{{{}}}}{{ }}",
+        ];
+        let l = labels();
+        for t in tricky {
+            for (i, _) in t.char_indices().chain([(t.len(), ' ')]) {
+                for part in [&t[..i], &t[i..]] {
+                    let _ = expand(part, &l, Some(1.5));
+                    if let Ok(b) = Template::parse(part, Kind::Body) {
+                        let _ = b.render(&Data {
+                            dot: Value::Null,
+                            vars: vec![],
+                        });
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn body_templates_see_the_payload_and_secrets_and_keep_types() {
         let payload = serde_json::json!({"rule": "r", "statistic": 0.5, "labels": {"model": "m"}, "value": null});

@@ -146,3 +146,57 @@ fn a_bad_test_file_is_reported_at_its_line_and_column() {
         "t.yml:4:31: no rule named \"nope\" in the rule files\n"
     );
 }
+
+/// With `config_file`, the config's webhooks decide the calls: `send_resolved` adds the call
+/// on leaving `drifted`, and `cooldown` holds back calls (entering or leaving) within 3m of
+/// the last one. Without it, every webhook has its defaults: no resolved calls, no cooldown.
+#[test]
+fn a_config_file_brings_send_resolved_and_cooldown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("r.yml"), RULES).expect("write");
+    std::fs::write(
+        dir.path().join("driftgauge.yml"),
+        "webhooks:\n  retrain:\n    url: http://127.0.0.1:9/x\n    send_resolved: true\n    cooldown: 3m\n",
+    )
+    .expect("write");
+    // Drifted at 1m (called), stable at 2m and drifted at 3m (within 3m of 1m: not called),
+    // stable at 4m (called), drifted at 6m (within 3m of 4m: not called).
+    let test = |config: &str| {
+        format!(
+            r#"rule_files: [r.yml]
+{config}tests:
+  - input_series:
+      - {{series: 'acc{{model="a"}}', values: '1 0.1 1 0.1 1 1 0.1'}}
+    drift_rule_test:
+      - {{eval_time: 6m, rule: acc, exp_states: [{{labels: '{{model="a"}}', status: drifted}}]}}
+    exp_webhooks:
+      - {{webhook: retrain, rule: acc, labels: {{model: a}}, eval_time: 1m}}
+      - {{webhook: retrain, rule: acc, labels: {{model: a}}, status: stable, eval_time: 4m}}
+"#
+        )
+    };
+    std::fs::write(
+        dir.path().join("t.yml"),
+        test("config_file: driftgauge.yml\n"),
+    )
+    .expect("write");
+    let (code, stdout, stderr) = test_rules(dir.path(), &["t.yml"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    std::fs::write(dir.path().join("t.yml"), test("")).expect("write");
+    let (code, stdout, stderr) = test_rules(dir.path(), &["t.yml"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.ends_with(
+            r#"    --- expected
+    +++ got
+       webhook=retrain rule=acc status=drifted labels={model="a"} eval_time=1m
+    -  webhook=retrain rule=acc status=stable labels={model="a"} eval_time=4m
+    +  webhook=retrain rule=acc status=drifted labels={model="a"} eval_time=3m
+    +  webhook=retrain rule=acc status=drifted labels={model="a"} eval_time=6m
+
+"#
+        ),
+        "{stdout}"
+    );
+}
