@@ -338,6 +338,7 @@ impl Engine {
         now_ms: i64,
     ) -> Result<usize, IngestError> {
         let timed = |i: usize| times.get(i).and_then(Option::as_deref);
+        let any_timed = times.iter().any(Option::is_some);
         let span = |i: usize| match timed(i) {
             Some(t) => (
                 t.first().copied().unwrap_or(now_ms),
@@ -383,11 +384,20 @@ impl Engine {
             for (rt, key) in these {
                 let series = lock(&rt.series);
                 let k = s.values.len();
-                let slot = newest
-                    .entry((Arc::as_ptr(rt), key.clone()))
-                    .or_insert_with(|| series.get(key).map_or(i64::MIN, |st| st.newest_ms));
-                if first_ms < *slot {
-                    let newest_ms = *slot;
+                // Only timed samples can be out of order: untimed ones are stamped on arrival,
+                // or at the window's newest time when that is later (a clock set back). So
+                // untimed batches (every source but a timed push) need no map.
+                let newest_ms = if any_timed {
+                    let slot = newest
+                        .entry((Arc::as_ptr(rt), key.clone()))
+                        .or_insert_with(|| series.get(key).map_or(i64::MIN, |st| st.newest_ms));
+                    let before = *slot;
+                    *slot = before.max(last_ms);
+                    before
+                } else {
+                    i64::MIN
+                };
+                if timed(index).is_some() && first_ms < newest_ms {
                     drop(series);
                     return refuse(IngestError::OutOfOrder {
                         index,
@@ -397,7 +407,6 @@ impl Engine {
                         newest_ms,
                     });
                 }
-                *slot = last_ms;
                 match series.get(key) {
                     Some(state) => {
                         if let SeriesWindow::Ks(w) = &state.window {
@@ -481,14 +490,19 @@ impl Engine {
                     SeriesState::new(&rt.rule, limits.max_window_values, now_ms)
                 });
                 state.last_fed_ms = now_ms;
-                state.newest_ms = state.newest_ms.max(last_ms);
+                // Untimed values: on arrival, or at the newest time the window took.
+                let arrival = now_ms.max(state.newest_ms);
+                state.newest_ms = state.newest_ms.max(match stamps {
+                    Some(_) => last_ms,
+                    None => arrival,
+                });
                 state.dirty = true;
                 match (&mut state.window, &rt.rule.detector) {
                     (SeriesWindow::Ks(w), _) => {
                         let before = w.held();
                         match stamps {
                             Some(t) => w.extend_timed(&s.values, t),
-                            None => w.extend(&s.values, now_ms),
+                            None => w.extend(&s.values, arrival),
                         }
                         rt.account(before, w.held());
                     }
@@ -1256,6 +1270,59 @@ mod tests {
             (Status::Drifted, Status::Stable)
         );
         assert_eq!(leaving[0].webhooks, ["loud"]);
+    }
+
+    #[test]
+    fn a_pooled_window_takes_its_series_in_time_order() {
+        let rules = "groups:\n  - name: g\n    interval: 1m\n    rules:\n      - name: acc\n        detector: ema\n        series: 'acc'\n        by: [model]\n        smoothing: 0.5\n        below: 0.5\n";
+        let (engine, _) = engine("", rules);
+        let s = |instance: &str, v: f64| SeriesSamples {
+            metric: "acc".into(),
+            labels: Labels::from([
+                ("model".to_string(), "m".to_string()),
+                ("instance".to_string(), instance.to_string()),
+            ]),
+            values: vec![v],
+        };
+        // Two series of one pool in one batch, the second older: refused whole.
+        let err = engine
+            .ingest_timed(
+                &[s("a", 1.0), s("b", 0.0)],
+                &[Some(vec![T0 + 10]), Some(vec![T0 + 5])],
+                "push",
+                T0 + 20,
+            )
+            .expect_err("out of order");
+        assert!(
+            matches!(err, IngestError::OutOfOrder { index: 1, sample_ms, newest_ms, .. }
+                if sample_ms == T0 + 5 && newest_ms == T0 + 10),
+            "{err}"
+        );
+        assert_eq!(engine.current().groups[0].rules[0].series_count(), 0);
+        // In time order: taken, and the EMA steps in that order (0, then 1: 0.5).
+        let n = engine
+            .ingest_timed(
+                &[s("b", 0.0), s("a", 1.0)],
+                &[Some(vec![T0 + 5]), Some(vec![T0 + 10])],
+                "push",
+                T0 + 20,
+            )
+            .expect("in order");
+        assert_eq!(n, 2);
+        let out = evaluate(&engine, T0 + 30);
+        assert_eq!(out[0].ema, Some(0.5));
+        // Untimed samples are never refused: stamped on arrival, or at the pool's newest time
+        // when the clock is behind it; a timed sample before that is refused.
+        engine
+            .ingest(&[s("a", 1.0)], "push", T0 + 20)
+            .expect("later");
+        engine
+            .ingest(&[s("b", 1.0)], "push", T0 + 1)
+            .expect("a clock set back");
+        let err = engine
+            .ingest_timed(&[s("b", 1.0)], &[Some(vec![T0 + 15])], "push", T0 + 30)
+            .expect_err("before the pool's newest");
+        assert_eq!(err.reason(), crate::labels::RejectReason::BadTimestamp);
     }
 
     #[test]
