@@ -255,6 +255,9 @@ fn check(args: CheckArgs) -> ExitCode {
                 "SUCCESS: {} rule files, {} groups, {} rules found",
                 summary.files, summary.groups, summary.rules
             );
+            for line in &summary.calibration {
+                println!("  {line}");
+            }
             if summary.unchecked_webhooks > 0 {
                 eprintln!(
                     "note: webhook names were not checked ({} rules name webhooks); pass --config.file to check them",

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::config::selector::Selector;
 pub use crate::config::template::BodyTemplate;
+use crate::detect::budget::{Correction, Level};
 use crate::detect::ema::EmaSpec;
 use crate::detect::ks::{Alternative, Method};
 pub use crate::labels::Labels;
@@ -44,6 +45,8 @@ pub struct Rule {
     /// Annotation templates (`{{ $labels.x }}`, `{{ $value }}`), not yet expanded.
     pub annotations: Labels,
     pub webhooks: Vec<String>,
+    /// `share:`: the rule as a whole is drifted while at least this share of its series is.
+    pub share: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,9 +68,13 @@ impl DetectorSpec {
 pub struct KsSpec {
     pub reference: ReferenceWindow,
     pub current: CurrentWindow,
-    /// p <= alpha is evidence of drift. Default 0.05.
-    pub alpha: f64,
-    /// With evidence, D >= this is drifted, else warning. `None`: evidence alone is drifted.
+    /// What a p-value is compared with: `alpha:`, or the level a `false_alarms:` budget
+    /// gives (the default, 1/30d).
+    pub level: Level,
+    /// Across the rule's series tested at one evaluation.
+    pub correction: Correction,
+    /// An effect-size floor: with evidence, D >= this is drifted, else warning. `None`:
+    /// evidence alone is drifted.
     pub statistic: Option<f64>,
     pub alternative: Alternative,
     pub method: Method,

@@ -19,6 +19,7 @@ use crate::config::model::{
 use crate::config::selector::{is_valid_label_name, Selector};
 use crate::config::template::validate_template;
 use crate::config::yaml::{self, get, key_of, opt_or, Cx};
+use crate::detect::budget::{Correction, FalseAlarms, Level, Scope};
 use crate::detect::ema::{EmaBound, EmaSpec};
 use crate::detect::ks::{Alternative, Method};
 use crate::formats::excerpt;
@@ -189,11 +190,15 @@ const RULE_KEYS: &[&str] = &[
     "labels",
     "annotations",
     "webhooks",
+    "share",
 ];
 const KS_KEYS: &[&str] = &[
     "reference",
     "current",
     "alpha",
+    "false_alarms",
+    "false_alarms_scope",
+    "correction",
     "statistic",
     "alternative",
     "method",
@@ -396,6 +401,20 @@ impl Walker<'_, '_> {
         let webhooks = opt_or(cx, map, "webhooks", Vec::new(), |cx, n| {
             self.webhooks(cx, n)
         });
+        let share = match get(map, "share") {
+            Some(n) => cx.number("share", n).and_then(|v| {
+                in_range(
+                    cx,
+                    n,
+                    "share",
+                    v,
+                    v > 0.0 && v <= 1.0,
+                    "greater than 0 and at most 1",
+                )
+                .map(Some)
+            }),
+            None => Some(None),
+        };
         let detector = match kind {
             Some(Kind::Ks) => self.ks(cx, map),
             Some(Kind::Ema) => ema(cx, map),
@@ -416,6 +435,7 @@ impl Walker<'_, '_> {
                 );
                 20
             }
+            (Some(DetectorSpec::Ema(spec)), None) => ema_min_samples(spec.smoothing),
             _ => 1,
         };
         if cx.errors() > before {
@@ -434,6 +454,7 @@ impl Walker<'_, '_> {
             labels: merged,
             annotations: annotations?,
             webhooks: webhooks?,
+            share: share?,
         })
     }
 
@@ -472,16 +493,20 @@ impl Walker<'_, '_> {
                 None
             }
         };
-        let alpha = opt_or(cx, map, "alpha", 0.05, |cx, n| {
-            let v = cx.number("alpha", n)?;
-            in_range(
-                cx,
-                n,
-                "alpha",
-                v,
-                v > 0.0 && v < 1.0,
-                "greater than 0 and less than 1",
-            )
+        let level = level(cx, map);
+        let correction = opt_or(cx, map, "correction", Correction::None, |cx, n| {
+            let text = cx.string("correction", n)?;
+            let parsed = Correction::parse(&text);
+            if parsed.is_none() {
+                cx.at(
+                    n,
+                    format!(
+                        "correction: unknown correction {} (expected none, bonferroni or bh)",
+                        excerpt(&text)
+                    ),
+                );
+            }
+            parsed
         });
         let statistic = match get(map, "statistic") {
             Some(n) => cx.number("statistic", n).and_then(|v| {
@@ -531,7 +556,8 @@ impl Walker<'_, '_> {
         Some(DetectorSpec::Ks(KsSpec {
             reference: reference?,
             current: current?,
-            alpha: alpha?,
+            level: level?,
+            correction: correction?,
             statistic: statistic?,
             alternative: alternative?,
             method: method?,
@@ -724,6 +750,96 @@ fn ema(cx: &mut Cx, map: &MarkedMappingNode) -> Option<DetectorSpec> {
         bound: bound?,
         warning,
     }))
+}
+
+/// `alpha:` (a level as written) or `false_alarms:` + `false_alarms_scope:` (a budget the
+/// engine turns into a level; the default, 1/30d per series). Not both.
+fn level(cx: &mut Cx, map: &MarkedMappingNode) -> Option<Level> {
+    let before = cx.errors();
+    let alpha = get(map, "alpha").map(|n| {
+        cx.number("alpha", n).and_then(|v| {
+            in_range(
+                cx,
+                n,
+                "alpha",
+                v,
+                v > 0.0 && v < 1.0,
+                "greater than 0 and less than 1",
+            )
+        })
+    });
+    let budget = get(map, "false_alarms").map(|n| false_alarms(cx, n));
+    let scope = get(map, "false_alarms_scope").map(|n| {
+        let text = cx.string("false_alarms_scope", n)?;
+        let parsed = Scope::parse(&text);
+        if parsed.is_none() {
+            cx.at(
+                n,
+                format!(
+                    "false_alarms_scope: unknown scope {} (expected series or rule)",
+                    excerpt(&text)
+                ),
+            );
+        }
+        parsed
+    });
+    if alpha.is_some() {
+        for key in ["false_alarms", "false_alarms_scope"] {
+            if let Some(k) = key_of(map, key) {
+                cx.at_key(
+                    k,
+                    format!("{key}: not valid together with alpha (alpha is a level as written, false_alarms a budget to calibrate to)"),
+                );
+            }
+        }
+    }
+    if cx.errors() > before {
+        return None;
+    }
+    Some(match alpha {
+        Some(a) => Level::Alpha(a?),
+        None => Level::Budget {
+            false_alarms: budget.unwrap_or(Some(FalseAlarms::DEFAULT))?,
+            scope: scope.unwrap_or(Some(Scope::Series))?,
+        },
+    })
+}
+
+/// `false_alarms: EVENTS/PERIOD`, e.g. `1/30d`, `0.5/7d`, `2/1d`.
+fn false_alarms(cx: &mut Cx, node: &Node) -> Option<FalseAlarms> {
+    let text = cx.string("false_alarms", node)?;
+    let parsed = text.split_once('/').and_then(|(events, period)| {
+        let events: f64 = events.trim().parse().ok()?;
+        let period = crate::config::duration::parse_duration(period.trim()).ok()?;
+        (events.is_finite() && events > 0.0 && !period.is_zero())
+            .then_some(FalseAlarms { events, period })
+    });
+    if parsed.is_none() {
+        cx.at(
+            node,
+            format!(
+                "false_alarms: expected EVENTS/PERIOD with a positive number of events and a duration, like 1/30d, got {}",
+                excerpt(&text)
+            ),
+        );
+    }
+    parsed
+}
+
+/// The default `min_samples` of an `ema` rule: the samples after which the first one weighs
+/// less than 5 % of the EMA, `ceil(ln 0.05 / ln(1 - s))` (3 / s roughly). Before that the EMA
+/// is mostly its first few samples and swings far wider than it will later.
+pub(crate) fn ema_min_samples(smoothing: f64) -> usize {
+    if smoothing >= 1.0 {
+        return 1;
+    }
+    let n = (0.05f64.ln() / (-smoothing).ln_1p()).ceil();
+    if n >= 1.0 {
+        // Also a tiny smoothing's infinite count: capped.
+        (n.min(MAX_WINDOW as f64)) as usize
+    } else {
+        1
+    }
 }
 
 /// `min_samples` larger than a fixed window means the rule can never reach a verdict.
@@ -971,14 +1087,16 @@ mod tests {
             DetectorSpec::Ks(KsSpec {
                 reference: ReferenceWindow::Preceding(100),
                 current: CurrentWindow::Duration(Duration::from_secs(600)),
-                alpha: 0.05,
+                level: Level::default(),
+                correction: Correction::None,
                 statistic: None,
                 alternative: Alternative::TwoSided,
                 method: Method::Auto,
             })
         );
         let e = &g.rules[1];
-        assert_eq!(e.min_samples, 1);
+        // ceil(ln 0.05 / ln 0.5) = 5: the first sample weighs under 5 % from then on.
+        assert_eq!(e.min_samples, 5);
         assert_eq!(e.by, Some(vec!["model".to_string()]));
         assert_eq!(
             e.detector,
@@ -992,6 +1110,60 @@ mod tests {
             (groups[1].interval, groups[1].rules.len()),
             (Duration::from_secs(60), 0)
         );
+    }
+
+    #[test]
+    fn false_alarms_scope_correction_and_share() {
+        let groups = ok(&ks(concat!(
+            "    false_alarms: 2/7d\n",
+            "    false_alarms_scope: rule\n",
+            "    correction: bh\n",
+            "    share: 0.3\n",
+        )));
+        let r = &groups[0].rules[0];
+        let DetectorSpec::Ks(spec) = &r.detector else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            spec.level,
+            Level::Budget {
+                false_alarms: FalseAlarms {
+                    events: 2.0,
+                    period: Duration::from_secs(7 * 86_400)
+                },
+                scope: Scope::Rule
+            }
+        );
+        assert_eq!((spec.correction, r.share), (Correction::Bh, Some(0.3)));
+    }
+
+    #[test]
+    fn bad_budgets_are_named() {
+        errors(
+            &ks("    false_alarms: 1/30\n    correction: holm\n    share: 1.5\n"),
+            &[
+                "9:19: false_alarms: expected EVENTS/PERIOD with a positive number of events and a duration, like 1/30d, got \"1/30\"",
+                "10:17: correction: unknown correction \"holm\" (expected none, bonferroni or bh)",
+                "11:12: share: must be greater than 0 and at most 1, got 1.5",
+            ],
+        );
+        errors(
+            &ks("    alpha: 0.05\n    false_alarms: 1/30d\n"),
+            &["10:5: false_alarms: not valid together with alpha (alpha is a level as written, false_alarms a budget to calibrate to)"],
+        );
+        errors(
+            &ks("    false_alarms_scope: everything\n"),
+            &["9:25: false_alarms_scope: unknown scope \"everything\" (expected series or rule)"],
+        );
+    }
+
+    #[test]
+    fn ema_min_samples_default_follows_the_smoothing() {
+        assert_eq!(ema_min_samples(1.0), 1);
+        assert_eq!(ema_min_samples(0.5), 5);
+        assert_eq!(ema_min_samples(0.2), 14);
+        assert_eq!(ema_min_samples(0.05), 59);
+        assert_eq!(ema_min_samples(1e-300), MAX_WINDOW);
     }
 
     #[test]
@@ -1010,7 +1182,10 @@ mod tests {
         let DetectorSpec::Ks(spec) = &r.detector else {
             panic!("{r:?}")
         };
-        assert_eq!((spec.alpha, spec.statistic), (0.01, Some(0.3)));
+        assert_eq!(
+            (spec.level, spec.statistic, spec.correction),
+            (Level::Alpha(0.01), Some(0.3), Correction::None)
+        );
         assert_eq!(
             (spec.alternative, spec.method),
             (Alternative::Less, Method::Asymp)

@@ -2,6 +2,7 @@
 
 pub mod anderson;
 pub mod bessel;
+pub mod budget;
 pub mod cephes;
 pub mod chi2;
 pub mod cvm;

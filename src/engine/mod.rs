@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use crate::config::model::{Config, DetectorSpec, Group, Rule, RuleSet};
 use crate::config::selector::Selector;
 use crate::config::template;
-use crate::detect::report::ks_verdict;
+use crate::detect::budget::{self, Correction};
 use crate::detect::{ema, ks, Verdict};
 use crate::ingest::{IngestError, Sink};
 use crate::labels::{Labels, SeriesSamples};
@@ -64,6 +64,31 @@ pub struct GroupOutput {
     pub last_evaluation_ms: Option<i64>,
     pub last_duration: Duration,
     pub series: Vec<SeriesOutput>,
+    /// One per rule that had series, in rule order.
+    pub rules: Vec<RuleOutput>,
+}
+
+/// A rule as a whole at one evaluation.
+#[derive(Debug, Clone)]
+pub struct RuleOutput {
+    /// Index of the rule within its group.
+    pub rule: usize,
+    /// Series evaluated, and how many of them are `drifted`.
+    pub series: usize,
+    pub drifted: usize,
+    /// The rule-wide state, for a rule with `share:`.
+    pub status: Option<Status>,
+}
+
+impl RuleOutput {
+    /// The share of the rule's series that is drifted.
+    pub fn share(&self) -> f64 {
+        if self.series == 0 {
+            0.0
+        } else {
+            self.drifted as f64 / self.series as f64
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +101,9 @@ pub struct SeriesOutput {
     pub since_ms: Option<i64>,
     pub statistic: Option<f64>,
     pub p_value: Option<f64>,
+    /// What the p-value (or, without one, the statistic or EMA) was compared with: `alpha`,
+    /// the level calibrated from `false_alarms` (after `correction`), or the bound.
+    pub threshold: Option<f64>,
     pub ema: Option<f64>,
     pub reference_samples: usize,
     pub current_samples: usize,
@@ -90,6 +118,8 @@ pub struct RuleRuntime {
     series: Mutex<HashMap<SeriesKey, SeriesState>>,
     /// Window values held by this rule's series; changed only under the `series` lock.
     held: AtomicUsize,
+    /// The rule-wide state of a rule with `share:`.
+    whole: Mutex<Machine>,
 }
 
 impl RuleRuntime {
@@ -99,6 +129,7 @@ impl RuleRuntime {
             rule: rule.clone(),
             series: Mutex::new(HashMap::new()),
             held: AtomicUsize::new(0),
+            whole: Mutex::new(Machine::default()),
         }
     }
 
@@ -135,6 +166,9 @@ struct SeriesState {
     /// The newest sample time this window took (a pushed timestamp, else the arrival time):
     /// samples must come in time order.
     newest_ms: i64,
+    /// The window's `received()` count at its last test, and that test's outcome: a window
+    /// that took in nothing since is not tested again (the outcome stands).
+    tested: Option<(u64, Outcome)>,
 }
 
 #[derive(Debug, Clone)]
@@ -572,6 +606,7 @@ impl Engine {
         let mut outputs = Vec::new();
         let mut events: Vec<(Arc<RuleRuntime>, SeriesKey, Event)> = Vec::new();
         let mut failed = false;
+        let mut rule_outputs = Vec::new();
         for (ri, rt) in g.rules.iter().enumerate() {
             // One series at a time under the rule's lock (a sync of its sorted window costs a
             // pass over it), so ingestion waits at most for one series, never for the rule.
@@ -588,8 +623,10 @@ impl Engine {
                     Some((k, job))
                 })
                 .collect();
-            let results = run_jobs(jobs, &rt.rule);
-            for (key, outcome) in results {
+            let mut results = run_jobs(jobs, &rt.rule);
+            decide(&rt.rule, g.group.interval, &mut results);
+            let (mut series_seen, mut drifted) = (0usize, 0usize);
+            for (key, mut outcome) in results {
                 // Under the lock only the state machine steps; logging, payloads and the
                 // outbox write happen without it.
                 let (machine, transition, last_sent) = {
@@ -606,6 +643,9 @@ impl Engine {
                     );
                     if state.machine != before {
                         state.dirty = true;
+                    }
+                    if let Some(at) = outcome.tested_at.take() {
+                        state.tested = Some((at, outcome.clone()));
                     }
                     let last_sent = match transition {
                         Some(_) => state.last_sent_ms.clone(),
@@ -629,6 +669,10 @@ impl Engine {
                         events.push((Arc::clone(rt), key.clone(), event));
                     }
                 }
+                series_seen += 1;
+                if machine.status == Status::Drifted {
+                    drifted += 1;
+                }
                 outputs.push(SeriesOutput {
                     rule: ri,
                     labels: output_labels(&rt.rule, &g.group.name, &key),
@@ -636,11 +680,25 @@ impl Engine {
                     since_ms: machine.since_ms,
                     statistic: outcome.statistic,
                     p_value: outcome.p_value,
+                    threshold: outcome.threshold,
                     ema: outcome.ema,
                     reference_samples: outcome.reference_samples,
                     current_samples: outcome.current_samples,
                     last_error: outcome.error,
                 });
+            }
+            if series_seen > 0 {
+                let mut whole = RuleOutput {
+                    rule: ri,
+                    series: series_seen,
+                    drifted,
+                    status: None,
+                };
+                if let Some(event) = self.step_whole(&generation.config, g, rt, &mut whole, now_ms)
+                {
+                    events.push((Arc::clone(rt), Arc::new(Labels::new()), event));
+                }
+                rule_outputs.push(whole);
             }
         }
         self.notify(events);
@@ -656,6 +714,7 @@ impl Engine {
             last_evaluation_ms: Some(now_ms),
             last_duration: elapsed,
             series: outputs,
+            rules: rule_outputs,
         });
         // The previous output is freed after the lock is let go (100k series take ~36 ms).
         let previous = std::mem::replace(&mut *lock(&g.output), output);
@@ -737,6 +796,44 @@ impl Engine {
             at_ms: t.at_ms,
             webhooks,
         })
+    }
+
+    /// Steps the rule-wide state of a rule with `share:` (drifted while at least that share of
+    /// its series is); returns the event of a transition that calls webhooks. The event has
+    /// the rule's labels only and the share as its statistic.
+    fn step_whole(
+        &self,
+        config: &Config,
+        g: &GroupRuntime,
+        rt: &RuleRuntime,
+        whole: &mut RuleOutput,
+        now_ms: i64,
+    ) -> Option<Event> {
+        let threshold = rt.rule.share?;
+        let share = whole.share();
+        let verdict = if share >= threshold {
+            Verdict::Drifted
+        } else {
+            Verdict::Stable
+        };
+        let mut machine = lock(&rt.whole);
+        let transition = machine.step(Some(verdict), now_ms, rt.rule.for_, rt.rule.keep_firing_for);
+        whole.status = Some(machine.status);
+        drop(machine);
+        let outcome = Outcome {
+            statistic: Some(share),
+            threshold: Some(threshold),
+            ..Outcome::default()
+        };
+        self.event(
+            config,
+            &g.group,
+            &rt.rule,
+            &Labels::new(),
+            &BTreeMap::new(),
+            &outcome,
+            transition?,
+        )
     }
 
     /// Hands one evaluation's events to the notifier at once, then starts the cooldown of
@@ -829,21 +926,31 @@ impl SeriesState {
             dirty: true,
             reference_stored: false,
             newest_ms: i64::MIN,
+            tested: None,
         }
     }
 }
 
 /// Work copied out of a series under its lock, run without it.
 enum Job {
-    Ks(crate::window::WindowView),
+    /// A test of the windows as they stand, which had taken in `received` values.
+    Ks {
+        view: crate::window::WindowView,
+        received: u64,
+    },
     Ema(EmaState),
+    /// Nothing arrived since the last test: its outcome stands.
+    Unchanged(Outcome),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Outcome {
     verdict: Option<Verdict>,
     statistic: Option<f64>,
     p_value: Option<f64>,
+    threshold: Option<f64>,
+    /// Set for a test run at this evaluation: the window's `received()` count then.
+    tested_at: Option<u64>,
     ema: Option<f64>,
     reference_samples: usize,
     current_samples: usize,
@@ -854,17 +961,25 @@ impl Job {
     /// The work for one series; brings its sorted current window up to `now_ms`.
     fn of(s: &mut SeriesState, now_ms: i64) -> Job {
         match &mut s.window {
-            SeriesWindow::Ks(w) => Job::Ks(w.view(now_ms)),
+            SeriesWindow::Ks(w) => match &s.tested {
+                Some((at, last)) if *at == w.received() => Job::Unchanged(last.clone()),
+                _ => Job::Ks {
+                    view: w.view(now_ms),
+                    received: w.received(),
+                },
+            },
             SeriesWindow::Ema(e) => Job::Ema(*e),
         }
     }
 
     fn run(self, rule: &Rule) -> Outcome {
         match (self, &rule.detector) {
-            (Job::Ks(view), DetectorSpec::Ks(spec)) => {
+            (Job::Unchanged(outcome), _) => outcome,
+            (Job::Ks { view, received }, DetectorSpec::Ks(spec)) => {
                 let mut out = Outcome {
                     reference_samples: view.reference.len(),
                     current_samples: view.current.len(),
+                    tested_at: Some(received),
                     ..Outcome::default()
                 };
                 if view.reference.len() < rule.min_samples || view.current.len() < rule.min_samples
@@ -884,15 +999,10 @@ impl Job {
                     &unsorted_reference
                 };
                 match ks::ks_2samp_sorted(reference, current, spec.alternative, spec.method) {
+                    // The verdict waits for the rule's other series: see `decide`.
                     Ok(r) => {
                         out.statistic = Some(r.statistic);
                         out.p_value = Some(r.p_value);
-                        out.verdict = Some(ks_verdict(
-                            r.statistic,
-                            r.p_value,
-                            spec.alpha,
-                            spec.statistic,
-                        ));
                     }
                     Err(e) => out.error = Some(e.to_string()),
                 }
@@ -902,6 +1012,9 @@ impl Job {
                 let mut out = Outcome {
                     current_samples: e.samples as usize,
                     ema: e.value,
+                    threshold: Some(match spec.bound {
+                        ema::EmaBound::Below(b) | ema::EmaBound::Above(b) => b,
+                    }),
                     ..Outcome::default()
                 };
                 if let Some(v) = e.value {
@@ -935,6 +1048,41 @@ fn run_jobs(jobs: Vec<(SeriesKey, Job)>, rule: &Rule) -> Vec<(SeriesKey, Outcome
     jobs.into_par_iter()
         .map(|(k, job)| (k, job.run(rule)))
         .collect()
+}
+
+/// Verdicts of the tests run at one evaluation of a p-value rule, decided together: the level
+/// is `alpha` or the one `false_alarms` gives for the group's interval (see
+/// [`budget`]), and `correction` spans the series tested now. Outcomes carried over from an
+/// earlier test keep their verdict.
+fn decide(rule: &Rule, interval: Duration, results: &mut [(SeriesKey, Outcome)]) {
+    let DetectorSpec::Ks(spec) = &rule.detector else {
+        return;
+    };
+    let fresh: Vec<usize> = (0..results.len())
+        .filter(|&i| results[i].1.tested_at.is_some() && results[i].1.p_value.is_some())
+        .collect();
+    let level = spec.level.per_test(interval, fresh.len());
+    let threshold = match spec.correction {
+        Correction::Bonferroni => level / fresh.len().max(1) as f64,
+        Correction::None | Correction::Bh => level,
+    };
+    let ps: Vec<f64> = fresh
+        .iter()
+        .map(|&i| results[i].1.p_value.unwrap_or(f64::NAN))
+        .collect();
+    let evidence = budget::evidence(&ps, level, spec.correction);
+    for (&i, evident) in fresh.iter().zip(evidence) {
+        let out = &mut results[i].1;
+        out.threshold = Some(threshold);
+        let d = out.statistic.unwrap_or(f64::NAN);
+        out.verdict = Some(if !evident {
+            Verdict::Stable
+        } else if spec.statistic.is_none_or(|floor| d >= floor) {
+            Verdict::Drifted
+        } else {
+            Verdict::Warning
+        });
+    }
 }
 
 /// The routes of one series: every rule whose selector matches, with the window key
@@ -1118,6 +1266,130 @@ mod tests {
                 (rule.clone(), s.status)
             })
             .collect()
+    }
+
+    /// One KS rule over `amount` split by `model`, `extra` keys appended.
+    fn pooled_rule(extra: &str) -> String {
+        format!(
+            "groups:\n  - name: g\n    interval: 15s\n    rules:\n      - name: r\n        detector: ks\n        series: amount\n        reference: {{first: 50}}\n        current: {{last: 50}}\n        min_samples: 50\n{extra}"
+        )
+    }
+
+    fn push_model(engine: &Engine, model: &str, values: &[f64], at_ms: i64) {
+        let batch = [SeriesSamples {
+            metric: "amount".into(),
+            labels: Labels::from([("model".to_string(), model.to_string())]),
+            values: values.to_vec(),
+        }];
+        engine.ingest(&batch, "push", at_ms).expect("ingest");
+    }
+
+    #[test]
+    fn the_default_budget_sets_the_level_and_the_threshold_gauge() {
+        let (engine, _) = engine("", &pooled_rule(""));
+        push_model(&engine, "a", &values(50, 0.0), T0);
+        // Shifted by a quarter: D = 0.25, p = 0.08 for 50 vs 50. Evidence at 0.05, none at
+        // the default budget's 15 s / 30 d = 5.8e-6.
+        push_model(&engine, "a", &values(50, 0.25), T0);
+        let out = evaluate(&engine, T0);
+        let level = 15.0 / (30.0 * 86_400.0);
+        assert_eq!(out[0].threshold, Some(level));
+        assert_eq!(out[0].status, Status::Stable);
+        let (engine, _) = engine_with_alpha();
+        push_model(&engine, "a", &values(50, 0.0), T0);
+        push_model(&engine, "a", &values(50, 0.25), T0);
+        let out = evaluate(&engine, T0);
+        assert_eq!(out[0].threshold, Some(0.1));
+        assert_eq!(out[0].status, Status::Drifted, "{out:?}");
+    }
+
+    fn engine_with_alpha() -> (Engine, Arc<Recorder>) {
+        engine("", &pooled_rule("        alpha: 0.1\n"))
+    }
+
+    #[test]
+    fn a_window_with_nothing_new_is_not_tested_again() {
+        let (engine, _) = engine_with_alpha();
+        push_model(&engine, "a", &values(50, 0.0), T0);
+        push_model(&engine, "a", &values(50, 0.5), T0);
+        let first = evaluate(&engine, T0);
+        assert_eq!(first[0].status, Status::Drifted);
+        let generation = engine.current();
+        let rt = &generation.groups[0].rules[0];
+        let tested = |engine: &Engine| {
+            let _ = engine;
+            lock(&rt.series)
+                .values()
+                .next()
+                .and_then(|s| s.tested.as_ref().map(|(at, _)| *at))
+        };
+        assert_eq!(tested(&engine), Some(100));
+        // Nothing new: the outcome stands, nothing is re-tested.
+        let again = evaluate(&engine, T0 + 15_000);
+        assert_eq!(again[0].statistic, first[0].statistic);
+        assert_eq!(again[0].status, Status::Drifted);
+        assert_eq!(tested(&engine), Some(100));
+        // One new value: tested again.
+        push_model(&engine, "a", &[0.1], T0 + 20_000);
+        evaluate(&engine, T0 + 30_000);
+        assert_eq!(tested(&engine), Some(101));
+    }
+
+    #[test]
+    fn bonferroni_divides_the_level_by_the_series_tested() {
+        let (engine, _) = engine(
+            "",
+            &pooled_rule("        alpha: 0.1\n        correction: bonferroni\n"),
+        );
+        // Four series: one shifted by a quarter (p = 0.08 for 50 vs 50), three unchanged.
+        for model in ["a", "b", "c", "d"] {
+            push_model(&engine, model, &values(50, 0.0), T0);
+            let shift = if model == "a" { 0.25 } else { 0.0 };
+            push_model(&engine, model, &values(50, shift), T0);
+        }
+        let out = evaluate(&engine, T0);
+        assert_eq!(out.len(), 4);
+        for s in &out {
+            assert_eq!(s.threshold, Some(0.1 / 4.0));
+            assert_eq!(s.status, Status::Stable, "0.08 > 0.025: {s:?}");
+        }
+    }
+
+    #[test]
+    fn share_gives_a_rule_wide_verdict_and_event() {
+        let config = format!("webhooks:\n{}", webhook("retrain", ""));
+        let (engine, recorder) = engine(
+            &config,
+            &pooled_rule("        alpha: 0.1\n        share: 0.5\n        webhooks: [retrain]\n"),
+        );
+        for (model, shift) in [("a", 0.5), ("b", 0.0), ("c", 0.0), ("d", 0.0)] {
+            push_model(&engine, model, &values(50, 0.0), T0);
+            push_model(&engine, model, &values(50, shift), T0);
+        }
+        evaluate(&engine, T0);
+        let generation = engine.current();
+        let whole = generation.groups[0].output().rules.clone();
+        assert_eq!((whole[0].series, whole[0].drifted), (4, 1));
+        assert_eq!(whole[0].status, Some(Status::Stable));
+        // One series' event; the rule as a whole is not drifted (1/4 < 0.5).
+        assert_eq!(recorder.take().len(), 1);
+        // A second series drifts: half of them, the rule drifts and calls its webhook with
+        // the rule's labels only and the share as the statistic.
+        push_model(&engine, "b", &values(50, 0.5), T0 + 1);
+        evaluate(&engine, T0 + 15_000);
+        let whole = generation.groups[0].output().rules.clone();
+        assert_eq!(
+            (whole[0].drifted, whole[0].status),
+            (2, Some(Status::Drifted))
+        );
+        let events = recorder.take();
+        let rule_wide: Vec<&Event> = events
+            .iter()
+            .filter(|e| !e.labels.contains_key("model"))
+            .collect();
+        assert_eq!(rule_wide.len(), 1, "{events:?}");
+        assert_eq!(rule_wide[0].statistic, Some(0.5));
+        assert_eq!(rule_wide[0].to, Status::Drifted);
     }
 
     #[test]

@@ -185,6 +185,7 @@ fn decode(
         reference_stored: kind == 2,
         // Not stored: the time order is checked from the first sample after a restart.
         newest_ms: i64::MIN,
+        tested: None,
     }))
 }
 

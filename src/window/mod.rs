@@ -66,6 +66,9 @@ pub struct SampleWindows {
     reference: ReferenceWindow,
     current: CurrentWindow,
     max_values: usize,
+    /// Values taken in since this window was made (or restored): tells an evaluation whether
+    /// anything arrived since the last test.
+    received: u64,
 }
 
 /// The two windows, for a detector to run on outside any lock: both shared, not copied,
@@ -150,7 +153,14 @@ impl SampleWindows {
             reference: reference.clone(),
             current: current.clone(),
             max_values: max_values.max(1),
+            received: 0,
         }
+    }
+
+    /// Values taken in since this window was made or restored; a test of a window whose count
+    /// has not moved would only repeat the last one.
+    pub fn received(&self) -> u64 {
+        self.received
     }
 
     pub fn push(&mut self, value: f64, now_ms: i64) {
@@ -171,6 +181,7 @@ impl SampleWindows {
 
     /// Takes in `values`, all arriving at `now_ms`, in order.
     pub fn extend(&mut self, mut values: &[f64], now_ms: i64) {
+        self.received = self.received.saturating_add(values.len() as u64);
         if let ReferenceWindow::First(n) = self.reference {
             if self.frozen.is_none() {
                 let take = (n - self.first.len().min(n)).min(values.len());

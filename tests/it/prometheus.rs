@@ -29,6 +29,7 @@ groups:
         webhooks: [retrain]
       - name: accuracy_degradation
         detector: ema
+        min_samples: 1
         series: 'model_accuracy{model="fraud"}'
         smoothing: 0.5
         below: 0.85
@@ -48,6 +49,7 @@ groups:
     rules:
       - name: driftgauge_scraped
         detector: ema
+        min_samples: 1
         series: scraped_up
         smoothing: 1
         below: 0.5
@@ -483,6 +485,7 @@ groups:
         min_samples: 1
       - name: up_total_ema
         detector: ema
+        min_samples: 1
         series: 'up_total{job="prometheus"}'
         smoothing: 0.5
         below: 0.5

@@ -69,6 +69,7 @@ groups:
         detector: ema
         series: 'model_accuracy{model="Fraud"}'
         smoothing: 0.5
+        min_samples: 1
         below: 0.85
         annotations: {summary: 'accuracy of {{ $labels.model }} is {{ $value | humanizePercentage }}'}
         webhooks: [argo, airflow, kubeflow, github, gitlab, prefect, dagster]
