@@ -994,6 +994,9 @@ fn go_g(v: f64, prec: Option<usize>) -> String {
     out
 }
 
+/// The largest `printf` width or precision (Go's is 10^6).
+const MAX_WIDTH: usize = 1000;
+
 /// Go's `fmt.Sprintf` for the verbs templates use. Numbers are float64, as in Prometheus's
 /// templates, except that `%d` prints a number's integer part (Go prints `%!d(float64=…)`).
 pub fn sprintf(format: &str, args: &[Value]) -> String {
@@ -1020,15 +1023,20 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
         }
         let mut width: Option<usize> = None;
         while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
-            width = Some(width.unwrap_or(0) * 10 + d as usize);
+            width = Some(
+                width
+                    .unwrap_or(0)
+                    .saturating_mul(10)
+                    .saturating_add(d as usize),
+            );
             chars.next();
         }
         let mut prec: Option<usize> = None;
         if chars.peek() == Some(&'.') {
             chars.next();
-            let mut p = 0;
+            let mut p: usize = 0;
             while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
-                p = p * 10 + d as usize;
+                p = p.saturating_mul(10).saturating_add(d as usize);
                 chars.next();
             }
             prec = Some(p);
@@ -1037,6 +1045,16 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
             out.push_str("%!(NOVERB)");
             break;
         };
+        // Go flags widths and precisions over 10^6 (`%!(BADWIDTH)`) and formats without
+        // them; the bound is tighter here, so one action cannot ask for megabytes.
+        if width.is_some_and(|w| w > MAX_WIDTH) {
+            out.push_str("%!(BADWIDTH)");
+            width = None;
+        }
+        if prec.is_some_and(|p| p > MAX_WIDTH) {
+            out.push_str("%!(BADPREC)");
+            prec = None;
+        }
         if verb == '%' {
             out.push('%');
             continue;
@@ -1277,6 +1295,8 @@ mod tests {
             ("{{ printf \"x\" 1 }}", None, "x%!(EXTRA float64=1)"),
             ("{{ humanize (printf \"%f\" $value) }}", Some(2e9), "2G"),
             ("{{ humanize \"abc\" }}", None, "<error expanding template: humanize: strconv.ParseFloat: parsing \"abc\": invalid syntax>"),
+            // Found by the fuzzer: a width that overflowed; widths past 1000 are refused.
+            ("{{ printf \"%55555555555555555555555.2g|%1001d|%.1001f|%3d\" $value 1 2 3 }}", Some(1.0), "%!(BADWIDTH)1|%!(BADWIDTH)1|%!(BADPREC)2.000000|  3"),
         ];
         for (t, v, want) in cases {
             assert_eq!(validate_template(t), Ok(()), "{t}");
