@@ -173,27 +173,40 @@ fn run_test(file: &TestFile, test: &TestGroup, config: &Config, rules: &RuleSet)
         .map(|t| ms(t.eval_time))
         .or_else(|| samples.keys().next_back().copied())
         .unwrap_or(0);
-    let mut times: BTreeSet<i64> = samples.keys().copied().filter(|&t| t <= end).collect();
-    for g in &generation.groups {
-        let every = ms(g.group.interval).max(1);
-        let mut t = 0i64;
-        while t <= end {
-            times.insert(t);
-            t = t.saturating_add(every);
-        }
-    }
-    times.extend(checks.iter().map(|c| ms(c.eval_time)));
-
+    // The instants where something happens, in order, without listing them all: a long
+    // `eval_time` with a short interval costs time, not memory.
+    let intervals: Vec<i64> = generation
+        .groups
+        .iter()
+        .map(|g| ms(g.group.interval).max(1))
+        .collect();
+    let mut next_eval: Vec<i64> = vec![0; intervals.len()];
+    let mut sample_times = samples.keys().copied().peekable();
     let mut next_check = 0;
-    for t in times {
-        if let Some(batch) = samples.get(&t) {
-            if let Err(e) = engine.ingest(batch, "test", t) {
-                failures.push(format!("{title}: samples at {} refused: {e}", time(t)));
+    loop {
+        let t = [
+            sample_times.peek().copied(),
+            next_eval.iter().copied().min(),
+            checks.get(next_check).map(|c| ms(c.eval_time)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some(t) = t.filter(|&t| t <= end) else {
+            break;
+        };
+        if sample_times.peek() == Some(&t) {
+            sample_times.next();
+            if let Some(batch) = samples.get(&t) {
+                if let Err(e) = engine.ingest(batch, "test", t) {
+                    failures.push(format!("{title}: samples at {} refused: {e}", time(t)));
+                }
             }
         }
-        for (gi, g) in generation.groups.iter().enumerate() {
-            if t % ms(g.group.interval).max(1) == 0 {
+        for (gi, due) in next_eval.iter_mut().enumerate() {
+            if *due == t {
                 engine.evaluate_group(&generation, gi, t);
+                *due = t.saturating_add(intervals[gi]);
             }
         }
         while let Some(check) = checks.get(next_check).filter(|c| ms(c.eval_time) == t) {
@@ -226,6 +239,9 @@ fn run_test(file: &TestFile, test: &TestGroup, config: &Config, rules: &RuleSet)
                     check.at.col
                 ));
             }
+        }
+        if t == i64::MAX {
+            break;
         }
     }
 
