@@ -30,7 +30,9 @@ use rayon::prelude::*;
 
 use driftgauge::config::model::{Config, Labels, RuleSet};
 use driftgauge::config::{parse_rule_file, RuleContext};
+use driftgauge::detect::anderson::{self, Variant};
 use driftgauge::detect::budget::{FalseAlarms, Level, Scope};
+use driftgauge::detect::cvm::{self, CvmMethod};
 use driftgauge::detect::ks::{self, Alternative, Method};
 use driftgauge::engine::state::Status;
 use driftgauge::engine::Engine;
@@ -139,8 +141,118 @@ impl Setup {
     }
 }
 
-/// One evaluation's verdict of the fast path: `None` below `min_samples`.
-fn test(w: &mut SampleWindows, now_ms: i64, critical: &Critical) -> Option<bool> {
+/// A raw-value rule's test, as the engine runs it (`detector:`).
+#[derive(Clone, Copy, PartialEq)]
+enum Test {
+    Ks,
+    Cvm,
+    Anderson,
+}
+
+impl Test {
+    fn name(self) -> &'static str {
+        match self {
+            Test::Ks => "ks",
+            Test::Cvm => "cvm",
+            Test::Anderson => "anderson",
+        }
+    }
+
+    /// The p-value the engine compares with the level (both samples sorted).
+    fn p_value(self, reference: &[f64], current: &[f64]) -> f64 {
+        match self {
+            Test::Ks => {
+                ks::ks_2samp_sorted(reference, current, Alternative::TwoSided, Method::Auto)
+                    .map_or(f64::NAN, |r| r.p_value)
+            }
+            Test::Cvm => cvm::cramervonmises_2samp(reference, current, CvmMethod::Auto)
+                .map_or(f64::NAN, |r| r.p_value),
+            Test::Anderson => anderson::anderson_2samp(reference, current, Variant::Midrank)
+                .map_or(f64::NAN, |r| r.p_value_below_floor()),
+        }
+    }
+}
+
+/// One evaluation's verdict: `None` below `min_samples`.
+fn test_with(which: Test, w: &mut SampleWindows, now_ms: i64, critical: &Critical) -> Option<bool> {
+    let view = w.view(now_ms);
+    let (n, m) = (view.reference.len(), view.current.len());
+    if n < MIN_SAMPLES || m < MIN_SAMPLES {
+        return None;
+    }
+    let sorted;
+    let reference: &[f64] = if view.reference_sorted {
+        &view.reference
+    } else {
+        let mut r = view.reference.to_vec();
+        sort_values(&mut r);
+        sorted = r;
+        &sorted
+    };
+    if which != Test::Ks {
+        return Some(which.p_value(reference, &view.current) <= critical.level);
+    }
+    let d = ks::statistic_sorted(reference, &view.current, Alternative::TwoSided);
+    Some(critical.evident(n, m, d))
+}
+
+/// False `drifted` entries of one null series over `evals` evaluations.
+///
+/// Evaluations that cannot reach the critical distance are not computed: replacing `k` of
+/// the `m` current values moves an ECDF by at most `k / m` anywhere, so D moves by at most
+/// `k / m` (plus `k / n` when a `preceding` reference slides too) per evaluation. While the
+/// window sizes stay the same and the last D plus that much per evaluation since is still
+/// below the critical distance, the verdict is `stable` without a walk. `--engine-check`
+/// compares the counts with the engine's.
+fn null_series(setup: &Setup, seed: u64, evals: u64, critical: &Critical) -> u64 {
+    let mut rng = Rng::new(seed);
+    let mut w = SampleWindows::new(&setup.reference, &setup.current, 1_000_000);
+    let mut values = vec![0.0; setup.per_eval];
+    let (mut drifted, mut events) = (false, 0);
+    let preceding = matches!(setup.reference, ReferenceWindow::Preceding(_));
+    // (n, m, D) at the last computed test, and evaluations since.
+    let mut last: Option<(usize, usize, f64)> = None;
+    let mut since = 0u64;
+    for e in 0..evals {
+        let now_ms = (e * INTERVAL.as_millis() as u64) as i64;
+        for v in &mut values {
+            *v = rng.uniform();
+        }
+        w.extend(&values, now_ms);
+        since += 1;
+        if let (Some((n, m, d)), false) = (last, drifted) {
+            if w.counts(now_ms) == (n, m) {
+                let k = setup.per_eval as f64;
+                let step = k / m as f64 + if preceding { k / n as f64 } else { 0.0 };
+                if d + since as f64 * step < critical.distance(n, m) - 1e-9 {
+                    continue;
+                }
+            }
+        }
+        let verdict = test_d(&mut w, now_ms, critical);
+        if let Some((n, m, d, _)) = verdict {
+            last = Some((n, m, d));
+            since = 0;
+        }
+        match verdict.map(|v| v.3) {
+            Some(true) if !drifted => {
+                events += 1;
+                drifted = true;
+            }
+            Some(now) => drifted = now,
+            None => {}
+        }
+    }
+    events
+}
+
+/// A KS test of the windows as they stand: `(n, m, D, evidence)`, `None` below
+/// `min_samples`.
+fn test_d(
+    w: &mut SampleWindows,
+    now_ms: i64,
+    critical: &Critical,
+) -> Option<(usize, usize, f64, bool)> {
     let view = w.view(now_ms);
     let (n, m) = (view.reference.len(), view.current.len());
     if n < MIN_SAMPLES || m < MIN_SAMPLES {
@@ -156,31 +268,7 @@ fn test(w: &mut SampleWindows, now_ms: i64, critical: &Critical) -> Option<bool>
         &sorted
     };
     let d = ks::statistic_sorted(reference, &view.current, Alternative::TwoSided);
-    Some(critical.evident(n, m, d))
-}
-
-/// False `drifted` entries of one null series over `evals` evaluations.
-fn null_series(setup: &Setup, seed: u64, evals: u64, critical: &Critical) -> u64 {
-    let mut rng = Rng::new(seed);
-    let mut w = SampleWindows::new(&setup.reference, &setup.current, 1_000_000);
-    let mut values = vec![0.0; setup.per_eval];
-    let (mut drifted, mut events) = (false, 0);
-    for e in 0..evals {
-        let now_ms = (e * INTERVAL.as_millis() as u64) as i64;
-        for v in &mut values {
-            *v = rng.uniform();
-        }
-        w.extend(&values, now_ms);
-        match test(&mut w, now_ms, critical) {
-            Some(true) if !drifted => {
-                events += 1;
-                drifted = true;
-            }
-            Some(now) => drifted = now,
-            None => {}
-        }
-    }
-    events
+    Some((n, m, d, critical.evident(n, m, d)))
 }
 
 fn level_of(budget: FalseAlarms) -> f64 {
@@ -295,6 +383,7 @@ impl Change {
 /// Changed values fed until the series entered `drifted` (None: not within `horizon`), and
 /// whether it false-alarmed before the change.
 fn detection_trial(
+    which: Test,
     seed: u64,
     current: usize,
     change: Change,
@@ -332,7 +421,7 @@ fn detection_trial(
         e += 1;
         let now_ms = e * INTERVAL.as_millis() as i64;
         w.extend(&values, now_ms);
-        if test(&mut w, now_ms, critical) == Some(true) {
+        if test_with(which, &mut w, now_ms, critical) == Some(true) {
             if fed > REFERENCE + BEFORE {
                 return (Some(fed - REFERENCE - BEFORE), early);
             }
@@ -347,18 +436,24 @@ fn detection(trials: u64, budget: FalseAlarms) {
     println!(
         "\n### Detection: budget {budget}, reference first: 10000 (frozen), 50 values per 15 s evaluation, {trials} trials a row\n"
     );
-    println!("| change | current window | detected within | share detected (95 % CI) | median delay | target |");
-    println!("|---|---|---:|---|---:|---|");
+    println!("| change | detector | current window | detected within | share detected (95 % CI) | median delay | target |");
+    println!("|---|---|---|---:|---|---:|---|");
     let rows = [
         (Change::Shift(0.5), 2_000usize, 0.95),
         (Change::Shift(0.25), 5_000, 0.8),
         (Change::Variance(1.5), 2_000, 0.9),
     ];
     for (change, within, target) in rows {
-        for current in [500usize, 1000, 2000] {
+        for (which, current) in [
+            (Test::Ks, 500usize),
+            (Test::Ks, 1000),
+            (Test::Ks, 2000),
+            (Test::Cvm, 1000),
+            (Test::Anderson, 1000),
+        ] {
             let results: Vec<Option<usize>> = (0..trials)
                 .into_par_iter()
-                .map(|t| detection_trial(t + 1, current, change, within, &critical).0)
+                .map(|t| detection_trial(which, t + 1, current, change, within, &critical).0)
                 .collect();
             let found = results.iter().filter(|r| r.is_some()).count();
             let mut delays: Vec<usize> = results.iter().flatten().copied().collect();
@@ -376,8 +471,9 @@ fn detection(trials: u64, budget: FalseAlarms) {
                 "—".to_string()
             };
             println!(
-                "| {} | last: {current} | {within} | {share:.3} ({:.3}–{:.3}) | {median} | ≥ {target} {} |",
+                "| {} | {} | last: {current} | {within} | {share:.3} ({:.3}–{:.3}) | {median} | ≥ {target} {} |",
                 change.name(),
+                which.name(),
                 centre - half,
                 centre + half,
                 if share >= target { "met" } else { "not met" }
@@ -386,16 +482,40 @@ fn detection(trials: u64, budget: FalseAlarms) {
     }
 }
 
-/// The fast path against the engine on the same streams: per-series event counts must match.
-fn engine_check(series: u64, days: u64) {
+/// The fast path against the engine on the same streams: per-series event counts must match,
+/// for every window kind.
+fn engine_checks(series: u64, days: u64) {
+    for reference in [
+        ReferenceWindow::First(1000),
+        ReferenceWindow::Preceding(1000),
+    ] {
+        for (current, text) in [
+            (CurrentWindow::Last(500), "last: 500"),
+            (
+                CurrentWindow::Duration(Duration::from_secs(300)),
+                "duration: 5m",
+            ),
+        ] {
+            for per_eval in [10, 50] {
+                engine_check(
+                    series,
+                    days,
+                    Setup {
+                        reference: reference.clone(),
+                        current: current.clone(),
+                        per_eval,
+                    },
+                    text,
+                );
+            }
+        }
+    }
+}
+
+fn engine_check(series: u64, days: u64, setup: Setup, current_yaml: &str) {
     let budget = FalseAlarms {
         events: 1.0,
         period: Duration::from_secs(3_600),
-    };
-    let setup = Setup {
-        reference: ReferenceWindow::First(1000),
-        current: CurrentWindow::Last(500),
-        per_eval: 50,
     };
     let critical = Critical::new(level_of(budget));
     let evals = days * EVALS_PER_DAY;
@@ -404,9 +524,14 @@ fn engine_check(series: u64, days: u64) {
         .map(|s| null_series(&setup, s + 1, evals, &critical))
         .collect();
 
-    let rules = "groups:\n  - name: g\n    interval: 15s\n    rules:\n      - name: r\n        detector: ks\n        series: feature_value\n        reference: {first: 1000}\n        current: {last: 500}\n        min_samples: 20\n        false_alarms: 1/1h\n";
+    let reference_yaml = match setup.reference {
+        ReferenceWindow::First(n) => format!("first: {n}"),
+        ReferenceWindow::Preceding(n) => format!("preceding: {n}"),
+        ReferenceWindow::File { .. } => unreachable!("no file references here"),
+    };
+    let rules = format!("groups:\n  - name: g\n    interval: 15s\n    rules:\n      - name: r\n        detector: ks\n        series: feature_value\n        reference: {{{reference_yaml}}}\n        current: {{{current_yaml}}}\n        min_samples: 20\n        false_alarms: 1/1h\n");
     let groups = parse_rule_file(
-        rules,
+        &rules,
         "calibration.yml",
         &RuleContext {
             base_dir: std::path::Path::new("."),
@@ -463,10 +588,9 @@ fn engine_check(series: u64, days: u64) {
     }
     let total: u64 = events.iter().sum();
     println!(
-        "\n### Engine check: {series} series x {days} days, first: 1000, last: 500, 50 values/eval, false_alarms 1/1h\n"
-    );
-    println!(
-        "engine: {total} events, fast path: {} events; per series identical: {}",
+        "engine check, {series} series x {days} days, {}, {} values/eval, false_alarms 1/1h: engine {total} events, fast path {} events; per series identical: {}",
+        setup.name(),
+        setup.per_eval,
         fast.iter().sum::<u64>(),
         events == fast
     );
@@ -476,11 +600,108 @@ fn engine_check(series: u64, days: u64) {
     );
 }
 
+/// The premise of the union bound: without drift, `P(p <= a) <= a` far in the tail, for each
+/// test at the window sizes rules use. `reps` independent null pairs per row.
+fn tails(reps: u64) {
+    println!("\n### Validity of the p-values in the tail: share of null tests with p <= a ({reps} pairs a row)\n");
+    println!("| detector | n (reference) | m (current) | p <= 1e-2 | p <= 1e-3 | p <= 1e-4 | valid (share <= a + 3 sd) |");
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    for which in [Test::Ks, Test::Cvm, Test::Anderson] {
+        for (n, m) in [(1000usize, 500usize), (10_000, 1000)] {
+            let ps: Vec<f64> = (0..reps)
+                .into_par_iter()
+                .map(|r| {
+                    let mut rng = Rng::new(r + 1_000_003);
+                    let mut a: Vec<f64> = (0..n).map(|_| rng.uniform()).collect();
+                    let mut b: Vec<f64> = (0..m).map(|_| rng.uniform()).collect();
+                    sort_values(&mut a);
+                    sort_values(&mut b);
+                    which.p_value(&a, &b)
+                })
+                .collect();
+            let share = |a: f64| ps.iter().filter(|&&p| p <= a).count() as f64 / reps as f64;
+            let (s2, s3, s4) = (share(1e-2), share(1e-3), share(1e-4));
+            let ok = [(s2, 1e-2), (s3, 1e-3), (s4, 1e-4)]
+                .iter()
+                .all(|&(s, a)| s <= a + 3.0 * (a * (1.0 - a) / reps as f64).sqrt());
+            println!(
+                "| {} | {n} | {m} | {s2:.5} | {s3:.6} | {s4:.7} | {} |",
+                which.name(),
+                if ok { "yes" } else { "NO" }
+            );
+        }
+    }
+}
+
+/// `--streams=DIR`: runs one rule over every `.npy` stream (float64, one dimension) in `DIR`,
+/// in name order, and prints one line a stream: its name, then the number of values fed
+/// when each entry into `drifted` happened (space-separated; none: no alarm). The rule:
+/// `reference: {first: R}`, `current: {last: M}`, `K` values per evaluation, each test at
+/// level `1 / E` (an expected `E` evaluations between false alarms by the union bound), the
+/// detector given. For `bench/calibration_peers.py`, which runs alibi-detect and River on
+/// the same streams.
+fn streams(
+    dir: &str,
+    reference: usize,
+    current: usize,
+    per_eval: usize,
+    evals_per_alarm: f64,
+    which: Test,
+) {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .expect("--streams: a readable directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "npy"))
+        .collect();
+    paths.sort();
+    let critical = Critical::new(1.0 / evals_per_alarm);
+    let lines: Vec<String> = paths
+        .par_iter()
+        .map(|path| {
+            let values = driftgauge::config::files::read_npy_file(path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let values: &[f64] = &values;
+            let mut w = SampleWindows::new(
+                &ReferenceWindow::First(reference),
+                &CurrentWindow::Last(current),
+                1_000_000,
+            );
+            let (mut drifted, mut alarms) = (false, Vec::new());
+            for (e, chunk) in values.chunks(per_eval).enumerate() {
+                let now_ms = e as i64 * INTERVAL.as_millis() as i64;
+                w.extend(chunk, now_ms);
+                match test_with(which, &mut w, now_ms, &critical) {
+                    Some(true) if !drifted => {
+                        alarms.push(((e * per_eval) + chunk.len()).to_string());
+                        drifted = true;
+                    }
+                    Some(now) => drifted = now,
+                    None => {}
+                }
+            }
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            format!("{name} {}", alarms.join(" "))
+                .trim_end()
+                .to_string()
+        })
+        .collect();
+    for line in lines {
+        println!("{line}");
+    }
+}
+
 fn main() {
     let mut days = 10_000u64;
     let mut trials = 500u64;
     let mut only: Option<String> = None;
     let mut budget = FalseAlarms::DEFAULT;
+    let mut stream_dir: Option<String> = None;
+    let (mut reference, mut current, mut per_eval, mut evals_per_alarm) =
+        (10_000usize, 1000usize, 50usize, 172_800f64);
+    let mut which = Test::Ks;
     for arg in std::env::args().skip(1) {
         if let Some(v) = arg.strip_prefix("--days=") {
             days = v.parse().expect("--days=N");
@@ -488,6 +709,23 @@ fn main() {
             trials = v.parse().expect("--trials=N");
         } else if let Some(v) = arg.strip_prefix("--only=") {
             only = Some(v.to_string());
+        } else if let Some(v) = arg.strip_prefix("--streams=") {
+            stream_dir = Some(v.to_string());
+        } else if let Some(v) = arg.strip_prefix("--reference=") {
+            reference = v.parse().expect("--reference=N");
+        } else if let Some(v) = arg.strip_prefix("--current=") {
+            current = v.parse().expect("--current=N");
+        } else if let Some(v) = arg.strip_prefix("--per-eval=") {
+            per_eval = v.parse().expect("--per-eval=N");
+        } else if let Some(v) = arg.strip_prefix("--evals-per-alarm=") {
+            evals_per_alarm = v.parse().expect("--evals-per-alarm=E");
+        } else if let Some(v) = arg.strip_prefix("--detector=") {
+            which = match v {
+                "ks" => Test::Ks,
+                "cvm" => Test::Cvm,
+                "anderson" => Test::Anderson,
+                other => panic!("--detector: unknown {other:?} (ks, cvm or anderson)"),
+            };
         } else if let Some(v) = arg.strip_prefix("--budget=") {
             let (events, period_days) = v.split_once('/').expect("--budget=EVENTS/DAYS");
             budget = FalseAlarms {
@@ -498,9 +736,17 @@ fn main() {
             };
         }
     }
+    if let Some(dir) = stream_dir {
+        streams(&dir, reference, current, per_eval, evals_per_alarm, which);
+        return;
+    }
     let run = |what: &str| only.as_deref().is_none_or(|o| o == what);
+    if run("tails") {
+        tails(trials * 200);
+    }
     if run("engine-check") {
-        engine_check(20, 2);
+        println!("\n### Engine check: the fast path's verdicts are the engine's\n");
+        engine_checks(20, 1);
     }
     if run("detection") {
         detection(trials, budget);

@@ -193,7 +193,10 @@ pub fn calibration(group: &model::Group, rule: &model::Rule) -> String {
         CurrentWindow::Last(m) => (m, ""),
         CurrentWindow::Duration(_) => (1000, " (for a current window of 1000 values)"),
     };
-    let d = budget::ks_critical_distance(n, m, level);
+    let d = match spec.test {
+        model::ValueTest::Ks { .. } => budget::ks_critical_distance(n, m, level),
+        model::ValueTest::Cvm | model::ValueTest::Anderson => f64::NAN,
+    };
     if d.is_finite() && d < 1.0 {
         let floor = spec.statistic.map_or(d, |s| s.max(d));
         line.push_str(&format!("; needs D >= {floor:.3}{m_note}"));

@@ -58,14 +58,41 @@ pub enum DetectorSpec {
 impl DetectorSpec {
     pub fn name(&self) -> &'static str {
         match self {
-            DetectorSpec::Ks(_) => "ks",
+            DetectorSpec::Ks(spec) => spec.test.name(),
             DetectorSpec::Ema(_) => "ema",
         }
     }
 }
 
+/// The two-sample test of a raw-value rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueTest {
+    /// `scipy.stats.ks_2samp`.
+    Ks {
+        alternative: Alternative,
+        method: Method,
+    },
+    /// `scipy.stats.cramervonmises_2samp` (method auto).
+    Cvm,
+    /// `scipy.stats.anderson_ksamp` (midrank), its p-value carried on below SciPy's floor.
+    Anderson,
+}
+
+impl ValueTest {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ValueTest::Ks { .. } => "ks",
+            ValueTest::Cvm => "cvm",
+            ValueTest::Anderson => "anderson",
+        }
+    }
+}
+
+/// A raw-value rule: two windows of values and a two-sample test with a p-value (`ks`,
+/// `cvm` or `anderson`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct KsSpec {
+    pub test: ValueTest,
     pub reference: ReferenceWindow,
     pub current: CurrentWindow,
     /// What a p-value is compared with: `alpha:`, or the level a `false_alarms:` budget
@@ -76,8 +103,6 @@ pub struct KsSpec {
     /// An effect-size floor: with evidence, D >= this is drifted, else warning. `None`:
     /// evidence alone is drifted.
     pub statistic: Option<f64>,
-    pub alternative: Alternative,
-    pub method: Method,
 }
 
 /// The service config (`driftgauge.yml`), validated.

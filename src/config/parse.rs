@@ -14,7 +14,7 @@ use marked_yaml::{Marker, Node};
 
 use crate::config::diag::{self, io_reason, quote_path, Diagnostic};
 use crate::config::model::{
-    CurrentWindow, DetectorSpec, Group, KsSpec, Labels, ReferenceWindow, Rule,
+    CurrentWindow, DetectorSpec, Group, KsSpec, Labels, ReferenceWindow, Rule, ValueTest,
 };
 use crate::config::selector::{is_valid_label_name, Selector};
 use crate::config::template::validate_template;
@@ -211,10 +211,21 @@ const EMA_KEYS: &[&str] = &[
     "warning_above",
 ];
 
+/// Keys only `ks` takes among the raw-value tests.
+const KS_ONLY_KEYS: &[&str] = &["alternative", "method"];
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
-    Ks,
+    /// A two-sample test of raw values.
+    Ks(Test),
     Ema,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Test {
+    Ks,
+    Cvm,
+    Anderson,
 }
 
 struct Walker<'c, 'a> {
@@ -347,12 +358,17 @@ impl Walker<'_, '_> {
         };
         let kind = match get(map, "detector") {
             Some(n) => match cx.string("detector", n).as_deref() {
-                Some("ks") => Some(Kind::Ks),
+                Some("ks") => Some(Kind::Ks(Test::Ks)),
+                Some("cvm") => Some(Kind::Ks(Test::Cvm)),
+                Some("anderson") => Some(Kind::Ks(Test::Anderson)),
                 Some("ema") => Some(Kind::Ema),
                 Some(other) => {
                     cx.at(
                         n,
-                        format!("unknown detector {} (expected ks or ema)", excerpt(other)),
+                        format!(
+                            "unknown detector {} (expected ks, cvm, anderson or ema)",
+                            excerpt(other)
+                        ),
                     );
                     None
                 }
@@ -364,11 +380,16 @@ impl Walker<'_, '_> {
             }
         };
         if let Some(kind) = kind {
-            let (other, name) = match kind {
-                Kind::Ks => (EMA_KEYS, "ks"),
-                Kind::Ema => (KS_KEYS, "ema"),
+            let (other, name): (&[&[&str]], _) = match kind {
+                Kind::Ks(Test::Ks) => (&[EMA_KEYS], "ks"),
+                Kind::Ks(Test::Cvm) => (&[EMA_KEYS, KS_ONLY_KEYS], "cvm"),
+                Kind::Ks(Test::Anderson) => (&[EMA_KEYS, KS_ONLY_KEYS], "anderson"),
+                Kind::Ema => (&[KS_KEYS], "ema"),
             };
-            for key in map.keys().filter(|k| other.contains(&k.as_str())) {
+            for key in map
+                .keys()
+                .filter(|k| other.iter().any(|keys| keys.contains(&k.as_str())))
+            {
                 cx.at_key(
                     key,
                     format!("key {:?} is not valid for detector {name}", key.as_str()),
@@ -416,7 +437,7 @@ impl Walker<'_, '_> {
             None => Some(None),
         };
         let detector = match kind {
-            Some(Kind::Ks) => self.ks(cx, map),
+            Some(Kind::Ks(test)) => self.ks(cx, map, test),
             Some(Kind::Ema) => ema(cx, map),
             None => None,
         };
@@ -477,7 +498,7 @@ impl Walker<'_, '_> {
         (cx.errors() == before).then(|| items.into_iter().map(|(s, _)| s).collect())
     }
 
-    fn ks(&self, cx: &mut Cx, map: &MarkedMappingNode) -> Option<DetectorSpec> {
+    fn ks(&self, cx: &mut Cx, map: &MarkedMappingNode, test: Test) -> Option<DetectorSpec> {
         let before = cx.errors();
         let reference = match get(map, "reference") {
             Some(n) => self.reference(cx, n),
@@ -510,15 +531,13 @@ impl Walker<'_, '_> {
         });
         let statistic = match get(map, "statistic") {
             Some(n) => cx.number("statistic", n).and_then(|v| {
-                in_range(
-                    cx,
-                    n,
-                    "statistic",
-                    v,
-                    (0.0..=1.0).contains(&v),
-                    "between 0 and 1",
-                )
-                .map(Some)
+                let (ok, range) = match test {
+                    // KS D is a distance between CDFs.
+                    Test::Ks => ((0.0..=1.0).contains(&v), "between 0 and 1"),
+                    // T of cvm and anderson has no upper bound (anderson's may be negative).
+                    Test::Cvm | Test::Anderson => (v.is_finite(), "finite"),
+                };
+                in_range(cx, n, "statistic", v, ok, range).map(Some)
             }),
             None => Some(None),
         };
@@ -553,14 +572,21 @@ impl Walker<'_, '_> {
         if cx.errors() > before {
             return None;
         }
+        let test = match test {
+            Test::Ks => ValueTest::Ks {
+                alternative: alternative?,
+                method: method?,
+            },
+            Test::Cvm => ValueTest::Cvm,
+            Test::Anderson => ValueTest::Anderson,
+        };
         Some(DetectorSpec::Ks(KsSpec {
+            test,
             reference: reference?,
             current: current?,
             level: level?,
             correction: correction?,
             statistic: statistic?,
-            alternative: alternative?,
-            method: method?,
         }))
     }
 
@@ -1085,13 +1111,15 @@ mod tests {
         assert_eq!(
             r.detector,
             DetectorSpec::Ks(KsSpec {
+                test: ValueTest::Ks {
+                    alternative: Alternative::TwoSided,
+                    method: Method::Auto,
+                },
                 reference: ReferenceWindow::Preceding(100),
                 current: CurrentWindow::Duration(Duration::from_secs(600)),
                 level: Level::default(),
                 correction: Correction::None,
                 statistic: None,
-                alternative: Alternative::TwoSided,
-                method: Method::Auto,
             })
         );
         let e = &g.rules[1];
@@ -1158,6 +1186,33 @@ mod tests {
     }
 
     #[test]
+    fn cvm_and_anderson_rules_take_the_raw_value_keys_but_not_ks_only_ones() {
+        let rule = |detector: &str, extra: &str| {
+            format!(
+                "groups:\n- name: g\n  rules:\n  - name: r\n    detector: {detector}\n    series: m\n    reference: {{first: 100}}\n    current: {{last: 50}}\n{extra}"
+            )
+        };
+        for (name, test) in [("cvm", ValueTest::Cvm), ("anderson", ValueTest::Anderson)] {
+            let groups = ok(&rule(name, "    statistic: 2.5\n    correction: bh\n"));
+            let DetectorSpec::Ks(spec) = &groups[0].rules[0].detector else {
+                panic!("{groups:?}")
+            };
+            assert_eq!((spec.test, spec.statistic), (test, Some(2.5)));
+            assert_eq!(groups[0].rules[0].detector.name(), name);
+            errors(
+                &rule(name, "    alternative: less\n"),
+                &[&format!(
+                    "9:5: key \"alternative\" is not valid for detector {name}"
+                )],
+            );
+        }
+        errors(
+            &rule("psi2", ""),
+            &["5:15: unknown detector \"psi2\" (expected ks, cvm, anderson or ema)"],
+        );
+    }
+
+    #[test]
     fn ema_min_samples_default_follows_the_smoothing() {
         assert_eq!(ema_min_samples(1.0), 1);
         assert_eq!(ema_min_samples(0.5), 5);
@@ -1187,8 +1242,11 @@ mod tests {
             (Level::Alpha(0.01), Some(0.3), Correction::None)
         );
         assert_eq!(
-            (spec.alternative, spec.method),
-            (Alternative::Less, Method::Asymp)
+            spec.test,
+            ValueTest::Ks {
+                alternative: Alternative::Less,
+                method: Method::Asymp
+            }
         );
         assert_eq!(
             (r.min_samples, r.for_, r.keep_firing_for),
@@ -1301,7 +1359,7 @@ mod tests {
         );
         errors(
             "groups:\n- name: g\n  rules:\n  - {name: r, detector: psi, series: m}\n",
-            &["4:25: unknown detector \"psi\" (expected ks or ema)"],
+            &["4:25: unknown detector \"psi\" (expected ks, cvm, anderson or ema)"],
         );
         errors(
             "groups:\n- name: g\n  rules:\n  - {name: r, detector: ema, series: m, smoothing: 1, below: 1}\n  - {name: r, detector: ema, series: m, smoothing: 1, below: 1}\n",

@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use tokio::sync::watch;
 
-use crate::config::model::{Config, DetectorSpec, Group, Rule, RuleSet};
+use crate::config::model::{Config, DetectorSpec, Group, Rule, RuleSet, ValueTest};
 use crate::config::selector::Selector;
 use crate::config::template;
 use crate::detect::budget::{self, Correction};
-use crate::detect::{ema, ks, Verdict};
+use crate::detect::{anderson, cvm, ema, ks, Verdict};
 use crate::ingest::{IngestError, Sink};
 use crate::labels::{Labels, SeriesSamples};
 use crate::telemetry::Telemetry;
@@ -998,13 +998,13 @@ impl Job {
                     unsorted_reference = r;
                     &unsorted_reference
                 };
-                match ks::ks_2samp_sorted(reference, current, spec.alternative, spec.method) {
-                    // The verdict waits for the rule's other series: see `decide`.
-                    Ok(r) => {
-                        out.statistic = Some(r.statistic);
-                        out.p_value = Some(r.p_value);
+                // The verdict waits for the rule's other series: see `decide`.
+                match test_values(spec.test, reference, current) {
+                    Ok((statistic, p_value)) => {
+                        out.statistic = Some(statistic);
+                        out.p_value = Some(p_value);
                     }
-                    Err(e) => out.error = Some(e.to_string()),
+                    Err(e) => out.error = Some(e),
                 }
                 out
             }
@@ -1048,6 +1048,26 @@ fn run_jobs(jobs: Vec<(SeriesKey, Job)>, rule: &Rule) -> Vec<(SeriesKey, Outcome
     jobs.into_par_iter()
         .map(|(k, job)| (k, job.run(rule)))
         .collect()
+}
+
+/// `(statistic, p-value)` of a raw-value rule's test on its two windows, both sorted.
+fn test_values(test: ValueTest, reference: &[f64], current: &[f64]) -> Result<(f64, f64), String> {
+    match test {
+        ValueTest::Ks {
+            alternative,
+            method,
+        } => ks::ks_2samp_sorted(reference, current, alternative, method)
+            .map(|r| (r.statistic, r.p_value))
+            .map_err(|e| e.to_string()),
+        ValueTest::Cvm => cvm::cramervonmises_2samp(reference, current, cvm::CvmMethod::Auto)
+            .map(|r| (r.statistic, r.p_value))
+            .map_err(|e| e.to_string()),
+        ValueTest::Anderson => {
+            anderson::anderson_2samp(reference, current, anderson::Variant::Midrank)
+                .map(|r| (r.statistic, r.p_value_below_floor()))
+                .map_err(|e| e.to_string())
+        }
+    }
 }
 
 /// Verdicts of the tests run at one evaluation of a p-value rule, decided together: the level
