@@ -5,6 +5,7 @@
 //! ```yaml
 //! rule_files: [fraud.yml]          # relative to this file
 //! evaluation_interval: 1m          # default 1m: groups without `interval` evaluate this often
+//! group_eval_order: [features]     # optional: these groups first at an instant, in this order
 //! config_file: ../driftgauge.yml   # optional: webhooks (send_resolved, cooldown) and limits
 //! tests:
 //!   - name: amount drifts          # optional
@@ -48,6 +49,8 @@ pub struct TestFile {
     /// Rule files, resolved against the test file's folder.
     pub rule_files: Vec<PathBuf>,
     pub evaluation_interval: Duration,
+    /// Groups evaluated first at an instant, in this order (then the others, in file order).
+    pub group_eval_order: Vec<(String, At)>,
     pub config_file: Option<PathBuf>,
     pub tests: Vec<TestGroup>,
 }
@@ -107,7 +110,13 @@ pub struct ExpWebhook {
     pub eval_time: Option<Duration>,
 }
 
-const TOP_KEYS: &[&str] = &["rule_files", "evaluation_interval", "config_file", "tests"];
+const TOP_KEYS: &[&str] = &[
+    "rule_files",
+    "evaluation_interval",
+    "group_eval_order",
+    "config_file",
+    "tests",
+];
 const GROUP_KEYS: &[&str] = &[
     "name",
     "interval",
@@ -159,8 +168,28 @@ fn walk(cx: &mut Cx, root: &Node, origin: &str, base_dir: &Path) -> Option<TestF
     let mut rule_files = Vec::new();
     match get(top, "rule_files") {
         Some(n) => {
-            for (f, _) in cx.string_list("rule_files", n).unwrap_or_default() {
-                rule_files.push(base_dir.join(f));
+            for (f, node) in cx.string_list("rule_files", n).unwrap_or_default() {
+                let path = base_dir.join(&f);
+                // Globs, as promtool takes them; a plain name is read (and reported) as is.
+                if !f.contains(['*', '?', '[']) {
+                    rule_files.push(path);
+                    continue;
+                }
+                let pattern = path.to_string_lossy().into_owned();
+                match glob::glob(&pattern) {
+                    Ok(paths) => {
+                        let mut found: Vec<PathBuf> = paths.flatten().collect();
+                        found.sort();
+                        if found.is_empty() {
+                            cx.at_key(node, format!("rule_files: {} matches no file", excerpt(&f)));
+                        }
+                        rule_files.extend(found);
+                    }
+                    Err(e) => cx.at_key(
+                        node,
+                        format!("rule_files: invalid glob {}: {}", excerpt(&f), e.msg),
+                    ),
+                }
             }
         }
         None => cx.missing(top, "rule_files", "the test file"),
@@ -168,6 +197,21 @@ fn walk(cx: &mut Cx, root: &Node, origin: &str, base_dir: &Path) -> Option<TestF
     let evaluation_interval = match get(top, "evaluation_interval") {
         Some(n) => cx.positive_duration("evaluation_interval", n),
         None => Some(Duration::from_secs(60)),
+    };
+    let group_eval_order = match get(top, "group_eval_order") {
+        Some(n) => cx
+            .string_list("group_eval_order", n)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(g, node)| {
+                let at = node.span().start().map_or_else(At::default, |m| At {
+                    line: m.line(),
+                    col: m.column(),
+                });
+                (g, at)
+            })
+            .collect(),
+        None => Vec::new(),
     };
     let config_file = get(top, "config_file")
         .and_then(|n| cx.non_empty("config_file", n))
@@ -186,6 +230,7 @@ fn walk(cx: &mut Cx, root: &Node, origin: &str, base_dir: &Path) -> Option<TestF
         origin: origin.to_string(),
         rule_files,
         evaluation_interval: evaluation_interval?,
+        group_eval_order,
         config_file,
         tests,
     })

@@ -75,6 +75,15 @@ fn check_names(file: &TestFile, config: &Config, rules: &RuleSet) -> Result<(), 
         .map(|r| r.name.as_str())
         .collect();
     let mut diags: Vec<Diagnostic> = Vec::new();
+    for (name, at) in &file.group_eval_order {
+        if !rules.groups.iter().any(|g| &g.name == name) {
+            diags.push(diagnostic(
+                file,
+                *at,
+                format!("group_eval_order: no group named {name:?} in the rule files"),
+            ));
+        }
+    }
     for test in &file.tests {
         for t in &test.drift_rule_test {
             if !rule_names.contains(t.rule.as_str()) {
@@ -181,6 +190,16 @@ fn run_test(file: &TestFile, test: &TestGroup, config: &Config, rules: &RuleSet)
         .map(|g| ms(g.group.interval).max(1))
         .collect();
     let mut next_eval: Vec<i64> = vec![0; intervals.len()];
+    // `group_eval_order` first, then the other groups in file order.
+    let mut order: Vec<usize> = file
+        .group_eval_order
+        .iter()
+        .filter_map(|(name, _)| generation.groups.iter().position(|g| &g.group.name == name))
+        .collect();
+    let rest: Vec<usize> = (0..intervals.len())
+        .filter(|i| !order.contains(i))
+        .collect();
+    order.extend(rest);
     let mut sample_times = samples.keys().copied().peekable();
     let mut next_check = 0;
     loop {
@@ -203,10 +222,10 @@ fn run_test(file: &TestFile, test: &TestGroup, config: &Config, rules: &RuleSet)
                 }
             }
         }
-        for (gi, due) in next_eval.iter_mut().enumerate() {
-            if *due == t {
+        for &gi in &order {
+            if next_eval[gi] == t {
                 engine.evaluate_group(&generation, gi, t);
-                *due = t.saturating_add(intervals[gi]);
+                next_eval[gi] = t.saturating_add(intervals[gi]);
             }
         }
         while let Some(check) = checks.get(next_check).filter(|c| ms(c.eval_time) == t) {

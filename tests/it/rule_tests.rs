@@ -200,3 +200,39 @@ fn a_config_file_brings_send_resolved_and_cooldown() {
         "{stdout}"
     );
 }
+
+/// `rule_files` takes globs, as promtool does; `group_eval_order` must name known groups.
+#[test]
+fn rule_file_globs_and_group_eval_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("rules")).expect("mkdir");
+    std::fs::write(dir.path().join("rules/r.yml"), RULES).expect("write");
+    let test = |order: &str| {
+        format!(
+            "rule_files: ['rules/*.yml']\ngroup_eval_order: [{order}]\ntests:\n  - input_series:\n      - {{series: 'acc{{model=\"a\"}}', values: '0.1'}}\n    drift_rule_test:\n      - {{eval_time: 0s, rule: acc, exp_states: [{{labels: {{model: a}}, status: drifted}}]}}\n"
+        )
+    };
+    std::fs::write(dir.path().join("t.yml"), test("quality")).expect("write");
+    let (code, stdout, stderr) = test_rules(dir.path(), &["t.yml"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    std::fs::write(dir.path().join("t.yml"), test("quality, nope")).expect("write");
+    let (code, _, stderr) = test_rules(dir.path(), &["t.yml"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        "t.yml:2:29: group_eval_order: no group named \"nope\" in the rule files\n"
+    );
+
+    std::fs::write(
+        dir.path().join("t.yml"),
+        "rule_files: ['none/*.yml']\ntests: []\n",
+    )
+    .expect("write");
+    let (code, _, stderr) = test_rules(dir.path(), &["t.yml"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        "t.yml:1:14: rule_files: \"none/*.yml\" matches no file\n"
+    );
+}
