@@ -568,7 +568,7 @@ fn serve_without_a_config_refuses_rules_that_name_webhooks() {
     let log = reader.join().unwrap();
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(
-        log.contains("rules/a.yml:9:20: unknown webhook \"retrain\": the embedded default config defines no webhooks; pass --config.file"),
+        log.contains("rules/a.yml:10:20: unknown webhook \"retrain\": the embedded default config defines no webhooks; pass --config.file"),
         "{log}"
     );
 }
