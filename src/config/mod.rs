@@ -155,10 +155,28 @@ pub fn calibration(group: &model::Group, rule: &model::Rule) -> String {
     let every = format_duration(group.interval);
     let spec = match &rule.detector {
         DetectorSpec::Ks(spec) => spec,
-        DetectorSpec::Ema(_) => {
+        DetectorSpec::Ema(ema) => {
+            return match ema.bound {
+                crate::detect::ema::EmaBound::Control(c) => format!(
+                    "{name}: ema control limits at {:.3} EWMA standard deviations ({}) from the mean of the first {} samples: an in-control run of {} samples between false alarms on average",
+                    c.l,
+                    c.side.as_str(),
+                    c.baseline,
+                    c.run_length
+                ),
+                _ => format!(
+                    "{name}: ema, min_samples {}: drifted whenever the EMA is past its bound (no calibration; control_limits calibrates)",
+                    rule.min_samples
+                ),
+            }
+        }
+        DetectorSpec::Cusum(c) => {
             return format!(
-                "{name}: ema, min_samples {}: drifted whenever the EMA is past its bound (no calibration)",
-                rule.min_samples
+                "{name}: cusum k {} h {:.3} ({}): an in-control run of {} samples between false alarms on average",
+                c.k,
+                c.h,
+                c.side.as_str(),
+                c.run_length
             )
         }
     };

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::config::selector::Selector;
 pub use crate::config::template::BodyTemplate;
 use crate::detect::budget::{Correction, Level};
+use crate::detect::control::CusumSpec;
 use crate::detect::ema::EmaSpec;
 use crate::detect::ks::{Alternative, Method};
 pub use crate::labels::Labels;
@@ -53,6 +54,7 @@ pub struct Rule {
 pub enum DetectorSpec {
     Ks(KsSpec),
     Ema(EmaSpec),
+    Cusum(CusumSpec),
 }
 
 impl DetectorSpec {
@@ -60,6 +62,7 @@ impl DetectorSpec {
         match self {
             DetectorSpec::Ks(spec) => spec.test.name(),
             DetectorSpec::Ema(_) => "ema",
+            DetectorSpec::Cusum(_) => "cusum",
         }
     }
 }
@@ -117,6 +120,8 @@ pub struct Config {
     pub scrape_configs: Vec<ScrapeConfig>,
     /// PromQL HTTP API sources (`query_sources`), in file order.
     pub query_sources: Vec<QuerySource>,
+    /// `remote_write_receiver`: the HA tracker of `POST /api/v1/write`, when configured.
+    pub remote_write_ha: Option<HaTrackerConfig>,
 }
 
 impl Default for Config {
@@ -128,6 +133,7 @@ impl Default for Config {
             limits: Limits::default(),
             scrape_configs: Vec::new(),
             query_sources: Vec::new(),
+            remote_write_ha: None,
         }
     }
 }
@@ -289,4 +295,24 @@ pub struct Query {
     pub record: String,
     /// PromQL expression, sent as is.
     pub expr: String,
+}
+
+/// `remote_write_receiver: {ha_cluster_label, ha_replica_label, ha_failover_timeout,
+/// ha_max_clusters}`: remote write from HA pairs, deduplicated as Mimir's HA tracker does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HaTrackerConfig {
+    /// The label naming the cluster (an HA pair), e.g. `cluster`; kept on the samples.
+    pub cluster_label: String,
+    /// The label naming the replica within the cluster, e.g. `__replica__`; dropped.
+    pub replica_label: String,
+    /// After this long without samples from the elected replica, the next replica heard
+    /// from is elected. Default 30s.
+    pub failover_timeout: Duration,
+    /// Clusters tracked at most (default 100); samples of a further cluster are refused.
+    pub max_clusters: usize,
+}
+
+impl HaTrackerConfig {
+    pub const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_MAX_CLUSTERS: usize = 100;
 }

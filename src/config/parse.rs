@@ -20,6 +20,7 @@ use crate::config::selector::{is_valid_label_name, Selector};
 use crate::config::template::validate_template;
 use crate::config::yaml::{self, get, key_of, opt_or, Cx};
 use crate::detect::budget::{Correction, FalseAlarms, Level, Scope};
+use crate::detect::control::{self, Baseline, ControlLimits, CusumSpec, Side};
 use crate::detect::ema::{EmaBound, EmaSpec};
 use crate::detect::ks::{Alternative, Method};
 use crate::formats::excerpt;
@@ -203,7 +204,9 @@ const KS_KEYS: &[&str] = &[
     "alternative",
     "method",
 ];
+const CUSUM_KEYS: &[&str] = &["baseline", "target", "sd", "k", "run_length", "side"];
 const EMA_KEYS: &[&str] = &[
+    "control_limits",
     "smoothing",
     "below",
     "above",
@@ -219,6 +222,7 @@ enum Kind {
     /// A two-sample test of raw values.
     Ks(Test),
     Ema,
+    Cusum,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -331,7 +335,11 @@ impl Walker<'_, '_> {
         let before = cx.errors();
         for key in map.keys() {
             let k = key.as_str();
-            if !RULE_KEYS.contains(&k) && !KS_KEYS.contains(&k) && !EMA_KEYS.contains(&k) {
+            if !RULE_KEYS.contains(&k)
+                && !KS_KEYS.contains(&k)
+                && !EMA_KEYS.contains(&k)
+                && !CUSUM_KEYS.contains(&k)
+            {
                 cx.at_key(key, format!("unknown key {} in rule", excerpt(k)));
             }
         }
@@ -362,11 +370,12 @@ impl Walker<'_, '_> {
                 Some("cvm") => Some(Kind::Ks(Test::Cvm)),
                 Some("anderson") => Some(Kind::Ks(Test::Anderson)),
                 Some("ema") => Some(Kind::Ema),
+                Some("cusum") => Some(Kind::Cusum),
                 Some(other) => {
                     cx.at(
                         n,
                         format!(
-                            "unknown detector {} (expected ks, cvm, anderson or ema)",
+                            "unknown detector {} (expected ks, cvm, anderson, ema or cusum)",
                             excerpt(other)
                         ),
                     );
@@ -381,10 +390,11 @@ impl Walker<'_, '_> {
         };
         if let Some(kind) = kind {
             let (other, name): (&[&[&str]], _) = match kind {
-                Kind::Ks(Test::Ks) => (&[EMA_KEYS], "ks"),
-                Kind::Ks(Test::Cvm) => (&[EMA_KEYS, KS_ONLY_KEYS], "cvm"),
-                Kind::Ks(Test::Anderson) => (&[EMA_KEYS, KS_ONLY_KEYS], "anderson"),
-                Kind::Ema => (&[KS_KEYS], "ema"),
+                Kind::Ks(Test::Ks) => (&[EMA_KEYS, CUSUM_KEYS], "ks"),
+                Kind::Ks(Test::Cvm) => (&[EMA_KEYS, KS_ONLY_KEYS, CUSUM_KEYS], "cvm"),
+                Kind::Ks(Test::Anderson) => (&[EMA_KEYS, KS_ONLY_KEYS, CUSUM_KEYS], "anderson"),
+                Kind::Ema => (&[KS_KEYS, CUSUM_KEYS], "ema"),
+                Kind::Cusum => (&[KS_KEYS, EMA_KEYS], "cusum"),
             };
             for key in map
                 .keys()
@@ -439,6 +449,7 @@ impl Walker<'_, '_> {
         let detector = match kind {
             Some(Kind::Ks(test)) => self.ks(cx, map, test),
             Some(Kind::Ema) => ema(cx, map),
+            Some(Kind::Cusum) => cusum(cx, map),
             None => None,
         };
         let min_samples = match (&detector, min_samples) {
@@ -729,13 +740,26 @@ fn ema(cx: &mut Cx, map: &MarkedMappingNode) -> Option<DetectorSpec> {
     };
     let below = get(map, "below").map(|n| (cx.number("below", n), n));
     let above = get(map, "above").map(|n| (cx.number("above", n), n));
+    let control = get(map, "control_limits");
+    if control.is_some() && (below.is_some() || above.is_some()) {
+        if let Some(k) = key_of(map, "control_limits") {
+            cx.at_key(
+                k,
+                "control_limits: not valid together with below or above (the limits are learned)",
+            );
+        }
+    }
     let bound = match (below, above) {
+        _ if control.is_some() => match (control, smoothing) {
+            (Some(n), Some(s)) => control_limits(cx, n, s).map(EmaBound::Control),
+            _ => None,
+        },
         (Some((b, _)), None) => b.map(EmaBound::Below),
         (None, Some((a, _))) => a.map(EmaBound::Above),
         (None, None) => {
             cx.at_marker(
                 yaml::mapping_marker(map),
-                "ema rule needs one of \"below\" or \"above\"",
+                "ema rule needs one of \"below\", \"above\" or \"control_limits\"",
             );
             None
         }
@@ -775,6 +799,123 @@ fn ema(cx: &mut Cx, map: &MarkedMappingNode) -> Option<DetectorSpec> {
         smoothing: smoothing?,
         bound: bound?,
         warning,
+    }))
+}
+
+/// The default in-control run length of a control chart, in samples.
+const DEFAULT_RUN_LENGTH: f64 = 100_000.0;
+
+/// `run_length:`: the in-control average run length in samples, 10 to 10^9.
+fn run_length(cx: &mut Cx, map: &MarkedMappingNode) -> Option<f64> {
+    opt_or(cx, map, "run_length", DEFAULT_RUN_LENGTH, |cx, n| {
+        let v = cx.number("run_length", n)?;
+        in_range(
+            cx,
+            n,
+            "run_length",
+            v,
+            (10.0..=1e9).contains(&v),
+            "between 10 and 1000000000 (samples)",
+        )
+    })
+}
+
+/// `side: below|above|both` (default both).
+fn side(cx: &mut Cx, map: &MarkedMappingNode) -> Option<Side> {
+    opt_or(cx, map, "side", Side::Both, |cx, n| {
+        let text = cx.string("side", n)?;
+        let parsed = Side::parse(&text);
+        if parsed.is_none() {
+            cx.at(
+                n,
+                format!(
+                    "side: unknown side {} (expected below, above or both)",
+                    excerpt(&text)
+                ),
+            );
+        }
+        parsed
+    })
+}
+
+/// `control_limits: {baseline: N, run_length: R, side: S}` of an `ema` rule.
+fn control_limits(cx: &mut Cx, node: &Node, smoothing: f64) -> Option<ControlLimits> {
+    let map = cx.mapping("control_limits", node)?;
+    let before = cx.errors();
+    cx.check_keys(map, &["baseline", "run_length", "side"], "control_limits");
+    let baseline = match get(map, "baseline") {
+        Some(n) => cx.positive_int("control_limits.baseline", n, MAX_WINDOW as u64),
+        None => {
+            cx.missing(map, "baseline", "control_limits");
+            None
+        }
+    };
+    let run_length = run_length(cx, map);
+    let side = side(cx, map);
+    if cx.errors() > before {
+        return None;
+    }
+    let (run_length, side) = (run_length?, side?);
+    Some(ControlLimits {
+        baseline: baseline?.max(2),
+        side,
+        run_length,
+        l: control::ewma_limit(smoothing, run_length, side),
+    })
+}
+
+/// A `cusum` rule: `baseline: N` (learn the mean and standard deviation from the first N
+/// samples) or `target:` + `sd:`; `k:` (default 0.5), `run_length:`, `side:`.
+fn cusum(cx: &mut Cx, map: &MarkedMappingNode) -> Option<DetectorSpec> {
+    let before = cx.errors();
+    let learn = get(map, "baseline");
+    let target = get(map, "target");
+    let sd = get(map, "sd");
+    let baseline = match (learn, target, sd) {
+        (Some(n), None, None) => cx
+            .positive_int("baseline", n, MAX_WINDOW as u64)
+            .map(|n| Baseline::Learn(n.max(2))),
+        (None, Some(t), Some(s)) => {
+            let mean = cx.number("target", t);
+            let sd = cx
+                .number("sd", s)
+                .and_then(|v| in_range(cx, s, "sd", v, v > 0.0 && v.is_finite(), "greater than 0"));
+            Some(Baseline::Given {
+                mean: mean?,
+                sd: sd?,
+            })
+        }
+        _ => {
+            cx.at_marker(
+                yaml::mapping_marker(map),
+                "cusum rule needs either \"baseline\" (samples to learn the mean and sd from) or both \"target\" and \"sd\"",
+            );
+            None
+        }
+    };
+    let k = opt_or(cx, map, "k", 0.5, |cx, n| {
+        let v = cx.number("k", n)?;
+        in_range(
+            cx,
+            n,
+            "k",
+            v,
+            (0.0..=5.0).contains(&v),
+            "between 0 and 5 (standard deviations)",
+        )
+    });
+    let run_length = run_length(cx, map);
+    let side = side(cx, map);
+    if cx.errors() > before {
+        return None;
+    }
+    let (k, run_length, side) = (k?, run_length?, side?);
+    Some(DetectorSpec::Cusum(CusumSpec {
+        baseline: baseline?,
+        k,
+        side,
+        run_length,
+        h: control::cusum_limit(k, run_length, side),
     }))
 }
 
@@ -1208,7 +1349,58 @@ mod tests {
         }
         errors(
             &rule("psi2", ""),
-            &["5:15: unknown detector \"psi2\" (expected ks, cvm, anderson or ema)"],
+            &["5:15: unknown detector \"psi2\" (expected ks, cvm, anderson, ema or cusum)"],
+        );
+    }
+
+    #[test]
+    fn cusum_and_control_limit_rules() {
+        let cusum = |extra: &str| {
+            format!("groups:\n- name: g\n  rules:\n  - name: r\n    detector: cusum\n    series: m\n{extra}")
+        };
+        let groups = ok(&cusum(
+            "    target: 0.9\n    sd: 0.02\n    k: 1\n    run_length: 1000\n    side: above\n",
+        ));
+        let DetectorSpec::Cusum(spec) = groups[0].rules[0].detector else {
+            panic!("{groups:?}")
+        };
+        assert_eq!(
+            spec.baseline,
+            Baseline::Given {
+                mean: 0.9,
+                sd: 0.02
+            }
+        );
+        assert_eq!(
+            (spec.k, spec.side, spec.run_length),
+            (1.0, Side::Above, 1000.0)
+        );
+        assert!((control::cusum_arl(1.0, spec.h, Side::Above) - 1000.0).abs() < 1.0);
+        errors(
+            &cusum("    target: 0.9\n"),
+            &["4:5: cusum rule needs either \"baseline\" (samples to learn the mean and sd from) or both \"target\" and \"sd\""],
+        );
+        errors(
+            &cusum("    baseline: 10\n    smoothing: 0.2\n    side: up\n"),
+            &[
+                "8:5: key \"smoothing\" is not valid for detector cusum",
+                "9:11: side: unknown side \"up\" (expected below, above or both)",
+            ],
+        );
+        let groups = ok(&ema(
+            "    smoothing: 0.2\n    control_limits: {baseline: 300}\n",
+        ));
+        let DetectorSpec::Ema(spec) = &groups[0].rules[0].detector else {
+            panic!("{groups:?}")
+        };
+        let EmaBound::Control(limits) = spec.bound else {
+            panic!("{spec:?}")
+        };
+        assert_eq!((limits.baseline, limits.side), (300, Side::Both));
+        assert!((control::ewma_arl(0.2, limits.l, Side::Both) - 100_000.0).abs() < 1000.0);
+        errors(
+            &ema("    smoothing: 0.2\n    below: 0.8\n    control_limits: {baseline: 300}\n"),
+            &["9:5: control_limits: not valid together with below or above (the limits are learned)"],
         );
     }
 
@@ -1359,7 +1551,7 @@ mod tests {
         );
         errors(
             "groups:\n- name: g\n  rules:\n  - {name: r, detector: psi, series: m}\n",
-            &["4:25: unknown detector \"psi\" (expected ks, cvm, anderson or ema)"],
+            &["4:25: unknown detector \"psi\" (expected ks, cvm, anderson, ema or cusum)"],
         );
         errors(
             "groups:\n- name: g\n  rules:\n  - {name: r, detector: ema, series: m, smoothing: 1, below: 1}\n  - {name: r, detector: ema, series: m, smoothing: 1, below: 1}\n",
@@ -1526,7 +1718,7 @@ mod tests {
             &ema(""),
             &[
                 "4:5: missing required key \"smoothing\" in ema rule",
-                "4:5: ema rule needs one of \"below\" or \"above\"",
+                "4:5: ema rule needs one of \"below\", \"above\" or \"control_limits\"",
             ],
         );
         errors(

@@ -23,11 +23,12 @@ use std::time::{Duration, Instant};
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use tokio::sync::watch;
 
+use crate::cluster::Cluster;
 use crate::config::model::{Config, DetectorSpec, Group, Rule, RuleSet, ValueTest};
 use crate::config::selector::Selector;
 use crate::config::template;
 use crate::detect::budget::{self, Correction};
-use crate::detect::{anderson, cvm, ema, ks, Verdict};
+use crate::detect::{anderson, control, cvm, ema, ks, Verdict};
 use crate::ingest::{IngestError, Sink};
 use crate::labels::{Labels, SeriesSamples};
 use crate::telemetry::Telemetry;
@@ -212,9 +213,13 @@ pub struct Engine {
     removed: Mutex<Vec<Vec<u8>>>,
     next_id: AtomicU64,
     pub telemetry: Arc<Telemetry>,
+    /// The remote write HA tracker: which replica of each HA pair is taken.
+    pub ha: crate::ingest::ha::HaTracker,
     notifier: Arc<dyn Notifier>,
     /// Every applied config, for the sources and the scheduler to follow reloads.
     config_tx: watch::Sender<Arc<Config>>,
+    /// This process's replica name and shard: only the groups the shard owns are loaded.
+    cluster: Cluster,
 }
 
 /// Poisoning only means another thread panicked mid-update; the data is still usable.
@@ -229,6 +234,19 @@ impl Engine {
         telemetry: Arc<Telemetry>,
         notifier: Arc<dyn Notifier>,
     ) -> Self {
+        Engine::with_cluster(config, rules, telemetry, notifier, Cluster::default())
+    }
+
+    /// An engine that is one replica or shard of a cluster: it loads only the groups its
+    /// shard owns (the others' samples are unselected here: counted and dropped), and stamps
+    /// its replica name on every event.
+    pub fn with_cluster(
+        config: Config,
+        rules: RuleSet,
+        telemetry: Arc<Telemetry>,
+        notifier: Arc<dyn Notifier>,
+        cluster: Cluster,
+    ) -> Self {
         let engine = Engine {
             current: RwLock::new(Arc::new(Generation {
                 id: 0,
@@ -239,8 +257,10 @@ impl Engine {
             removed: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             telemetry,
+            ha: crate::ingest::ha::HaTracker::default(),
             notifier,
             config_tx: watch::channel(Arc::new(Config::default())).0,
+            cluster,
         };
         engine.apply(config, rules);
         engine
@@ -269,9 +289,16 @@ impl Engine {
         self.config_tx.subscribe()
     }
 
-    /// Installs new rules. A rule whose group, name and definition are unchanged keeps its
-    /// windows and state; changed rules start afresh; removed rules and their gauges leave.
-    pub fn apply(&self, config: Config, rules: RuleSet) {
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Installs new rules: those of the groups this shard owns. A rule whose group, name and
+    /// definition are unchanged keeps its windows and state; changed rules start afresh;
+    /// removed rules and their gauges leave.
+    pub fn apply(&self, config: Config, mut rules: RuleSet) {
+        let shard = self.cluster.shard;
+        rules.groups.retain(|g| shard.owns(&g.name));
         let old = self.current();
         let mut kept: HashMap<(&str, &str), &Arc<RuleRuntime>> = HashMap::new();
         for g in &old.groups {
@@ -540,8 +567,15 @@ impl Engine {
                         }
                         rt.account(before, w.held());
                     }
-                    (SeriesWindow::Ema(e), DetectorSpec::Ema(spec)) => {
-                        s.values.iter().for_each(|&v| e.push(v, spec.smoothing))
+                    (SeriesWindow::Ema(e), DetectorSpec::Ema(spec)) => match spec.bound {
+                        ema::EmaBound::Control(limits) => s
+                            .values
+                            .iter()
+                            .for_each(|&v| e.push_charted(v, spec.smoothing, limits.baseline)),
+                        _ => s.values.iter().for_each(|&v| e.push(v, spec.smoothing)),
+                    },
+                    (SeriesWindow::Ema(e), DetectorSpec::Cusum(spec)) => {
+                        s.values.iter().for_each(|&v| e.push_cusum(v, spec))
                     }
                     (SeriesWindow::Ema(_), _) => {}
                 }
@@ -795,6 +829,7 @@ impl Engine {
             to: t.to,
             at_ms: t.at_ms,
             webhooks,
+            replica: self.cluster.replica.clone(),
         })
     }
 
@@ -916,7 +951,7 @@ impl SeriesState {
                 &spec.current,
                 max_values,
             )),
-            DetectorSpec::Ema(_) => SeriesWindow::Ema(EmaState::default()),
+            DetectorSpec::Ema(_) | DetectorSpec::Cusum(_) => SeriesWindow::Ema(EmaState::default()),
         };
         SeriesState {
             window,
@@ -1014,13 +1049,41 @@ impl Job {
                     ema: e.value,
                     threshold: Some(match spec.bound {
                         ema::EmaBound::Below(b) | ema::EmaBound::Above(b) => b,
+                        ema::EmaBound::Control(limits) => limits.l,
                     }),
                     ..Outcome::default()
                 };
-                if let Some(v) = e.value {
-                    if e.samples as usize >= rule.min_samples {
-                        out.verdict = Some(ema::verdict(v, spec));
+                let Some(v) = e.value else { return out };
+                if (e.samples as usize) < rule.min_samples {
+                    return out;
+                }
+                match spec.bound {
+                    ema::EmaBound::Control(limits) => {
+                        if let Some((z, verdict)) =
+                            ema::control_verdict(v, spec.smoothing, &e.baseline, &limits)
+                        {
+                            out.statistic = Some(z);
+                            out.verdict = Some(verdict);
+                        }
                     }
+                    _ => out.verdict = Some(ema::verdict(v, spec)),
+                }
+                out
+            }
+            (Job::Ema(e), DetectorSpec::Cusum(spec)) => {
+                let mut out = Outcome {
+                    current_samples: e.samples as usize,
+                    threshold: Some(spec.h),
+                    ..Outcome::default()
+                };
+                if e.cusum_ready(spec) && e.samples as usize >= rule.min_samples {
+                    let s = control::cusum_statistic(e.hi, e.lo, spec.side);
+                    out.statistic = Some(s);
+                    out.verdict = Some(if s > spec.h {
+                        Verdict::Drifted
+                    } else {
+                        Verdict::Stable
+                    });
                 }
                 out
             }
@@ -1327,6 +1390,59 @@ mod tests {
         engine("", &pooled_rule("        alpha: 0.1\n"))
     }
 
+    /// Alternating values around `mean` with standard deviation `sd` (exactly).
+    fn around(n: usize, mean: f64, sd: f64) -> Vec<f64> {
+        (0..n)
+            .map(|i| if i % 2 == 0 { mean + sd } else { mean - sd })
+            .collect()
+    }
+
+    #[test]
+    fn cusum_learns_its_baseline_then_finds_a_small_drop() {
+        let rules = "groups:\n  - name: g\n    interval: 15s\n    rules:\n      - name: r\n        detector: cusum\n        series: amount\n        baseline: 100\n        side: below\n";
+        let (engine, _) = engine("", rules);
+        push_model(&engine, "a", &around(100, 0.9, 0.02), T0);
+        let out = evaluate(&engine, T0);
+        // Learned, nothing summed yet.
+        assert_eq!(out[0].statistic, Some(0.0));
+        let h = out[0].threshold.expect("h");
+        assert!(h > 5.0 && h < 15.0, "{h}");
+        // A drop of one sd: the lower sum grows by about 0.5 a sample (k = 0.5).
+        push_model(&engine, "a", &around(10, 0.88, 0.0), T0 + 1);
+        let out = evaluate(&engine, T0 + 15_000);
+        assert_eq!(out[0].status, Status::Stable);
+        push_model(&engine, "a", &around(40, 0.88, 0.0), T0 + 2);
+        let out = evaluate(&engine, T0 + 30_000);
+        assert_eq!(out[0].status, Status::Drifted, "{out:?}");
+        assert!(out[0].statistic.unwrap() > h);
+    }
+
+    #[test]
+    fn ema_control_limits_come_from_the_baseline() {
+        let rules = "groups:\n  - name: g\n    interval: 15s\n    rules:\n      - name: r\n        detector: ema\n        series: amount\n        smoothing: 0.2\n        control_limits: {baseline: 200, side: below}\n";
+        let (engine, _) = engine("", rules);
+        push_model(&engine, "a", &around(100, 0.9, 0.02), T0);
+        // Still learning: no verdict, no statistic.
+        let out = evaluate(&engine, T0);
+        assert_eq!((out[0].statistic, out[0].status), (None, Status::Stable));
+        push_model(&engine, "a", &around(100, 0.9, 0.02), T0 + 1);
+        let out = evaluate(&engine, T0 + 15_000);
+        assert_eq!(
+            out[0].statistic,
+            Some(0.0),
+            "restarted at the baseline mean"
+        );
+        let l = out[0].threshold.expect("L");
+        // A rise never trips a `below` chart.
+        push_model(&engine, "a", &around(30, 0.95, 0.0), T0 + 2);
+        assert_eq!(evaluate(&engine, T0 + 30_000)[0].status, Status::Stable);
+        // A drop of 2 sd: the EWMA settles 2 / sqrt(0.2 / 1.8) = 6 of its sds below.
+        push_model(&engine, "a", &around(60, 0.86, 0.0), T0 + 3);
+        let out = evaluate(&engine, T0 + 45_000);
+        assert_eq!(out[0].status, Status::Drifted, "{out:?}");
+        assert!(out[0].statistic.unwrap() < -l);
+    }
+
     #[test]
     fn a_window_with_nothing_new_is_not_tested_again() {
         let (engine, _) = engine_with_alpha();
@@ -1615,6 +1731,67 @@ mod tests {
             .ingest_timed(&[s("b", 1.0)], &[Some(vec![T0 + 15])], "push", T0 + 30)
             .expect_err("before the pool's newest");
         assert_eq!(err.reason(), crate::labels::RejectReason::BadTimestamp);
+    }
+
+    #[test]
+    fn a_shard_loads_only_its_groups_and_counts_the_others_samples_as_unselected() {
+        use crate::cluster::{shard_of, Cluster, Shard};
+        let names = ["fraud", "search", "ranker", "eta"];
+        let mut text = String::from("groups:\n");
+        for n in names {
+            text.push_str(&format!(
+                "  - name: {n}\n    rules:\n      - name: r\n        detector: ema\n        series: 'score{{model=\"{n}\"}}'\n        smoothing: 0.5\n        below: 0.1\n"
+            ));
+        }
+        let ctx = RuleContext {
+            base_dir: Path::new(""),
+            default_interval: Duration::from_secs(15),
+            webhooks: None,
+        };
+        let groups = parse_rule_file(&text, "rules.yml", &ctx).expect("rules");
+        for index in 0..2 {
+            let telemetry = Arc::new(Telemetry::default());
+            let engine = Engine::with_cluster(
+                Config::default(),
+                RuleSet {
+                    groups: groups.clone(),
+                },
+                Arc::clone(&telemetry),
+                Arc::new(crate::engine::notify::Discard),
+                Cluster {
+                    replica: Some("a".into()),
+                    shard: Shard::new(index, 2).expect("shard"),
+                },
+            );
+            let owned: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| shard_of(n, 2) == index)
+                .collect();
+            let loaded: Vec<String> = engine
+                .current()
+                .groups
+                .iter()
+                .map(|g| g.group.name.clone())
+                .collect();
+            assert_eq!(loaded, owned, "shard {index}");
+            let batch: Vec<SeriesSamples> = names
+                .iter()
+                .map(|n| SeriesSamples {
+                    metric: "score".into(),
+                    labels: Labels::from([("model".to_string(), n.to_string())]),
+                    values: vec![0.5, 0.6],
+                })
+                .collect();
+            let taken = engine.ingest(&batch, "push", T0).expect("ingest");
+            assert_eq!(taken, 2 * owned.len());
+            assert_eq!(
+                telemetry.samples_unselected.get("push"),
+                (2 * (names.len() - owned.len())) as f64
+            );
+            // Only the owned series are held.
+            assert_eq!(engine.series_count(), owned.len());
+        }
     }
 
     #[test]

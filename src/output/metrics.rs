@@ -355,6 +355,38 @@ fn service_families<'a>(
         ],
         1.0,
     );
+    let shard = engine.cluster().shard;
+    let mut shard_info = Family::new(
+        "driftgauge_shard_info",
+        Kind::Gauge,
+        "1, labeled by this process's shard index and the shard total (0 of 1 when unsharded).",
+    );
+    shard_info.push(
+        vec![
+            ("index".into(), shard.index().to_string()),
+            ("total".into(), shard.total().to_string()),
+        ],
+        1.0,
+    );
+    let mut ha_changes = Family::new(
+        "driftgauge_ha_elected_replica_changes_total",
+        Kind::Counter,
+        "Times the remote write HA tracker elected another replica of a cluster (the first election counts), by cluster.",
+    );
+    for (cluster, v) in t.ha_elected_replica_changes.snapshot() {
+        ha_changes.push(one("cluster", &cluster), v);
+    }
+    let mut ha_elected = Family::new(
+        "driftgauge_ha_elected_replica_status",
+        Kind::Gauge,
+        "1 for the replica of each HA cluster whose remote write samples are taken.",
+    );
+    for (cluster, replica) in engine.ha.snapshot() {
+        ha_elected.push(
+            vec![("cluster".into(), cluster), ("replica".into(), replica)],
+            1.0,
+        );
+    }
     let mut query_failures = Family::new(
         "driftgauge_query_failures_total",
         Kind::Counter,
@@ -391,6 +423,9 @@ fn service_families<'a>(
         held,
         held_limit,
         build,
+        shard_info,
+        ha_changes,
+        ha_elected,
         query_failures,
         scrape_failures,
     ]
@@ -412,7 +447,7 @@ pub fn render(engine: &Engine, format: Format) -> String {
         .map(|(g, _)| {
             g.rules
                 .iter()
-                .map(|r| r.rule.detector.name() == "ema")
+                .map(|r| matches!(r.rule.detector.name(), "ema" | "cusum"))
                 .collect()
         })
         .collect();
@@ -607,7 +642,7 @@ mod tests {
                 let is_ema = g
                     .rules
                     .get(s.rule)
-                    .is_some_and(|r| r.rule.detector.name() == "ema");
+                    .is_some_and(|r| matches!(r.rule.detector.name(), "ema" | "cusum"));
                 if is_ema {
                     if let Some(v) = s.ema {
                         ema.push(l.clone(), v);

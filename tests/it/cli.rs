@@ -9,7 +9,7 @@ use driftgauge::detect::ks::{ks_2samp, Alternative, Method};
 
 use crate::support::{poll, Rng, WAIT};
 
-fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_driftgauge"))
 }
 

@@ -319,6 +319,7 @@ fn event(webhooks: &[&str]) -> Event {
         to: Status::Drifted,
         at_ms: 1_700_000_000_000,
         webhooks: webhooks.iter().map(|s| s.to_string()).collect(),
+        replica: None,
     }
 }
 
