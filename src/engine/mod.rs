@@ -1183,6 +1183,13 @@ fn routes_for(generation: &Generation, metric: &str, labels: &Labels) -> Vec<Rou
                 continue;
             }
             let key = match &rt.rule.by {
+                // A selector that does not name one metric never pools series of different
+                // names: the name is part of the window key (shown as `metric`).
+                None if rt.rule.selector.metric_name().is_none() => {
+                    let mut key = labels.clone();
+                    key.insert("__name__".into(), metric.to_string());
+                    key
+                }
                 None => labels.clone(),
                 Some(by) => by
                     .iter()
@@ -1198,7 +1205,14 @@ fn routes_for(generation: &Generation, metric: &str, labels: &Labels) -> Vec<Rou
 fn output_labels(rule: &Rule, group: &str, key: &Labels) -> Labels {
     let mut out = Labels::new();
     for (k, v) in key {
-        if RESERVED_LABELS.contains(&k.as_str()) {
+        if k == "__name__" {
+            let name = if key.contains_key("metric") {
+                "exported_metric"
+            } else {
+                "metric"
+            };
+            out.insert(name.into(), v.clone());
+        } else if RESERVED_LABELS.contains(&k.as_str()) {
             out.insert(format!("exported_{k}"), v.clone());
         } else {
             out.insert(k.clone(), v.clone());
@@ -1441,6 +1455,27 @@ mod tests {
         let out = evaluate(&engine, T0 + 45_000);
         assert_eq!(out[0].status, Status::Drifted, "{out:?}");
         assert!(out[0].statistic.unwrap() < -l);
+    }
+
+    #[test]
+    fn a_name_regex_never_pools_series_of_different_names() {
+        let rules = "groups:\n  - name: g\n    interval: 15s\n    rules:\n      - name: r\n        detector: ks\n        series: '{__name__=~\"a|b\", x=\"1\"}'\n        reference: {first: 20}\n        current: {last: 20}\n        alpha: 0.05\n";
+        let (engine, _) = engine("", rules);
+        for metric in ["a", "b"] {
+            let batch = [SeriesSamples {
+                metric: metric.into(),
+                labels: Labels::from([("x".to_string(), "1".to_string())]),
+                values: values(40, 0.0),
+            }];
+            engine.ingest(&batch, "push", T0).expect("ingest");
+        }
+        let out = evaluate(&engine, T0);
+        let names: Vec<&str> = out
+            .iter()
+            .map(|s| s.labels.get("metric").map(String::as_str).unwrap_or(""))
+            .collect();
+        assert_eq!(names, ["a", "b"], "{out:?}");
+        assert!(out.iter().all(|s| s.current_samples == 20));
     }
 
     #[test]
