@@ -12,6 +12,7 @@ use crate::detect::evaluate;
 use crate::detect::ks::{Alternative, Method};
 use crate::detect::report::ks_report;
 use crate::formats::push;
+use crate::ingest::IngestError;
 use crate::time::{now_ms, rfc3339};
 
 pub async fn push(app: &Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
@@ -24,9 +25,14 @@ pub async fn push(app: &Arc<State>, req: Request<Incoming>) -> Result<Response<B
     // megabytes): off the async workers, so they keep serving `/metrics` and the rest.
     let engine = Arc::clone(&app.engine);
     let outcome = tokio::task::spawn_blocking(move || {
-        let batch = push::parse(&body)?;
-        let values: usize = batch.iter().map(|s| s.values.len()).sum();
-        Ok::<_, push::PushError>(engine.ingest(&batch, "push", now_ms()).map(|n| (n, values)))
+        let now = now_ms();
+        let batch = push::parse_timed(&body, now)?;
+        let values: usize = batch.series.iter().map(|s| s.values.len()).sum();
+        Ok::<_, push::PushError>(
+            engine
+                .ingest_timed(&batch.series, &batch.timestamps, "push", now)
+                .map(|n| (n, values)),
+        )
     })
     .await
     .map_err(|e| ApiError::Internal(format!("ingestion failed: {e}")))?;
@@ -46,7 +52,13 @@ pub async fn push(app: &Arc<State>, req: Request<Incoming>) -> Result<Response<B
         Ok(Err(e)) => {
             // The engine counted the values.
             count_refused(telemetry, e.reason(), 0);
-            Err(ApiError::TooManySeries(e.to_string()))
+            match e {
+                IngestError::OutOfOrder { index, .. } => Err(ApiError::BadData {
+                    index: Some(index),
+                    message: e.to_string(),
+                }),
+                _ => Err(ApiError::TooManySeries(e.to_string())),
+            }
         }
     }
 }
