@@ -47,6 +47,8 @@ pub enum NpyError {
     FortranOrder,
     #[error("expected a one-dimensional array, got shape ({shape})")]
     NotOneDimensional { shape: String },
+    #[error("expected a table (a two-dimensional array, rows × columns), got shape ({shape})")]
+    NotATable { shape: String },
     #[error("the shape ({count},) needs {expected} bytes of data, the file has {found}")]
     DataLength {
         count: u64,
@@ -65,7 +67,8 @@ pub enum Dtype {
 }
 
 impl Dtype {
-    fn size(self) -> usize {
+    /// Bytes per value.
+    pub fn size(self) -> usize {
         match self {
             Dtype::F64 => 8,
             Dtype::F32 => 4,
@@ -91,6 +94,138 @@ pub fn parse_npy(bytes: &[u8]) -> Result<Vec<f64>, NpyError> {
 
 /// Parses and checks the header of a `.npy` file whose bytes (all of them) are `bytes`.
 pub fn parse_header(bytes: &[u8]) -> Result<NpyHeader, NpyError> {
+    let (fields, data_offset) = read_header(bytes)?;
+    if fields.fortran {
+        return Err(NpyError::FortranOrder);
+    }
+    let count = match fields.shape.as_slice() {
+        [n] => usize::try_from(*n).map_err(|_| NpyError::BadHeader {
+            offset: 0,
+            reason: "dimension too large",
+        })?,
+        _ => {
+            return Err(NpyError::NotOneDimensional {
+                shape: shape_text(&fields.shape),
+            })
+        }
+    };
+    check_length(bytes, data_offset, count as u64, fields.dtype)?;
+    Ok(NpyHeader {
+        dtype: fields.dtype,
+        count,
+        data_offset,
+    })
+}
+
+/// What the header of a two-dimensional `.npy` file (a table: rows × columns) says, checked
+/// against the length of the bytes. A one-dimensional array is a table of one column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NpyTable {
+    pub dtype: Dtype,
+    pub rows: usize,
+    pub columns: usize,
+    /// Fortran order: each column's values lie together (else each row's, C order).
+    pub fortran: bool,
+    /// Where the data starts.
+    pub data_offset: usize,
+}
+
+/// Parses and checks the header of a `.npy` file holding a table (2-D, C or Fortran order;
+/// 1-D is one column).
+pub fn parse_table_header(bytes: &[u8]) -> Result<NpyTable, NpyError> {
+    let (fields, data_offset) = read_header(bytes)?;
+    let too_large = || NpyError::BadHeader {
+        offset: 0,
+        reason: "dimension too large",
+    };
+    let (rows, columns) = match fields.shape.as_slice() {
+        [n] => (*n, 1),
+        [r, c] => (*r, *c),
+        _ => {
+            return Err(NpyError::NotATable {
+                shape: shape_text(&fields.shape),
+            })
+        }
+    };
+    let count = rows.checked_mul(columns).ok_or_else(too_large)?;
+    check_length(bytes, data_offset, count, fields.dtype)?;
+    Ok(NpyTable {
+        dtype: fields.dtype,
+        rows: usize::try_from(rows).map_err(|_| too_large())?,
+        columns: usize::try_from(columns).map_err(|_| too_large())?,
+        fortran: fields.fortran,
+        data_offset,
+    })
+}
+
+/// Columns `first..first + out.len()` of a checked table, appended to `out[k]` row after
+/// row. In C order this reads each row's few adjacent values (one cache line for 8 float64
+/// columns), so a caller asking for neighbouring columns together reads the data once.
+pub fn table_columns(bytes: &[u8], table: &NpyTable, first: usize, out: &mut [Vec<f64>]) {
+    let size = table.dtype.size();
+    let data = bytes.get(table.data_offset..).unwrap_or(&[]);
+    let value = |i: usize| -> f64 {
+        let at = i * size;
+        match (table.dtype, data.get(at..at + size)) {
+            (Dtype::F64, Some(c)) => {
+                f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
+            }
+            (Dtype::F32, Some(c)) => f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            _ => f64::NAN,
+        }
+    };
+    if first >= table.columns {
+        return;
+    }
+    let take = out.len().min(table.columns - first);
+    for col in out.iter_mut() {
+        col.reserve(table.rows);
+    }
+    if table.fortran {
+        for (k, col) in out[..take].iter_mut().enumerate() {
+            let start = (first + k) * table.rows;
+            col.extend((start..start + table.rows).map(value));
+        }
+    } else {
+        for r in 0..table.rows {
+            let row = r * table.columns + first;
+            for (k, col) in out[..take].iter_mut().enumerate() {
+                col.push(value(row + k));
+            }
+        }
+    }
+}
+
+/// How many dimensions the array whose file starts with `bytes` has (the data need not
+/// follow: a file's first 64 KiB always hold its header).
+pub fn dimensions(bytes: &[u8]) -> Result<usize, NpyError> {
+    read_header(bytes).map(|(fields, _)| fields.shape.len())
+}
+
+fn shape_text(shape: &[u64]) -> String {
+    let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+    let mut s = dims.join(", ");
+    if dims.len() == 1 {
+        s.push(',');
+    }
+    s
+}
+
+fn check_length(bytes: &[u8], data_offset: usize, count: u64, dtype: Dtype) -> Result<(), NpyError> {
+    let available = (bytes.len() - data_offset) as u64;
+    let expected = count.checked_mul(dtype.size() as u64);
+    if expected != Some(available) {
+        return Err(NpyError::DataLength {
+            count,
+            expected: expected.unwrap_or(u64::MAX),
+            found: available,
+        });
+    }
+    Ok(())
+}
+
+/// The header's fields and where the data starts.
+fn read_header(bytes: &[u8]) -> Result<(Fields, usize), NpyError> {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return Err(NpyError::NotNpy);
     }
@@ -120,21 +255,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<NpyHeader, NpyError> {
         .get(start..start + header_len)
         .ok_or(NpyError::TruncatedHeader)?;
     let fields = parse_dict(text, start)?;
-    let data_offset = start + header_len;
-    let available = (bytes.len() - data_offset) as u64;
-    let expected = (fields.count as u64).checked_mul(fields.dtype.size() as u64);
-    if expected != Some(available) {
-        return Err(NpyError::DataLength {
-            count: fields.count as u64,
-            expected: expected.unwrap_or(u64::MAX),
-            found: available,
-        });
-    }
-    Ok(NpyHeader {
-        dtype: fields.dtype,
-        count: fields.count,
-        data_offset,
-    })
+    Ok((fields, start + header_len))
 }
 
 /// The `<f8` data of `bytes` used in place, when `header` is `bytes`' checked header, the
@@ -171,7 +292,8 @@ pub fn decode(bytes: &[u8], header: &NpyHeader) -> Vec<f64> {
 
 struct Fields {
     dtype: Dtype,
-    count: usize,
+    shape: Vec<u64>,
+    fortran: bool,
 }
 
 /// A cursor over the header's dict literal; `base` is the header's offset in the file, for
@@ -342,24 +464,11 @@ fn parse_dict(text: &[u8], base: usize) -> Result<Fields, NpyError> {
         "<f4" => Dtype::F32,
         _ => return Err(NpyError::UnsupportedDtype { descr }),
     };
-    if fortran {
-        return Err(NpyError::FortranOrder);
-    }
-    let count = match shape.as_slice() {
-        [n] => usize::try_from(*n).map_err(|_| NpyError::BadHeader {
-            offset: base,
-            reason: "dimension too large",
-        })?,
-        _ => {
-            let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
-            let mut s = dims.join(", ");
-            if dims.len() == 1 {
-                s.push(',');
-            }
-            return Err(NpyError::NotOneDimensional { shape: s });
-        }
-    };
-    Ok(Fields { dtype, count })
+    Ok(Fields {
+        dtype,
+        shape,
+        fortran,
+    })
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["time", "labels", "telemetry", "net", "store", "logging"],
     ),
     ("pure", &["formats", "detect", "window"]),
-    ("config", &["config"]),
+    ("config", &["config", "dataset"]),
     ("ingest", &["ingest"]),
     ("engine", &["engine"]),
     ("output", &["output"]),
