@@ -359,7 +359,11 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         Some(FailOn::Drifted) => report.status == "drifted",
         Some(FailOn::Warning) => report.status != "stable",
     };
-    Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `--delimiter`: one byte, or `tab`/`\t`; by default a tab for `.tsv` files, else `,`.
@@ -377,7 +381,9 @@ fn delimiter(given: Option<&str>, reference: &std::path::Path) -> anyhow::Result
         ),
         Some("tab" | "\\t" | "\t") => Ok(b'\t'),
         Some(d) if d.len() == 1 && d != "\"" && d != "\n" && d != "\r" => Ok(d.as_bytes()[0]),
-        Some(d) => bail!("--delimiter={d:?}: expected one character (not a quote or line break), or tab"),
+        Some(d) => {
+            bail!("--delimiter={d:?}: expected one character (not a quote or line break), or tab")
+        }
     }
 }
 
@@ -391,7 +397,10 @@ fn eval_dataset(
     use std::io::{IsTerminal, Write};
 
     let Some(correction) = dataset::Correction::parse(&args.correction) else {
-        bail!("--correction={}: expected none, bonferroni or bh", args.correction);
+        bail!(
+            "--correction={}: expected none, bonferroni or bh",
+            args.correction
+        );
     };
     let wanted: Option<Vec<String>> = args.columns.as_ref().map(|c| {
         let mut w = c.clone();
@@ -461,5 +470,9 @@ fn eval_dataset(
         Some(FailOn::Drifted) => report.drifted > 0,
         Some(FailOn::Warning) => report.drifted + report.warning > 0,
     };
-    Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

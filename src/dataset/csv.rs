@@ -7,14 +7,19 @@ use std::path::Path;
 
 use super::{ColumnData, DatasetError, Table};
 
-/// Reads `path`, keeping the columns named in `wanted` (every column when `None`). Names not
-/// in the header are left for the caller to report (it knows the other file too).
+/// Reads `path`, keeping the columns named in `wanted` (every column when `None`; a name not
+/// in the header is an error).
 pub fn read(path: &Path, delimiter: u8, wanted: Option<&[String]>) -> Result<Table, DatasetError> {
     let file = std::fs::File::open(path).map_err(|source| DatasetError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    parse(std::io::BufReader::with_capacity(1 << 20, file), path, delimiter, wanted)
+    parse(
+        std::io::BufReader::with_capacity(1 << 20, file),
+        path,
+        delimiter,
+        wanted,
+    )
 }
 
 /// Parses CSV from `input` (named `path` in errors).
@@ -51,6 +56,13 @@ pub fn parse<R: std::io::Read>(
             .map(|f| String::from_utf8_lossy(f.trim_ascii()).into_owned())
             .collect();
     };
+    if let Some(missing) = wanted.and_then(|w| w.iter().find(|n| !header.contains(n))) {
+        return Err(DatasetError::NoSuchColumn {
+            path: path.to_path_buf(),
+            column: missing.clone(),
+            available: crate::formats::clip(&header.join(", ")),
+        });
+    }
     let keep: Vec<usize> = match wanted {
         None => (0..header.len()).collect(),
         Some(names) => (0..header.len())
@@ -109,7 +121,10 @@ mod tests {
     #[test]
     fn ragged_rows_and_no_header_are_errors_naming_the_row() {
         let e = table("a,b\n1,2\n3\n", b',').err().map(|e| e.to_string());
-        assert_eq!(e.as_deref(), Some("t.csv: row 3 has 1 fields, the header has 2"));
+        assert_eq!(
+            e.as_deref(),
+            Some("t.csv: row 3 has 1 fields, the header has 2")
+        );
         let e = table("# only\n", b',').err().map(|e| e.to_string());
         assert_eq!(e.as_deref(), Some("t.csv: no header row"));
     }
@@ -117,9 +132,12 @@ mod tests {
     #[test]
     fn only_wanted_columns_are_kept() {
         let wanted = vec!["b".to_string()];
-        let Ok(Table::Csv { names, columns, .. }) =
-            parse("a,b\nx,1\ny,2\n".as_bytes(), Path::new("t"), b',', Some(&wanted))
-        else {
+        let Ok(Table::Csv { names, columns, .. }) = parse(
+            "a,b\nx,1\ny,2\n".as_bytes(),
+            Path::new("t"),
+            b',',
+            Some(&wanted),
+        ) else {
             panic!("not read")
         };
         assert_eq!(names, ["b"]);

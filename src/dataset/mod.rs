@@ -86,8 +86,10 @@ pub enum DatasetError {
 /// Text that means "no value" in a CSV field (compared after trimming, case-insensitively
 /// for `nan`).
 pub fn is_missing(field: &str) -> bool {
-    matches!(field, "" | "NA" | "N/A" | "na" | "n/a" | "null" | "NULL" | "None")
-        || field.eq_ignore_ascii_case("nan")
+    matches!(
+        field,
+        "" | "NA" | "N/A" | "na" | "n/a" | "null" | "NULL" | "None"
+    ) || field.eq_ignore_ascii_case("nan")
 }
 
 /// One column of one file, as read.
@@ -171,9 +173,9 @@ impl Table {
     /// Rows in the table.
     pub fn rows(&self) -> u64 {
         match self {
-            Table::Csv { columns, .. } => columns
-                .first()
-                .map_or(0, |c| c.numbers.len() as u64 + c.texts.values().sum::<u64>() + c.missing),
+            Table::Csv { columns, .. } => columns.first().map_or(0, |c| {
+                c.numbers.len() as u64 + c.texts.values().sum::<u64>() + c.missing
+            }),
             Table::Parquet(t) => t.rows,
             Table::Npy(t) => t.table.rows as u64,
         }
@@ -368,7 +370,11 @@ pub struct DatasetReport {
 
 /// The columns to test: `options.columns` (each must be in both tables), or every column of
 /// the reference that the current table also has.
-fn select(reference: &Table, current: &Table, options: &Options) -> Result<Vec<(String, usize, usize)>, DatasetError> {
+fn select(
+    reference: &Table,
+    current: &Table,
+    options: &Options,
+) -> Result<Vec<(String, usize, usize)>, DatasetError> {
     for table in [reference, current] {
         let mut seen = std::collections::HashSet::new();
         for n in table.names() {
@@ -454,7 +460,11 @@ fn test_column(
     let categorical = forced_categorical || !a.texts.is_empty() || !b.texts.is_empty();
     let mut report = ColumnReport {
         name: name.to_string(),
-        kind: if categorical { "categorical" } else { "numeric" },
+        kind: if categorical {
+            "categorical"
+        } else {
+            "numeric"
+        },
         detector: if categorical { "chi2" } else { "ks" },
         statistic: None,
         p_value: None,
@@ -469,7 +479,11 @@ fn test_column(
         summary: None,
     };
     if report.n_reference == 0 || report.n_current == 0 {
-        let which = if report.n_reference == 0 { "reference" } else { "current" };
+        let which = if report.n_reference == 0 {
+            "reference"
+        } else {
+            "current"
+        };
         report.error = Some(format!("no values in the {which} file (all missing)"));
         return report;
     }
@@ -485,7 +499,11 @@ fn test_column(
                 .filter(|(k, _)| !ca.contains_key(*k))
                 .map(|(k, &n)| (k.clone(), 0.0, n as f64)),
         );
-        counts.sort_by(|x, y| (y.1 + y.2).total_cmp(&(x.1 + x.2)).then_with(|| x.0.cmp(&y.0)));
+        counts.sort_by(|x, y| {
+            (y.1 + y.2)
+                .total_cmp(&(x.1 + x.2))
+                .then_with(|| x.0.cmp(&y.0))
+        });
         report.categories = Some(counts.len());
         let rows = [
             counts.iter().map(|c| c.1).collect::<Vec<f64>>(),
@@ -539,7 +557,11 @@ fn correct(columns: &mut [ColumnReport], options: &Options) {
     for (&i, &p) in tested.iter().zip(&adjusted) {
         let c = &mut columns[i];
         c.p_adjusted = Some(p);
-        let threshold = if c.detector == "ks" { options.statistic } else { None };
+        let threshold = if c.detector == "ks" {
+            options.statistic
+        } else {
+            None
+        };
         c.status = match ks_verdict(c.statistic.unwrap_or(0.0), p, options.alpha, threshold) {
             Verdict::Stable => "stable",
             Verdict::Warning => "warning",
@@ -586,7 +608,10 @@ mod tests {
         let a = col(&["1", "1.0", "FR", "FR"]);
         let b = col(&["1", "DE", "DE", "DE"]);
         let r = test_column("country", &a, &b, false, &options());
-        assert_eq!((r.kind, r.detector, r.categories), ("categorical", "chi2", Some(3)));
+        assert_eq!(
+            (r.kind, r.detector, r.categories),
+            ("categorical", "chi2", Some(3))
+        );
         let Some(Summary::Categories { counts }) = &r.summary else {
             panic!("{:?}", r.summary)
         };
@@ -598,7 +623,10 @@ mod tests {
     fn all_missing_is_a_column_error_not_a_failure() {
         let r = test_column("x", &col(&["", "nan"]), &col(&["1"]), false, &options());
         assert_eq!(r.status, "error");
-        assert_eq!(r.error.as_deref(), Some("no values in the reference file (all missing)"));
+        assert_eq!(
+            r.error.as_deref(),
+            Some("no values in the reference file (all missing)")
+        );
         assert_eq!(r.missing_reference, 2);
     }
 
@@ -622,12 +650,27 @@ mod tests {
         };
         let statuses = |correction| {
             let mut cols = vec![mk(0.01), mk(0.02), mk(0.04), mk(0.9)];
-            correct(&mut cols, &Options { correction, ..options() });
+            correct(
+                &mut cols,
+                &Options {
+                    correction,
+                    ..options()
+                },
+            );
             cols.iter().map(|c| c.status).collect::<Vec<_>>()
         };
-        assert_eq!(statuses(Correction::None), ["drifted", "drifted", "drifted", "stable"]);
-        assert_eq!(statuses(Correction::Bonferroni), ["drifted", "stable", "stable", "stable"]);
+        assert_eq!(
+            statuses(Correction::None),
+            ["drifted", "drifted", "drifted", "stable"]
+        );
+        assert_eq!(
+            statuses(Correction::Bonferroni),
+            ["drifted", "stable", "stable", "stable"]
+        );
         // BH: 0.01*4/1 = 0.04, 0.02*4/2 = 0.04, 0.04*4/3 = 0.053.
-        assert_eq!(statuses(Correction::Bh), ["drifted", "drifted", "stable", "stable"]);
+        assert_eq!(
+            statuses(Correction::Bh),
+            ["drifted", "drifted", "stable", "stable"]
+        );
     }
 }

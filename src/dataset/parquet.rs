@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use parquet::basic::{LogicalType, Type as PhysicalType};
 use parquet::column::reader::{ColumnReader, ColumnReaderImpl};
 use parquet::data_type::DataType;
-use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::reader::{ChunkReader, FileReader, Length, SerializedFileReader};
 
 use super::{ColumnData, DatasetError};
 
@@ -25,7 +25,51 @@ pub struct ParquetTable {
     pub path: PathBuf,
     pub names: Vec<String>,
     pub rows: u64,
-    reader: SerializedFileReader<std::fs::File>,
+    reader: SerializedFileReader<PositionalFile>,
+}
+
+/// A file read with positional reads (`pread`), so columns are read from several threads at
+/// once. (`parquet`'s own reader for `File` seeks a shared file offset: concurrent column
+/// reads would race and read each other's pages.)
+struct PositionalFile {
+    file: std::fs::File,
+    len: u64,
+}
+
+impl Length for PositionalFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl ChunkReader for PositionalFile {
+    type T = std::io::BufReader<ReadAt>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        let file = self.file.try_clone()?;
+        Ok(std::io::BufReader::new(ReadAt { file, at: start }))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        let mut buf = vec![0; length];
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut buf, start)?;
+        Ok(buf.into())
+    }
+}
+
+/// A sequential reader from an offset, by positional reads on its own (duplicated) handle:
+/// the handle's shared offset is never used.
+struct ReadAt {
+    file: std::fs::File,
+    at: u64,
+}
+
+impl std::io::Read for ReadAt {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(&self.file, buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
 }
 
 /// Opens `path` and reads its footer (schema and row groups).
@@ -34,9 +78,18 @@ pub fn open(path: &Path) -> Result<ParquetTable, DatasetError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let reader = SerializedFileReader::new(file).map_err(|e| DatasetError::Parquet {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
+    let len = file
+        .metadata()
+        .map_err(|source| DatasetError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .len();
+    let reader = SerializedFileReader::new(PositionalFile { file, len }).map_err(|e| {
+        DatasetError::Parquet {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
     })?;
     let meta = reader.metadata().file_metadata();
     let names = meta
@@ -68,7 +121,9 @@ impl ParquetTable {
         match read {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(reason)) => Err(err(reason)),
-            Err(_) => Err(err("the column's data is damaged (the reader failed)".into())),
+            Err(_) => Err(err(
+                "the column's data is damaged (the reader failed)".into()
+            )),
         }
     }
 
@@ -101,7 +156,9 @@ impl ParquetTable {
             match reader {
                 ColumnReader::DoubleColumnReader(r) => numbers(r, &mut out, |x| x),
                 ColumnReader::FloatColumnReader(r) => numbers(r, &mut out, f64::from),
-                ColumnReader::Int32ColumnReader(r) => numbers(r, &mut out, |x| f64::from(x) / scale),
+                ColumnReader::Int32ColumnReader(r) => {
+                    numbers(r, &mut out, |x| f64::from(x) / scale)
+                }
                 ColumnReader::Int64ColumnReader(r) => numbers(r, &mut out, |x| x as f64 / scale),
                 ColumnReader::BoolColumnReader(r) => texts(r, &mut out, |b, push| {
                     push(if *b { "true" } else { "false" })

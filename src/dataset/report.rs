@@ -79,9 +79,11 @@ pub fn json(report: &DatasetReport) -> String {
 
 fn plot(c: &ColumnReport) -> String {
     match &c.summary {
-        Some(Summary::Quantiles { reference, current }) => {
-            ecdf_svg(&format!("ECDF of {}: reference and current", c.name), reference, current)
-        }
+        Some(Summary::Quantiles { reference, current }) => ecdf_svg(
+            &format!("ECDF of {}: reference and current", c.name),
+            reference,
+            current,
+        ),
         Some(Summary::Categories { counts }) => bars_svg(
             &format!("categories of {}: reference and current shares", c.name),
             &top_bars(counts),

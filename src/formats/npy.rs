@@ -211,7 +211,12 @@ fn shape_text(shape: &[u64]) -> String {
     s
 }
 
-fn check_length(bytes: &[u8], data_offset: usize, count: u64, dtype: Dtype) -> Result<(), NpyError> {
+fn check_length(
+    bytes: &[u8],
+    data_offset: usize,
+    count: u64,
+    dtype: Dtype,
+) -> Result<(), NpyError> {
     let available = (bytes.len() - data_offset) as u64;
     let expected = count.checked_mul(dtype.size() as u64);
     if expected != Some(available) {

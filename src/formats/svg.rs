@@ -83,7 +83,13 @@ const RIGHT: f64 = 8.0;
 /// probabilities from 0 to 1). `title` is the SVG's accessible name. Either sample may be
 /// empty (nothing is drawn for it).
 pub fn ecdf_svg(title: &str, reference: &[f64], current: &[f64]) -> String {
-    let all = || reference.iter().chain(current).copied().filter(|x| x.is_finite());
+    let all = || {
+        reference
+            .iter()
+            .chain(current)
+            .copied()
+            .filter(|x| x.is_finite())
+    };
     let (mut lo, mut hi) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
         (lo.min(x), hi.max(x))
     });
@@ -205,7 +211,11 @@ pub fn bars_svg(title: &str, bars: &[Bar]) -> String {
         .into_iter()
         .enumerate()
         {
-            let share = if share.is_finite() { share.max(0.0) } else { 0.0 };
+            let share = if share.is_finite() {
+                share.max(0.0)
+            } else {
+                0.0
+            };
             let h = share / max * plot_h;
             let _ = write!(
                 out,

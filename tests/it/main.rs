@@ -5,6 +5,7 @@ mod check;
 mod chi2_vectors;
 mod cli;
 mod cvm_vectors;
+mod dataset_eval;
 mod disk_full;
 mod distance_vectors;
 mod divergence_vectors;
