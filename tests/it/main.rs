@@ -27,6 +27,7 @@ mod reference;
 mod remote_write;
 mod scrape;
 mod service;
+mod status_page;
 mod support;
 mod tidy;
 mod webauth;
