@@ -352,7 +352,9 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
             println!("statistic_sign:     {}", report.statistic_sign);
             println!("method:             {}", report.method);
         }
-        OutputFormat::Html => unreachable!("refused above"),
+        OutputFormat::Html => bail!(
+            "--output=html reports on datasets (CSV with a header, Parquet, 2-D .npy, or --columns)"
+        ),
     }
     let failed = match args.fail_on {
         None => false,
