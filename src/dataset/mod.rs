@@ -181,12 +181,27 @@ impl Table {
         }
     }
 
-    /// Column `index` (of [`Table::names`]).
-    pub fn column(&self, index: usize) -> Result<Cow<'_, ColumnData>, DatasetError> {
+    /// How many neighbouring columns are best read together (a C-order `.npy` stores each
+    /// row's values side by side); 1 for the others, whose columns are read one by one.
+    fn block(&self) -> usize {
         match self {
-            Table::Csv { columns, .. } => Ok(Cow::Borrowed(&columns[index])),
-            Table::Parquet(t) => t.column(index).map(Cow::Owned),
-            Table::Npy(t) => Ok(t.column(index)),
+            Table::Npy(t) => t.block(),
+            _ => 1,
+        }
+    }
+
+    /// The columns `indices` (of [`Table::names`]).
+    pub fn columns(&self, indices: &[usize]) -> Result<Vec<Cow<'_, ColumnData>>, DatasetError> {
+        match self {
+            Table::Csv { columns, .. } => Ok(indices
+                .iter()
+                .map(|&i| Cow::Borrowed(&columns[i]))
+                .collect()),
+            Table::Parquet(t) => indices
+                .iter()
+                .map(|&i| t.column(i).map(Cow::Owned))
+                .collect(),
+            Table::Npy(t) => Ok(t.columns(indices).into_iter().map(Cow::Owned).collect()),
         }
     }
 
@@ -261,7 +276,7 @@ pub fn sniff(path: &Path, delimiter: u8) -> Kind {
 pub fn open(path: &Path, delimiter: u8, wanted: Option<&[String]>) -> Result<Table, DatasetError> {
     match sniff(path, delimiter) {
         Kind::Parquet => parquet::open(path).map(Table::Parquet),
-        Kind::NpyTable | Kind::NpyVector => npy::open(path, wanted).map(Table::Npy),
+        Kind::NpyTable | Kind::NpyVector => npy::open(path).map(Table::Npy),
         Kind::CsvTable | Kind::Values => csv::read(path, delimiter, wanted),
     }
 }
@@ -418,20 +433,33 @@ pub fn evaluate(
 ) -> Result<DatasetReport, DatasetError> {
     let selected = select(reference, current, options)?;
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let mut columns: Vec<ColumnReport> = selected
+    // Neighbouring columns of a C-order `.npy` are read together; other tables' one by one,
+    // so a few columns are in memory at a time.
+    let block = reference.block().min(current.block()).max(1);
+    let chunks: Vec<&[(String, usize, usize)]> = selected.chunks(block).collect();
+    let mut columns: Vec<ColumnReport> = chunks
         .par_iter()
         .with_max_len(1)
-        .map(|(name, i, j)| {
-            let a = reference.column(*i)?;
-            let b = current.column(*j)?;
-            let forced = options.categorical.iter().any(|c| c == name);
-            let report = test_column(name, &a, &b, forced, options);
+        .map(|chunk| {
+            let a = reference.columns(&chunk.iter().map(|c| c.1).collect::<Vec<_>>())?;
+            let b = current.columns(&chunk.iter().map(|c| c.2).collect::<Vec<_>>())?;
+            let reports: Vec<ColumnReport> = (0..chunk.len())
+                .into_par_iter()
+                .map(|k| {
+                    let (name, a, b) = (&chunk[k].0, &a[k], &b[k]);
+                    let forced = options.categorical.iter().any(|c| c == name);
+                    test_column(name, a, b, forced, options)
+                })
+                .collect();
             drop((a, b));
-            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            let n = done.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed) + chunk.len();
             progress(n, selected.len());
-            Ok(report)
+            Ok(reports)
         })
-        .collect::<Result<_, DatasetError>>()?;
+        .collect::<Result<Vec<Vec<ColumnReport>>, DatasetError>>()?
+        .into_iter()
+        .flatten()
+        .collect();
     correct(&mut columns, options);
     let count = |s: &str| columns.iter().filter(|c| c.status == s).count();
     Ok(DatasetReport {
