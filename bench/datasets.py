@@ -68,17 +68,24 @@ def run_driftgauge(cmd):
     return dt, json.loads(out)
 
 
-def rss(cmd):
-    """Peak RSS (MiB) of one run of `cmd`, from wait4."""
-    pid = os.fork()
-    if pid == 0:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.execv(cmd[0], cmd)
-    _, status, usage = os.wait4(pid, 0)
-    if status != 0:
-        sys.exit(f"driftgauge failed: status {status}")
-    return usage.ru_maxrss / 1024
+def spawn_wait(cmd, stdout_path):
+    """Runs `cmd` with stdout to `stdout_path` under GNU time; (wall seconds, peak RSS in
+    MiB). Not wait4 on a child of this Python: a child's peak RSS counts the memory it had
+    before exec, which for a fork (or a vfork sharing this Python's memory) is this Python's."""
+    rss_file = stdout_path + ".rss"
+    with open(stdout_path, "wb") as out:
+        t = time.perf_counter()
+        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss_file, *cmd], stdout=out, check=True)
+        dt = time.perf_counter() - t
+    with open(rss_file) as f:
+        kib = int(f.read().split()[-1])
+    os.remove(rss_file)
+    return dt, kib / 1024
+
+
+def rss(cmd, data_dir):
+    """Peak RSS (MiB) of one run of `cmd`."""
+    return spawn_wait(cmd, os.path.join(data_dir, "rss.out"))[1]
 
 
 def agree(col, r):
@@ -142,7 +149,7 @@ def row(name, binary, runs, data_dir, evidently):
         for _ in range(runs):
             dt, out = run_driftgauge(c)
             times.append(dt)
-        results[key] = (statistics.median(times), rss(c), out)
+        results[key] = (statistics.median(times), rss(c, data_dir), out)
     scipy_loop(a[:, :5], b[:, :5])
     times = []
     for _ in range(runs if columns * rows <= 10**7 else 1):
@@ -198,16 +205,7 @@ def row_3m(binary, data_dir, rows=3_000_000, columns=1000, chunk=100_000):
     gen = time.perf_counter() - t0
     size = sum(os.path.getsize(p) for p in paths) / 2**30
     cmd = [binary, "eval", f"--reference={paths[0]}", f"--current={paths[1]}", "--output=json", "--correction=none"]
-    t = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        out = os.open(os.path.join(data_dir, "3m.json"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        os.dup2(out, 1)
-        os.execv(cmd[0], cmd)
-    _, status, usage = os.wait4(pid, 0)
-    dt = time.perf_counter() - t
-    if status != 0:
-        sys.exit(f"driftgauge failed: status {status}")
+    dt, peak = spawn_wait(cmd, os.path.join(data_dir, "3m.json"))
     with open(os.path.join(data_dir, "3m.json")) as f:
         out = json.load(f)
     by_name = {c["name"]: c for c in out["columns"]}
@@ -224,7 +222,7 @@ def row_3m(binary, data_dir, rows=3_000_000, columns=1000, chunk=100_000):
         os.remove(p)
     lines = [
         f"1,000 columns × 3M rows against 1,000 × 3M, Parquet ({size:.1f} GiB in all, generated in {gen:.0f} s):",
-        f"  {'driftgauge, Parquet':<22} {fmt(dt):>9}  peak RSS {usage.ru_maxrss / 1024:6.0f} MiB  ({out['drifted']} of {columns} drifted)",
+        f"  {'driftgauge, Parquet':<22} {fmt(dt):>9}  peak RSS {peak:6.0f} MiB  ({out['drifted']} of {columns} drifted)",
         f"  {'scipy ks_2samp loop':<22} ~{fmt(statistics.mean(t_scipy) * columns):>8}  (estimated: {statistics.mean(t_scipy):.2f} s a column × {columns}, in memory)",
         f"  agreement with scipy on {len(check_cols)} columns: {'yes' if ok else 'NO'}",
     ]

@@ -16,6 +16,10 @@ cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
 
 cargo build --release --quiet
+# GNU time measures each run's peak RSS.
+if [ ! -x /usr/bin/time ]; then
+    apt-get install -y -qq time >/dev/null
+fi
 
 PY=${PYTHON:-python3}
 want='import numpy, scipy, pyarrow; assert (numpy.__version__, scipy.__version__) == ("2.4.6", "1.17.1")'

@@ -177,7 +177,7 @@ pub fn table_columns(bytes: &[u8], table: &NpyTable, columns: &[usize], out: &mu
         out[k].reserve(table.rows);
     }
     let count = table.rows * table.columns;
-    let aligned = (data.as_ptr() as usize) % std::mem::align_of::<f64>() == 0;
+    let aligned = (data.as_ptr() as usize).is_multiple_of(std::mem::align_of::<f64>());
     if table.dtype == Dtype::F64
         && aligned
         && cfg!(target_endian = "little")
@@ -298,7 +298,7 @@ pub fn f64_in_place<'a>(bytes: &'a [u8], header: &NpyHeader) -> Option<&'a [f64]
         return None;
     }
     let data = bytes.get(header.data_offset..)?;
-    let aligned = (data.as_ptr() as usize) % std::mem::align_of::<f64>() == 0;
+    let aligned = (data.as_ptr() as usize).is_multiple_of(std::mem::align_of::<f64>());
     if !aligned || header.count.checked_mul(8) != Some(data.len()) {
         return None;
     }
@@ -740,7 +740,7 @@ pub(crate) mod tests {
             let Ok(header) = parse_header(at) else {
                 panic!("header at shift {shift}");
             };
-            let aligned = (at.as_ptr() as usize + header.data_offset) % 8 == 0;
+            let aligned = (at.as_ptr() as usize + header.data_offset).is_multiple_of(8);
             match f64_in_place(at, &header) {
                 Some(v) => {
                     assert!(aligned, "shift {shift}");
