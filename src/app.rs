@@ -41,6 +41,8 @@ pub struct Options {
     pub read_timeout: Duration,
     /// `--web.max-connections`: connections served at once.
     pub max_connections: usize,
+    /// `--cluster.replica`, `--shard.index`, `--shard.total`.
+    pub cluster: crate::cluster::Cluster,
 }
 
 impl Default for Options {
@@ -55,6 +57,7 @@ impl Default for Options {
             web_config: None,
             read_timeout: crate::http::server::DEFAULT_READ_TIMEOUT,
             max_connections: crate::http::server::DEFAULT_MAX_CONNECTIONS,
+            cluster: crate::cluster::Cluster::default(),
         }
     }
 }
@@ -212,12 +215,14 @@ pub async fn run(
     let sender = WebhookSender::new(loaded.config.webhooks.clone(), Arc::clone(&telemetry))?;
     let n_rules: usize = loaded.rules.groups.iter().map(|g| g.rules.len()).sum();
     let n_groups = loaded.rules.groups.len();
-    let engine = Arc::new(Engine::new(
+    let engine = Arc::new(Engine::with_cluster(
         loaded.config,
         loaded.rules,
         Arc::clone(&telemetry),
         Arc::new(sender.clone()),
+        options.cluster.clone(),
     ));
+    let owned_groups = engine.current().groups.len();
     telemetry
         .config_last_reload_successful
         .store(1, Ordering::Relaxed);
@@ -287,6 +292,10 @@ pub async fn run(
         address = %listener.local_addr()?,
         groups = n_groups,
         rules = n_rules,
+        shard_index = app.options.cluster.shard.index(),
+        shard_total = app.options.cluster.shard.total(),
+        owned_groups,
+        replica = app.options.cluster.replica.as_deref().unwrap_or(""),
         "driftgauge listening"
     );
 

@@ -79,11 +79,16 @@ pub enum RejectReason {
     Busy,
     /// The body did not arrive within `--web.read-timeout` (408).
     Timeout,
+    /// Remote write samples of an HA replica that is not the elected one of its cluster
+    /// (answered 202, as Mimir's HA tracker does).
+    HaDedupe,
+    /// Remote write from a new HA cluster past `remote_write_receiver.ha_max_clusters` (400).
+    TooManyHaClusters,
 }
 
 impl RejectReason {
     /// Every reason, in a fixed order.
-    pub const ALL: [RejectReason; 12] = [
+    pub const ALL: [RejectReason; 14] = [
         RejectReason::BadBody,
         RejectReason::TooLarge,
         RejectReason::BadName,
@@ -96,10 +101,12 @@ impl RejectReason {
         RejectReason::DuplicateSeries,
         RejectReason::Busy,
         RejectReason::Timeout,
+        RejectReason::HaDedupe,
+        RejectReason::TooManyHaClusters,
     ];
 
     /// The reasons a whole push or remote write request can be refused for.
-    pub const REQUEST: [RejectReason; 8] = [
+    pub const REQUEST: [RejectReason; 9] = [
         RejectReason::BadBody,
         RejectReason::TooLarge,
         RejectReason::BadName,
@@ -108,6 +115,7 @@ impl RejectReason {
         RejectReason::MemoryLimit,
         RejectReason::Busy,
         RejectReason::Timeout,
+        RejectReason::TooManyHaClusters,
     ];
 
     /// The label value.
@@ -125,6 +133,8 @@ impl RejectReason {
             RejectReason::DuplicateSeries => "duplicate_series",
             RejectReason::Busy => "busy",
             RejectReason::Timeout => "timeout",
+            RejectReason::HaDedupe => "ha_dedupe",
+            RejectReason::TooManyHaClusters => "too_many_ha_clusters",
         }
     }
 }
@@ -458,7 +468,9 @@ mod tests {
                 "native_histogram",
                 "duplicate_series",
                 "busy",
-                "timeout"
+                "timeout",
+                "ha_dedupe",
+                "too_many_ha_clusters"
             ]
         );
         assert!(RejectReason::REQUEST

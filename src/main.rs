@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use driftgauge::detect::ks::{Alternative, Method};
 use driftgauge::detect::report::ks_report;
 use driftgauge::formats::values::parse_values;
-use driftgauge::{app, config, dataset, logging};
+use driftgauge::{app, cluster, config, dataset, logging};
 
 #[derive(Parser)]
 #[command(
@@ -80,6 +80,19 @@ struct ServeArgs {
     /// Connections served at once; past it a few more answer only health probes.
     #[arg(long = "web.max-connections", value_name = "N", default_value_t = 512)]
     max_connections: usize,
+    /// This replica's name, added to webhook payloads as `replica` (HA pairs).
+    #[arg(long = "cluster.replica", value_name = "NAME")]
+    replica: Option<String>,
+    /// This shard's index: a number, or a name ending in -N (a StatefulSet pod name, e.g.
+    /// --shard.index=$(POD_NAME)) whose N is taken.
+    #[arg(long = "shard.index", value_name = "I", default_value = "0")]
+    shard_index: String,
+    /// Take the shard index from this host's name (a StatefulSet pod's hostname ends in -N).
+    #[arg(long = "shard.index-from-hostname", conflicts_with = "shard_index")]
+    shard_index_from_hostname: bool,
+    /// Number of shards; each evaluates the rule groups whose name hashes onto its index.
+    #[arg(long = "shard.total", value_name = "N", default_value_t = 1)]
+    shard_total: u32,
 }
 
 #[derive(Args)]
@@ -182,6 +195,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(port) => format!("0.0.0.0:{port}"),
         None => args.listen_address.clone(),
     };
+    let cluster = cluster_options(&args)?;
     let flush_interval = config::parse_duration(&args.flush_interval)
         .map_err(|e| anyhow::anyhow!("--storage.flush-interval={}: {e}", args.flush_interval))?;
     let options = app::Options {
@@ -195,6 +209,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         read_timeout: config::parse_duration(&args.read_timeout)
             .map_err(|e| anyhow::anyhow!("--web.read-timeout={}: {e}", args.read_timeout))?,
         max_connections: args.max_connections,
+        cluster,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -207,6 +222,35 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         app::run(options, listener, shutdown_signal()).await?;
         Ok(())
     })
+}
+
+/// `--cluster.replica`, `--shard.index` (or `--shard.index-from-hostname`), `--shard.total`.
+fn cluster_options(args: &ServeArgs) -> anyhow::Result<cluster::Cluster> {
+    let index = if args.shard_index_from_hostname {
+        let host = hostname().context("--shard.index-from-hostname: reading the host name")?;
+        cluster::ordinal_of(&host).context("--shard.index-from-hostname")?
+    } else {
+        match args.shard_index.trim().parse::<u32>() {
+            Ok(i) => i,
+            Err(_) => cluster::ordinal_of(&args.shard_index)
+                .with_context(|| format!("--shard.index={}", args.shard_index))?,
+        }
+    };
+    let shard = cluster::Shard::new(index, args.shard_total)?;
+    let replica = args
+        .replica
+        .as_deref()
+        .map(cluster::check_replica)
+        .transpose()?;
+    Ok(cluster::Cluster { replica, shard })
+}
+
+/// The host name: `$HOSTNAME` when set, else the kernel's.
+fn hostname() -> std::io::Result<String> {
+    match std::env::var("HOSTNAME") {
+        Ok(h) if !h.trim().is_empty() => Ok(h.trim().to_string()),
+        _ => std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()),
+    }
 }
 
 /// SIGINT or SIGTERM.
@@ -239,6 +283,9 @@ fn check(args: CheckArgs) -> ExitCode {
                 "SUCCESS: {} rule files, {} groups, {} rules found",
                 summary.files, summary.groups, summary.rules
             );
+            for line in &summary.calibration {
+                println!("  {line}");
+            }
             if summary.unchecked_webhooks > 0 {
                 eprintln!(
                     "note: webhook names were not checked ({} rules name webhooks); pass --config.file to check them",

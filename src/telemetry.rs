@@ -44,6 +44,9 @@ pub struct Telemetry {
     pub query_sources: SourceStatuses,
     /// Failed scrapes (connection errors, timeouts, non-2xx, bad bodies), keyed by job name.
     pub scrape_failures: CounterVec,
+    /// Elections of the remote write HA tracker, keyed by cluster (as many as
+    /// `remote_write_receiver.ha_max_clusters` at most).
+    pub ha_elected_replica_changes: CounterVec,
 }
 
 /// A health flag that starts healthy.

@@ -51,7 +51,7 @@ pub struct Loaded {
 }
 
 /// What `driftgauge check` found in valid files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckSummary {
     pub files: usize,
     pub groups: usize,
@@ -59,6 +59,8 @@ pub struct CheckSummary {
     /// Rules that name webhooks whose names were not checked (rule files checked alone,
     /// without a config): `check` says so.
     pub unchecked_webhooks: usize,
+    /// One line per rule: the level its tests are held to and what it implies.
+    pub calibration: Vec<String>,
 }
 
 /// Loads the config and its rule files (serve, reload). `None`: the embedded default config
@@ -111,7 +113,102 @@ pub fn check(
         } else {
             rules().filter(|r| !r.webhooks.is_empty()).count()
         },
+        calibration: loaded
+            .rules
+            .groups
+            .iter()
+            .flat_map(|g| g.rules.iter().map(move |r| calibration(g, r)))
+            .collect(),
     })
+}
+
+/// What a rule's level means, for `check`: the p-value threshold of one test, the false
+/// alarms per series-day it allows (the union bound of [`crate::detect::budget`]), and for KS
+/// the distance it needs and the normal mean shifts that reach it.
+pub fn calibration(group: &model::Group, rule: &model::Rule) -> String {
+    use crate::detect::budget::{self, Level, Scope};
+    use model::{CurrentWindow, DetectorSpec, ReferenceWindow};
+    let name = format!("{}/{}", group.name, rule.name);
+    let every = format_duration(group.interval);
+    let spec = match &rule.detector {
+        DetectorSpec::Ks(spec) => spec,
+        DetectorSpec::Ema(ema) => {
+            return match ema.bound {
+                crate::detect::ema::EmaBound::Control(c) => format!(
+                    "{name}: ema control limits at {:.3} EWMA standard deviations ({}) from the mean of the first {} samples: an in-control run of {} samples between false alarms on average",
+                    c.l,
+                    c.side.as_str(),
+                    c.baseline,
+                    c.run_length
+                ),
+                _ => format!(
+                    "{name}: ema, min_samples {}: drifted whenever the EMA is past its bound (no calibration; control_limits calibrates)",
+                    rule.min_samples
+                ),
+            }
+        }
+        DetectorSpec::Cusum(c) => {
+            return format!(
+                "{name}: cusum k {} h {:.3} ({}): an in-control run of {} samples between false alarms on average",
+                c.k,
+                c.h,
+                c.side.as_str(),
+                c.run_length
+            )
+        }
+    };
+    let level = spec.level.per_test(group.interval, 1);
+    let per_day = budget::false_alarms_per_day(level, group.interval);
+    let mut line = match spec.level {
+        Level::Alpha(a) => format!(
+            "{name}: alpha {a} tested every {every}: up to {per_day:.0} false drifted events per series-day \
+             (one test per evaluation; overlapping windows give somewhat fewer). \
+             Drop alpha to calibrate to false_alarms (default 1/30d)"
+        ),
+        Level::Budget {
+            false_alarms,
+            scope: Scope::Series,
+        } => format!(
+            "{name}: false_alarms {false_alarms} per series: each test at p <= {level:.3e} (one per {every}), \
+             at most {per_day:.4} false drifted events per series-day"
+        ),
+        Level::Budget {
+            false_alarms,
+            scope: Scope::Rule,
+        } => format!(
+            "{name}: false_alarms {false_alarms} for the whole rule: each test at p <= {level:.3e} \
+             divided by the series tested at that evaluation (one per {every})"
+        ),
+    };
+    let n = match &spec.reference {
+        ReferenceWindow::First(n) | ReferenceWindow::Preceding(n) => *n,
+        ReferenceWindow::File { values, .. } => values.len(),
+    };
+    let (m, m_note) = match spec.current {
+        CurrentWindow::Last(m) => (m, ""),
+        CurrentWindow::Duration(_) => (1000, " (for a current window of 1000 values)"),
+    };
+    let d = match spec.test {
+        model::ValueTest::Ks { .. } => budget::ks_critical_distance(n, m, level),
+        model::ValueTest::Cvm | model::ValueTest::Anderson => f64::NAN,
+    };
+    if d.is_finite() && d < 1.0 {
+        let floor = spec.statistic.map_or(d, |s| s.max(d));
+        line.push_str(&format!("; needs D >= {floor:.3}{m_note}"));
+        for shift in [1.0, 0.5, 0.25] {
+            let full = 2.0 * budget::normal_cdf(shift / 2.0) - 1.0;
+            if full > floor {
+                let after = (floor / full * m as f64).ceil();
+                line.push_str(&format!(
+                    ", a {shift} sd shift after about {after} new values"
+                ));
+            } else {
+                line.push_str(&format!(", a {shift} sd shift never (window too small)"));
+                break;
+            }
+        }
+    }
+    line
 }
 
 struct Plan<'a> {
@@ -323,23 +420,17 @@ mod tests {
     fn check_counts_files_once() {
         let good = data("good.yml");
         let summary = check(None, &[good.clone(), good.clone()]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            summary,
-            CheckSummary {
-                files: 1,
-                groups: 2,
-                rules: 4,
-                // Alone, the two rules naming `retrain-fraud` are not checked.
-                unchecked_webhooks: 2,
-            }
-        );
+        assert_eq!((summary.files, summary.groups, summary.rules), (1, 2, 4));
+        // Alone, the two rules naming `retrain-fraud` are not checked.
+        assert_eq!(summary.unchecked_webhooks, 2);
+        assert_eq!(summary.calibration.len(), 4);
         let with_config =
             check(Some(&data("good_config.yml")), &[good]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             with_config,
             CheckSummary {
                 unchecked_webhooks: 0,
-                ..summary
+                ..summary.clone()
             }
         );
     }

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::config::selector::Selector;
+use crate::detect::budget::{Correction, Level};
+use crate::detect::control::CusumSpec;
 use crate::detect::ema::EmaSpec;
 use crate::detect::ks::{Alternative, Method};
 pub use crate::labels::Labels;
@@ -43,33 +45,66 @@ pub struct Rule {
     /// Annotation templates (`{{ $labels.x }}`, `{{ $value }}`), not yet expanded.
     pub annotations: Labels,
     pub webhooks: Vec<String>,
+    /// `share:`: the rule as a whole is drifted while at least this share of its series is.
+    pub share: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum DetectorSpec {
     Ks(KsSpec),
     Ema(EmaSpec),
+    Cusum(CusumSpec),
 }
 
 impl DetectorSpec {
     pub fn name(&self) -> &'static str {
         match self {
-            DetectorSpec::Ks(_) => "ks",
+            DetectorSpec::Ks(spec) => spec.test.name(),
             DetectorSpec::Ema(_) => "ema",
+            DetectorSpec::Cusum(_) => "cusum",
         }
     }
 }
 
+/// The two-sample test of a raw-value rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueTest {
+    /// `scipy.stats.ks_2samp`.
+    Ks {
+        alternative: Alternative,
+        method: Method,
+    },
+    /// `scipy.stats.cramervonmises_2samp` (method auto).
+    Cvm,
+    /// `scipy.stats.anderson_ksamp` (midrank), its p-value carried on below SciPy's floor.
+    Anderson,
+}
+
+impl ValueTest {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ValueTest::Ks { .. } => "ks",
+            ValueTest::Cvm => "cvm",
+            ValueTest::Anderson => "anderson",
+        }
+    }
+}
+
+/// A raw-value rule: two windows of values and a two-sample test with a p-value (`ks`,
+/// `cvm` or `anderson`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct KsSpec {
+    pub test: ValueTest,
     pub reference: ReferenceWindow,
     pub current: CurrentWindow,
-    /// p <= alpha is evidence of drift. Default 0.05.
-    pub alpha: f64,
-    /// With evidence, D >= this is drifted, else warning. `None`: evidence alone is drifted.
+    /// What a p-value is compared with: `alpha:`, or the level a `false_alarms:` budget
+    /// gives (the default, 1/30d).
+    pub level: Level,
+    /// Across the rule's series tested at one evaluation.
+    pub correction: Correction,
+    /// An effect-size floor: with evidence, D >= this is drifted, else warning. `None`:
+    /// evidence alone is drifted.
     pub statistic: Option<f64>,
-    pub alternative: Alternative,
-    pub method: Method,
 }
 
 /// The service config (`driftgauge.yml`), validated.
@@ -84,6 +119,8 @@ pub struct Config {
     pub scrape_configs: Vec<ScrapeConfig>,
     /// PromQL HTTP API sources (`query_sources`), in file order.
     pub query_sources: Vec<QuerySource>,
+    /// `remote_write_receiver`: the HA tracker of `POST /api/v1/write`, when configured.
+    pub remote_write_ha: Option<HaTrackerConfig>,
 }
 
 impl Default for Config {
@@ -95,6 +132,7 @@ impl Default for Config {
             limits: Limits::default(),
             scrape_configs: Vec::new(),
             query_sources: Vec::new(),
+            remote_write_ha: None,
         }
     }
 }
@@ -218,4 +256,24 @@ pub struct Query {
     pub record: String,
     /// PromQL expression, sent as is.
     pub expr: String,
+}
+
+/// `remote_write_receiver: {ha_cluster_label, ha_replica_label, ha_failover_timeout,
+/// ha_max_clusters}`: remote write from HA pairs, deduplicated as Mimir's HA tracker does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HaTrackerConfig {
+    /// The label naming the cluster (an HA pair), e.g. `cluster`; kept on the samples.
+    pub cluster_label: String,
+    /// The label naming the replica within the cluster, e.g. `__replica__`; dropped.
+    pub replica_label: String,
+    /// After this long without samples from the elected replica, the next replica heard
+    /// from is elected. Default 30s.
+    pub failover_timeout: Duration,
+    /// Clusters tracked at most (default 100); samples of a further cluster are refused.
+    pub max_clusters: usize,
+}
+
+impl HaTrackerConfig {
+    pub const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_MAX_CLUSTERS: usize = 100;
 }

@@ -14,11 +14,13 @@ use marked_yaml::{Marker, Node};
 
 use crate::config::diag::{self, io_reason, quote_path, Diagnostic};
 use crate::config::model::{
-    CurrentWindow, DetectorSpec, Group, KsSpec, Labels, ReferenceWindow, Rule,
+    CurrentWindow, DetectorSpec, Group, KsSpec, Labels, ReferenceWindow, Rule, ValueTest,
 };
 use crate::config::selector::{is_valid_label_name, Selector};
 use crate::config::template::validate_template;
 use crate::config::yaml::{self, get, key_of, opt_or, Cx};
+use crate::detect::budget::{Correction, FalseAlarms, Level, Scope};
+use crate::detect::control::{self, Baseline, ControlLimits, CusumSpec, Side};
 use crate::detect::ema::{EmaBound, EmaSpec};
 use crate::detect::ks::{Alternative, Method};
 use crate::formats::excerpt;
@@ -189,16 +191,22 @@ const RULE_KEYS: &[&str] = &[
     "labels",
     "annotations",
     "webhooks",
+    "share",
 ];
 const KS_KEYS: &[&str] = &[
     "reference",
     "current",
     "alpha",
+    "false_alarms",
+    "false_alarms_scope",
+    "correction",
     "statistic",
     "alternative",
     "method",
 ];
+const CUSUM_KEYS: &[&str] = &["baseline", "target", "sd", "k", "run_length", "side"];
 const EMA_KEYS: &[&str] = &[
+    "control_limits",
     "smoothing",
     "below",
     "above",
@@ -206,10 +214,22 @@ const EMA_KEYS: &[&str] = &[
     "warning_above",
 ];
 
+/// Keys only `ks` takes among the raw-value tests.
+const KS_ONLY_KEYS: &[&str] = &["alternative", "method"];
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
-    Ks,
+    /// A two-sample test of raw values.
+    Ks(Test),
     Ema,
+    Cusum,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Test {
+    Ks,
+    Cvm,
+    Anderson,
 }
 
 struct Walker<'c, 'a> {
@@ -315,7 +335,11 @@ impl Walker<'_, '_> {
         let before = cx.errors();
         for key in map.keys() {
             let k = key.as_str();
-            if !RULE_KEYS.contains(&k) && !KS_KEYS.contains(&k) && !EMA_KEYS.contains(&k) {
+            if !RULE_KEYS.contains(&k)
+                && !KS_KEYS.contains(&k)
+                && !EMA_KEYS.contains(&k)
+                && !CUSUM_KEYS.contains(&k)
+            {
                 cx.at_key(key, format!("unknown key {} in rule", excerpt(k)));
             }
         }
@@ -342,12 +366,18 @@ impl Walker<'_, '_> {
         };
         let kind = match get(map, "detector") {
             Some(n) => match cx.string("detector", n).as_deref() {
-                Some("ks") => Some(Kind::Ks),
+                Some("ks") => Some(Kind::Ks(Test::Ks)),
+                Some("cvm") => Some(Kind::Ks(Test::Cvm)),
+                Some("anderson") => Some(Kind::Ks(Test::Anderson)),
                 Some("ema") => Some(Kind::Ema),
+                Some("cusum") => Some(Kind::Cusum),
                 Some(other) => {
                     cx.at(
                         n,
-                        format!("unknown detector {} (expected ks or ema)", excerpt(other)),
+                        format!(
+                            "unknown detector {} (expected ks, cvm, anderson, ema or cusum)",
+                            excerpt(other)
+                        ),
                     );
                     None
                 }
@@ -359,11 +389,17 @@ impl Walker<'_, '_> {
             }
         };
         if let Some(kind) = kind {
-            let (other, name) = match kind {
-                Kind::Ks => (EMA_KEYS, "ks"),
-                Kind::Ema => (KS_KEYS, "ema"),
+            let (other, name): (&[&[&str]], _) = match kind {
+                Kind::Ks(Test::Ks) => (&[EMA_KEYS, CUSUM_KEYS], "ks"),
+                Kind::Ks(Test::Cvm) => (&[EMA_KEYS, KS_ONLY_KEYS, CUSUM_KEYS], "cvm"),
+                Kind::Ks(Test::Anderson) => (&[EMA_KEYS, KS_ONLY_KEYS, CUSUM_KEYS], "anderson"),
+                Kind::Ema => (&[KS_KEYS, CUSUM_KEYS], "ema"),
+                Kind::Cusum => (&[KS_KEYS, EMA_KEYS], "cusum"),
             };
-            for key in map.keys().filter(|k| other.contains(&k.as_str())) {
+            for key in map
+                .keys()
+                .filter(|k| other.iter().any(|keys| keys.contains(&k.as_str())))
+            {
                 cx.at_key(
                     key,
                     format!("key {:?} is not valid for detector {name}", key.as_str()),
@@ -396,9 +432,24 @@ impl Walker<'_, '_> {
         let webhooks = opt_or(cx, map, "webhooks", Vec::new(), |cx, n| {
             self.webhooks(cx, n)
         });
+        let share = match get(map, "share") {
+            Some(n) => cx.number("share", n).and_then(|v| {
+                in_range(
+                    cx,
+                    n,
+                    "share",
+                    v,
+                    v > 0.0 && v <= 1.0,
+                    "greater than 0 and at most 1",
+                )
+                .map(Some)
+            }),
+            None => Some(None),
+        };
         let detector = match kind {
-            Some(Kind::Ks) => self.ks(cx, map),
+            Some(Kind::Ks(test)) => self.ks(cx, map, test),
             Some(Kind::Ema) => ema(cx, map),
+            Some(Kind::Cusum) => cusum(cx, map),
             None => None,
         };
         let min_samples = match (&detector, min_samples) {
@@ -416,6 +467,7 @@ impl Walker<'_, '_> {
                 );
                 20
             }
+            (Some(DetectorSpec::Ema(spec)), None) => ema_min_samples(spec.smoothing),
             _ => 1,
         };
         if cx.errors() > before {
@@ -434,6 +486,7 @@ impl Walker<'_, '_> {
             labels: merged,
             annotations: annotations?,
             webhooks: webhooks?,
+            share: share?,
         })
     }
 
@@ -456,7 +509,7 @@ impl Walker<'_, '_> {
         (cx.errors() == before).then(|| items.into_iter().map(|(s, _)| s).collect())
     }
 
-    fn ks(&self, cx: &mut Cx, map: &MarkedMappingNode) -> Option<DetectorSpec> {
+    fn ks(&self, cx: &mut Cx, map: &MarkedMappingNode, test: Test) -> Option<DetectorSpec> {
         let before = cx.errors();
         let reference = match get(map, "reference") {
             Some(n) => self.reference(cx, n),
@@ -472,28 +525,30 @@ impl Walker<'_, '_> {
                 None
             }
         };
-        let alpha = opt_or(cx, map, "alpha", 0.05, |cx, n| {
-            let v = cx.number("alpha", n)?;
-            in_range(
-                cx,
-                n,
-                "alpha",
-                v,
-                v > 0.0 && v < 1.0,
-                "greater than 0 and less than 1",
-            )
+        let level = level(cx, map);
+        let correction = opt_or(cx, map, "correction", Correction::None, |cx, n| {
+            let text = cx.string("correction", n)?;
+            let parsed = Correction::parse(&text);
+            if parsed.is_none() {
+                cx.at(
+                    n,
+                    format!(
+                        "correction: unknown correction {} (expected none, bonferroni or bh)",
+                        excerpt(&text)
+                    ),
+                );
+            }
+            parsed
         });
         let statistic = match get(map, "statistic") {
             Some(n) => cx.number("statistic", n).and_then(|v| {
-                in_range(
-                    cx,
-                    n,
-                    "statistic",
-                    v,
-                    (0.0..=1.0).contains(&v),
-                    "between 0 and 1",
-                )
-                .map(Some)
+                let (ok, range) = match test {
+                    // KS D is a distance between CDFs.
+                    Test::Ks => ((0.0..=1.0).contains(&v), "between 0 and 1"),
+                    // T of cvm and anderson has no upper bound (anderson's may be negative).
+                    Test::Cvm | Test::Anderson => (v.is_finite(), "finite"),
+                };
+                in_range(cx, n, "statistic", v, ok, range).map(Some)
             }),
             None => Some(None),
         };
@@ -528,13 +583,21 @@ impl Walker<'_, '_> {
         if cx.errors() > before {
             return None;
         }
+        let test = match test {
+            Test::Ks => ValueTest::Ks {
+                alternative: alternative?,
+                method: method?,
+            },
+            Test::Cvm => ValueTest::Cvm,
+            Test::Anderson => ValueTest::Anderson,
+        };
         Some(DetectorSpec::Ks(KsSpec {
+            test,
             reference: reference?,
             current: current?,
-            alpha: alpha?,
+            level: level?,
+            correction: correction?,
             statistic: statistic?,
-            alternative: alternative?,
-            method: method?,
         }))
     }
 
@@ -677,13 +740,26 @@ fn ema(cx: &mut Cx, map: &MarkedMappingNode) -> Option<DetectorSpec> {
     };
     let below = get(map, "below").map(|n| (cx.number("below", n), n));
     let above = get(map, "above").map(|n| (cx.number("above", n), n));
+    let control = get(map, "control_limits");
+    if control.is_some() && (below.is_some() || above.is_some()) {
+        if let Some(k) = key_of(map, "control_limits") {
+            cx.at_key(
+                k,
+                "control_limits: not valid together with below or above (the limits are learned)",
+            );
+        }
+    }
     let bound = match (below, above) {
+        _ if control.is_some() => match (control, smoothing) {
+            (Some(n), Some(s)) => control_limits(cx, n, s).map(EmaBound::Control),
+            _ => None,
+        },
         (Some((b, _)), None) => b.map(EmaBound::Below),
         (None, Some((a, _))) => a.map(EmaBound::Above),
         (None, None) => {
             cx.at_marker(
                 yaml::mapping_marker(map),
-                "ema rule needs one of \"below\" or \"above\"",
+                "ema rule needs one of \"below\", \"above\" or \"control_limits\"",
             );
             None
         }
@@ -724,6 +800,213 @@ fn ema(cx: &mut Cx, map: &MarkedMappingNode) -> Option<DetectorSpec> {
         bound: bound?,
         warning,
     }))
+}
+
+/// The default in-control run length of a control chart, in samples.
+const DEFAULT_RUN_LENGTH: f64 = 100_000.0;
+
+/// `run_length:`: the in-control average run length in samples, 10 to 10^9.
+fn run_length(cx: &mut Cx, map: &MarkedMappingNode) -> Option<f64> {
+    opt_or(cx, map, "run_length", DEFAULT_RUN_LENGTH, |cx, n| {
+        let v = cx.number("run_length", n)?;
+        in_range(
+            cx,
+            n,
+            "run_length",
+            v,
+            (10.0..=1e9).contains(&v),
+            "between 10 and 1000000000 (samples)",
+        )
+    })
+}
+
+/// `side: below|above|both` (default both).
+fn side(cx: &mut Cx, map: &MarkedMappingNode) -> Option<Side> {
+    opt_or(cx, map, "side", Side::Both, |cx, n| {
+        let text = cx.string("side", n)?;
+        let parsed = Side::parse(&text);
+        if parsed.is_none() {
+            cx.at(
+                n,
+                format!(
+                    "side: unknown side {} (expected below, above or both)",
+                    excerpt(&text)
+                ),
+            );
+        }
+        parsed
+    })
+}
+
+/// `control_limits: {baseline: N, run_length: R, side: S}` of an `ema` rule.
+fn control_limits(cx: &mut Cx, node: &Node, smoothing: f64) -> Option<ControlLimits> {
+    let map = cx.mapping("control_limits", node)?;
+    let before = cx.errors();
+    cx.check_keys(map, &["baseline", "run_length", "side"], "control_limits");
+    let baseline = match get(map, "baseline") {
+        Some(n) => cx.positive_int("control_limits.baseline", n, MAX_WINDOW as u64),
+        None => {
+            cx.missing(map, "baseline", "control_limits");
+            None
+        }
+    };
+    let run_length = run_length(cx, map);
+    let side = side(cx, map);
+    if cx.errors() > before {
+        return None;
+    }
+    let (run_length, side) = (run_length?, side?);
+    Some(ControlLimits {
+        baseline: baseline?.max(2),
+        side,
+        run_length,
+        l: control::ewma_limit(smoothing, run_length, side),
+    })
+}
+
+/// A `cusum` rule: `baseline: N` (learn the mean and standard deviation from the first N
+/// samples) or `target:` + `sd:`; `k:` (default 0.5), `run_length:`, `side:`.
+fn cusum(cx: &mut Cx, map: &MarkedMappingNode) -> Option<DetectorSpec> {
+    let before = cx.errors();
+    let learn = get(map, "baseline");
+    let target = get(map, "target");
+    let sd = get(map, "sd");
+    let baseline = match (learn, target, sd) {
+        (Some(n), None, None) => cx
+            .positive_int("baseline", n, MAX_WINDOW as u64)
+            .map(|n| Baseline::Learn(n.max(2))),
+        (None, Some(t), Some(s)) => {
+            let mean = cx.number("target", t);
+            let sd = cx
+                .number("sd", s)
+                .and_then(|v| in_range(cx, s, "sd", v, v > 0.0 && v.is_finite(), "greater than 0"));
+            Some(Baseline::Given {
+                mean: mean?,
+                sd: sd?,
+            })
+        }
+        _ => {
+            cx.at_marker(
+                yaml::mapping_marker(map),
+                "cusum rule needs either \"baseline\" (samples to learn the mean and sd from) or both \"target\" and \"sd\"",
+            );
+            None
+        }
+    };
+    let k = opt_or(cx, map, "k", 0.5, |cx, n| {
+        let v = cx.number("k", n)?;
+        in_range(
+            cx,
+            n,
+            "k",
+            v,
+            (0.0..=5.0).contains(&v),
+            "between 0 and 5 (standard deviations)",
+        )
+    });
+    let run_length = run_length(cx, map);
+    let side = side(cx, map);
+    if cx.errors() > before {
+        return None;
+    }
+    let (k, run_length, side) = (k?, run_length?, side?);
+    Some(DetectorSpec::Cusum(CusumSpec {
+        baseline: baseline?,
+        k,
+        side,
+        run_length,
+        h: control::cusum_limit(k, run_length, side),
+    }))
+}
+
+/// `alpha:` (a level as written) or `false_alarms:` + `false_alarms_scope:` (a budget the
+/// engine turns into a level; the default, 1/30d per series). Not both.
+fn level(cx: &mut Cx, map: &MarkedMappingNode) -> Option<Level> {
+    let before = cx.errors();
+    let alpha = get(map, "alpha").map(|n| {
+        cx.number("alpha", n).and_then(|v| {
+            in_range(
+                cx,
+                n,
+                "alpha",
+                v,
+                v > 0.0 && v < 1.0,
+                "greater than 0 and less than 1",
+            )
+        })
+    });
+    let budget = get(map, "false_alarms").map(|n| false_alarms(cx, n));
+    let scope = get(map, "false_alarms_scope").map(|n| {
+        let text = cx.string("false_alarms_scope", n)?;
+        let parsed = Scope::parse(&text);
+        if parsed.is_none() {
+            cx.at(
+                n,
+                format!(
+                    "false_alarms_scope: unknown scope {} (expected series or rule)",
+                    excerpt(&text)
+                ),
+            );
+        }
+        parsed
+    });
+    if alpha.is_some() {
+        for key in ["false_alarms", "false_alarms_scope"] {
+            if let Some(k) = key_of(map, key) {
+                cx.at_key(
+                    k,
+                    format!("{key}: not valid together with alpha (alpha is a level as written, false_alarms a budget to calibrate to)"),
+                );
+            }
+        }
+    }
+    if cx.errors() > before {
+        return None;
+    }
+    Some(match alpha {
+        Some(a) => Level::Alpha(a?),
+        None => Level::Budget {
+            false_alarms: budget.unwrap_or(Some(FalseAlarms::DEFAULT))?,
+            scope: scope.unwrap_or(Some(Scope::Series))?,
+        },
+    })
+}
+
+/// `false_alarms: EVENTS/PERIOD`, e.g. `1/30d`, `0.5/7d`, `2/1d`.
+fn false_alarms(cx: &mut Cx, node: &Node) -> Option<FalseAlarms> {
+    let text = cx.string("false_alarms", node)?;
+    let parsed = text.split_once('/').and_then(|(events, period)| {
+        let events: f64 = events.trim().parse().ok()?;
+        let period = crate::config::duration::parse_duration(period.trim()).ok()?;
+        (events.is_finite() && events > 0.0 && !period.is_zero())
+            .then_some(FalseAlarms { events, period })
+    });
+    if parsed.is_none() {
+        cx.at(
+            node,
+            format!(
+                "false_alarms: expected EVENTS/PERIOD with a positive number of events and a duration, like 1/30d, got {}",
+                excerpt(&text)
+            ),
+        );
+    }
+    parsed
+}
+
+/// The default `min_samples` of an `ema` rule: the samples after which the first one weighs
+/// less than 5 % of the EMA, `ceil(ln 0.05 / ln(1 - s))` (3 / s roughly). Before that the EMA
+/// is mostly its first few samples and swings far wider than it will later.
+pub(crate) fn ema_min_samples(smoothing: f64) -> usize {
+    if smoothing >= 1.0 {
+        return 1;
+    }
+    let n = (0.05f64.ln() / (-smoothing).ln_1p()).ceil();
+    if n >= 1.0 {
+        // Also a tiny smoothing's infinite count: capped.
+        (n.min(MAX_WINDOW as f64)) as usize
+    } else {
+        1
+    }
 }
 
 /// `min_samples` larger than a fixed window means the rule can never reach a verdict.
@@ -969,16 +1252,20 @@ mod tests {
         assert_eq!(
             r.detector,
             DetectorSpec::Ks(KsSpec {
+                test: ValueTest::Ks {
+                    alternative: Alternative::TwoSided,
+                    method: Method::Auto,
+                },
                 reference: ReferenceWindow::Preceding(100),
                 current: CurrentWindow::Duration(Duration::from_secs(600)),
-                alpha: 0.05,
+                level: Level::default(),
+                correction: Correction::None,
                 statistic: None,
-                alternative: Alternative::TwoSided,
-                method: Method::Auto,
             })
         );
         let e = &g.rules[1];
-        assert_eq!(e.min_samples, 1);
+        // ceil(ln 0.05 / ln 0.5) = 5: the first sample weighs under 5 % from then on.
+        assert_eq!(e.min_samples, 5);
         assert_eq!(e.by, Some(vec!["model".to_string()]));
         assert_eq!(
             e.detector,
@@ -992,6 +1279,138 @@ mod tests {
             (groups[1].interval, groups[1].rules.len()),
             (Duration::from_secs(60), 0)
         );
+    }
+
+    #[test]
+    fn false_alarms_scope_correction_and_share() {
+        let groups = ok(&ks(concat!(
+            "    false_alarms: 2/7d\n",
+            "    false_alarms_scope: rule\n",
+            "    correction: bh\n",
+            "    share: 0.3\n",
+        )));
+        let r = &groups[0].rules[0];
+        let DetectorSpec::Ks(spec) = &r.detector else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            spec.level,
+            Level::Budget {
+                false_alarms: FalseAlarms {
+                    events: 2.0,
+                    period: Duration::from_secs(7 * 86_400)
+                },
+                scope: Scope::Rule
+            }
+        );
+        assert_eq!((spec.correction, r.share), (Correction::Bh, Some(0.3)));
+    }
+
+    #[test]
+    fn bad_budgets_are_named() {
+        errors(
+            &ks("    false_alarms: 1/30\n    correction: holm\n    share: 1.5\n"),
+            &[
+                "9:19: false_alarms: expected EVENTS/PERIOD with a positive number of events and a duration, like 1/30d, got \"1/30\"",
+                "10:17: correction: unknown correction \"holm\" (expected none, bonferroni or bh)",
+                "11:12: share: must be greater than 0 and at most 1, got 1.5",
+            ],
+        );
+        errors(
+            &ks("    alpha: 0.05\n    false_alarms: 1/30d\n"),
+            &["10:5: false_alarms: not valid together with alpha (alpha is a level as written, false_alarms a budget to calibrate to)"],
+        );
+        errors(
+            &ks("    false_alarms_scope: everything\n"),
+            &["9:25: false_alarms_scope: unknown scope \"everything\" (expected series or rule)"],
+        );
+    }
+
+    #[test]
+    fn cvm_and_anderson_rules_take_the_raw_value_keys_but_not_ks_only_ones() {
+        let rule = |detector: &str, extra: &str| {
+            format!(
+                "groups:\n- name: g\n  rules:\n  - name: r\n    detector: {detector}\n    series: m\n    reference: {{first: 100}}\n    current: {{last: 50}}\n{extra}"
+            )
+        };
+        for (name, test) in [("cvm", ValueTest::Cvm), ("anderson", ValueTest::Anderson)] {
+            let groups = ok(&rule(name, "    statistic: 2.5\n    correction: bh\n"));
+            let DetectorSpec::Ks(spec) = &groups[0].rules[0].detector else {
+                panic!("{groups:?}")
+            };
+            assert_eq!((spec.test, spec.statistic), (test, Some(2.5)));
+            assert_eq!(groups[0].rules[0].detector.name(), name);
+            errors(
+                &rule(name, "    alternative: less\n"),
+                &[&format!(
+                    "9:5: key \"alternative\" is not valid for detector {name}"
+                )],
+            );
+        }
+        errors(
+            &rule("psi2", ""),
+            &["5:15: unknown detector \"psi2\" (expected ks, cvm, anderson, ema or cusum)"],
+        );
+    }
+
+    #[test]
+    fn cusum_and_control_limit_rules() {
+        let cusum = |extra: &str| {
+            format!("groups:\n- name: g\n  rules:\n  - name: r\n    detector: cusum\n    series: m\n{extra}")
+        };
+        let groups = ok(&cusum(
+            "    target: 0.9\n    sd: 0.02\n    k: 1\n    run_length: 1000\n    side: above\n",
+        ));
+        let DetectorSpec::Cusum(spec) = groups[0].rules[0].detector else {
+            panic!("{groups:?}")
+        };
+        assert_eq!(
+            spec.baseline,
+            Baseline::Given {
+                mean: 0.9,
+                sd: 0.02
+            }
+        );
+        assert_eq!(
+            (spec.k, spec.side, spec.run_length),
+            (1.0, Side::Above, 1000.0)
+        );
+        assert!((control::cusum_arl(1.0, spec.h, Side::Above) - 1000.0).abs() < 1.0);
+        errors(
+            &cusum("    target: 0.9\n"),
+            &["4:5: cusum rule needs either \"baseline\" (samples to learn the mean and sd from) or both \"target\" and \"sd\""],
+        );
+        errors(
+            &cusum("    baseline: 10\n    smoothing: 0.2\n    side: up\n"),
+            &[
+                "8:5: key \"smoothing\" is not valid for detector cusum",
+                "9:11: side: unknown side \"up\" (expected below, above or both)",
+            ],
+        );
+        let groups = ok(&ema(
+            "    smoothing: 0.2\n    control_limits: {baseline: 300}\n",
+        ));
+        let DetectorSpec::Ema(spec) = &groups[0].rules[0].detector else {
+            panic!("{groups:?}")
+        };
+        let EmaBound::Control(limits) = spec.bound else {
+            panic!("{spec:?}")
+        };
+        assert_eq!((limits.baseline, limits.side), (300, Side::Both));
+        assert!((control::ewma_arl(0.2, limits.l, Side::Both) - 100_000.0).abs() < 1000.0);
+        errors(
+            &ema("    smoothing: 0.2\n    below: 0.8\n    control_limits: {baseline: 300}\n"),
+            &["9:5: control_limits: not valid together with below or above (the limits are learned)"],
+        );
+    }
+
+    #[test]
+    fn ema_min_samples_default_follows_the_smoothing() {
+        assert_eq!(ema_min_samples(1.0), 1);
+        assert_eq!(ema_min_samples(0.5), 5);
+        assert_eq!(ema_min_samples(0.2), 14);
+        assert_eq!(ema_min_samples(0.05), 59);
+        assert_eq!(ema_min_samples(1e-300), MAX_WINDOW);
     }
 
     #[test]
@@ -1010,10 +1429,16 @@ mod tests {
         let DetectorSpec::Ks(spec) = &r.detector else {
             panic!("{r:?}")
         };
-        assert_eq!((spec.alpha, spec.statistic), (0.01, Some(0.3)));
         assert_eq!(
-            (spec.alternative, spec.method),
-            (Alternative::Less, Method::Asymp)
+            (spec.level, spec.statistic, spec.correction),
+            (Level::Alpha(0.01), Some(0.3), Correction::None)
+        );
+        assert_eq!(
+            spec.test,
+            ValueTest::Ks {
+                alternative: Alternative::Less,
+                method: Method::Asymp
+            }
         );
         assert_eq!(
             (r.min_samples, r.for_, r.keep_firing_for),
@@ -1126,7 +1551,7 @@ mod tests {
         );
         errors(
             "groups:\n- name: g\n  rules:\n  - {name: r, detector: psi, series: m}\n",
-            &["4:25: unknown detector \"psi\" (expected ks or ema)"],
+            &["4:25: unknown detector \"psi\" (expected ks, cvm, anderson, ema or cusum)"],
         );
         errors(
             "groups:\n- name: g\n  rules:\n  - {name: r, detector: ema, series: m, smoothing: 1, below: 1}\n  - {name: r, detector: ema, series: m, smoothing: 1, below: 1}\n",
@@ -1293,7 +1718,7 @@ mod tests {
             &ema(""),
             &[
                 "4:5: missing required key \"smoothing\" in ema rule",
-                "4:5: ema rule needs one of \"below\" or \"above\"",
+                "4:5: ema rule needs one of \"below\", \"above\" or \"control_limits\"",
             ],
         );
         errors(

@@ -15,7 +15,8 @@ use marked_yaml::{Marker, Node};
 use crate::config::diag::{self, io_reason, quote_path, Diagnostic};
 use crate::config::duration::format_duration;
 use crate::config::model::{
-    Config, Labels, Limits, Query, QuerySource, Scheme, ScrapeConfig, StaticConfig, WebhookConfig,
+    Config, HaTrackerConfig, Labels, Limits, Query, QuerySource, Scheme, ScrapeConfig,
+    StaticConfig, WebhookConfig,
 };
 use crate::config::parse::sort;
 use crate::config::selector::is_valid_metric_name;
@@ -75,6 +76,13 @@ const TOP_KEYS: &[&str] = &[
     "limits",
     "scrape_configs",
     "query_sources",
+    "remote_write_receiver",
+];
+const RECEIVER_KEYS: &[&str] = &[
+    "ha_cluster_label",
+    "ha_replica_label",
+    "ha_failover_timeout",
+    "ha_max_clusters",
 ];
 const WEBHOOK_KEYS: &[&str] = &[
     "url",
@@ -202,6 +210,11 @@ impl Walker<'_> {
         }
         if let Some(map) = get(top, "limits").and_then(|n| cx.mapping("limits", n)) {
             config.limits = limits(cx, map);
+        }
+        if let Some(map) =
+            get(top, "remote_write_receiver").and_then(|n| cx.mapping("remote_write_receiver", n))
+        {
+            config.remote_write_ha = remote_write_receiver(cx, map);
         }
         if let Some(seq) = get(top, "scrape_configs").and_then(|n| cx.sequence("scrape_configs", n))
         {
@@ -570,6 +583,61 @@ fn limits(cx: &mut Cx, map: &MarkedMappingNode) -> Limits {
         limits.series_idle_timeout = d;
     }
     limits
+}
+
+/// `remote_write_receiver`: the HA tracker is on when both label names are given.
+fn remote_write_receiver(cx: &mut Cx, map: &MarkedMappingNode) -> Option<HaTrackerConfig> {
+    cx.check_keys(map, RECEIVER_KEYS, "remote_write_receiver");
+    let label = |cx: &mut Cx, key: &str| {
+        let node = get(map, key)?;
+        let name = cx.string(key, node)?;
+        if !crate::labels::is_valid_label_name(&name) || name == "__name__" {
+            cx.at(
+                node,
+                format!("{key}: invalid label name {}", excerpt(&name)),
+            );
+            return None;
+        }
+        Some(name)
+    };
+    let cluster = label(cx, "ha_cluster_label");
+    let replica = label(cx, "ha_replica_label");
+    let failover_timeout =
+        get(map, "ha_failover_timeout").map(|n| cx.positive_duration("ha_failover_timeout", n));
+    let max_clusters =
+        get(map, "ha_max_clusters").map(|n| cx.positive_int("ha_max_clusters", n, 1_000_000));
+    let given = |key: &str| get(map, key).is_some();
+    let (has_cluster, has_replica) = (given("ha_cluster_label"), given("ha_replica_label"));
+    if !has_cluster || !has_replica {
+        if has_cluster || has_replica || failover_timeout.is_some() || max_clusters.is_some() {
+            if let Some((key, _)) = map.iter().next() {
+                cx.at_key(
+                    key,
+                    "remote_write_receiver: the HA tracker needs both ha_cluster_label and ha_replica_label",
+                );
+            }
+        }
+        return None;
+    }
+    let (cluster, replica) = (cluster?, replica?);
+    if cluster == replica {
+        if let Some(n) = get(map, "ha_replica_label") {
+            cx.at(n, "ha_replica_label: must differ from ha_cluster_label");
+        }
+        return None;
+    }
+    Some(HaTrackerConfig {
+        cluster_label: cluster,
+        replica_label: replica,
+        failover_timeout: match failover_timeout {
+            Some(d) => d?,
+            None => HaTrackerConfig::DEFAULT_FAILOVER_TIMEOUT,
+        },
+        max_clusters: match max_clusters {
+            Some(n) => usize::try_from(n?).ok()?,
+            None => HaTrackerConfig::DEFAULT_MAX_CLUSTERS,
+        },
+    })
 }
 
 fn static_config(cx: &mut Cx, node: &Node) -> Option<StaticConfig> {
@@ -996,6 +1064,47 @@ query_sources:
                     expr: "avg_over_time(model_accuracy[1h])".into()
                 }],
             }]
+        );
+    }
+
+    #[test]
+    fn remote_write_receiver_ha_tracker() {
+        assert_eq!(ok("").remote_write_ha, None);
+        assert_eq!(
+            ok("remote_write_receiver:\n  ha_cluster_label: cluster\n  ha_replica_label: __replica__\n  ha_failover_timeout: 10s\n").remote_write_ha,
+            Some(HaTrackerConfig {
+                cluster_label: "cluster".into(),
+                replica_label: "__replica__".into(),
+                failover_timeout: Duration::from_secs(10),
+                max_clusters: HaTrackerConfig::DEFAULT_MAX_CLUSTERS,
+            })
+        );
+        let defaults = ok("remote_write_receiver: {ha_cluster_label: c, ha_replica_label: r, ha_max_clusters: 3}\n")
+            .remote_write_ha
+            .expect("on");
+        assert_eq!(
+            defaults.failover_timeout,
+            HaTrackerConfig::DEFAULT_FAILOVER_TIMEOUT
+        );
+        assert_eq!(defaults.max_clusters, 3);
+        errors(
+            "remote_write_receiver: {ha_cluster_label: c, ha_failover_timeout: 0s, bogus: 1}\n",
+            &[
+                "1:25: remote_write_receiver: the HA tracker needs both ha_cluster_label and ha_replica_label",
+                "1:67: ha_failover_timeout: must be greater than 0s",
+                "1:71: unknown key \"bogus\" in remote_write_receiver",
+            ],
+        );
+        errors(
+            "remote_write_receiver: {ha_cluster_label: c, ha_replica_label: c}\n",
+            &["1:64: ha_replica_label: must differ from ha_cluster_label"],
+        );
+        errors(
+            "remote_write_receiver: {ha_cluster_label: 'a-b', ha_replica_label: __name__}\n",
+            &[
+                "1:43: ha_cluster_label: invalid label name \"a-b\"",
+                "1:68: ha_replica_label: invalid label name \"__name__\"",
+            ],
         );
     }
 

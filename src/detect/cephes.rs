@@ -701,7 +701,7 @@ const NDTR_U: [f64; 5] = [
 ];
 
 /// cephes `erfc`.
-fn erfc(a: f64) -> f64 {
+pub(crate) fn erfc(a: f64) -> f64 {
     if a.is_nan() {
         return f64::NAN;
     }

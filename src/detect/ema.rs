@@ -13,6 +13,8 @@ pub struct EmaSpec {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum EmaBound {
+    /// An EWMA chart: limits learned from a baseline (decided by the engine, which holds it).
+    Control(super::control::ControlLimits),
     /// Drifted when the EMA falls below this (accuracy).
     Below(f64),
     /// Drifted when the EMA rises above this (latency).
@@ -51,6 +53,8 @@ pub fn series(values: &[f64], smoothing: f64) -> Vec<f64> {
 /// The bound is strict: an EMA exactly at `below`/`above` is not drifted.
 pub fn verdict(ema: f64, spec: &EmaSpec) -> Verdict {
     match spec.bound {
+        // Needs the baseline: see `control_verdict`.
+        EmaBound::Control(_) => Verdict::Stable,
         EmaBound::Below(b) => {
             if ema < b {
                 Verdict::Drifted
@@ -70,6 +74,35 @@ pub fn verdict(ema: f64, spec: &EmaSpec) -> Verdict {
             }
         }
     }
+}
+
+/// The EWMA chart's statistic (the EMA's distance from the baseline mean in asymptotic EWMA
+/// standard deviations) and verdict; `None` while the baseline is short or flat.
+pub fn control_verdict(
+    ema: f64,
+    smoothing: f64,
+    baseline: &super::control::Welford,
+    limits: &super::control::ControlLimits,
+) -> Option<(f64, Verdict)> {
+    use super::control::Side;
+    let sd = baseline.sd();
+    if baseline.n < limits.baseline || sd.is_nan() || sd <= 0.0 {
+        return None;
+    }
+    let z = (ema - baseline.mean) / (sd * (smoothing / (2.0 - smoothing)).sqrt());
+    let out = match limits.side {
+        Side::Below => -z > limits.l,
+        Side::Above => z > limits.l,
+        Side::Both => z.abs() > limits.l,
+    };
+    Some((
+        z,
+        if out {
+            Verdict::Drifted
+        } else {
+            Verdict::Stable
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 
 pub mod anderson;
 pub mod bessel;
+pub mod budget;
 pub mod cephes;
+pub mod control;
 pub mod chi2;
 pub mod cvm;
 pub mod divergence;

@@ -22,11 +22,12 @@ use std::time::{Duration, Instant};
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use tokio::sync::watch;
 
-use crate::config::model::{Config, DetectorSpec, Group, Rule, RuleSet};
+use crate::cluster::Cluster;
+use crate::config::model::{Config, DetectorSpec, Group, Rule, RuleSet, ValueTest};
 use crate::config::selector::Selector;
 use crate::config::template;
-use crate::detect::report::ks_verdict;
-use crate::detect::{ema, ks, Verdict};
+use crate::detect::budget::{self, Correction};
+use crate::detect::{anderson, control, cvm, ema, ks, Verdict};
 use crate::formats::svg::quantile_points;
 use crate::ingest::{IngestError, Sink};
 use crate::labels::{Labels, SeriesSamples};
@@ -64,6 +65,31 @@ pub struct GroupOutput {
     pub last_evaluation_ms: Option<i64>,
     pub last_duration: Duration,
     pub series: Vec<SeriesOutput>,
+    /// One per rule that had series, in rule order.
+    pub rules: Vec<RuleOutput>,
+}
+
+/// A rule as a whole at one evaluation.
+#[derive(Debug, Clone)]
+pub struct RuleOutput {
+    /// Index of the rule within its group.
+    pub rule: usize,
+    /// Series evaluated, and how many of them are `drifted`.
+    pub series: usize,
+    pub drifted: usize,
+    /// The rule-wide state, for a rule with `share:`.
+    pub status: Option<Status>,
+}
+
+impl RuleOutput {
+    /// The share of the rule's series that is drifted.
+    pub fn share(&self) -> f64 {
+        if self.series == 0 {
+            0.0
+        } else {
+            self.drifted as f64 / self.series as f64
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +102,9 @@ pub struct SeriesOutput {
     pub since_ms: Option<i64>,
     pub statistic: Option<f64>,
     pub p_value: Option<f64>,
+    /// What the p-value (or, without one, the statistic or EMA) was compared with: `alpha`,
+    /// the level calibrated from `false_alarms` (after `correction`), or the bound.
+    pub threshold: Option<f64>,
     pub ema: Option<f64>,
     pub reference_samples: usize,
     pub current_samples: usize,
@@ -94,6 +123,8 @@ pub struct RuleRuntime {
     series: Mutex<HashMap<SeriesKey, SeriesState>>,
     /// Window values held by this rule's series; changed only under the `series` lock.
     held: AtomicUsize,
+    /// The rule-wide state of a rule with `share:`.
+    whole: Mutex<Machine>,
 }
 
 impl RuleRuntime {
@@ -103,6 +134,7 @@ impl RuleRuntime {
             rule: rule.clone(),
             series: Mutex::new(HashMap::new()),
             held: AtomicUsize::new(0),
+            whole: Mutex::new(Machine::default()),
         }
     }
 
@@ -169,6 +201,9 @@ struct SeriesState {
     dirty: bool,
     /// The frozen `first: N` reference is in the store's `references` table (written once).
     reference_stored: bool,
+    /// The window's `received()` count at its last test, and that test's outcome: a window
+    /// that took in nothing since is not tested again (the outcome stands).
+    tested: Option<(u64, Outcome)>,
 }
 
 #[derive(Debug, Clone)]
@@ -212,9 +247,13 @@ pub struct Engine {
     removed: Mutex<Vec<Vec<u8>>>,
     next_id: AtomicU64,
     pub telemetry: Arc<Telemetry>,
+    /// The remote write HA tracker: which replica of each HA pair is taken.
+    pub ha: crate::ingest::ha::HaTracker,
     notifier: Arc<dyn Notifier>,
     /// Every applied config, for the sources and the scheduler to follow reloads.
     config_tx: watch::Sender<Arc<Config>>,
+    /// This process's replica name and shard: only the groups the shard owns are loaded.
+    cluster: Cluster,
 }
 
 /// Poisoning only means another thread panicked mid-update; the data is still usable.
@@ -229,6 +268,19 @@ impl Engine {
         telemetry: Arc<Telemetry>,
         notifier: Arc<dyn Notifier>,
     ) -> Self {
+        Engine::with_cluster(config, rules, telemetry, notifier, Cluster::default())
+    }
+
+    /// An engine that is one replica or shard of a cluster: it loads only the groups its
+    /// shard owns (the others' samples are unselected here: counted and dropped), and stamps
+    /// its replica name on every event.
+    pub fn with_cluster(
+        config: Config,
+        rules: RuleSet,
+        telemetry: Arc<Telemetry>,
+        notifier: Arc<dyn Notifier>,
+        cluster: Cluster,
+    ) -> Self {
         let engine = Engine {
             current: RwLock::new(Arc::new(Generation {
                 id: 0,
@@ -239,8 +291,10 @@ impl Engine {
             removed: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             telemetry,
+            ha: crate::ingest::ha::HaTracker::default(),
             notifier,
             config_tx: watch::channel(Arc::new(Config::default())).0,
+            cluster,
         };
         engine.apply(config, rules);
         engine
@@ -269,9 +323,16 @@ impl Engine {
         self.config_tx.subscribe()
     }
 
-    /// Installs new rules. A rule whose group, name and definition are unchanged keeps its
-    /// windows and state; changed rules start afresh; removed rules and their gauges leave.
-    pub fn apply(&self, config: Config, rules: RuleSet) {
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Installs new rules: those of the groups this shard owns. A rule whose group, name and
+    /// definition are unchanged keeps its windows and state; changed rules start afresh;
+    /// removed rules and their gauges leave.
+    pub fn apply(&self, config: Config, mut rules: RuleSet) {
+        let shard = self.cluster.shard;
+        rules.groups.retain(|g| shard.owns(&g.name));
         let old = self.current();
         let mut kept: HashMap<(&str, &str), &Arc<RuleRuntime>> = HashMap::new();
         for g in &old.groups {
@@ -478,8 +539,15 @@ impl Engine {
                         w.extend(&s.values, now_ms);
                         rt.account(before, w.held());
                     }
-                    (SeriesWindow::Ema(e), DetectorSpec::Ema(spec)) => {
-                        s.values.iter().for_each(|&v| e.push(v, spec.smoothing))
+                    (SeriesWindow::Ema(e), DetectorSpec::Ema(spec)) => match spec.bound {
+                        ema::EmaBound::Control(limits) => s
+                            .values
+                            .iter()
+                            .for_each(|&v| e.push_charted(v, spec.smoothing, limits.baseline)),
+                        _ => s.values.iter().for_each(|&v| e.push(v, spec.smoothing)),
+                    },
+                    (SeriesWindow::Ema(e), DetectorSpec::Cusum(spec)) => {
+                        s.values.iter().for_each(|&v| e.push_cusum(v, spec))
                     }
                     (SeriesWindow::Ema(_), _) => {}
                 }
@@ -544,6 +612,7 @@ impl Engine {
         let mut outputs = Vec::new();
         let mut events: Vec<(Arc<RuleRuntime>, SeriesKey, Event)> = Vec::new();
         let mut failed = false;
+        let mut rule_outputs = Vec::new();
         for (ri, rt) in g.rules.iter().enumerate() {
             // One series at a time under the rule's lock (a sync of its sorted window costs a
             // pass over it), so ingestion waits at most for one series, never for the rule.
@@ -560,8 +629,10 @@ impl Engine {
                     Some((k, job))
                 })
                 .collect();
-            let results = run_jobs(jobs, &rt.rule);
-            for (key, outcome) in results {
+            let mut results = run_jobs(jobs, &rt.rule);
+            decide(&rt.rule, g.group.interval, &mut results);
+            let (mut series_seen, mut drifted) = (0usize, 0usize);
+            for (key, mut outcome) in results {
                 // Under the lock only the state machine steps; logging, payloads and the
                 // outbox write happen without it.
                 let (machine, transition, last_sent) = {
@@ -578,6 +649,9 @@ impl Engine {
                     );
                     if state.machine != before {
                         state.dirty = true;
+                    }
+                    if let Some(at) = outcome.tested_at.take() {
+                        state.tested = Some((at, outcome.clone()));
                     }
                     let last_sent = match transition {
                         Some(_) => state.last_sent_ms.clone(),
@@ -601,6 +675,10 @@ impl Engine {
                         events.push((Arc::clone(rt), key.clone(), event));
                     }
                 }
+                series_seen += 1;
+                if machine.status == Status::Drifted {
+                    drifted += 1;
+                }
                 outputs.push(SeriesOutput {
                     rule: ri,
                     labels: output_labels(&rt.rule, &g.group.name, &key),
@@ -608,6 +686,7 @@ impl Engine {
                     since_ms: machine.since_ms,
                     statistic: outcome.statistic,
                     p_value: outcome.p_value,
+                    threshold: outcome.threshold,
                     ema: outcome.ema,
                     reference_samples: outcome.reference_samples,
                     current_samples: outcome.current_samples,
@@ -615,6 +694,19 @@ impl Engine {
                     key: key.clone(),
                     history: state::History::default(),
                 });
+            }
+            if series_seen > 0 {
+                let mut whole = RuleOutput {
+                    rule: ri,
+                    series: series_seen,
+                    drifted,
+                    status: None,
+                };
+                if let Some(event) = self.step_whole(&generation.config, g, rt, &mut whole, now_ms)
+                {
+                    events.push((Arc::clone(rt), Arc::new(Labels::new()), event));
+                }
+                rule_outputs.push(whole);
             }
         }
         self.notify(events);
@@ -642,6 +734,7 @@ impl Engine {
             last_evaluation_ms: Some(now_ms),
             last_duration: elapsed,
             series: outputs,
+            rules: rule_outputs,
         });
         // The previous output is freed after the lock is let go (100k series take ~36 ms).
         let previous = std::mem::replace(&mut *lock(&g.output), output);
@@ -722,7 +815,46 @@ impl Engine {
             to: t.to,
             at_ms: t.at_ms,
             webhooks,
+            replica: self.cluster.replica.clone(),
         })
+    }
+
+    /// Steps the rule-wide state of a rule with `share:` (drifted while at least that share of
+    /// its series is); returns the event of a transition that calls webhooks. The event has
+    /// the rule's labels only and the share as its statistic.
+    fn step_whole(
+        &self,
+        config: &Config,
+        g: &GroupRuntime,
+        rt: &RuleRuntime,
+        whole: &mut RuleOutput,
+        now_ms: i64,
+    ) -> Option<Event> {
+        let threshold = rt.rule.share?;
+        let share = whole.share();
+        let verdict = if share >= threshold {
+            Verdict::Drifted
+        } else {
+            Verdict::Stable
+        };
+        let mut machine = lock(&rt.whole);
+        let transition = machine.step(Some(verdict), now_ms, rt.rule.for_, rt.rule.keep_firing_for);
+        whole.status = Some(machine.status);
+        drop(machine);
+        let outcome = Outcome {
+            statistic: Some(share),
+            threshold: Some(threshold),
+            ..Outcome::default()
+        };
+        self.event(
+            config,
+            &g.group,
+            &rt.rule,
+            &Labels::new(),
+            &BTreeMap::new(),
+            &outcome,
+            transition?,
+        )
     }
 
     /// Hands one evaluation's events to the notifier at once, then starts the cooldown of
@@ -805,7 +937,7 @@ impl SeriesState {
                 &spec.current,
                 max_values,
             )),
-            DetectorSpec::Ema(_) => SeriesWindow::Ema(EmaState::default()),
+            DetectorSpec::Ema(_) | DetectorSpec::Cusum(_) => SeriesWindow::Ema(EmaState::default()),
         };
         SeriesState {
             window,
@@ -814,21 +946,31 @@ impl SeriesState {
             last_sent_ms: BTreeMap::new(),
             dirty: true,
             reference_stored: false,
+            tested: None,
         }
     }
 }
 
 /// Work copied out of a series under its lock, run without it.
 enum Job {
-    Ks(crate::window::WindowView),
+    /// A test of the windows as they stand, which had taken in `received` values.
+    Ks {
+        view: crate::window::WindowView,
+        received: u64,
+    },
     Ema(EmaState),
+    /// Nothing arrived since the last test: its outcome stands.
+    Unchanged(Outcome),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Outcome {
     verdict: Option<Verdict>,
     statistic: Option<f64>,
     p_value: Option<f64>,
+    threshold: Option<f64>,
+    /// Set for a test run at this evaluation: the window's `received()` count then.
+    tested_at: Option<u64>,
     ema: Option<f64>,
     reference_samples: usize,
     current_samples: usize,
@@ -839,17 +981,25 @@ impl Job {
     /// The work for one series; brings its sorted current window up to `now_ms`.
     fn of(s: &mut SeriesState, now_ms: i64) -> Job {
         match &mut s.window {
-            SeriesWindow::Ks(w) => Job::Ks(w.view(now_ms)),
+            SeriesWindow::Ks(w) => match &s.tested {
+                Some((at, last)) if *at == w.received() => Job::Unchanged(last.clone()),
+                _ => Job::Ks {
+                    view: w.view(now_ms),
+                    received: w.received(),
+                },
+            },
             SeriesWindow::Ema(e) => Job::Ema(*e),
         }
     }
 
     fn run(self, rule: &Rule) -> Outcome {
         match (self, &rule.detector) {
-            (Job::Ks(view), DetectorSpec::Ks(spec)) => {
+            (Job::Unchanged(outcome), _) => outcome,
+            (Job::Ks { view, received }, DetectorSpec::Ks(spec)) => {
                 let mut out = Outcome {
                     reference_samples: view.reference.len(),
                     current_samples: view.current.len(),
+                    tested_at: Some(received),
                     ..Outcome::default()
                 };
                 if view.reference.len() < rule.min_samples || view.current.len() < rule.min_samples
@@ -868,18 +1018,13 @@ impl Job {
                     unsorted_reference = r;
                     &unsorted_reference
                 };
-                match ks::ks_2samp_sorted(reference, current, spec.alternative, spec.method) {
-                    Ok(r) => {
-                        out.statistic = Some(r.statistic);
-                        out.p_value = Some(r.p_value);
-                        out.verdict = Some(ks_verdict(
-                            r.statistic,
-                            r.p_value,
-                            spec.alpha,
-                            spec.statistic,
-                        ));
+                // The verdict waits for the rule's other series: see `decide`.
+                match test_values(spec.test, reference, current) {
+                    Ok((statistic, p_value)) => {
+                        out.statistic = Some(statistic);
+                        out.p_value = Some(p_value);
                     }
-                    Err(e) => out.error = Some(e.to_string()),
+                    Err(e) => out.error = Some(e),
                 }
                 out
             }
@@ -887,12 +1032,43 @@ impl Job {
                 let mut out = Outcome {
                     current_samples: e.samples as usize,
                     ema: e.value,
+                    threshold: Some(match spec.bound {
+                        ema::EmaBound::Below(b) | ema::EmaBound::Above(b) => b,
+                        ema::EmaBound::Control(limits) => limits.l,
+                    }),
                     ..Outcome::default()
                 };
-                if let Some(v) = e.value {
-                    if e.samples as usize >= rule.min_samples {
-                        out.verdict = Some(ema::verdict(v, spec));
+                let Some(v) = e.value else { return out };
+                if (e.samples as usize) < rule.min_samples {
+                    return out;
+                }
+                match spec.bound {
+                    ema::EmaBound::Control(limits) => {
+                        if let Some((z, verdict)) =
+                            ema::control_verdict(v, spec.smoothing, &e.baseline, &limits)
+                        {
+                            out.statistic = Some(z);
+                            out.verdict = Some(verdict);
+                        }
                     }
+                    _ => out.verdict = Some(ema::verdict(v, spec)),
+                }
+                out
+            }
+            (Job::Ema(e), DetectorSpec::Cusum(spec)) => {
+                let mut out = Outcome {
+                    current_samples: e.samples as usize,
+                    threshold: Some(spec.h),
+                    ..Outcome::default()
+                };
+                if e.cusum_ready(spec) && e.samples as usize >= rule.min_samples {
+                    let s = control::cusum_statistic(e.hi, e.lo, spec.side);
+                    out.statistic = Some(s);
+                    out.verdict = Some(if s > spec.h {
+                        Verdict::Drifted
+                    } else {
+                        Verdict::Stable
+                    });
                 }
                 out
             }
@@ -920,6 +1096,61 @@ fn run_jobs(jobs: Vec<(SeriesKey, Job)>, rule: &Rule) -> Vec<(SeriesKey, Outcome
     jobs.into_par_iter()
         .map(|(k, job)| (k, job.run(rule)))
         .collect()
+}
+
+/// `(statistic, p-value)` of a raw-value rule's test on its two windows, both sorted.
+fn test_values(test: ValueTest, reference: &[f64], current: &[f64]) -> Result<(f64, f64), String> {
+    match test {
+        ValueTest::Ks {
+            alternative,
+            method,
+        } => ks::ks_2samp_sorted(reference, current, alternative, method)
+            .map(|r| (r.statistic, r.p_value))
+            .map_err(|e| e.to_string()),
+        ValueTest::Cvm => cvm::cramervonmises_2samp(reference, current, cvm::CvmMethod::Auto)
+            .map(|r| (r.statistic, r.p_value))
+            .map_err(|e| e.to_string()),
+        ValueTest::Anderson => {
+            anderson::anderson_2samp(reference, current, anderson::Variant::Midrank)
+                .map(|r| (r.statistic, r.p_value_below_floor()))
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Verdicts of the tests run at one evaluation of a p-value rule, decided together: the level
+/// is `alpha` or the one `false_alarms` gives for the group's interval (see
+/// [`budget`]), and `correction` spans the series tested now. Outcomes carried over from an
+/// earlier test keep their verdict.
+fn decide(rule: &Rule, interval: Duration, results: &mut [(SeriesKey, Outcome)]) {
+    let DetectorSpec::Ks(spec) = &rule.detector else {
+        return;
+    };
+    let fresh: Vec<usize> = (0..results.len())
+        .filter(|&i| results[i].1.tested_at.is_some() && results[i].1.p_value.is_some())
+        .collect();
+    let level = spec.level.per_test(interval, fresh.len());
+    let threshold = match spec.correction {
+        Correction::Bonferroni => level / fresh.len().max(1) as f64,
+        Correction::None | Correction::Bh => level,
+    };
+    let ps: Vec<f64> = fresh
+        .iter()
+        .map(|&i| results[i].1.p_value.unwrap_or(f64::NAN))
+        .collect();
+    let evidence = budget::evidence(&ps, level, spec.correction);
+    for (&i, evident) in fresh.iter().zip(evidence) {
+        let out = &mut results[i].1;
+        out.threshold = Some(threshold);
+        let d = out.statistic.unwrap_or(f64::NAN);
+        out.verdict = Some(if !evident {
+            Verdict::Stable
+        } else if spec.statistic.is_none_or(|floor| d >= floor) {
+            Verdict::Drifted
+        } else {
+            Verdict::Warning
+        });
+    }
 }
 
 /// The routes of one series: every rule whose selector matches, with the window key
@@ -1105,6 +1336,183 @@ mod tests {
             .collect()
     }
 
+    /// One KS rule over `amount` split by `model`, `extra` keys appended.
+    fn pooled_rule(extra: &str) -> String {
+        format!(
+            "groups:\n  - name: g\n    interval: 15s\n    rules:\n      - name: r\n        detector: ks\n        series: amount\n        reference: {{first: 50}}\n        current: {{last: 50}}\n        min_samples: 50\n{extra}"
+        )
+    }
+
+    fn push_model(engine: &Engine, model: &str, values: &[f64], at_ms: i64) {
+        let batch = [SeriesSamples {
+            metric: "amount".into(),
+            labels: Labels::from([("model".to_string(), model.to_string())]),
+            values: values.to_vec(),
+        }];
+        engine.ingest(&batch, "push", at_ms).expect("ingest");
+    }
+
+    #[test]
+    fn the_default_budget_sets_the_level_and_the_threshold_gauge() {
+        let (engine, _) = engine("", &pooled_rule(""));
+        push_model(&engine, "a", &values(50, 0.0), T0);
+        // Shifted by a quarter: D = 0.25, p = 0.08 for 50 vs 50. Evidence at 0.05, none at
+        // the default budget's 15 s / 30 d = 5.8e-6.
+        push_model(&engine, "a", &values(50, 0.25), T0);
+        let out = evaluate(&engine, T0);
+        let level = 15.0 / (30.0 * 86_400.0);
+        assert_eq!(out[0].threshold, Some(level));
+        assert_eq!(out[0].status, Status::Stable);
+        let (engine, _) = engine_with_alpha();
+        push_model(&engine, "a", &values(50, 0.0), T0);
+        push_model(&engine, "a", &values(50, 0.25), T0);
+        let out = evaluate(&engine, T0);
+        assert_eq!(out[0].threshold, Some(0.1));
+        assert_eq!(out[0].status, Status::Drifted, "{out:?}");
+    }
+
+    fn engine_with_alpha() -> (Engine, Arc<Recorder>) {
+        engine("", &pooled_rule("        alpha: 0.1\n"))
+    }
+
+    /// Alternating values around `mean` with standard deviation `sd` (exactly).
+    fn around(n: usize, mean: f64, sd: f64) -> Vec<f64> {
+        (0..n)
+            .map(|i| if i % 2 == 0 { mean + sd } else { mean - sd })
+            .collect()
+    }
+
+    #[test]
+    fn cusum_learns_its_baseline_then_finds_a_small_drop() {
+        let rules = "groups:\n  - name: g\n    interval: 15s\n    rules:\n      - name: r\n        detector: cusum\n        series: amount\n        baseline: 100\n        side: below\n";
+        let (engine, _) = engine("", rules);
+        push_model(&engine, "a", &around(100, 0.9, 0.02), T0);
+        let out = evaluate(&engine, T0);
+        // Learned, nothing summed yet.
+        assert_eq!(out[0].statistic, Some(0.0));
+        let h = out[0].threshold.expect("h");
+        assert!(h > 5.0 && h < 15.0, "{h}");
+        // A drop of one sd: the lower sum grows by about 0.5 a sample (k = 0.5).
+        push_model(&engine, "a", &around(10, 0.88, 0.0), T0 + 1);
+        let out = evaluate(&engine, T0 + 15_000);
+        assert_eq!(out[0].status, Status::Stable);
+        push_model(&engine, "a", &around(40, 0.88, 0.0), T0 + 2);
+        let out = evaluate(&engine, T0 + 30_000);
+        assert_eq!(out[0].status, Status::Drifted, "{out:?}");
+        assert!(out[0].statistic.unwrap() > h);
+    }
+
+    #[test]
+    fn ema_control_limits_come_from_the_baseline() {
+        let rules = "groups:\n  - name: g\n    interval: 15s\n    rules:\n      - name: r\n        detector: ema\n        series: amount\n        smoothing: 0.2\n        control_limits: {baseline: 200, side: below}\n";
+        let (engine, _) = engine("", rules);
+        push_model(&engine, "a", &around(100, 0.9, 0.02), T0);
+        // Still learning: no verdict, no statistic.
+        let out = evaluate(&engine, T0);
+        assert_eq!((out[0].statistic, out[0].status), (None, Status::Stable));
+        push_model(&engine, "a", &around(100, 0.9, 0.02), T0 + 1);
+        let out = evaluate(&engine, T0 + 15_000);
+        assert_eq!(
+            out[0].statistic,
+            Some(0.0),
+            "restarted at the baseline mean"
+        );
+        let l = out[0].threshold.expect("L");
+        // A rise never trips a `below` chart.
+        push_model(&engine, "a", &around(30, 0.95, 0.0), T0 + 2);
+        assert_eq!(evaluate(&engine, T0 + 30_000)[0].status, Status::Stable);
+        // A drop of 2 sd: the EWMA settles 2 / sqrt(0.2 / 1.8) = 6 of its sds below.
+        push_model(&engine, "a", &around(60, 0.86, 0.0), T0 + 3);
+        let out = evaluate(&engine, T0 + 45_000);
+        assert_eq!(out[0].status, Status::Drifted, "{out:?}");
+        assert!(out[0].statistic.unwrap() < -l);
+    }
+
+    #[test]
+    fn a_window_with_nothing_new_is_not_tested_again() {
+        let (engine, _) = engine_with_alpha();
+        push_model(&engine, "a", &values(50, 0.0), T0);
+        push_model(&engine, "a", &values(50, 0.5), T0);
+        let first = evaluate(&engine, T0);
+        assert_eq!(first[0].status, Status::Drifted);
+        let generation = engine.current();
+        let rt = &generation.groups[0].rules[0];
+        let tested = |engine: &Engine| {
+            let _ = engine;
+            lock(&rt.series)
+                .values()
+                .next()
+                .and_then(|s| s.tested.as_ref().map(|(at, _)| *at))
+        };
+        assert_eq!(tested(&engine), Some(100));
+        // Nothing new: the outcome stands, nothing is re-tested.
+        let again = evaluate(&engine, T0 + 15_000);
+        assert_eq!(again[0].statistic, first[0].statistic);
+        assert_eq!(again[0].status, Status::Drifted);
+        assert_eq!(tested(&engine), Some(100));
+        // One new value: tested again.
+        push_model(&engine, "a", &[0.1], T0 + 20_000);
+        evaluate(&engine, T0 + 30_000);
+        assert_eq!(tested(&engine), Some(101));
+    }
+
+    #[test]
+    fn bonferroni_divides_the_level_by_the_series_tested() {
+        let (engine, _) = engine(
+            "",
+            &pooled_rule("        alpha: 0.1\n        correction: bonferroni\n"),
+        );
+        // Four series: one shifted by a quarter (p = 0.08 for 50 vs 50), three unchanged.
+        for model in ["a", "b", "c", "d"] {
+            push_model(&engine, model, &values(50, 0.0), T0);
+            let shift = if model == "a" { 0.25 } else { 0.0 };
+            push_model(&engine, model, &values(50, shift), T0);
+        }
+        let out = evaluate(&engine, T0);
+        assert_eq!(out.len(), 4);
+        for s in &out {
+            assert_eq!(s.threshold, Some(0.1 / 4.0));
+            assert_eq!(s.status, Status::Stable, "0.08 > 0.025: {s:?}");
+        }
+    }
+
+    #[test]
+    fn share_gives_a_rule_wide_verdict_and_event() {
+        let config = format!("webhooks:\n{}", webhook("retrain", ""));
+        let (engine, recorder) = engine(
+            &config,
+            &pooled_rule("        alpha: 0.1\n        share: 0.5\n        webhooks: [retrain]\n"),
+        );
+        for (model, shift) in [("a", 0.5), ("b", 0.0), ("c", 0.0), ("d", 0.0)] {
+            push_model(&engine, model, &values(50, 0.0), T0);
+            push_model(&engine, model, &values(50, shift), T0);
+        }
+        evaluate(&engine, T0);
+        let generation = engine.current();
+        let whole = generation.groups[0].output().rules.clone();
+        assert_eq!((whole[0].series, whole[0].drifted), (4, 1));
+        assert_eq!(whole[0].status, Some(Status::Stable));
+        // One series' event; the rule as a whole is not drifted (1/4 < 0.5).
+        assert_eq!(recorder.take().len(), 1);
+        // A second series drifts: half of them, the rule drifts and calls its webhook with
+        // the rule's labels only and the share as the statistic.
+        push_model(&engine, "b", &values(50, 0.5), T0 + 1);
+        evaluate(&engine, T0 + 15_000);
+        let whole = generation.groups[0].output().rules.clone();
+        assert_eq!(
+            (whole[0].drifted, whole[0].status),
+            (2, Some(Status::Drifted))
+        );
+        let events = recorder.take();
+        let rule_wide: Vec<&Event> = events
+            .iter()
+            .filter(|e| !e.labels.contains_key("model"))
+            .collect();
+        assert_eq!(rule_wide.len(), 1, "{events:?}");
+        assert_eq!(rule_wide[0].statistic, Some(0.5));
+        assert_eq!(rule_wide[0].to, Status::Drifted);
+    }
+
     #[test]
     fn a_drifting_ks_rule_sends_one_event_and_none_while_it_stays_drifted() {
         let config = format!("webhooks:\n{}", webhook("retrain", ""));
@@ -1255,6 +1663,67 @@ mod tests {
             (Status::Drifted, Status::Stable)
         );
         assert_eq!(leaving[0].webhooks, ["loud"]);
+    }
+
+    #[test]
+    fn a_shard_loads_only_its_groups_and_counts_the_others_samples_as_unselected() {
+        use crate::cluster::{shard_of, Cluster, Shard};
+        let names = ["fraud", "search", "ranker", "eta"];
+        let mut text = String::from("groups:\n");
+        for n in names {
+            text.push_str(&format!(
+                "  - name: {n}\n    rules:\n      - name: r\n        detector: ema\n        series: 'score{{model=\"{n}\"}}'\n        smoothing: 0.5\n        below: 0.1\n"
+            ));
+        }
+        let ctx = RuleContext {
+            base_dir: Path::new(""),
+            default_interval: Duration::from_secs(15),
+            webhooks: None,
+        };
+        let groups = parse_rule_file(&text, "rules.yml", &ctx).expect("rules");
+        for index in 0..2 {
+            let telemetry = Arc::new(Telemetry::default());
+            let engine = Engine::with_cluster(
+                Config::default(),
+                RuleSet {
+                    groups: groups.clone(),
+                },
+                Arc::clone(&telemetry),
+                Arc::new(crate::engine::notify::Discard),
+                Cluster {
+                    replica: Some("a".into()),
+                    shard: Shard::new(index, 2).expect("shard"),
+                },
+            );
+            let owned: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| shard_of(n, 2) == index)
+                .collect();
+            let loaded: Vec<String> = engine
+                .current()
+                .groups
+                .iter()
+                .map(|g| g.group.name.clone())
+                .collect();
+            assert_eq!(loaded, owned, "shard {index}");
+            let batch: Vec<SeriesSamples> = names
+                .iter()
+                .map(|n| SeriesSamples {
+                    metric: "score".into(),
+                    labels: Labels::from([("model".to_string(), n.to_string())]),
+                    values: vec![0.5, 0.6],
+                })
+                .collect();
+            let taken = engine.ingest(&batch, "push", T0).expect("ingest");
+            assert_eq!(taken, 2 * owned.len());
+            assert_eq!(
+                telemetry.samples_unselected.get("push"),
+                (2 * (names.len() - owned.len())) as f64
+            );
+            // Only the owned series are held.
+            assert_eq!(engine.series_count(), owned.len());
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::{lock, Engine, RuleRuntime, SeriesState, SeriesWindow};
 use crate::config::model::{DetectorSpec, Labels, Rule};
+use crate::detect::control::Welford;
 use crate::engine::state::{Machine, Status};
 use crate::store::codec::{DecodeError, Reader, Writer};
 use crate::store::{Store, StoreError};
@@ -78,7 +79,18 @@ fn encode(state: &SeriesState, fp: u64, separate_reference: bool) -> Vec<u8> {
             w.f64s(parts.recent).i64s(parts.times.iter());
         }
         SeriesWindow::Ema(e) => {
-            w.u8(1).opt_f64(e.value).u64(e.samples);
+            // Kind 1 as before for a plain EMA; kind 3 adds a chart's baseline and sums.
+            let plain = e.baseline == Welford::default() && e.hi == 0.0 && e.lo == 0.0;
+            w.u8(if plain { 1 } else { 3 })
+                .opt_f64(e.value)
+                .u64(e.samples);
+            if !plain {
+                w.u64(e.baseline.n)
+                    .f64(e.baseline.mean)
+                    .f64(e.baseline.m2)
+                    .f64(e.hi)
+                    .f64(e.lo);
+            }
         }
     }
     w.buf
@@ -164,10 +176,23 @@ fn decode(
             })?;
             SeriesWindow::Ks(w)
         }
-        (1, DetectorSpec::Ema(_)) => SeriesWindow::Ema(EmaState {
-            value: r.opt_f64("ema")?,
-            samples: r.u64("ema samples")?,
-        }),
+        (1 | 3, DetectorSpec::Ema(_) | DetectorSpec::Cusum(_)) => {
+            let mut e = EmaState {
+                value: r.opt_f64("ema")?,
+                samples: r.u64("ema samples")?,
+                ..EmaState::default()
+            };
+            if kind == 3 {
+                e.baseline = Welford {
+                    n: r.u64("baseline count")?,
+                    mean: r.f64("baseline mean")?,
+                    m2: r.f64("baseline m2")?,
+                };
+                e.hi = r.f64("cusum upper sum")?;
+                e.lo = r.f64("cusum lower sum")?;
+            }
+            SeriesWindow::Ema(e)
+        }
         _ => {
             return Err(DecodeError {
                 at: 0,
@@ -183,6 +208,7 @@ fn decode(
         last_sent_ms,
         dirty: false,
         reference_stored: kind == 2,
+        tested: None,
     }))
 }
 

@@ -1,14 +1,22 @@
-//! The group scheduler: one task per rule group ticking on the group's interval; the
+//! The group scheduler: one task per rule group evaluating on the group's slots; the
 //! evaluation itself runs on the blocking pool so it never stalls ingestion or `/metrics`.
+//!
+//! Slots are aligned as Prometheus aligns rule groups (`cluster::eval_timestamp`): multiples
+//! of the interval shifted by a per-group offset from a hash of the group's name, and each
+//! evaluation runs *at* its slot's time, not at the instant the task woke. Replicas with the
+//! same config therefore evaluate a group at the same instants and, fed the same data, reach
+//! the same verdicts with the same event times (hence the same webhook idempotency keys). A
+//! new group (at start, after a reload) evaluates at once as of the slot just past, then on
+//! every slot; a slot missed because an evaluation ran long is skipped, not made up.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio::time::MissedTickBehavior;
 
 use super::Engine;
+use crate::cluster::{eval_timestamp, next_eval_timestamp};
 use crate::time::{now_ms, stopped};
 
 /// How often series no source feeds any more are looked for.
@@ -27,19 +35,25 @@ pub async fn run(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
             let engine = Arc::clone(&engine);
             let generation = Arc::clone(&generation);
             let period = g.group.interval.max(Duration::from_millis(10));
+            let interval_ms = period.as_millis().min(i64::MAX as u128) as i64;
+            let name = g.group.name.clone();
             tasks.spawn(async move {
-                let mut ticker = tokio::time::interval(period);
-                ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+                let mut at = eval_timestamp(&name, interval_ms, now_ms());
                 loop {
-                    ticker.tick().await;
                     let engine = Arc::clone(&engine);
                     let generation = Arc::clone(&generation);
                     let job = tokio::task::spawn_blocking(move || {
-                        engine.evaluate_group(&generation, gi, now_ms())
+                        engine.evaluate_group(&generation, gi, at)
                     });
                     if let Err(e) = job.await {
                         tracing::error!(error = %e, "rule group evaluation panicked");
                     }
+                    // The next slot after now (slots missed while evaluating are skipped),
+                    // and never the same slot twice, even if the wall clock stepped back.
+                    let now = now_ms();
+                    at = next_eval_timestamp(&name, interval_ms, now).max(at + interval_ms);
+                    let wait = u64::try_from(at - now).unwrap_or(0);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
                 }
             });
         }

@@ -115,11 +115,39 @@ pub struct Decoded {
     pub non_finite: usize,
     /// Native histogram samples skipped (not supported).
     pub histograms: usize,
+    /// With [`HaLabels`]: the cluster and replica named by the first `TimeSeries`, when it
+    /// carries both labels (as Mimir's HA tracker, which looks at the first series only).
+    pub ha: Option<HaIdentity>,
+}
+
+/// The label names of an HA pair: the replica label is dropped from every series (so it is
+/// never validated as a series label, and `__replica__` is allowed), the cluster label kept.
+#[derive(Debug, Clone, Copy)]
+pub struct HaLabels<'a> {
+    pub cluster: &'a str,
+    pub replica: &'a str,
+}
+
+/// Which cluster and replica a request came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaIdentity {
+    pub cluster: String,
+    pub replica: String,
 }
 
 /// Decompresses and decodes a whole body. Pure; nothing is returned unless every series is
 /// good.
 pub fn decode(body: &[u8], max_decompressed: usize) -> Result<Decoded, RemoteWriteError> {
+    decode_ha(body, max_decompressed, None)
+}
+
+/// [`decode`], for a receiver with an HA tracker: the replica label is dropped from every
+/// series and the first series' cluster and replica are returned in [`Decoded::ha`].
+pub fn decode_ha(
+    body: &[u8],
+    max_decompressed: usize,
+    ha: Option<HaLabels<'_>>,
+) -> Result<Decoded, RemoteWriteError> {
     let size =
         snap::raw::decompress_len(body).map_err(|e| RemoteWriteError::Snappy(e.to_string()))?;
     if size > max_decompressed {
@@ -131,7 +159,7 @@ pub fn decode(body: &[u8], max_decompressed: usize) -> Result<Decoded, RemoteWri
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
         .map_err(|e| RemoteWriteError::Snappy(e.to_string()))?;
-    decode_write_request(&raw)
+    decode_write_request_ha(&raw, ha)
 }
 
 /// Decodes an uncompressed `WriteRequest`.
@@ -142,6 +170,14 @@ pub fn decode(body: &[u8], max_decompressed: usize) -> Result<Decoded, RemoteWri
 /// names the same series, and its samples join that series without another allocation. The
 /// result, errors included, is the same as validating every message afresh.
 pub fn decode_write_request(buf: &[u8]) -> Result<Decoded, RemoteWriteError> {
+    decode_write_request_ha(buf, None)
+}
+
+/// [`decode_write_request`] with the HA labels of [`decode_ha`].
+pub fn decode_write_request_ha(
+    buf: &[u8],
+    ha: Option<HaLabels<'_>>,
+) -> Result<Decoded, RemoteWriteError> {
     let mut out = Decoded::default();
     let mut index: HashMap<(String, Labels), usize> = HashMap::new();
     // The label messages of a `TimeSeries` (each as its length, then its bytes) → its entry
@@ -165,6 +201,17 @@ pub fn decode_write_request(buf: &[u8]) -> Result<Decoded, RemoteWriteError> {
                 index: series_index,
                 message,
             })?;
+            if let Some(ha) = ha {
+                if series_index == 0 {
+                    out.ha = ha_identity(&ts.labels, ha).map_err(|message| {
+                        RemoteWriteError::SeriesProtobuf {
+                            index: series_index,
+                            message,
+                        }
+                    })?;
+                }
+                ts.labels.retain(|&(name, _)| name != ha.replica);
+            }
             carried += ts.samples.len();
             out.histograms += ts.histograms;
             let known = seen.get(ts.label_key.as_slice()).copied();
@@ -227,6 +274,28 @@ pub fn decode_write_request(buf: &[u8]) -> Result<Decoded, RemoteWriteError> {
         })
         .collect();
     Ok(out)
+}
+
+/// The cluster and replica of one series' labels, when it has both.
+fn ha_identity(labels: &[(&str, &str)], ha: HaLabels<'_>) -> Result<Option<HaIdentity>, String> {
+    let value = |name: &str| labels.iter().find(|&&(n, _)| n == name).map(|&(_, v)| v);
+    let (Some(cluster), Some(replica)) = (value(ha.cluster), value(ha.replica)) else {
+        return Ok(None);
+    };
+    if replica.len() > crate::labels::MAX_LABEL_VALUE_BYTES {
+        return Err(format!(
+            "HA replica label {} is over {} bytes",
+            ha.replica,
+            crate::labels::MAX_LABEL_VALUE_BYTES
+        ));
+    }
+    if cluster.is_empty() || replica.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(HaIdentity {
+        cluster: cluster.to_string(),
+        replica: replica.to_string(),
+    }))
 }
 
 /// A distinct series of a request and its (timestamp, value) pairs, in arrival order.
@@ -547,6 +616,57 @@ mod tests {
     }
     fn snappy(raw: &[u8]) -> Vec<u8> {
         snap::raw::Encoder::new().compress_vec(raw).unwrap()
+    }
+
+    #[test]
+    fn ha_labels_name_the_first_series_replica_and_the_replica_label_is_dropped() {
+        let ha = HaLabels {
+            cluster: "cluster",
+            replica: "__replica__",
+        };
+        let raw = request(&[
+            series(
+                &[
+                    ("__name__", "acc"),
+                    ("__replica__", "b"),
+                    ("cluster", "prom"),
+                ],
+                &[(0.9, 1000)],
+            ),
+            series(
+                &[
+                    ("__name__", "acc"),
+                    ("__replica__", "b"),
+                    ("cluster", "prom"),
+                ],
+                &[(0.8, 2000)],
+            ),
+            series(&[("__name__", "lat"), ("__replica__", "b")], &[(1.0, 1000)]),
+        ]);
+        let d = decode_ha(&snappy(&raw), 1 << 20, Some(ha)).unwrap();
+        assert_eq!(
+            d.ha,
+            Some(HaIdentity {
+                cluster: "prom".into(),
+                replica: "b".into()
+            })
+        );
+        assert_eq!(d.series.len(), 2, "{d:?}");
+        assert_eq!(
+            d.series[0].labels,
+            Labels::from([("cluster".to_string(), "prom".to_string())])
+        );
+        assert_eq!(d.series[0].values, vec![0.9, 0.8]);
+        assert_eq!(d.series[1].labels, Labels::new());
+        // Without the tracker the `__` label is what it is: a reserved name.
+        assert!(decode(&snappy(&raw), 1 << 20).is_err());
+        // A first series without both labels: no identity, the request goes through as is.
+        let raw = request(&[series(
+            &[("__name__", "acc"), ("cluster", "prom")],
+            &[(1.0, 1)],
+        )]);
+        let d = decode_ha(&snappy(&raw), 1 << 20, Some(ha)).unwrap();
+        assert_eq!((d.ha, d.series.len()), (None, 1));
     }
 
     #[test]

@@ -142,6 +142,25 @@ fn num(v: Option<f64>) -> serde_json::Value {
     }
 }
 
+/// How a p-value rule decides: `alpha` as written, or the budget it calibrates to.
+fn level_json(rule: &crate::config::model::Rule) -> serde_json::Value {
+    use crate::detect::budget::Level;
+    match &rule.detector {
+        crate::config::model::DetectorSpec::Ks(spec) => match spec.level {
+            Level::Alpha(a) => json!({"alpha": a, "correction": spec.correction.as_str()}),
+            Level::Budget {
+                false_alarms,
+                scope,
+            } => json!({
+                "false_alarms": false_alarms.to_string(),
+                "false_alarms_scope": scope.as_str(),
+                "correction": spec.correction.as_str(),
+            }),
+        },
+        _ => serde_json::Value::Null,
+    }
+}
+
 pub fn rules(app: &Arc<State>) -> Response<Body> {
     let generation = app.engine.current();
     let mut groups = Vec::new();
@@ -161,6 +180,7 @@ pub fn rules(app: &Arc<State>) -> Response<Body> {
                         "state_since": opt_time(s.since_ms),
                         "statistic": num(s.statistic),
                         "p_value": num(s.p_value),
+                        "threshold": num(s.threshold),
                         "value": num(s.ema),
                         "reference_samples": s.reference_samples,
                         "current_samples": s.current_samples,
@@ -175,6 +195,7 @@ pub fn rules(app: &Arc<State>) -> Response<Body> {
                 .filter(|s| s.rule == ri)
                 .map(|s| s.status)
                 .max();
+            let whole = out.rules.iter().find(|r| r.rule == ri);
             rules.push(json!({
                 "name": rule.name,
                 "detector": rule.detector.name(),
@@ -184,6 +205,9 @@ pub fn rules(app: &Arc<State>) -> Response<Body> {
                 "annotations": rule.annotations,
                 "webhooks": rule.webhooks,
                 "state": worst.map(|s| s.as_str()).unwrap_or("stable"),
+                "drift_share": num(whole.map(|r| r.share())),
+                "share_state": whole.and_then(|r| r.status).map(|s| s.as_str()),
+                "level": level_json(rule),
                 "last_evaluation": opt_time(out.last_evaluation_ms),
                 "series": series,
             }));

@@ -133,6 +133,10 @@ pub enum ApiError {
     /// A task failed (panicked) on the blocking pool.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Remote write from an HA replica that is not the elected one: 202, as Mimir answers,
+    /// so Prometheus does not retry; the samples are dropped.
+    #[error("{0}")]
+    HaDeduped(String),
 }
 
 impl ApiError {
@@ -151,6 +155,7 @@ impl ApiError {
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::HaDeduped(_) => StatusCode::ACCEPTED,
         }
     }
 
@@ -169,6 +174,7 @@ impl ApiError {
             ApiError::Internal(_) => "internal",
             ApiError::Busy => "unavailable",
             ApiError::BodyTimeout(_) => "timeout",
+            ApiError::HaDeduped(_) => "ha_dedupe",
         }
     }
 

@@ -8,7 +8,10 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{HeaderMap, Request, Response, StatusCode};
 
 use super::{body_reason, count_refused, ApiError, Body, State};
-use crate::formats::remote_write::{decode, decompressed_limit, RemoteWriteError, SOURCE};
+use crate::formats::remote_write::{
+    decode_ha, decompressed_limit, HaLabels, RemoteWriteError, SOURCE,
+};
+use crate::ingest::ha::HaError;
 use crate::ingest::IngestError;
 use crate::labels::RejectReason;
 use crate::time::now_ms;
@@ -43,6 +46,9 @@ fn check_headers(headers: &HeaderMap) -> Result<(), ApiError> {
 /// What happened to one request on the blocking pool.
 enum Outcome {
     Bad(RemoteWriteError),
+    /// Refused by the HA tracker, with the values the request carried (all counted under
+    /// the tracker's reason, stale markers included).
+    Ha(HaError, usize),
     Stored(Counts),
     Limit(IngestError, Counts),
 }
@@ -55,13 +61,17 @@ struct Counts {
 
 /// `POST /api/v1/write`: 204 when applied; 400 (with the reason) for a body that cannot be
 /// decoded or holds a bad series, nothing applied; 413 over `limits.max_body_bytes`; 429
-/// when the series would pass `limits.max_series`.
+/// when the series would pass `limits.max_series`. With the HA tracker on
+/// (`remote_write_receiver`): 202 and nothing applied for a replica that is not its
+/// cluster's elected one, 400 for a cluster past `ha_max_clusters`; the replica label is
+/// dropped from what is taken.
 pub async fn handle(state: &State, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let engine = Arc::clone(&state.engine);
     let telemetry = Arc::clone(&engine.telemetry);
     check_headers(req.headers())
         .inspect_err(|_| count_refused(&telemetry, RejectReason::BadBody, 0))?;
-    let limit = engine.current().config.limits.max_body_bytes;
+    let config = engine.current().config.clone();
+    let limit = config.limits.max_body_bytes;
     let (body, _reservation) = state
         .read_body(req, 1)
         .await
@@ -78,7 +88,12 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Result<Response<Bo
         .await?;
     // Decoding a large body and ingesting are CPU work: off the async workers.
     let outcome = tokio::task::spawn_blocking(move || {
-        let decoded = match decode(&body, max_decompressed) {
+        let ha = config.remote_write_ha.as_ref();
+        let labels = ha.map(|c| HaLabels {
+            cluster: &c.cluster_label,
+            replica: &c.replica_label,
+        });
+        let decoded = match decode_ha(&body, max_decompressed, labels) {
             Ok(d) => d,
             Err(e) => return Outcome::Bad(e),
         };
@@ -87,6 +102,21 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Result<Response<Bo
             non_finite: decoded.non_finite,
             histograms: decoded.histograms,
         };
+        if let (Some(ha), Some(id)) = (ha, &decoded.ha) {
+            match engine.ha.check(ha, &id.cluster, &id.replica, now_ms()) {
+                Ok(crate::ingest::ha::Accepted::Elected) => {}
+                Ok(crate::ingest::ha::Accepted::NewlyElected) => {
+                    engine
+                        .telemetry
+                        .ha_elected_replica_changes
+                        .add(&id.cluster, 1.0);
+                }
+                Err(e) => {
+                    let all = decoded.samples + counts.stale_markers + counts.non_finite;
+                    return Outcome::Ha(e, all + counts.histograms);
+                }
+            }
+        }
         if decoded.series.is_empty() {
             return Outcome::Stored(counts);
         }
@@ -105,6 +135,23 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Result<Response<Bo
                 message: e.to_string(),
             })
         }
+        Outcome::Ha(e, values) => match e {
+            HaError::ReplicasDidNotMatch { .. } => {
+                if values > 0 {
+                    telemetry
+                        .samples_rejected
+                        .add(RejectReason::HaDedupe.as_str(), values as f64);
+                }
+                Err(ApiError::HaDeduped(e.to_string()))
+            }
+            HaError::TooManyClusters { .. } => {
+                count_refused(&telemetry, RejectReason::TooManyHaClusters, values);
+                Err(ApiError::BadData {
+                    message: e.to_string(),
+                    index: None,
+                })
+            }
+        },
         Outcome::Stored(c) => {
             count_skipped(&telemetry, &c);
             let mut resp = Response::new(Full::new(Bytes::new()));

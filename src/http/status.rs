@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use crate::config::model::{DetectorSpec, Rule};
+use crate::detect::budget::Level;
 use crate::detect::ema::EmaBound;
 use crate::engine::state::{History, Status};
 use crate::engine::{Engine, GroupRuntime, SeriesOutput};
@@ -191,23 +192,34 @@ fn rule_header(out: &mut String, g: &GroupRuntime, ri: usize, series: &[&SeriesO
     );
 }
 
-/// What the rule compares its statistic or p-value with.
+/// What the rule compares its statistic or p-value with (each series' own threshold, as
+/// calibrated, is in its row).
 fn threshold(rule: &Rule) -> String {
     match &rule.detector {
-        DetectorSpec::Ks(spec) => match spec.statistic {
-            Some(d) => format!("drifted when p ≤ {} and D ≥ {d}", spec.alpha),
-            None => format!("drifted when p ≤ {}", spec.alpha),
-        },
+        DetectorSpec::Ks(spec) => {
+            let level = match &spec.level {
+                Level::Alpha(a) => format!("drifted when p ≤ {a}"),
+                Level::Budget { false_alarms, .. } => {
+                    format!("drifted when p ≤ the level calibrated for false_alarms {false_alarms}")
+                }
+            };
+            match spec.statistic {
+                Some(d) => format!("{level} and the statistic ≥ {d}"),
+                None => level,
+            }
+        }
         DetectorSpec::Ema(spec) => {
             let (side, bound) = match spec.bound {
                 EmaBound::Below(b) => ("below", b),
                 EmaBound::Above(b) => ("above", b),
+                EmaBound::Control(_) => return "drifted outside its learned control limits".into(),
             };
             match spec.warning {
                 Some(w) => format!("drifted {side} {bound}, warning {side} {w}"),
                 None => format!("drifted {side} {bound}"),
             }
         }
+        DetectorSpec::Cusum(_) => "drifted when the CUSUM passes its decision interval".into(),
     }
 }
 
@@ -225,7 +237,7 @@ fn series_table(
     }
     out.push_str(
         "<table class=\"series\"><thead><tr><th>series</th><th>state</th><th>statistic</th>\
-         <th>p-value</th><th>value</th><th>samples (ref / cur)</th><th>history</th>\
+         <th>p-value</th><th>threshold</th><th>value</th><th>samples (ref / cur)</th><th>history</th>\
          <th>reference against current</th></tr></thead><tbody>",
     );
     let rt = &g.rules[ri];
@@ -246,7 +258,7 @@ fn series_table(
             out,
             "<tr class=\"s-{state}\"><td><code>{labels}</code>{error}</td>\
              <td><span class=\"badge s-{state}\">{state}</span><br><small>since {since}</small></td>\
-             <td>{stat}</td><td>{p}</td><td>{ema}</td><td>{nr} / {nc}</td><td>{history}</td>\
+             <td>{stat}</td><td>{p}</td><td>{threshold}</td><td>{ema}</td><td>{nr} / {nc}</td><td>{history}</td>\
              <td>{plot}</td></tr>",
             state = s.status.as_str(),
             labels = escape(&labels),
@@ -258,6 +270,7 @@ fn series_table(
             since = s.since_ms.map(rfc3339).unwrap_or_else(|| "start".into()),
             stat = number(s.statistic),
             p = number(s.p_value),
+            threshold = number(s.threshold),
             ema = number(s.ema),
             nr = s.reference_samples,
             nc = s.current_samples,

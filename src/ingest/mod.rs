@@ -1,7 +1,9 @@
-//! Live sources that pull: Prometheus-style scrapes and PromQL queries. They reach the engine
+//! Live sources that pull: Prometheus-style scrapes and PromQL queries (and `ha`, the remote
+//! write HA tracker the receiver consults). Sources reach the engine
 //! only through the [`Sink`] trait and follow reloads through a `watch` of the config, which
 //! the engine publishes when it applies one; they never name the engine.
 
+pub mod ha;
 pub mod query;
 pub mod scrape;
 

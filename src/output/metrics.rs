@@ -14,6 +14,9 @@ use crate::labels::Labels;
 pub const DRIFT_STATISTIC: &str = "driftgauge_drift_statistic";
 pub const DRIFT_P_VALUE: &str = "driftgauge_drift_p_value";
 pub const DRIFT_STATUS: &str = "driftgauge_drift_status";
+pub const DRIFT_THRESHOLD: &str = "driftgauge_drift_threshold";
+pub const DRIFT_SHARE: &str = "driftgauge_drift_share";
+const THRESHOLD_HELP: &str = "What the p-value (or, without one, the statistic or EMA) is compared with: alpha, the level calibrated from false_alarms, or the bound.";
 pub const EMA_VALUE: &str = "driftgauge_ema_value";
 pub const WINDOW_SAMPLES: &str = "driftgauge_window_samples";
 
@@ -199,7 +202,12 @@ fn held_values(engine: &Engine, generation: &crate::engine::Generation) -> [Fami
 fn service_families<'a>(
     engine: &Engine,
     generation: &crate::engine::Generation,
-    groups: impl IntoIterator<Item = (&'a str, &'a crate::engine::GroupOutput)>,
+    groups: impl IntoIterator<
+        Item = (
+            &'a crate::engine::GroupRuntime,
+            &'a crate::engine::GroupOutput,
+        ),
+    >,
 ) -> Vec<Family> {
     let t = &engine.telemetry;
     let mut evals = Family::new(
@@ -222,7 +230,24 @@ fn service_families<'a>(
         Kind::Gauge,
         "Unix time of the last evaluation of the group.",
     );
-    for (name, out) in groups {
+    let mut share = Family::new(
+        DRIFT_SHARE,
+        Kind::Gauge,
+        "Share of the rule's series that is drifted.",
+    );
+    for (g, out) in groups {
+        let name = g.group.name.as_str();
+        for r in &out.rules {
+            if let Some(rule) = g.rules.get(r.rule) {
+                share.push(
+                    vec![
+                        ("group".to_string(), name.to_string()),
+                        ("rule".to_string(), rule.rule.name.clone()),
+                    ],
+                    r.share(),
+                );
+            }
+        }
         evals.push(one("group", name), t.rule_evaluations.get(name));
         eval_failures.push(one("group", name), t.rule_evaluation_failures.get(name));
         if let Some(ms) = out.last_evaluation_ms {
@@ -330,6 +355,38 @@ fn service_families<'a>(
         ],
         1.0,
     );
+    let shard = engine.cluster().shard;
+    let mut shard_info = Family::new(
+        "driftgauge_shard_info",
+        Kind::Gauge,
+        "1, labeled by this process's shard index and the shard total (0 of 1 when unsharded).",
+    );
+    shard_info.push(
+        vec![
+            ("index".into(), shard.index().to_string()),
+            ("total".into(), shard.total().to_string()),
+        ],
+        1.0,
+    );
+    let mut ha_changes = Family::new(
+        "driftgauge_ha_elected_replica_changes_total",
+        Kind::Counter,
+        "Times the remote write HA tracker elected another replica of a cluster (the first election counts), by cluster.",
+    );
+    for (cluster, v) in t.ha_elected_replica_changes.snapshot() {
+        ha_changes.push(one("cluster", &cluster), v);
+    }
+    let mut ha_elected = Family::new(
+        "driftgauge_ha_elected_replica_status",
+        Kind::Gauge,
+        "1 for the replica of each HA cluster whose remote write samples are taken.",
+    );
+    for (cluster, replica) in engine.ha.snapshot() {
+        ha_elected.push(
+            vec![("cluster".into(), cluster), ("replica".into(), replica)],
+            1.0,
+        );
+    }
     let mut query_failures = Family::new(
         "driftgauge_query_failures_total",
         Kind::Counter,
@@ -348,6 +405,7 @@ fn service_families<'a>(
     }
 
     vec![
+        share,
         received,
         unselected,
         rejected,
@@ -365,6 +423,9 @@ fn service_families<'a>(
         held,
         held_limit,
         build,
+        shard_info,
+        ha_changes,
+        ha_elected,
         query_failures,
         scrape_failures,
     ]
@@ -386,7 +447,7 @@ pub fn render(engine: &Engine, format: Format) -> String {
         .map(|(g, _)| {
             g.rules
                 .iter()
-                .map(|r| r.rule.detector.name() == "ema")
+                .map(|r| matches!(r.rule.detector.name(), "ema" | "cusum"))
                 .collect()
         })
         .collect();
@@ -434,6 +495,18 @@ pub fn render(engine: &Engine, format: Format) -> String {
     for (s, span, _) in rows() {
         if let Some(v) = s.p_value {
             line(&mut out, DRIFT_P_VALUE, rule_labels.all(span), v);
+        }
+    }
+    write_header(
+        &mut out,
+        DRIFT_THRESHOLD,
+        Kind::Gauge,
+        THRESHOLD_HELP,
+        format,
+    );
+    for (s, span, _) in rows() {
+        if let Some(v) = s.threshold {
+            line(&mut out, DRIFT_THRESHOLD, rule_labels.all(span), v);
         }
     }
     write_header(
@@ -495,9 +568,7 @@ pub fn render(engine: &Engine, format: Format) -> String {
     let service = service_families(
         engine,
         &generation,
-        outputs
-            .iter()
-            .map(|(g, out)| (g.group.name.as_str(), &**out)),
+        outputs.iter().map(|(g, out)| (&***g, &**out)),
     );
     encode_into(&mut out, &service, format);
     finish(&mut out, format);
@@ -537,6 +608,7 @@ mod tests {
             Kind::Gauge,
             "The detector's p-value at the last evaluation, for detectors that have one.",
         );
+        let mut threshold = Family::new(DRIFT_THRESHOLD, Kind::Gauge, THRESHOLD_HELP);
         let mut status = Family::new(
             DRIFT_STATUS,
             Kind::Gauge,
@@ -563,11 +635,14 @@ mod tests {
                 if let Some(v) = s.p_value {
                     p_value.push(l.clone(), v);
                 }
+                if let Some(v) = s.threshold {
+                    threshold.push(l.clone(), v);
+                }
                 status.push(l.clone(), s.status.gauge());
                 let is_ema = g
                     .rules
                     .get(s.rule)
-                    .is_some_and(|r| r.rule.detector.name() == "ema");
+                    .is_some_and(|r| matches!(r.rule.detector.name(), "ema" | "cusum"));
                 if is_ema {
                     if let Some(v) = s.ema {
                         ema.push(l.clone(), v);
@@ -585,6 +660,7 @@ mod tests {
         for f in [
             &mut statistic,
             &mut p_value,
+            &mut threshold,
             &mut status,
             &mut ema,
             &mut window,
@@ -594,13 +670,11 @@ mod tests {
             }
         }
 
-        let mut families = vec![statistic, p_value, status, ema, window];
+        let mut families = vec![statistic, p_value, threshold, status, ema, window];
         families.extend(service_families(
             engine,
             &generation,
-            outputs
-                .iter()
-                .map(|(g, out)| (g.group.name.as_str(), &**out)),
+            outputs.iter().map(|(g, out)| (&***g, &**out)),
         ));
         encode(&families, format)
     }

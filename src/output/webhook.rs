@@ -21,7 +21,7 @@
 //!
 //! Requests:
 //! - `POST <url>` with `Content-Type: application/json`, `Idempotency-Key: <key>` (the same on
-//!   every retry), `User-Agent: driftgauge/<version>`, the config's `headers`, and
+//!   every retry, and on every replica: [`Event::idempotency_key`]), `User-Agent: driftgauge/<version>`, the config's `headers`, and
 //!   `Authorization: Bearer <token>` when a bearer token is set. The config's headers are
 //!   applied first; the headers driftgauge sets itself replace same-named ones (except
 //!   `User-Agent`, which a configured header may override).
@@ -963,8 +963,8 @@ impl Notifier for WebhookSender {
         for event in events {
             shape.push(event.webhooks.len());
             for name in &event.webhooks {
-                let idempotency_key =
-                    format!("evt_{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+                // Derived from the event, so every replica sends the same one.
+                let idempotency_key = event.idempotency_key(name);
                 let extra = webhooks.get(name).and_then(|w| w.extra.as_ref());
                 deliveries.push(Delivery {
                     webhook: name.clone(),
@@ -1002,6 +1002,9 @@ pub fn payload(
         "starts_at": crate::time::rfc3339(event.at_ms),
         "idempotency_key": idempotency_key,
     });
+    if let (Some(replica), Some(obj)) = (&event.replica, payload.as_object_mut()) {
+        obj.insert("replica".into(), serde_json::Value::String(replica.clone()));
+    }
     if let (Some(extra), Some(obj)) = (extra, payload.as_object_mut()) {
         obj.insert("extra".into(), serde_json::Value::Object(extra.clone()));
     }

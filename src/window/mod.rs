@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::detect::control::{cusum_step, Baseline, CusumSpec, Welford};
 use crate::detect::sort::sort_samples;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +67,9 @@ pub struct SampleWindows {
     reference: ReferenceWindow,
     current: CurrentWindow,
     max_values: usize,
+    /// Values taken in since this window was made (or restored): tells an evaluation whether
+    /// anything arrived since the last test.
+    received: u64,
 }
 
 /// The two windows, for a detector to run on outside any lock: both shared, not copied,
@@ -150,7 +154,14 @@ impl SampleWindows {
             reference: reference.clone(),
             current: current.clone(),
             max_values: max_values.max(1),
+            received: 0,
         }
+    }
+
+    /// Values taken in since this window was made or restored; a test of a window whose count
+    /// has not moved would only repeat the last one.
+    pub fn received(&self) -> u64 {
+        self.received
     }
 
     pub fn push(&mut self, value: f64, now_ms: i64) {
@@ -159,6 +170,7 @@ impl SampleWindows {
 
     /// Takes in `values`, all arriving at `now_ms`, in order.
     pub fn extend(&mut self, mut values: &[f64], now_ms: i64) {
+        self.received = self.received.saturating_add(values.len() as u64);
         if let ReferenceWindow::First(n) = self.reference {
             if self.frozen.is_none() {
                 let take = (n - self.first.len().min(n)).min(values.len());
@@ -465,14 +477,60 @@ impl SampleWindows {
     }
 }
 
-/// The running EMA of one rule+series: advanced once per sample, in arrival order.
+/// The running EMA (or CUSUM) of one rule+series: advanced once per sample, in arrival order.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct EmaState {
     pub value: Option<f64>,
     pub samples: u64,
+    /// The baseline of a control chart, while it is learned and after.
+    pub baseline: Welford,
+    /// CUSUM's upper and lower sums.
+    pub hi: f64,
+    pub lo: f64,
 }
 
 impl EmaState {
+    /// An EMA with control limits: the first `baseline` samples make the baseline (the EMA
+    /// runs over them as usual), then the EMA restarts at the baseline's mean, as an EWMA
+    /// chart starts at the in-control mean.
+    pub fn push_charted(&mut self, x: f64, smoothing: f64, baseline: u64) {
+        if self.baseline.n < baseline {
+            self.baseline.push(x);
+            self.push(x, smoothing);
+            if self.baseline.n == baseline {
+                self.value = Some(self.baseline.mean);
+            }
+            return;
+        }
+        self.push(x, smoothing);
+    }
+
+    /// One CUSUM step: learns the baseline first (when the rule learns it), then sums the
+    /// standardised values. `value` holds the last value.
+    pub fn push_cusum(&mut self, x: f64, spec: &CusumSpec) {
+        self.value = Some(x);
+        self.samples = self.samples.saturating_add(1);
+        let (mean, sd) = match spec.baseline {
+            Baseline::Learn(n) if self.baseline.n < n => {
+                self.baseline.push(x);
+                return;
+            }
+            Baseline::Learn(_) => (self.baseline.mean, self.baseline.sd()),
+            Baseline::Given { mean, sd } => (mean, sd),
+        };
+        if sd > 0.0 && x.is_finite() {
+            (self.hi, self.lo) = cusum_step(self.hi, self.lo, (x - mean) / sd, spec.k);
+        }
+    }
+
+    /// Has the CUSUM's baseline been learned (or was it given)?
+    pub fn cusum_ready(&self, spec: &CusumSpec) -> bool {
+        match spec.baseline {
+            Baseline::Learn(n) => self.baseline.n >= n && self.baseline.sd() > 0.0,
+            Baseline::Given { .. } => true,
+        }
+    }
+
     pub fn push(&mut self, x: f64, smoothing: f64) {
         self.value = Some(crate::detect::ema::step(self.value, x, smoothing));
         // A count restored from the store may be anything: never overflow.
@@ -726,6 +784,7 @@ mod tests {
         let mut e = EmaState {
             value: Some(1.0),
             samples: u64::MAX,
+            ..EmaState::default()
         };
         e.push(1.0, 0.5);
         assert_eq!(e.samples, u64::MAX);
@@ -740,7 +799,8 @@ mod tests {
             e,
             EmaState {
                 value: Some(0.5),
-                samples: 2
+                samples: 2,
+                ..EmaState::default()
             }
         );
     }

@@ -90,34 +90,69 @@ fn expected(names: &[&str]) -> String {
         .collect()
 }
 
+/// What `check` prints on success: the counts, then one calibration line per rule.
+fn success(s: &driftgauge::config::CheckSummary) -> String {
+    let mut out = format!(
+        "SUCCESS: {} rule files, {} groups, {} rules found\n",
+        s.files, s.groups, s.rules
+    );
+    for line in &s.calibration {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out
+}
+
 #[test]
 fn good_files_pass() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let summary = driftgauge::config::check(None, &[root.join("tests/data/check/good.yml")])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((summary.files, summary.groups, summary.rules), (1, 2, 4));
+    let stdout = success(&summary);
     // Alone, a rule file's webhook names cannot be checked: said on stderr, exit 0.
     check_in(
-        Path::new(env!("CARGO_MANIFEST_DIR")),
+        root,
         &["tests/data/check/good.yml"],
-        "SUCCESS: 1 rule files, 2 groups, 4 rules found\n",
+        &stdout,
         "note: webhook names were not checked (2 rules name webhooks); pass --config.file to check them\n",
         0,
     );
-    let cases: &[(&[&str], &str)] = &[
-        (
-            &["--config.file=tests/data/check/good_config.yml"],
-            "SUCCESS: 1 rule files, 2 groups, 4 rules found\n",
-        ),
+    let cases: &[&[&str]] = &[
+        &["--config.file=tests/data/check/good_config.yml"],
         // A file the config already names is checked once.
-        (
-            &[
-                "--config.file",
-                "tests/data/check/good_config.yml",
-                "tests/data/check/good.yml",
-            ],
-            "SUCCESS: 1 rule files, 2 groups, 4 rules found\n",
-        ),
+        &[
+            "--config.file",
+            "tests/data/check/good_config.yml",
+            "tests/data/check/good.yml",
+        ],
     ];
-    for (args, stdout) in cases {
-        check(args, stdout, 0);
+    for args in cases {
+        check(args, &stdout, 0);
     }
+}
+
+#[test]
+fn check_prints_what_each_rule_costs_and_needs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let summary = driftgauge::config::check(None, &[root.join("tests/data/check/good.yml")])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lines = &summary.calibration;
+    // A bare alpha: what it costs a day, one test per 15 s evaluation: 0.05 * 5760 = 288.
+    assert!(
+        lines[0].starts_with("fraud-model/amount_drift: alpha 0.05 tested every 15s: up to 288 false drifted events per series-day"),
+        "{}",
+        lines[0]
+    );
+    // The floor (statistic: 0.25) is above the distance the test needs, so it decides.
+    assert!(lines[0].contains("needs D >= 0.250"), "{}", lines[0]);
+    // No alpha: the default budget, 15 s / 30 d per test, and its cost per day.
+    assert!(
+        lines[1].starts_with("fraud-model/amount_vs_file: false_alarms 1/30d per series: each test at p <= 5.787e-6 (one per 15s), at most 0.0333 false drifted events per series-day"),
+        "{}",
+        lines[1]
+    );
+    // ema rules: the default min_samples, ceil(ln 0.05 / ln 0.8) = 14 for smoothing 0.2.
+    assert!(lines[2].contains("min_samples 14"), "{}", lines[2]);
 }
 
 #[test]
@@ -178,24 +213,18 @@ fn every_example_rule_file_passes() {
     let summary = driftgauge::config::check(None, &files)
         .unwrap_or_else(|e| panic!("example rules do not pass:\n{e}"));
     assert_eq!(summary.files, files.len());
-    let success = |s: driftgauge::config::CheckSummary| {
-        format!(
-            "SUCCESS: {} rule files, {} groups, {} rules found\n",
-            s.files, s.groups, s.rules
-        )
-    };
     // As paths relative to the repository, the way an operator runs it.
     let relative: Vec<String> = files
         .iter()
         .map(|p| p.strip_prefix(root).unwrap_or(p).display().to_string())
         .collect();
     let args: Vec<&str> = relative.iter().map(String::as_str).collect();
-    check(&args, &success(summary), 0);
+    check(&args, &success(&summary), 0);
     // With no arguments: ./driftgauge.yml if the repository has one, else the embedded
     // default, whose `rules/*.yml` are these files. (Cargo runs tests from the package root.)
     let default = driftgauge::config::check(None, &[])
         .unwrap_or_else(|e| panic!("`driftgauge check` fails:\n{e}"));
-    check(&[], &success(default), 0);
+    check(&[], &success(&default), 0);
 }
 
 #[test]
@@ -434,7 +463,7 @@ fn the_embedded_default_config_has_no_webhooks_for_rules_to_name() {
     check_in(
         d,
         &["rules/a.yml"],
-        "SUCCESS: 1 rule files, 1 groups, 1 rules found\n",
+        "SUCCESS: 1 rule files, 1 groups, 1 rules found\n  g/r: ema, min_samples 1: drifted whenever the EMA is past its bound (no calibration)\n",
         "note: webhook names were not checked (1 rules name webhooks); pass --config.file to check them\n",
         0,
     );

@@ -9,7 +9,7 @@ use driftgauge::detect::ks::{ks_2samp, Alternative, Method};
 
 use crate::support::{poll, Rng, WAIT};
 
-fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_driftgauge"))
 }
 
@@ -408,7 +408,7 @@ fn sighup_reloads_and_a_bad_file_keeps_the_running_rules() {
     )
     .unwrap();
     let rule = |name: &str| {
-        format!("groups:\n  - name: g\n    rules:\n      - name: {name}\n        detector: ema\n        series: acc\n        smoothing: 0.5\n        below: 0.5\n")
+        format!("groups:\n  - name: g\n    rules:\n      - name: {name}\n        detector: ema\n        min_samples: 1\n        series: acc\n        smoothing: 0.5\n        below: 0.5\n")
     };
     std::fs::write(dir.path().join("rules/a.yml"), rule("first")).unwrap();
     let p = Process::start(
@@ -459,7 +459,7 @@ fn reload_with_a_fifo_or_a_non_regular_rule_file_answers_500_and_keeps_the_rules
     std::fs::create_dir_all(d.join("rules")).unwrap();
     let config = |extra: &str| format!("rule_files: [\"rules/*.yml\"{extra}]\n");
     std::fs::write(d.join("driftgauge.yml"), config("")).unwrap();
-    let ema = "groups:\n  - name: g\n    rules:\n      - name: running\n        detector: ema\n        series: acc\n        smoothing: 0.5\n        below: 0.5\n";
+    let ema = "groups:\n  - name: g\n    rules:\n      - name: running\n        detector: ema\n        min_samples: 1\n        series: acc\n        smoothing: 0.5\n        below: 0.5\n";
     std::fs::write(d.join("rules/a.yml"), ema).unwrap();
     let p = Process::start(
         d,
@@ -537,7 +537,7 @@ fn serve_without_a_config_refuses_rules_that_name_webhooks() {
     std::fs::create_dir_all(dir.path().join("rules")).unwrap();
     std::fs::write(
         dir.path().join("rules/a.yml"),
-        "groups:\n  - name: g\n    rules:\n      - name: r\n        detector: ema\n        series: acc\n        smoothing: 0.5\n        below: 0.5\n        webhooks: [retrain]\n",
+        "groups:\n  - name: g\n    rules:\n      - name: r\n        detector: ema\n        min_samples: 1\n        series: acc\n        smoothing: 0.5\n        below: 0.5\n        webhooks: [retrain]\n",
     )
     .unwrap();
     let mut child = bin()
@@ -568,7 +568,7 @@ fn serve_without_a_config_refuses_rules_that_name_webhooks() {
     let log = reader.join().unwrap();
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(
-        log.contains("rules/a.yml:9:20: unknown webhook \"retrain\": the embedded default config defines no webhooks; pass --config.file"),
+        log.contains("rules/a.yml:10:20: unknown webhook \"retrain\": the embedded default config defines no webhooks; pass --config.file"),
         "{log}"
     );
 }

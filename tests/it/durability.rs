@@ -52,6 +52,7 @@ groups:
         webhooks: [retrain]
       - name: ema_rule
         detector: ema
+        min_samples: 1
         series: acc
         smoothing: 0.5
         below: 0.5
@@ -240,7 +241,7 @@ fn ten_times_the_series_limit_keeps_rss_flat() {
     .unwrap();
     std::fs::write(
         dir.path().join("rules/r.yml"),
-        "groups:\n  - name: g\n    interval: 100ms\n    rules:\n      - name: r\n        detector: ema\n        series: m\n        smoothing: 0.5\n        below: 0.5\n",
+        "groups:\n  - name: g\n    interval: 100ms\n    rules:\n      - name: r\n        detector: ema\n        min_samples: 1\n        series: m\n        smoothing: 0.5\n        below: 0.5\n",
     )
     .unwrap();
     // One malloc arena: glibc's per-thread arenas otherwise wander by several MiB with

@@ -55,6 +55,7 @@ groups:
         webhooks: [w]
       - name: ema_rule
         detector: ema
+        min_samples: 1
         series: 'acc'
         smoothing: 1
         below: 0.5

@@ -15,6 +15,7 @@ groups:
     rules:
       - name: acc
         detector: ema
+        min_samples: 1
         series: 'model_accuracy'
         smoothing: 0.5
         below: 0.5

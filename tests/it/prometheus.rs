@@ -29,6 +29,7 @@ groups:
         webhooks: [retrain]
       - name: accuracy_degradation
         detector: ema
+        min_samples: 1
         series: 'model_accuracy{model="fraud"}'
         smoothing: 0.5
         below: 0.85
@@ -48,6 +49,7 @@ groups:
     rules:
       - name: driftgauge_scraped
         detector: ema
+        min_samples: 1
         series: scraped_up
         smoothing: 1
         below: 0.5
@@ -332,10 +334,20 @@ fn panel_queries(panels: &[Value], out: &mut Vec<(String, String)>) {
 
 /// Dashboard queries allowed to return nothing in the drift scenario, each with why: `(expr as
 /// written in the dashboard, reason)`. Every other query must return data, so a new panel
-/// that shows nothing fails the test. Empty today: the scenario exercises every source,
-/// refusal, webhook outcome and reload gauge, and the service touches its counters at zero,
-/// so even `rate()` of a counter that never moved returns a series.
-const MAY_BE_EMPTY: &[(&str, &str)] = &[];
+/// that shows nothing fails the test. The scenario exercises every source, refusal, webhook
+/// outcome and reload gauge, and the service touches its counters at zero, so even `rate()`
+/// of a counter that never moved returns a series; only the HA tracker's panel needs an HA
+/// pair (tests/it/ha.rs has one).
+const MAY_BE_EMPTY: &[(&str, &str)] = &[
+    (
+        "driftgauge_ha_elected_replica_status",
+        "no remote_write_receiver HA tracker in the drift scenario",
+    ),
+    (
+        "sum by (instance) (rate(driftgauge_samples_rejected_total{reason=\"ha_dedupe\"}[$__rate_interval]))",
+        "no HA pair writes in the drift scenario",
+    ),
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_runs_against_prometheus() {
@@ -483,6 +495,7 @@ groups:
         min_samples: 1
       - name: up_total_ema
         detector: ema
+        min_samples: 1
         series: 'up_total{job="prometheus"}'
         smoothing: 0.5
         below: 0.5

@@ -21,6 +21,7 @@ groups:
     rules:
       - name: accuracy_degradation
         detector: ema
+        min_samples: 1
         series: 'model_accuracy{model="fraud", job="model-server"}'
         smoothing: 1
         below: 0.5
@@ -101,11 +102,13 @@ groups:
     rules:
       - name: goroutines
         detector: ema
+        min_samples: 1
         series: 'go_goroutines{job="prometheus"}'
         smoothing: 0.5
         above: 1000000
       - name: http_rate
         detector: ema
+        min_samples: 1
         series: 'prometheus_http_requests_total{job="prometheus", handler="/metrics"}'
         smoothing: 1
         above: 1000000

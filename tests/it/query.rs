@@ -107,6 +107,7 @@ groups:
         min_samples: 1
       - name: acc_ema
         detector: ema
+        min_samples: 1
         series: 'acc{model="fraud"}'
         smoothing: 1
         below: 0.5

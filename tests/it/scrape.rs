@@ -27,16 +27,19 @@ groups:
     rules:
       - name: temp
         detector: ema
+        min_samples: 1
         series: 'temperature{job="fixture"}'
         smoothing: 1
         above: 1000
       - name: req_rate
         detector: ema
+        min_samples: 1
         series: 'requests_total{job="fixture"}'
         smoothing: 1
         above: 1000000
       - name: lat_count
         detector: ema
+        min_samples: 1
         series: 'latency_seconds_count{job="fixture"}'
         smoothing: 1
         above: 1000000

@@ -54,6 +54,7 @@ groups:
     rules:
       - name: accuracy_degradation
         detector: ema
+        min_samples: 1
         series: 'model_accuracy{model="fraud"}'
         smoothing: 0.5
         below: 0.85

@@ -34,6 +34,7 @@ const RULES: &str = r#"groups:
         series: 'model_accuracy'
         smoothing: 0.5
         below: 0.85
+        min_samples: 1
 "#;
 
 fn push(addr: &str, metric: &str, labels: &str, values: &[f64]) {

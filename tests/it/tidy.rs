@@ -15,7 +15,15 @@ use std::{fmt, fs};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "leaves",
-        &["time", "labels", "telemetry", "net", "store", "logging"],
+        &[
+            "time",
+            "labels",
+            "telemetry",
+            "net",
+            "store",
+            "logging",
+            "cluster",
+        ],
     ),
     ("pure", &["formats", "detect", "window"]),
     ("config", &["config", "dataset"]),

@@ -466,7 +466,7 @@ fn hook_config(url: &str, timeout: &str, extra: &str) -> String {
 }
 
 /// One EMA rule that drifts on the first value below 0.5, calling `hook`.
-const LOW_ACCURACY_RULES: &str = "groups:\n  - name: g\n    interval: 50ms\n    rules:\n      - name: low\n        detector: ema\n        series: acc\n        smoothing: 0.5\n        below: 0.5\n        webhooks: [hook]\n";
+const LOW_ACCURACY_RULES: &str = "groups:\n  - name: g\n    interval: 50ms\n    rules:\n      - name: low\n        detector: ema\n        min_samples: 1\n        series: acc\n        smoothing: 0.5\n        below: 0.5\n        webhooks: [hook]\n";
 
 /// `GET path` answers 200 within a second.
 async fn answers_at_once(server: &Server, path: &str) {

@@ -241,6 +241,20 @@ pub fn ks_2samp_sorted(
     ))
 }
 
+/// The statistic alone of two samples kept sorted ascending: for a caller that compares it
+/// with a critical distance found once by [`p_value_of`] (the calibration harness).
+pub fn statistic_sorted(reference: &[f64], current: &[f64], alternative: Alternative) -> f64 {
+    pick(&extremes(reference, current, alternative), alternative).0
+}
+
+/// The p-value [`ks_2samp`] reports for statistic `d` of samples of sizes `n` and `m`.
+pub fn p_value_of(n: usize, m: usize, d: f64, alternative: Alternative, method: Method) -> f64 {
+    if n == 0 || m == 0 {
+        return f64::NAN;
+    }
+    p_value(n, m, d, alternative, method).1
+}
+
 /// `(D, location, sign)` for `alternative` from the extremes, as SciPy picks them.
 fn pick(ext: &Extremes, alternative: Alternative) -> (f64, f64, i8) {
     // minS = clip(-diff[argmin], 0, 1), numpy's clip: max first, then min.
