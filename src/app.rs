@@ -304,7 +304,7 @@ pub async fn run(
     state.set_ready(false);
     let _ = stop.send(true);
     if !draining.finish(SHUTDOWN_GRACE).await {
-        tracing::warn!(grace = ?SHUTDOWN_GRACE, "in-flight requests did not finish in time");
+        tracing::warn!(grace = %crate::config::format_duration(SHUTDOWN_GRACE), "in-flight requests did not finish in time");
     }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, scheduler).await;
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, query_sources).await;

@@ -62,6 +62,9 @@ pub enum RejectReason {
     BadName,
     /// A push entry whose values or fields are not what the format asks for.
     BadValue,
+    /// A pushed timestamp too far in the future, or older than what its series (or window)
+    /// already took.
+    BadTimestamp,
     /// `limits.max_series` or `limits.max_series_per_rule`.
     SeriesLimit,
     /// `limits.max_held_values`.
@@ -88,11 +91,12 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// Every reason, in a fixed order.
-    pub const ALL: [RejectReason; 14] = [
+    pub const ALL: [RejectReason; 15] = [
         RejectReason::BadBody,
         RejectReason::TooLarge,
         RejectReason::BadName,
         RejectReason::BadValue,
+        RejectReason::BadTimestamp,
         RejectReason::SeriesLimit,
         RejectReason::MemoryLimit,
         RejectReason::StaleMarker,
@@ -106,11 +110,12 @@ impl RejectReason {
     ];
 
     /// The reasons a whole push or remote write request can be refused for.
-    pub const REQUEST: [RejectReason; 9] = [
+    pub const REQUEST: [RejectReason; 10] = [
         RejectReason::BadBody,
         RejectReason::TooLarge,
         RejectReason::BadName,
         RejectReason::BadValue,
+        RejectReason::BadTimestamp,
         RejectReason::SeriesLimit,
         RejectReason::MemoryLimit,
         RejectReason::Busy,
@@ -125,6 +130,7 @@ impl RejectReason {
             RejectReason::TooLarge => "too_large",
             RejectReason::BadName => "bad_name",
             RejectReason::BadValue => "bad_value",
+            RejectReason::BadTimestamp => "bad_timestamp",
             RejectReason::SeriesLimit => "series_limit",
             RejectReason::MemoryLimit => "memory_limit",
             RejectReason::StaleMarker => "stale_marker",
@@ -461,6 +467,7 @@ mod tests {
                 "too_large",
                 "bad_name",
                 "bad_value",
+                "bad_timestamp",
                 "series_limit",
                 "memory_limit",
                 "stale_marker",

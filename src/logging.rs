@@ -113,3 +113,67 @@ fn quote(s: &str) -> String {
         format!("{s:?}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Regression: transitions were logged as `statistic=None … ema=Some(0.87)`. An absent
+    /// value is left out, a present one printed plain, in both formats.
+    #[test]
+    fn optional_values_log_plain_or_not_at_all() {
+        let buf = Buffer::default();
+        let make = {
+            let buf = buf.clone();
+            move || buf.clone()
+        };
+        let logfmt = tracing_subscriber::fmt()
+            .with_writer(make.clone())
+            .event_format(Logfmt)
+            .finish();
+        let emit = || {
+            let (statistic, ema): (Option<f64>, Option<f64>) = (None, Some(0.87));
+            tracing::info!(rule = "r", statistic, ema, "rule state changed");
+        };
+        tracing::subscriber::with_default(logfmt, emit);
+        let json = tracing_subscriber::fmt()
+            .with_writer(make)
+            .json()
+            .flatten_event(true)
+            .finish();
+        tracing::subscriber::with_default(json, emit);
+        let text = String::from_utf8(buf.0.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].ends_with(r#"msg="rule state changed" rule=r ema=0.87"#),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[1].contains(r#""ema":0.87"#), "{}", lines[1]);
+        assert!(
+            !text.contains("Some") && !text.contains("None") && !text.contains("statistic"),
+            "{text}"
+        );
+    }
+}

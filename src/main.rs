@@ -31,6 +31,19 @@ enum Command {
     Check(CheckArgs),
     /// Run one detector once on two files of values, or test every column of two datasets.
     Eval(EvalArgs),
+    /// Unit tests.
+    #[command(subcommand)]
+    Test(TestCommand),
+}
+
+#[derive(Subcommand)]
+enum TestCommand {
+    /// Run rule unit tests: promtool's test file format with drift_rule_test and exp_webhooks.
+    /// Exit 1 when a test fails (with a diff) or a file is bad (file:line:col: message).
+    Rules {
+        #[arg(value_name = "TEST_FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -179,6 +192,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
         Command::Check(args) => return check(args),
         Command::Eval(args) => eval(args),
+        Command::Test(TestCommand::Rules { files }) => return test_rules(&files),
     };
     match result {
         Ok(code) => code,
@@ -273,6 +287,36 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `driftgauge test rules`: every file, reported as promtool reports its unit tests.
+fn test_rules(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        println!("Unit Testing:  {}", file.display());
+        match driftgauge::engine::unittest::run_file(file) {
+            Ok(outcome) if outcome.failures.is_empty() => println!("  SUCCESS\n"),
+            Ok(outcome) => {
+                failed = true;
+                println!("  FAILED:");
+                for f in &outcome.failures {
+                    println!("    {f}");
+                }
+            }
+            Err(e) => {
+                failed = true;
+                println!("  FAILED:");
+                for d in &e.0 {
+                    eprintln!("{d}");
+                }
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -1,6 +1,7 @@
 //! Fuzz target: a push body is refused with a `PushError`, or every entry it yields has a
-//! valid metric name, valid non-reserved label names, non-empty bounded label values and at
-//! least one finite value. Never a panic.
+//! valid metric name, valid non-reserved label names, non-empty bounded label values, at
+//! least one finite value, and timestamps (when given) one per value, not decreasing, none
+//! before the epoch nor past the bound on the future. Never a panic.
 
 #![no_main]
 
@@ -10,9 +11,20 @@ use driftgauge::labels::{MAX_LABELS, MAX_LABEL_VALUE_BYTES, MAX_NAME_BYTES};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    match push::parse(data) {
+    const NOW: i64 = 1_700_000_000_000;
+    match push::parse_timed(data, NOW) {
         Ok(batch) => {
-            for s in &batch {
+            assert_eq!(batch.series.len(), batch.timestamps.len());
+            for t in batch.timestamps.iter().flatten() {
+                assert!(t.windows(2).all(|w| w[0] <= w[1]), "{t:?}");
+                assert!(t.iter().all(|&x| (0..=NOW + push::MAX_FUTURE_MS).contains(&x)));
+            }
+            for (s, t) in batch.series.iter().zip(&batch.timestamps) {
+                if let Some(t) = t {
+                    assert_eq!(t.len(), s.values.len());
+                }
+            }
+            for s in &batch.series {
                 assert!(is_valid_metric_name(&s.metric), "{:?}", s.metric);
                 assert!(s.metric.len() <= MAX_NAME_BYTES);
                 assert!(s.labels.len() <= MAX_LABELS);
@@ -36,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
                     | RejectReason::BadName
                     | RejectReason::TooLarge
                     | RejectReason::BadValue
+                    | RejectReason::BadTimestamp
             ));
             let _ = e.to_string();
         }

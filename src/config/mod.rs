@@ -19,6 +19,7 @@ pub mod parse;
 pub mod selector;
 pub mod service;
 pub mod template;
+pub mod unittest;
 pub mod watch;
 pub mod web;
 pub(crate) mod yaml;
@@ -72,6 +73,25 @@ pub fn load(config_file: Option<&Path>) -> Result<Loaded, LoadError> {
         config_file,
         extra: &[],
         use_config: true,
+        ..Plan::default()
+    })
+}
+
+/// `driftgauge test rules`: `rule_files` of a test file, groups without `interval` at
+/// `default_interval`. With `config_file`, its webhooks (checked against the rules) and
+/// limits, but not its own `rule_files`; without, no config at all (webhook names not
+/// checked).
+pub fn load_for_test(
+    config_file: Option<&Path>,
+    rule_files: &[PathBuf],
+    default_interval: std::time::Duration,
+) -> Result<Loaded, LoadError> {
+    run(Plan {
+        config_file,
+        extra: rule_files,
+        use_config: config_file.is_some(),
+        config_globs: false,
+        default_interval: Some(default_interval),
     })
 }
 
@@ -89,16 +109,19 @@ pub fn check(
             config_file: Some(c),
             extra: rule_files,
             use_config: true,
+            ..Plan::default()
         },
         (None, false) => Plan {
             config_file: None,
             extra: rule_files,
             use_config: false,
+            ..Plan::default()
         },
         (None, true) => Plan {
             config_file: default_file.is_file().then_some(default_file),
             extra: &[],
             use_config: true,
+            ..Plan::default()
         },
     };
     let webhooks_checked = plan.use_config;
@@ -218,6 +241,22 @@ struct Plan<'a> {
     extra: &'a [PathBuf],
     /// `false`: only `extra`, no config at all (no globs, no webhook or limit checks).
     use_config: bool,
+    /// Read the config's `rule_files` (not for `test rules`, whose test file names them).
+    config_globs: bool,
+    /// Replaces the config's `global.evaluation_interval` (`test rules`).
+    default_interval: Option<std::time::Duration>,
+}
+
+impl Default for Plan<'_> {
+    fn default() -> Self {
+        Plan {
+            config_file: None,
+            extra: &[],
+            use_config: true,
+            config_globs: true,
+            default_interval: None,
+        }
+    }
 }
 
 fn run(plan: Plan) -> Result<Loaded, LoadError> {
@@ -231,7 +270,7 @@ fn run(plan: Plan) -> Result<Loaded, LoadError> {
     let mut check_webhooks = embedded_default;
     let mut cap = WindowCap::default();
     // An unreadable config names no rule files (not even the default ones).
-    let mut expand_globs = plan.use_config;
+    let mut expand_globs = plan.use_config && plan.config_globs;
 
     if let Some(path) = plan.config_file {
         let origin = path.display().to_string();
@@ -256,6 +295,9 @@ fn run(plan: Plan) -> Result<Loaded, LoadError> {
                 expand_globs = false;
             }
         }
+    }
+    if let Some(d) = plan.default_interval {
+        config.evaluation_interval = d;
     }
     if plan.use_config {
         cap = WindowCap {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::config::selector::Selector;
+pub use crate::config::template::BodyTemplate;
 use crate::detect::budget::{Correction, Level};
 use crate::detect::control::CusumSpec;
 use crate::detect::ema::EmaSpec;
@@ -158,6 +159,44 @@ pub struct WebhookConfig {
     /// (`max_connections`, default [`WebhookConfig::DEFAULT_MAX_CONNECTIONS`], at most
     /// [`WebhookConfig::MAX_CONNECTIONS_LIMIT`]).
     pub max_connections: usize,
+    /// `method` (default `POST`).
+    pub method: HttpMethod,
+    /// `body_template`: the body sent instead of the payload, expanded from the payload at
+    /// each attempt (`None`: the payload itself).
+    pub body_template: Option<BodyTemplate>,
+    /// `success_codes`: the statuses that mean delivered (empty: any 2xx).
+    pub success_codes: Vec<u16>,
+    /// `success_body_match`: what the answer's JSON body must hold besides a success status.
+    pub success_body_match: Option<BodyMatch>,
+    /// `secret_files`, read at load: name → secret, `$secrets.<name>` in `body_template`.
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// The HTTP method of a webhook call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpMethod {
+    #[default]
+    Post,
+    Put,
+    Patch,
+}
+
+impl HttpMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
+        }
+    }
+}
+
+/// `success_body_match`: the value at `json_pointer` (RFC 6901) in the answer's JSON body must
+/// be one of `one_of` (compared as text), or the call failed for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyMatch {
+    pub json_pointer: String,
+    pub one_of: Vec<String>,
 }
 
 impl WebhookConfig {

@@ -1599,8 +1599,8 @@ mod tests {
             &["9:13: labels: expected a mapping, got a list"],
         );
         errors(
-            &ks("    annotations: {summary: 'x {{ $labels.model }} {{ humanize $value }}', ok: 'fine'}\n"),
-            &["9:51: annotations.summary: unsupported template action \"{{ humanize $value }}\": only {{ $labels.<name> }} and {{ $value }} are supported"],
+            &ks("    annotations: {summary: 'x {{ $labels.model }} {{ humanise $value }}', ok: '{{ $value | humanize }}'}\n"),
+            &["9:54: annotations.summary: function \"humanise\" not defined (functions: humanize, humanizePercentage, humanizeDuration, printf, toUpper, toLower)"],
         );
         errors(
             &ks("    annotations: {summary: \"{{ $value\"}\n"),

@@ -4,7 +4,7 @@
 //! so tests fill a map instead of the file system; their paths, and `rule_files` globs, are
 //! relative to the config file's folder.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,11 +15,12 @@ use marked_yaml::{Marker, Node};
 use crate::config::diag::{self, io_reason, quote_path, Diagnostic};
 use crate::config::duration::format_duration;
 use crate::config::model::{
-    Config, HaTrackerConfig, Labels, Limits, Query, QuerySource, Scheme, ScrapeConfig,
-    StaticConfig, WebhookConfig,
+    BodyMatch, BodyTemplate, Config, HaTrackerConfig, HttpMethod, Labels, Limits, Query,
+    QuerySource, Scheme, ScrapeConfig, StaticConfig, WebhookConfig,
 };
 use crate::config::parse::sort;
 use crate::config::selector::is_valid_metric_name;
+use crate::config::template::{Kind as TemplateKind, Template};
 use crate::config::yaml::{self, describe, get, key_path, node_marker, opt_or, Cx};
 use crate::formats::excerpt;
 
@@ -96,6 +97,12 @@ const WEBHOOK_KEYS: &[&str] = &[
     "min_backoff",
     "max_backoff",
     "max_connections",
+    "method",
+    "body_template",
+    "success_codes",
+    "success_body_match",
+    "secret_files",
+    "headers_files",
 ];
 const LIMIT_KEYS: &[&str] = &[
     "max_series",
@@ -278,6 +285,53 @@ impl Walker<'_> {
                 get(map, "bearer_token_file").is_some(),
             )
         });
+        let headers_files = match get(map, "headers_files") {
+            Some(n) => self.headers_files(
+                cx,
+                n,
+                get(map, "headers"),
+                get(map, "bearer_token_file").is_some(),
+            ),
+            None => Some(Labels::new()),
+        };
+        let method = opt_or(cx, map, "method", HttpMethod::Post, |cx, n| {
+            match cx.string("method", n)?.as_str() {
+                "POST" => Some(HttpMethod::Post),
+                "PUT" => Some(HttpMethod::Put),
+                "PATCH" => Some(HttpMethod::Patch),
+                other => {
+                    cx.at(
+                        n,
+                        format!(
+                            "method: expected POST, PUT or PATCH, got {}",
+                            excerpt(other)
+                        ),
+                    );
+                    None
+                }
+            }
+        });
+        let secrets = match get(map, "secret_files") {
+            Some(n) => self.secret_files(cx, n),
+            None => Some(BTreeMap::new()),
+        };
+        let body_template = match get(map, "body_template") {
+            Some(n) => {
+                let names = secrets
+                    .as_ref()
+                    .map(|s| s.keys().cloned().collect::<BTreeSet<String>>());
+                body_template(cx, "body_template", n, names.as_ref()).map(Some)
+            }
+            None => Some(None),
+        };
+        let success_codes = match get(map, "success_codes") {
+            Some(n) => success_codes(cx, n),
+            None => Some(Vec::new()),
+        };
+        let success_body_match = match get(map, "success_body_match") {
+            Some(n) => body_match(cx, n).map(Some),
+            None => Some(None),
+        };
         let signing_key = match get(map, "signing_secret_file") {
             Some(n) => self.signing_key(cx, n).map(Some),
             None => Some(None),
@@ -336,7 +390,11 @@ impl Walker<'_> {
         Some(WebhookConfig {
             url: url?,
             timeout: timeout?,
-            headers: headers?,
+            headers: {
+                let mut all = headers?;
+                all.extend(headers_files?);
+                all
+            },
             bearer_token: bearer_token?,
             signing_key: signing_key?,
             send_resolved: send_resolved?,
@@ -345,7 +403,101 @@ impl Walker<'_> {
             min_backoff: min_backoff?,
             max_backoff: max_backoff?,
             max_connections: max_connections?,
+            method: method?,
+            body_template: body_template?,
+            success_codes: success_codes?,
+            success_body_match: success_body_match?,
+            secrets: secrets?,
         })
+    }
+
+    /// `headers_files: {Header-Name: path}`: header values read from files (trimmed), for
+    /// credentials that must not sit in the config (`Authorization: Basic …`, an API key).
+    fn headers_files(
+        &self,
+        cx: &mut Cx,
+        node: &Node,
+        plain: Option<&Node>,
+        has_bearer: bool,
+    ) -> Option<Labels> {
+        let map = cx.mapping("headers_files", node)?;
+        let before = cx.errors();
+        let plain = plain.and_then(Node::as_mapping);
+        let mut out = Labels::new();
+        for (k, v) in map.iter() {
+            let name = k.as_str();
+            let lower = name.to_ascii_lowercase();
+            let key = key_path("headers_files", name);
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                cx.at_key(
+                    k,
+                    format!("headers_files: invalid header name {}", excerpt(name)),
+                );
+            } else if RESERVED_HEADERS.contains(&lower.as_str()) {
+                cx.at_key(
+                    k,
+                    format!(
+                        "headers_files: {} is set by driftgauge and cannot be configured",
+                        excerpt(name)
+                    ),
+                );
+            } else if lower == "authorization" && has_bearer {
+                cx.at_key(
+                    k,
+                    format!(
+                        "headers_files: {} conflicts with bearer_token_file",
+                        excerpt(name)
+                    ),
+                );
+            } else if plain
+                .is_some_and(|p| p.iter().any(|(h, _)| h.as_str().eq_ignore_ascii_case(name)))
+            {
+                cx.at_key(
+                    k,
+                    format!("headers_files: {} is also in headers", excerpt(name)),
+                );
+            } else if let Some(value) = self.secret(cx, &key, v) {
+                if value.chars().any(|c| c.is_control() && c != '\t') {
+                    cx.at(
+                        v,
+                        format!(
+                            "{key}: the header value must be one line without control characters"
+                        ),
+                    );
+                } else {
+                    out.insert(name.to_string(), value);
+                }
+            }
+        }
+        (cx.errors() == before).then_some(out)
+    }
+
+    /// `secret_files: {name: path}`: secrets read from files (trimmed), `$secrets.<name>` in
+    /// `body_template` (for APIs that take a token in the body, as GitLab's trigger does).
+    fn secret_files(&self, cx: &mut Cx, node: &Node) -> Option<BTreeMap<String, String>> {
+        let map = cx.mapping("secret_files", node)?;
+        let before = cx.errors();
+        let mut out = BTreeMap::new();
+        for (k, v) in map.iter() {
+            let name = k.as_str();
+            let ident = name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !ident {
+                cx.at_key(
+                    k,
+                    format!(
+                        "secret_files: {} must be a name of letters, digits and _",
+                        excerpt(name)
+                    ),
+                );
+            } else if let Some(secret) = self.secret(cx, &key_path("secret_files", name), v) {
+                out.insert(name.to_string(), secret);
+            }
+        }
+        (cx.errors() == before).then_some(out)
     }
 
     /// Reads a secret file (relative to the config's folder), trimmed; empty is an error.
@@ -764,6 +916,135 @@ fn http_url(cx: &mut Cx, key: &str, node: &Node) -> Option<String> {
     }
 }
 
+/// `body_template`: JSON written as YAML; every string is a template over the payload, checked
+/// here (functions, variables, and that each `$secrets.<name>` is in `secret_files`).
+fn body_template(
+    cx: &mut Cx,
+    key: &str,
+    node: &Node,
+    secrets: Option<&BTreeSet<String>>,
+) -> Option<BodyTemplate> {
+    match node {
+        Node::Scalar(s) => match yaml::scalar_to_json(s) {
+            serde_json::Value::String(text) => match Template::parse(&text, TemplateKind::Body) {
+                Ok(t) => {
+                    let before = cx.errors();
+                    for (var, field) in t.variable_fields() {
+                        if var == "secrets" && secrets.is_some_and(|names| !names.contains(&field))
+                        {
+                            cx.at(
+                                node,
+                                format!("{key}: $secrets.{field} is not in secret_files"),
+                            );
+                        }
+                    }
+                    (cx.errors() == before).then_some(BodyTemplate::Text(t))
+                }
+                Err(e) => {
+                    cx.at_offset(s, e.offset, format!("{key}: {}", e.message));
+                    None
+                }
+            },
+            other => Some(BodyTemplate::Literal(other)),
+        },
+        Node::Sequence(seq) => {
+            let before = cx.errors();
+            let items: Vec<Option<BodyTemplate>> = seq
+                .iter()
+                .enumerate()
+                .map(|(i, n)| body_template(cx, &format!("{key}[{i}]"), n, secrets))
+                .collect();
+            (cx.errors() == before)
+                .then(|| BodyTemplate::List(items.into_iter().flatten().collect()))
+        }
+        Node::Mapping(m) => {
+            let before = cx.errors();
+            let items: Vec<(String, Option<BodyTemplate>)> = m
+                .iter()
+                .map(|(k, n)| {
+                    let t = body_template(cx, &key_path(key, k.as_str()), n, secrets);
+                    (k.as_str().to_string(), t)
+                })
+                .collect();
+            (cx.errors() == before).then(|| {
+                BodyTemplate::Map(
+                    items
+                        .into_iter()
+                        .filter_map(|(k, t)| Some((k, t?)))
+                        .collect(),
+                )
+            })
+        }
+    }
+}
+
+/// `success_codes: [200, 201, 409]`: HTTP statuses from 100 to 599.
+fn success_codes(cx: &mut Cx, node: &Node) -> Option<Vec<u16>> {
+    let seq = cx.sequence("success_codes", node)?;
+    let before = cx.errors();
+    let mut out = Vec::new();
+    for item in seq.iter() {
+        if let Some(code) = cx.positive_int("success_codes", item, 599) {
+            if code < 100 {
+                cx.at(
+                    item,
+                    format!("success_codes: {code} is not an HTTP status (100 to 599)"),
+                );
+            } else {
+                out.push(code as u16);
+            }
+        }
+    }
+    if out.is_empty() && cx.errors() == before {
+        cx.at(node, "success_codes: must list at least one status");
+    }
+    (cx.errors() == before).then_some(out)
+}
+
+/// `success_body_match: {json_pointer: /data/launchRun/__typename, one_of: [LaunchRunSuccess]}`.
+fn body_match(cx: &mut Cx, node: &Node) -> Option<BodyMatch> {
+    let map = cx.mapping("success_body_match", node)?;
+    let before = cx.errors();
+    cx.check_keys(map, &["json_pointer", "one_of"], "success_body_match");
+    let pointer = match get(map, "json_pointer") {
+        Some(n) => cx.string("success_body_match.json_pointer", n).and_then(|p| {
+            if p.is_empty() || p.starts_with('/') {
+                Some(p)
+            } else {
+                cx.at(n, format!("success_body_match.json_pointer: {} is not a JSON pointer (RFC 6901: empty, or starting with /)", excerpt(&p)));
+                None
+            }
+        }),
+        None => {
+            cx.missing(map, "json_pointer", "success_body_match");
+            None
+        }
+    };
+    let one_of = match get(map, "one_of") {
+        Some(n) => cx
+            .string_list("success_body_match.one_of", n)
+            .and_then(|l| {
+                if l.is_empty() {
+                    cx.at(n, "success_body_match.one_of: must list at least one value");
+                    None
+                } else {
+                    Some(l.into_iter().map(|(s, _)| s).collect::<Vec<_>>())
+                }
+            }),
+        None => {
+            cx.missing(map, "one_of", "success_body_match");
+            None
+        }
+    };
+    if cx.errors() > before {
+        return None;
+    }
+    Some(BodyMatch {
+        json_pointer: pointer?,
+        one_of: one_of?,
+    })
+}
+
 /// HTTP header names are tokens; values have no control characters (CR/LF could inject headers).
 fn headers(cx: &mut Cx, node: &Node, reserved: &[&str], has_bearer: bool) -> Option<Labels> {
     let out = cx.string_map("headers", node, false)?;
@@ -911,6 +1192,51 @@ mod tests {
                 .collect(),
         };
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn retrain_webhook_keys() {
+        let c = ok("webhooks:\n  h:\n    url: http://h/x\n    method: PUT\n    success_codes: [200, 409]\n    headers_files: {X-Api-Key: secrets/token}\n    secret_files: {tok: secrets/whsec}\n    success_body_match: {json_pointer: /a/b, one_of: [ok]}\n    body_template: {id: '{{ .idempotency_key }}', n: 3, t: '{{ $secrets.tok }}', l: [a, '{{ .statistic }}']}\n");
+        let h = &c.webhooks["h"];
+        assert_eq!(h.method, HttpMethod::Put);
+        assert_eq!(h.success_codes, [200, 409]);
+        assert_eq!(h.headers["X-Api-Key"], "tok-123");
+        assert_eq!(h.secrets["tok"], "whsec_aGVsbG8=");
+        assert_eq!(
+            h.success_body_match,
+            Some(BodyMatch {
+                json_pointer: "/a/b".into(),
+                one_of: vec!["ok".into()]
+            })
+        );
+        let body = h
+            .body_template
+            .as_ref()
+            .expect("template")
+            .render(
+                &serde_json::json!({"idempotency_key": "k", "statistic": 0.5}),
+                &h.secrets,
+            )
+            .expect("render");
+        assert_eq!(
+            body,
+            serde_json::json!({"id": "k", "n": 3, "t": "whsec_aGVsbG8=", "l": ["a", 0.5]})
+        );
+        let wh = |body: &str| format!("webhooks:\n  h:\n    url: http://h/x\n{body}");
+        errors(
+            &wh("    method: GET\n    success_codes: [99, 200, x]\n    success_body_match: {json_pointer: a}\n    headers_files: {Content-Type: secrets/token, X: secrets/nope}\n    body_template: {a: {b: 'x {{ humanise .rule }}'}, c: ['{{ $secrets.t }}']}\n"),
+            &[
+                "4:13: method: expected POST, PUT or PATCH, got \"GET\"",
+                "5:21: success_codes: 99 is not an HTTP status (100 to 599)",
+                "5:30: success_codes: expected a positive integer, got \"x\"",
+                "6:26: missing required key \"one_of\" in success_body_match",
+                "6:40: success_body_match.json_pointer: \"a\" is not a JSON pointer (RFC 6901: empty, or starting with /)",
+                "7:21: headers_files: \"Content-Type\" is set by driftgauge and cannot be configured",
+                "7:53: headers_files.X: cannot read \"/etc/dg/secrets/nope\": no such file",
+                "8:34: body_template.a.b: function \"humanise\" not defined (functions: humanize, humanizePercentage, humanizeDuration, printf, toUpper, toLower)",
+                "8:59: body_template.c[0]: $secrets.t is not in secret_files",
+            ],
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod cvm;
 pub mod divergence;
 pub mod ema;
 pub mod energy;
+pub mod evaluate;
 pub mod fdr;
 pub mod ks;
 pub mod kstwo;

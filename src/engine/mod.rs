@@ -13,6 +13,7 @@ pub mod notify;
 mod persist;
 pub mod scheduler;
 pub mod state;
+pub mod unittest;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -201,6 +202,9 @@ struct SeriesState {
     dirty: bool,
     /// The frozen `first: N` reference is in the store's `references` table (written once).
     reference_stored: bool,
+    /// The newest sample time this window took (a pushed timestamp, else the arrival time):
+    /// samples must come in time order.
+    newest_ms: i64,
     /// The window's `received()` count at its last test, and that test's outcome: a window
     /// that took in nothing since is not tested again (the outcome stands).
     tested: Option<(u64, Outcome)>,
@@ -416,6 +420,31 @@ impl Engine {
         source: &str,
         now_ms: i64,
     ) -> Result<usize, IngestError> {
+        self.ingest_timed(batch, &[], source, now_ms)
+    }
+
+    /// [`ingest`](Self::ingest) with sample times: `times[i]`, when there and `Some`, holds one
+    /// Unix-ms timestamp per value of `batch[i]` (not decreasing); other values arrive at
+    /// `now_ms`. Each window (rule and series, or `by` pool) takes samples in time order: a
+    /// batch with a sample older than the newest its window took is refused whole
+    /// ([`IngestError::OutOfOrder`]). `duration:` windows count by these times, and EMAs step
+    /// in their order.
+    pub fn ingest_timed(
+        &self,
+        batch: &[SeriesSamples],
+        times: &[Option<Vec<i64>>],
+        source: &str,
+        now_ms: i64,
+    ) -> Result<usize, IngestError> {
+        let timed = |i: usize| times.get(i).and_then(Option::as_deref);
+        let any_timed = times.iter().any(Option::is_some);
+        let span = |i: usize| match timed(i) {
+            Some(t) => (
+                t.first().copied().unwrap_or(now_ms),
+                t.last().copied().unwrap_or(now_ms),
+            ),
+            None => (now_ms, now_ms),
+        };
         let generation = self.current();
         let limits = &generation.config.limits;
         let mut reg = lock(&self.registry);
@@ -433,7 +462,10 @@ impl Engine {
             HashMap::new();
         // At most how many more window values the batch leaves held (trimming aside).
         let mut growth = 0usize;
-        for s in batch {
+        // The newest sample time of each window the batch feeds, as the batch goes.
+        let mut newest: HashMap<(*const RuleRuntime, SeriesKey), i64> = HashMap::new();
+        for (index, s) in batch.iter().enumerate() {
+            let (first_ms, last_ms) = span(index);
             let entry = reg.series.get(&(s.metric.clone(), s.labels.clone()));
             let fresh = match entry {
                 Some(e) if e.generation == generation.id => None,
@@ -451,6 +483,29 @@ impl Engine {
             for (rt, key) in these {
                 let series = lock(&rt.series);
                 let k = s.values.len();
+                // Only timed samples can be out of order: untimed ones are stamped on arrival,
+                // or at the window's newest time when that is later (a clock set back). So
+                // untimed batches (every source but a timed push) need no map.
+                let newest_ms = if any_timed {
+                    let slot = newest
+                        .entry((Arc::as_ptr(rt), key.clone()))
+                        .or_insert_with(|| series.get(key).map_or(i64::MIN, |st| st.newest_ms));
+                    let before = *slot;
+                    *slot = before.max(last_ms);
+                    before
+                } else {
+                    i64::MIN
+                };
+                if timed(index).is_some() && first_ms < newest_ms {
+                    drop(series);
+                    return refuse(IngestError::OutOfOrder {
+                        index,
+                        series: format!("{}{}", s.metric, format_labels(&s.labels)),
+                        rule: format!("{}/{}", rt.group, rt.rule.name),
+                        sample_ms: first_ms,
+                        newest_ms,
+                    });
+                }
                 match series.get(key) {
                     Some(state) => {
                         if let SeriesWindow::Ks(w) = &state.window {
@@ -506,7 +561,9 @@ impl Engine {
         }
         let mut accepted = 0;
         let mut unselected = 0;
-        for (s, fresh) in batch.iter().zip(routes) {
+        for (index, (s, fresh)) in batch.iter().zip(routes).enumerate() {
+            let stamps = timed(index);
+            let (_, last_ms) = span(index);
             if fresh.as_ref().is_some_and(Vec::is_empty) {
                 // No rule (any more) selects it: dropped, and forgotten if it was known.
                 reg.series.remove(&(s.metric.clone(), s.labels.clone()));
@@ -532,11 +589,20 @@ impl Engine {
                     SeriesState::new(&rt.rule, limits.max_window_values, now_ms)
                 });
                 state.last_fed_ms = now_ms;
+                // Untimed values: on arrival, or at the newest time the window took.
+                let arrival = now_ms.max(state.newest_ms);
+                state.newest_ms = state.newest_ms.max(match stamps {
+                    Some(_) => last_ms,
+                    None => arrival,
+                });
                 state.dirty = true;
                 match (&mut state.window, &rt.rule.detector) {
                     (SeriesWindow::Ks(w), _) => {
                         let before = w.held();
-                        w.extend(&s.values, now_ms);
+                        match stamps {
+                            Some(t) => w.extend_timed(&s.values, t),
+                            None => w.extend(&s.values, arrival),
+                        }
                         rt.account(before, w.held());
                     }
                     (SeriesWindow::Ema(e), DetectorSpec::Ema(spec)) => match spec.bound {
@@ -946,6 +1012,7 @@ impl SeriesState {
             last_sent_ms: BTreeMap::new(),
             dirty: true,
             reference_stored: false,
+            newest_ms: i64::MIN,
             tested: None,
         }
     }
@@ -1168,6 +1235,13 @@ fn routes_for(generation: &Generation, metric: &str, labels: &Labels) -> Vec<Rou
                 continue;
             }
             let key = match &rt.rule.by {
+                // A selector that does not name one metric never pools series of different
+                // names: the name is part of the window key (shown as `metric`).
+                None if rt.rule.selector.metric_name().is_none() => {
+                    let mut key = labels.clone();
+                    key.insert("__name__".into(), metric.to_string());
+                    key
+                }
                 None => labels.clone(),
                 Some(by) => by
                     .iter()
@@ -1183,7 +1257,14 @@ fn routes_for(generation: &Generation, metric: &str, labels: &Labels) -> Vec<Rou
 fn output_labels(rule: &Rule, group: &str, key: &Labels) -> Labels {
     let mut out = Labels::new();
     for (k, v) in key {
-        if RESERVED_LABELS.contains(&k.as_str()) {
+        if k == "__name__" {
+            let name = if key.contains_key("metric") {
+                "exported_metric"
+            } else {
+                "metric"
+            };
+            out.insert(name.into(), v.clone());
+        } else if RESERVED_LABELS.contains(&k.as_str()) {
             out.insert(format!("exported_{k}"), v.clone());
         } else {
             out.insert(k.clone(), v.clone());
@@ -1429,6 +1510,27 @@ mod tests {
     }
 
     #[test]
+    fn a_name_regex_never_pools_series_of_different_names() {
+        let rules = "groups:\n  - name: g\n    interval: 15s\n    rules:\n      - name: r\n        detector: ks\n        series: '{__name__=~\"a|b\", x=\"1\"}'\n        reference: {first: 20}\n        current: {last: 20}\n        alpha: 0.05\n";
+        let (engine, _) = engine("", rules);
+        for metric in ["a", "b"] {
+            let batch = [SeriesSamples {
+                metric: metric.into(),
+                labels: Labels::from([("x".to_string(), "1".to_string())]),
+                values: values(40, 0.0),
+            }];
+            engine.ingest(&batch, "push", T0).expect("ingest");
+        }
+        let out = evaluate(&engine, T0);
+        let names: Vec<&str> = out
+            .iter()
+            .map(|s| s.labels.get("metric").map(String::as_str).unwrap_or(""))
+            .collect();
+        assert_eq!(names, ["a", "b"], "{out:?}");
+        assert!(out.iter().all(|s| s.current_samples == 20));
+    }
+
+    #[test]
     fn a_window_with_nothing_new_is_not_tested_again() {
         let (engine, _) = engine_with_alpha();
         push_model(&engine, "a", &values(50, 0.0), T0);
@@ -1663,6 +1765,59 @@ mod tests {
             (Status::Drifted, Status::Stable)
         );
         assert_eq!(leaving[0].webhooks, ["loud"]);
+    }
+
+    #[test]
+    fn a_pooled_window_takes_its_series_in_time_order() {
+        let rules = "groups:\n  - name: g\n    interval: 1m\n    rules:\n      - name: acc\n        detector: ema\n        series: 'acc'\n        by: [model]\n        smoothing: 0.5\n        below: 0.5\n";
+        let (engine, _) = engine("", rules);
+        let s = |instance: &str, v: f64| SeriesSamples {
+            metric: "acc".into(),
+            labels: Labels::from([
+                ("model".to_string(), "m".to_string()),
+                ("instance".to_string(), instance.to_string()),
+            ]),
+            values: vec![v],
+        };
+        // Two series of one pool in one batch, the second older: refused whole.
+        let err = engine
+            .ingest_timed(
+                &[s("a", 1.0), s("b", 0.0)],
+                &[Some(vec![T0 + 10]), Some(vec![T0 + 5])],
+                "push",
+                T0 + 20,
+            )
+            .expect_err("out of order");
+        assert!(
+            matches!(err, IngestError::OutOfOrder { index: 1, sample_ms, newest_ms, .. }
+                if sample_ms == T0 + 5 && newest_ms == T0 + 10),
+            "{err}"
+        );
+        assert_eq!(engine.current().groups[0].rules[0].series_count(), 0);
+        // In time order: taken, and the EMA steps in that order (0, then 1: 0.5).
+        let n = engine
+            .ingest_timed(
+                &[s("b", 0.0), s("a", 1.0)],
+                &[Some(vec![T0 + 5]), Some(vec![T0 + 10])],
+                "push",
+                T0 + 20,
+            )
+            .expect("in order");
+        assert_eq!(n, 2);
+        let out = evaluate(&engine, T0 + 30);
+        assert_eq!(out[0].ema, Some(0.5));
+        // Untimed samples are never refused: stamped on arrival, or at the pool's newest time
+        // when the clock is behind it; a timed sample before that is refused.
+        engine
+            .ingest(&[s("a", 1.0)], "push", T0 + 20)
+            .expect("later");
+        engine
+            .ingest(&[s("b", 1.0)], "push", T0 + 1)
+            .expect("a clock set back");
+        let err = engine
+            .ingest_timed(&[s("b", 1.0)], &[Some(vec![T0 + 15])], "push", T0 + 30)
+            .expect_err("before the pool's newest");
+        assert_eq!(err.reason(), crate::labels::RejectReason::BadTimestamp);
     }
 
     #[test]

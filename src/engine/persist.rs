@@ -208,6 +208,8 @@ fn decode(
         last_sent_ms,
         dirty: false,
         reference_stored: kind == 2,
+        // Not stored: the time order is checked from the first sample after a restart.
+        newest_ms: i64::MIN,
         tested: None,
     }))
 }

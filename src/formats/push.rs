@@ -1,10 +1,26 @@
 //! `POST /api/v1/samples`: the JSON push body, checked as a whole before anything is applied.
+//!
+//! An entry may carry `timestamps` (Unix ms, one per value, not decreasing) or `timestamp`
+//! (for `value`); without them its values arrive now. A timestamp more than [`MAX_FUTURE_MS`]
+//! ahead of the server's clock refuses the batch (the engine refuses, in turn, samples older
+//! than what their series already took: see `Engine::ingest_timed`).
 
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use crate::labels::{check_label_name, RejectReason, SeriesBuilder, SeriesError, SeriesSamples};
+
+/// How far ahead of the server's clock a pushed timestamp may be: 10 minutes (clock skew).
+pub const MAX_FUTURE_MS: i64 = 10 * 60 * 1000;
+
+/// A parsed push body: the series, and per entry its timestamps (`None`: arrived now).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PushBatch {
+    pub series: Vec<SeriesSamples>,
+    /// One per entry of `series`; `Some` holds one timestamp per value.
+    pub timestamps: Vec<Option<Vec<i64>>>,
+}
 
 /// Why a push body was refused. An entry's refusal names the entry and what is wrong with it.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -71,6 +87,29 @@ pub enum EntryError {
     /// `field` is `value` or `values[i]`.
     #[error("{field}: {problem}")]
     NotANumber { field: String, problem: String },
+    #[error("\"timestamp\" goes with \"value\"; with \"values\" give \"timestamps\"")]
+    TimestampWithValues,
+    #[error("\"timestamps\" go with \"values\"; with \"value\" give \"timestamp\"")]
+    TimestampsWithValue,
+    #[error("{timestamps} timestamps for {values} values; give one per value")]
+    TimestampsLength { values: usize, timestamps: usize },
+    /// `field` is `timestamp` or `timestamps[i]`.
+    #[error("{field}: {problem}")]
+    BadTimestamp { field: String, problem: String },
+    #[error("timestamps[{index}]: {ts} is before timestamps[{prev}] ({prev_ts}); timestamps must not decrease")]
+    TimestampsDecrease {
+        index: usize,
+        ts: i64,
+        prev: usize,
+        prev_ts: i64,
+    },
+    #[error("{field}: {ts} is {ahead_ms} ms in the future (at most {max_ms} ms ahead of the server's clock)")]
+    InFuture {
+        field: String,
+        ts: i64,
+        ahead_ms: i64,
+        max_ms: i64,
+    },
 }
 
 impl EntryError {
@@ -83,7 +122,13 @@ impl EntryError {
             | EntryError::BothValues
             | EntryError::NoValues
             | EntryError::EmptyValues
-            | EntryError::NotANumber { .. } => RejectReason::BadValue,
+            | EntryError::NotANumber { .. }
+            | EntryError::TimestampWithValues
+            | EntryError::TimestampsWithValue
+            | EntryError::TimestampsLength { .. } => RejectReason::BadValue,
+            EntryError::BadTimestamp { .. }
+            | EntryError::TimestampsDecrease { .. }
+            | EntryError::InFuture { .. } => RejectReason::BadTimestamp,
         }
     }
 }
@@ -103,6 +148,8 @@ struct Entry {
     labels: Option<LabelPairs>,
     value: Option<serde_json::Value>,
     values: Option<Vec<serde_json::Value>>,
+    timestamp: Option<serde_json::Value>,
+    timestamps: Option<Vec<serde_json::Value>>,
 }
 
 /// The members of a `labels` object in order, a repeated name kept (a map would keep only
@@ -154,15 +201,28 @@ fn without_position(e: &serde_json::Error) -> String {
 }
 
 /// Parses and validates a whole push body. Nothing is returned unless every entry is good.
+/// Timestamps are checked against no clock (see [`parse_timed`]) and left out.
 pub fn parse(body: &[u8]) -> Result<Vec<SeriesSamples>, PushError> {
+    parse_timed(body, i64::MAX - MAX_FUTURE_MS).map(|b| b.series)
+}
+
+/// Parses and validates a whole push body with its timestamps; `now_ms` is the server's clock,
+/// for the bound on timestamps in the future.
+pub fn parse_timed(body: &[u8], now_ms: i64) -> Result<PushBatch, PushError> {
     let body: Body = serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => PushError::Shape(without_position(&e)),
         _ => PushError::Json(e.to_string()),
     })?;
-    let mut out = Vec::with_capacity(body.samples.len());
+    let mut out = PushBatch {
+        series: Vec::with_capacity(body.samples.len()),
+        timestamps: Vec::with_capacity(body.samples.len()),
+    };
     for (index, raw) in body.samples.iter().enumerate() {
-        match parse_entry(raw) {
-            Ok(entry) => out.push(entry),
+        match parse_entry(raw, now_ms) {
+            Ok((entry, ts)) => {
+                out.series.push(entry);
+                out.timestamps.push(ts);
+            }
             Err(source) => {
                 return Err(PushError::Entry {
                     index,
@@ -175,7 +235,9 @@ pub fn parse(body: &[u8]) -> Result<Vec<SeriesSamples>, PushError> {
     Ok(out)
 }
 
-fn parse_entry(raw: &RawValue) -> Result<SeriesSamples, EntryError> {
+type Timestamps = Option<Vec<i64>>;
+
+fn parse_entry(raw: &RawValue, now_ms: i64) -> Result<(SeriesSamples, Timestamps), EntryError> {
     let entry: Entry = serde_json::from_str(raw.get()).map_err(|e| {
         let msg = e.to_string();
         // serde_json appends " at line L column C"; the index already locates the entry.
@@ -195,6 +257,7 @@ fn parse_entry(raw: &RawValue) -> Result<SeriesSamples, EntryError> {
     }
     let (metric, labels) = series.finish()?;
     let not_a_number = |field: String| move |problem| EntryError::NotANumber { field, problem };
+    let single = entry.value.as_ref().map(|_| ());
     let values = match (entry.value, entry.values) {
         (Some(_), Some(_)) => return Err(EntryError::BothValues),
         (None, None) => return Err(EntryError::NoValues),
@@ -214,11 +277,86 @@ fn parse_entry(raw: &RawValue) -> Result<SeriesSamples, EntryError> {
             out
         }
     };
-    Ok(SeriesSamples {
-        metric,
-        labels,
-        values,
-    })
+    let timestamps = match (entry.timestamp, entry.timestamps, values.len()) {
+        (Some(_), _, _) if single.is_none() => return Err(EntryError::TimestampWithValues),
+        (_, Some(_), _) if single.is_some() => return Err(EntryError::TimestampsWithValue),
+        // With `values`, `timestamp` was refused above.
+        (Some(_), Some(_), _) => return Err(EntryError::TimestampWithValues),
+        (Some(t), None, _) => Some(vec![timestamp(&t, "timestamp".into(), now_ms)?]),
+        (None, Some(ts), n) => {
+            if ts.len() != n {
+                return Err(EntryError::TimestampsLength {
+                    values: n,
+                    timestamps: ts.len(),
+                });
+            }
+            let mut out: Vec<i64> = Vec::with_capacity(n);
+            for (i, t) in ts.iter().enumerate() {
+                let t = timestamp(t, format!("timestamps[{i}]"), now_ms)?;
+                if let Some(&prev_ts) = out.last() {
+                    if t < prev_ts {
+                        return Err(EntryError::TimestampsDecrease {
+                            index: i,
+                            ts: t,
+                            prev: i - 1,
+                            prev_ts,
+                        });
+                    }
+                }
+                out.push(t);
+            }
+            Some(out)
+        }
+        (None, None, _) => None,
+    };
+    Ok((
+        SeriesSamples {
+            metric,
+            labels,
+            values,
+        },
+        timestamps,
+    ))
+}
+
+/// A timestamp: an integer of Unix milliseconds, at most [`MAX_FUTURE_MS`] after `now_ms`.
+fn timestamp(v: &serde_json::Value, field: String, now_ms: i64) -> Result<i64, EntryError> {
+    let bad = |problem: String| EntryError::BadTimestamp {
+        field: field.clone(),
+        problem,
+    };
+    let t = match v {
+        serde_json::Value::Number(n) => n.as_i64().ok_or_else(|| {
+            bad(format!(
+                "{n} is not a whole number of milliseconds since the Unix epoch"
+            ))
+        })?,
+        serde_json::Value::String(text) => {
+            return Err(bad(format!(
+                "{} is not a number of milliseconds since the Unix epoch",
+                crate::formats::excerpt(text)
+            )))
+        }
+        other => {
+            return Err(bad(format!(
+                "{} is not a number of milliseconds since the Unix epoch",
+                crate::formats::clip(&other.to_string())
+            )))
+        }
+    };
+    if t < 0 {
+        return Err(bad(format!("{t} is before the Unix epoch")));
+    }
+    let ahead = t.saturating_sub(now_ms);
+    if ahead > MAX_FUTURE_MS {
+        return Err(EntryError::InFuture {
+            field,
+            ts: t,
+            ahead_ms: ahead,
+            max_ms: MAX_FUTURE_MS,
+        });
+    }
+    Ok(t)
 }
 
 fn number(v: &serde_json::Value) -> Result<f64, String> {
@@ -295,7 +433,7 @@ mod tests {
             r#"{"samples":[{"metric":"a","value":true}]}"#,
             "samples[0]: value: true is not a number",
         );
-        bad(r#"{"samples":[{"metric":"a","valu":1}]}"#, "samples[0]: unknown field `valu`, expected one of `metric`, `labels`, `value`, `values`");
+        bad(r#"{"samples":[{"metric":"a","valu":1}]}"#, "samples[0]: unknown field `valu`, expected one of `metric`, `labels`, `value`, `values`, `timestamp`, `timestamps`");
         bad(
             r#"{"samples":[{"metric":"a","labels":{"__name__":"x"},"value":1}]}"#,
             "samples[0]: invalid label name \"__name__\": names starting with \"__\" are reserved",
@@ -423,6 +561,53 @@ mod tests {
         assert_eq!((e.index(), e.values()), (Some(1), 6));
         assert_eq!(parse(b"nope").expect_err("refused").values(), 0);
         assert_eq!(parse(b"{}").expect_err("refused").values(), 0);
+    }
+}
+
+#[cfg(test)]
+mod timestamps {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    #[test]
+    fn timestamps_go_with_their_values() {
+        let b = parse_timed(
+            br#"{"samples":[{"metric":"m","values":[1,2],"timestamps":[5,5]},
+                {"metric":"m","value":1,"timestamp":7},{"metric":"m","value":3}]}"#,
+            NOW,
+        )
+        .expect("good");
+        assert_eq!(b.timestamps, [Some(vec![5, 5]), Some(vec![7]), None]);
+        assert_eq!(b.series.len(), 3);
+        let ahead = NOW + MAX_FUTURE_MS;
+        let body = format!(r#"{{"samples":[{{"metric":"m","value":1,"timestamp":{ahead}}}]}}"#);
+        assert!(
+            parse_timed(body.as_bytes(), NOW).is_ok(),
+            "just at the bound"
+        );
+    }
+
+    #[test]
+    fn bad_timestamps_name_the_entry_and_the_field() {
+        let bad = |body: &str, want: &str| {
+            let e = parse_timed(body.as_bytes(), NOW).expect_err(body);
+            assert_eq!(e.to_string(), want);
+            e.reason()
+        };
+        let ahead = NOW + MAX_FUTURE_MS + 1;
+        let cases = [
+            (r#"{"samples":[{"metric":"m","values":[1],"timestamp":1}]}"#.to_string(), "samples[0]: \"timestamp\" goes with \"value\"; with \"values\" give \"timestamps\"".to_string(), RejectReason::BadValue),
+            (r#"{"samples":[{"metric":"m","value":1,"timestamps":[1]}]}"#.to_string(), "samples[0]: \"timestamps\" go with \"values\"; with \"value\" give \"timestamp\"".to_string(), RejectReason::BadValue),
+            (r#"{"samples":[{"metric":"m","values":[1,2],"timestamps":[1]}]}"#.to_string(), "samples[0]: 1 timestamps for 2 values; give one per value".to_string(), RejectReason::BadValue),
+            (r#"{"samples":[{"metric":"m","value":1},{"metric":"m","values":[1,2],"timestamps":[2,1]}]}"#.to_string(), "samples[1]: timestamps[1]: 1 is before timestamps[0] (2); timestamps must not decrease".to_string(), RejectReason::BadTimestamp),
+            (r#"{"samples":[{"metric":"m","value":1,"timestamp":"now"}]}"#.to_string(), "samples[0]: timestamp: \"now\" is not a number of milliseconds since the Unix epoch".to_string(), RejectReason::BadTimestamp),
+            (r#"{"samples":[{"metric":"m","value":1,"timestamp":-1}]}"#.to_string(), "samples[0]: timestamp: -1 is before the Unix epoch".to_string(), RejectReason::BadTimestamp),
+            (format!(r#"{{"samples":[{{"metric":"m","value":1,"timestamp":{ahead}}}]}}"#), format!("samples[0]: timestamp: {ahead} is 600001 ms in the future (at most 600000 ms ahead of the server's clock)"), RejectReason::BadTimestamp),
+        ];
+        for (body, want, reason) in cases {
+            assert_eq!(bad(&body, &want), reason, "{body}");
+        }
     }
 }
 

@@ -8,9 +8,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{body_reason, count_refused, json_response, ApiError, Body, State};
+use crate::detect::evaluate;
 use crate::detect::ks::{Alternative, Method};
 use crate::detect::report::ks_report;
 use crate::formats::push;
+use crate::ingest::IngestError;
 use crate::time::{now_ms, rfc3339};
 
 pub async fn push(app: &Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
@@ -23,9 +25,14 @@ pub async fn push(app: &Arc<State>, req: Request<Incoming>) -> Result<Response<B
     // megabytes): off the async workers, so they keep serving `/metrics` and the rest.
     let engine = Arc::clone(&app.engine);
     let outcome = tokio::task::spawn_blocking(move || {
-        let batch = push::parse(&body)?;
-        let values: usize = batch.iter().map(|s| s.values.len()).sum();
-        Ok::<_, push::PushError>(engine.ingest(&batch, "push", now_ms()).map(|n| (n, values)))
+        let now = now_ms();
+        let batch = push::parse_timed(&body, now)?;
+        let values: usize = batch.series.iter().map(|s| s.values.len()).sum();
+        Ok::<_, push::PushError>(
+            engine
+                .ingest_timed(&batch.series, &batch.timestamps, "push", now)
+                .map(|n| (n, values)),
+        )
     })
     .await
     .map_err(|e| ApiError::Internal(format!("ingestion failed: {e}")))?;
@@ -45,7 +52,13 @@ pub async fn push(app: &Arc<State>, req: Request<Incoming>) -> Result<Response<B
         Ok(Err(e)) => {
             // The engine counted the values.
             count_refused(telemetry, e.reason(), 0);
-            Err(ApiError::TooManySeries(e.to_string()))
+            match e {
+                IngestError::OutOfOrder { index, .. } => Err(ApiError::BadData {
+                    index: Some(index),
+                    message: e.to_string(),
+                }),
+                _ => Err(ApiError::TooManySeries(e.to_string())),
+            }
         }
     }
 }
@@ -54,21 +67,44 @@ pub async fn push(app: &Arc<State>, req: Request<Incoming>) -> Result<Response<B
 #[serde(deny_unknown_fields)]
 struct EvaluateRequest {
     detector: String,
-    reference: Vec<f64>,
-    current: Vec<f64>,
+    #[serde(default)]
+    reference: Option<Vec<f64>>,
+    #[serde(default)]
+    current: Option<Vec<f64>>,
+    #[serde(default)]
+    reference_weights: Option<Vec<f64>>,
+    #[serde(default)]
+    current_weights: Option<Vec<f64>>,
+    #[serde(default)]
+    reference_counts: Option<Vec<f64>>,
+    #[serde(default)]
+    current_counts: Option<Vec<f64>>,
     #[serde(default)]
     alternative: Option<String>,
     #[serde(default)]
     method: Option<String>,
     #[serde(default)]
+    variant: Option<String>,
+    /// `2` or `"e"`.
+    #[serde(default)]
+    base: Option<serde_json::Value>,
+    #[serde(default)]
+    yates: bool,
+    #[serde(default)]
+    bins: Option<usize>,
+    #[serde(default)]
     alpha: Option<f64>,
     #[serde(default)]
     statistic: Option<f64>,
+    #[serde(default)]
+    threshold: Option<f64>,
 }
 
 /// Largest total of values `/api/v1/evaluate` takes in one request (the body limit bounds it too).
 const MAX_EVALUATE_VALUES: usize = 20_000_000;
 
+/// `POST /api/v1/evaluate`: any detector, once (`detect::evaluate`); `ks` answers with the
+/// `eval --output=json` object, as before.
 pub async fn evaluate(
     app: &Arc<State>,
     req: Request<Incoming>,
@@ -81,12 +117,62 @@ pub async fn evaluate(
     };
     let r: EvaluateRequest =
         serde_json::from_slice(&body).map_err(|e| bad(format!("bad request body: {e}")))?;
-    if r.detector != "ks" {
-        return Err(bad(format!(
-            "unknown detector {:?}: /api/v1/evaluate supports \"ks\"",
-            r.detector
-        )));
+    let len = |v: &Option<Vec<f64>>| v.as_ref().map_or(0, Vec::len);
+    let total = len(&r.reference)
+        + len(&r.current)
+        + len(&r.reference_weights)
+        + len(&r.current_weights)
+        + len(&r.reference_counts)
+        + len(&r.current_counts);
+    if total > MAX_EVALUATE_VALUES {
+        return Err(ApiError::PayloadTooLarge { limit });
     }
+    let base = match &r.base {
+        None => None,
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(other) => return Err(bad(format!("base: expected 2 or \"e\", got {other}"))),
+    };
+    if r.detector == "ks" {
+        return ks_evaluate(r).await;
+    }
+    let request = evaluate::Request {
+        detector: r.detector,
+        reference: r.reference,
+        current: r.current,
+        reference_weights: r.reference_weights,
+        current_weights: r.current_weights,
+        reference_counts: r.reference_counts,
+        current_counts: r.current_counts,
+        alternative: r.alternative,
+        method: r.method,
+        variant: r.variant,
+        base,
+        yates: r.yates,
+        bins: r.bins,
+        alpha: r.alpha,
+        statistic: r.statistic,
+        threshold: r.threshold,
+    };
+    let report = tokio::task::spawn_blocking(move || evaluate::evaluate(&request))
+        .await
+        .map_err(|e| ApiError::Body(format!("evaluation failed: {e}")))?
+        .map_err(|e| bad(e.0))?;
+    let value = serde_json::to_value(report).map_err(|e| bad(e.to_string()))?;
+    Ok(json_response(StatusCode::OK, &value))
+}
+
+/// The `ks` answer, field for field `driftgauge eval --output=json`.
+async fn ks_evaluate(r: EvaluateRequest) -> Result<Response<Body>, ApiError> {
+    let bad = |message: String| ApiError::BadData {
+        message,
+        index: None,
+    };
+    let (Some(reference), Some(current)) = (r.reference, r.current) else {
+        return Err(bad(
+            "reference and current: both required for detector \"ks\"".to_string(),
+        ));
+    };
     let alternative = match r.alternative.as_deref() {
         None => Alternative::TwoSided,
         Some(s) => Alternative::parse(s).ok_or_else(|| {
@@ -109,13 +195,10 @@ pub async fn evaluate(
             return Err(bad(format!("statistic must be in [0, 1], got {t}")));
         }
     }
-    if r.reference.len() + r.current.len() > MAX_EVALUATE_VALUES {
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
     let report = tokio::task::spawn_blocking(move || {
         ks_report(
-            &r.reference,
-            &r.current,
+            &reference,
+            &current,
             alternative,
             method,
             alpha,

@@ -29,6 +29,17 @@ pub enum IngestError {
     },
     #[error("memory budget reached: this batch would hold {would_hold} window values, over limits.max_held_values={limit}")]
     OverMemoryBudget { limit: usize, would_hold: usize },
+    /// A timed sample older than the newest one its window (rule and series, or `by` pool)
+    /// already took: windows and EMAs take samples in time order.
+    #[error("samples[{index}]: timestamp {sample_ms} of {series} is before {newest_ms}, the newest sample rule {rule} already took for it (samples must come in time order)")]
+    OutOfOrder {
+        /// The batch entry.
+        index: usize,
+        series: String,
+        rule: String,
+        sample_ms: i64,
+        newest_ms: i64,
+    },
 }
 
 impl IngestError {
@@ -39,6 +50,7 @@ impl IngestError {
             IngestError::TooManySeries { .. } | IngestError::TooManySeriesForRule { .. } => {
                 RejectReason::SeriesLimit
             }
+            IngestError::OutOfOrder { .. } => RejectReason::BadTimestamp,
         }
     }
 }

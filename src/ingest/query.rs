@@ -186,7 +186,7 @@ async fn run_source(feed: Context, source: QuerySource, mut stop: watch::Receive
         source = %ctx.source.name,
         url = %ctx.source.url,
         queries = ctx.source.queries.len(),
-        interval = ?ctx.source.interval,
+        interval = %crate::config::format_duration(ctx.source.interval),
         "query source started"
     );
     let n = ctx.source.queries.len();

@@ -20,13 +20,18 @@
 //! a durable outbox can wrap it (persist, attempt, record) without touching the HTTP side.
 //!
 //! Requests:
-//! - `POST <url>` with `Content-Type: application/json`, `Idempotency-Key: <key>` (the same on
-//!   every retry, and on every replica: [`Event::idempotency_key`]), `User-Agent: driftgauge/<version>`, the config's `headers`, and
+//! - `POST <url>` (or the webhook's `method`) with `Content-Type: application/json`,
+//!   `Idempotency-Key: <key>` (the same on every retry, and on every replica:
+//!   [`Event::idempotency_key`]), `User-Agent: driftgauge/<version>`, the config's `headers`, and
 //!   `Authorization: Bearer <token>` when a bearer token is set. The config's headers are
 //!   applied first; the headers driftgauge sets itself replace same-named ones (except
 //!   `User-Agent`, which a configured header may override).
 //! - With a signing key, `webhook-id` (the idempotency key), `webhook-timestamp` (Unix seconds
 //!   of this attempt) and `webhook-signature: v1,<base64 HMAC-SHA256>`, re-signed per attempt.
+//! - The body is the payload, or the webhook's `body_template` expanded over it at each
+//!   attempt (with `secret_files` as `$secrets`), so secrets never reach the outbox.
+//! - Delivered means a 2xx, or one of `success_codes`; with `success_body_match`, also an
+//!   answer whose JSON holds one of the listed values at the pointer (else it failed for good).
 //! - Redirects are not followed (a 3xx is a failure, as any non-retryable status), and proxy
 //!   environment variables are ignored, as Prometheus does by default.
 //!
@@ -47,7 +52,7 @@ use reqwest::StatusCode;
 use sha2::Sha256;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
-use crate::config::model::WebhookConfig;
+use crate::config::model::{BodyMatch, HttpMethod, WebhookConfig};
 use crate::engine::{Event, Notifier};
 use crate::store::Store;
 use crate::telemetry::Telemetry;
@@ -119,8 +124,11 @@ pub enum Failure {
     Timeout,
     /// Connecting, sending or reading failed (refused, reset, DNS, TLS, ...).
     Transport(String),
-    /// The config or delivery cannot make a valid request (bad URL, header, key).
+    /// The config or delivery cannot make a valid request (bad URL, header, key, a body
+    /// template that cannot expand).
     Invalid(String),
+    /// A success status whose body does not hold what `success_body_match` asks for.
+    Response(String),
 }
 
 impl fmt::Display for Failure {
@@ -130,6 +138,7 @@ impl fmt::Display for Failure {
             Failure::Timeout => f.write_str("timed out"),
             Failure::Transport(message) => f.write_str(message),
             Failure::Invalid(message) => write!(f, "invalid request: {message}"),
+            Failure::Response(message) => write!(f, "unexpected answer: {message}"),
         }
     }
 }
@@ -530,16 +539,49 @@ impl WebhookSender {
         match request.send().await {
             Ok(mut response) => {
                 let outcome = classify(response.status(), response.headers(), config, attempt);
+                let check = match (&outcome, &config.success_body_match) {
+                    (Outcome::Success { .. }, Some(m)) => Some(m),
+                    _ => None,
+                };
                 // Read to the end (within the request's timeout) so the connection goes back
-                // to the pool; a long or broken body only costs the connection.
+                // to the pool; a long or broken body only costs the connection. Kept only
+                // when it is to be checked.
+                let mut body = Vec::new();
                 let mut left = MAX_DRAINED_BODY;
-                while let Ok(Some(chunk)) = response.chunk().await {
-                    left = left.saturating_sub(chunk.len());
-                    if left == 0 {
-                        break;
+                let mut complete = false;
+                loop {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => {
+                            if check.is_some() && left >= chunk.len() {
+                                body.extend_from_slice(&chunk);
+                            }
+                            left = left.saturating_sub(chunk.len());
+                            if left == 0 {
+                                break;
+                            }
+                        }
+                        Ok(None) => {
+                            complete = true;
+                            break;
+                        }
+                        Err(_) => break,
                     }
                 }
-                outcome
+                match check {
+                    Some(m) if !complete => Outcome::GiveUp {
+                        reason: Failure::Response(format!(
+                            "the answer's body could not be read whole (at most {MAX_DRAINED_BODY} bytes) to check {}",
+                            m.json_pointer
+                        )),
+                    },
+                    Some(m) => match body_matches(m, &body) {
+                        Ok(()) => outcome,
+                        Err(message) => Outcome::GiveUp {
+                            reason: Failure::Response(message),
+                        },
+                    },
+                    None => outcome,
+                }
             }
             Err(error) if error.is_builder() => Outcome::GiveUp {
                 reason: Failure::Invalid(crate::net::error_chain(&error.without_url())),
@@ -850,6 +892,7 @@ fn build_request(
     timestamp: u64,
 ) -> Result<reqwest::RequestBuilder, String> {
     let url = parse_url(&config.url)?;
+    let body = request_body(delivery, config)?;
     let mut headers = config_headers(config)?;
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let key = HeaderValue::from_str(&delivery.idempotency_key)
@@ -859,12 +902,7 @@ fn build_request(
         headers.insert(AUTHORIZATION, bearer(token)?);
     }
     if let Some(signing_key) = &config.signing_key {
-        let signature = sign(
-            signing_key,
-            &delivery.idempotency_key,
-            timestamp,
-            &delivery.body,
-        );
+        let signature = sign(signing_key, &delivery.idempotency_key, timestamp, &body);
         headers.insert(HeaderName::from_static("webhook-id"), key);
         headers.insert(
             HeaderName::from_static("webhook-timestamp"),
@@ -875,22 +913,74 @@ fn build_request(
             .map_err(|_| "signature is not a valid header value".to_string())?;
         headers.insert(HeaderName::from_static("webhook-signature"), signature);
     }
+    let method = match config.method {
+        HttpMethod::Post => reqwest::Method::POST,
+        HttpMethod::Put => reqwest::Method::PUT,
+        HttpMethod::Patch => reqwest::Method::PATCH,
+    };
     Ok(client
-        .post(url)
+        .request(method, url)
         .headers(headers)
         .timeout(config.timeout)
-        .body(delivery.body.clone()))
+        .body(body))
 }
 
-/// Success on 2xx; retry on 429 and 5xx (after a `Retry-After` in seconds on 429/503 when it
-/// is longer than the backoff, capped at `max_backoff`); give up on anything else.
+/// The bytes to send: the payload, or the webhook's `body_template` expanded over it (at each
+/// attempt, so secrets never reach the outbox and a reload's template applies to deliveries
+/// still pending).
+fn request_body(delivery: &Delivery, config: &WebhookConfig) -> Result<Vec<u8>, String> {
+    let Some(template) = &config.body_template else {
+        return Ok(delivery.body.clone());
+    };
+    let payload: serde_json::Value = serde_json::from_slice(&delivery.body)
+        .map_err(|e| format!("the stored payload is not JSON: {e}"))?;
+    let body = template
+        .render(&payload, &config.secrets)
+        .map_err(|e| format!("body_template: {e}"))?;
+    Ok(body.to_string().into_bytes())
+}
+
+/// Does the answer hold what `success_body_match` asks for? The error says what it held.
+fn body_matches(m: &BodyMatch, body: &[u8]) -> Result<(), String> {
+    let json: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "the answer is not JSON ({e}), so {} cannot be checked",
+            m.json_pointer
+        )
+    })?;
+    let found = match json.pointer(&m.json_pointer) {
+        None => return Err(format!("the answer has no {}", m.json_pointer)),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    if m.one_of.contains(&found) {
+        Ok(())
+    } else {
+        let clipped: String = found.chars().take(128).collect();
+        Err(format!(
+            "{} is {clipped:?}, not one of {}",
+            m.json_pointer,
+            m.one_of.join(", ")
+        ))
+    }
+}
+
+/// Success on 2xx, or on the webhook's `success_codes` when it lists them (e.g. 409 for a run
+/// that already exists); otherwise retry on 429 and 5xx (after a `Retry-After` in seconds on
+/// 429/503 when it is longer than the backoff, capped at `max_backoff`); give up on anything
+/// else.
 fn classify(
     status: StatusCode,
     headers: &HeaderMap,
     config: &WebhookConfig,
     attempt: u32,
 ) -> Outcome {
-    if status.is_success() {
+    let success = if config.success_codes.is_empty() {
+        status.is_success()
+    } else {
+        config.success_codes.contains(&status.as_u16())
+    };
+    if success {
         return Outcome::Success {
             status: status.as_u16(),
         };
@@ -1028,6 +1118,11 @@ mod tests {
             min_backoff: Duration::from_millis(min),
             max_backoff: Duration::from_millis(max),
             max_connections: WebhookConfig::DEFAULT_MAX_CONNECTIONS,
+            method: Default::default(),
+            body_template: None,
+            success_codes: Vec::new(),
+            success_body_match: None,
+            secrets: Default::default(),
         }
     }
 

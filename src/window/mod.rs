@@ -168,6 +168,18 @@ impl SampleWindows {
         self.extend(&[value], now_ms);
     }
 
+    /// Takes in `values` stamped `times` (one each, not decreasing, and none before what the
+    /// window already holds: the engine checks), in order.
+    pub fn extend_timed(&mut self, values: &[f64], times: &[i64]) {
+        let mut start = 0;
+        while start < values.len().min(times.len()) {
+            let t = times[start];
+            let end = start + times[start..].iter().take_while(|&&x| x == t).count();
+            self.extend(&values[start..end], t);
+            start = end;
+        }
+    }
+
     /// Takes in `values`, all arriving at `now_ms`, in order.
     pub fn extend(&mut self, mut values: &[f64], now_ms: i64) {
         self.received = self.received.saturating_add(values.len() as u64);
@@ -592,6 +604,16 @@ mod tests {
         w.trim(15_000);
         assert_eq!(w.recent.len(), 4);
         assert_eq!(plain(w.view(30_000)), (vec![4.0, 5.0], vec![]));
+    }
+
+    #[test]
+    fn duration_window_by_sample_timestamps() {
+        let cur = CurrentWindow::Duration(Duration::from_secs(10));
+        let mut w = SampleWindows::new(&ReferenceWindow::Preceding(2), &cur, 100);
+        // One batch at t=20s carrying stamps of 0s, 0s, 8s, 12s and 15s.
+        w.extend_timed(&[1.0, 2.0, 3.0, 4.0, 5.0], &[0, 0, 8_000, 12_000, 15_000]);
+        assert_eq!(plain(w.view(20_000)), (vec![2.0, 3.0], vec![4.0, 5.0]));
+        assert_eq!(w.parts().times, [0, 8_000, 12_000, 15_000]);
     }
 
     #[test]

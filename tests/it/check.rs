@@ -463,7 +463,7 @@ fn the_embedded_default_config_has_no_webhooks_for_rules_to_name() {
     check_in(
         d,
         &["rules/a.yml"],
-        "SUCCESS: 1 rule files, 1 groups, 1 rules found\n  g/r: ema, min_samples 1: drifted whenever the EMA is past its bound (no calibration)\n",
+        "SUCCESS: 1 rule files, 1 groups, 1 rules found\n  g/r: ema, min_samples 1: drifted whenever the EMA is past its bound (no calibration; control_limits calibrates)\n",
         "note: webhook names were not checked (1 rules name webhooks); pass --config.file to check them\n",
         0,
     );

@@ -876,7 +876,7 @@ async fn evaluate_endpoint_matches_the_library() {
     );
     for (body, needle) in [
         (
-            json!({"detector": "psi", "reference": [1], "current": [2]}),
+            json!({"detector": "t-test", "reference": [1], "current": [2]}),
             "unknown detector",
         ),
         (

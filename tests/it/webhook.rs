@@ -30,6 +30,11 @@ fn config(url: &str) -> WebhookConfig {
         min_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(100),
         max_connections: WebhookConfig::DEFAULT_MAX_CONNECTIONS,
+        method: Default::default(),
+        body_template: None,
+        success_codes: Vec::new(),
+        success_body_match: None,
+        secrets: Default::default(),
     }
 }
 
