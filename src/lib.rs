@@ -4,7 +4,7 @@
 //! checks this, and ARCHITECTURE.md explains the layers):
 //! 0. leaves: `time`, `labels`, `telemetry`, `net`, `store`, `logging`, `cluster`;
 //! 1. pure, sync, no I/O: `formats` (wire and file formats), `detect` (detectors), `window`;
-//! 2. `config` (rule files, service config, web config);
+//! 2. `config` (rule files, service config, web config), `dataset` (`eval` on datasets);
 //! 3. `ingest` (live sources behind the `ingest::Sink` trait);
 //! 4. `engine` (routing, evaluation, state machines; transitions to an `engine::Notifier`);
 //! 5. `output` (`/metrics`, webhook delivery);
@@ -23,6 +23,7 @@ pub mod detect;
 pub mod window;
 
 pub mod config;
+pub mod dataset;
 
 pub mod ingest;
 

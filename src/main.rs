@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use driftgauge::detect::ks::{Alternative, Method};
 use driftgauge::detect::report::ks_report;
 use driftgauge::formats::values::parse_values;
-use driftgauge::{app, cluster, config, logging};
+use driftgauge::{app, cluster, config, dataset, logging};
 
 #[derive(Parser)]
 #[command(
@@ -29,7 +29,7 @@ enum Command {
     Serve(ServeArgs),
     /// Validate the config and rule files; print every error as file:line:col: message.
     Check(CheckArgs),
-    /// Run one detector once on two files of values.
+    /// Run one detector once on two files of values, or test every column of two datasets.
     Eval(EvalArgs),
     /// Unit tests.
     #[command(subcommand)]
@@ -123,17 +123,29 @@ enum Detector {
     Ks,
 }
 
-#[derive(Copy, Clone, ValueEnum)]
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
 enum OutputFormat {
     Text,
     Json,
+    /// A self-contained HTML report with a plot per column (datasets).
+    Html,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum FailOn {
+    /// Exit 2 when any column (or the sample) drifted.
+    Drifted,
+    /// Exit 2 when any column is in warning or drifted.
+    Warning,
 }
 
 #[derive(Args)]
 struct EvalArgs {
-    #[arg(long, value_enum)]
+    /// The test of numeric values (categorical columns of a dataset take chi2).
+    #[arg(long, value_enum, default_value = "ks")]
     detector: Detector,
-    /// Reference sample: one value per line, or a CSV with --column.
+    /// Reference: one value per line, a CSV with --column, a 1-D .npy; or a dataset (CSV with
+    /// a header, Parquet, 2-D .npy), every column tested.
     #[arg(long, value_name = "FILE")]
     reference: PathBuf,
     /// Current sample, same format.
@@ -154,6 +166,22 @@ struct EvalArgs {
     /// Read this column of CSV files (first line is the header).
     #[arg(long, value_name = "NAME")]
     column: Option<String>,
+    /// Datasets: test these columns (comma-separated names; a .npy's are 0, 1, ...).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    columns: Option<Vec<String>>,
+    /// Datasets: test these columns as categories (chi2) even when they hold numbers.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    categorical: Vec<String>,
+    /// Datasets: the CSV field delimiter, one byte (`tab` or `\t` for a tab); default `,`,
+    /// or a tab for .tsv files.
+    #[arg(long, value_name = "CHAR")]
+    delimiter: Option<String>,
+    /// Datasets: adjust the p-values across the columns tested: none, bonferroni or bh.
+    #[arg(long, default_value = "bh")]
+    correction: String,
+    /// Exit 2 when the verdict is this bad (else 0 whatever the status).
+    #[arg(long = "fail-on", value_enum, value_name = "STATUS")]
+    fail_on: Option<FailOn>,
     #[arg(long, value_enum, default_value = "text")]
     output: OutputFormat,
 }
@@ -161,13 +189,13 @@ struct EvalArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
         Command::Check(args) => return check(args),
         Command::Eval(args) => eval(args),
         Command::Test(TestCommand::Rules { files }) => return test_rules(&files),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("driftgauge: {e:#}");
             ExitCode::FAILURE
@@ -360,7 +388,7 @@ fn read_values(
         .with_context(|| format!("{}", path.display()))
 }
 
-fn eval(args: EvalArgs) -> anyhow::Result<()> {
+fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let Detector::Ks = args.detector;
     let Some(alternative) = Alternative::parse(&args.alternative) else {
         bail!(
@@ -373,6 +401,24 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
     };
     if !(args.alpha > 0.0 && args.alpha < 1.0) {
         bail!("--alpha={}: must be in (0, 1)", args.alpha);
+    }
+    let delimiter = delimiter(args.delimiter.as_deref(), &args.reference)?;
+    if args.column.is_some() && args.columns.is_some() {
+        bail!("--column reads one column of a CSV; --columns tests several: give one of them");
+    }
+    let table = |p: &PathBuf| {
+        matches!(
+            dataset::sniff(p, delimiter),
+            dataset::Kind::Parquet | dataset::Kind::NpyTable | dataset::Kind::CsvTable
+        )
+    };
+    if args.columns.is_some()
+        || (args.column.is_none() && table(&args.reference) && table(&args.current))
+    {
+        return eval_dataset(&args, alternative, method, delimiter);
+    }
+    if args.output == OutputFormat::Html {
+        bail!("--output=html reports on datasets (CSV with a header, Parquet, 2-D .npy, or --columns)");
     }
     let reference = read_values(&args.reference, args.column.as_deref())?;
     let current = read_values(&args.current, args.column.as_deref())?;
@@ -397,6 +443,129 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
             println!("statistic_sign:     {}", report.statistic_sign);
             println!("method:             {}", report.method);
         }
+        OutputFormat::Html => bail!(
+            "--output=html reports on datasets (CSV with a header, Parquet, 2-D .npy, or --columns)"
+        ),
     }
-    Ok(())
+    let failed = match args.fail_on {
+        None => false,
+        Some(FailOn::Drifted) => report.status == "drifted",
+        Some(FailOn::Warning) => report.status != "stable",
+    };
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `--delimiter`: one byte, or `tab`/`\t`; by default a tab for `.tsv` files, else `,`.
+fn delimiter(given: Option<&str>, reference: &std::path::Path) -> anyhow::Result<u8> {
+    match given {
+        None => Ok(
+            if reference
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("tsv"))
+            {
+                b'\t'
+            } else {
+                b','
+            },
+        ),
+        Some("tab" | "\\t" | "\t") => Ok(b'\t'),
+        Some(d) if d.len() == 1 && d != "\"" && d != "\n" && d != "\r" => Ok(d.as_bytes()[0]),
+        Some(d) => {
+            bail!("--delimiter={d:?}: expected one character (not a quote or line break), or tab")
+        }
+    }
+}
+
+/// `eval` on two datasets: every selected column tested, corrected, reported.
+fn eval_dataset(
+    args: &EvalArgs,
+    alternative: Alternative,
+    method: Method,
+    delimiter: u8,
+) -> anyhow::Result<ExitCode> {
+    use std::io::{IsTerminal, Write};
+
+    let Some(correction) = dataset::Correction::parse(&args.correction) else {
+        bail!(
+            "--correction={}: expected none, bonferroni or bh",
+            args.correction
+        );
+    };
+    let wanted: Option<Vec<String>> = args.columns.as_ref().map(|c| {
+        let mut w = c.clone();
+        w.extend(args.categorical.iter().cloned());
+        w
+    });
+    let (reference, current) = rayon::join(
+        || dataset::open(&args.reference, delimiter, wanted.as_deref()),
+        || dataset::open(&args.current, delimiter, wanted.as_deref()),
+    );
+    let (reference, current) = (reference?, current?);
+    let options = dataset::Options {
+        columns: args.columns.clone(),
+        categorical: args.categorical.clone(),
+        alternative,
+        method,
+        alpha: args.alpha,
+        statistic: args.statistic,
+        correction,
+        summaries: args.output == OutputFormat::Html,
+    };
+    // A progress bar on stderr, only for a person watching a long run.
+    let tty = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let last = std::sync::Mutex::new(started);
+    let shown = std::sync::atomic::AtomicBool::new(false);
+    let progress = |done: usize, total: usize| {
+        if !tty {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let Ok(mut last) = last.lock() else { return };
+        if now.duration_since(started).as_millis() < 500
+            || (now.duration_since(*last).as_millis() < 100 && done < total)
+        {
+            return;
+        }
+        *last = now;
+        shown.store(true, std::sync::atomic::Ordering::Relaxed);
+        let width = 30;
+        let filled = done * width / total.max(1);
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r[{}{}] {done}/{total} columns, {:.1} s",
+            "#".repeat(filled),
+            ".".repeat(width - filled),
+            now.duration_since(started).as_secs_f64()
+        );
+        let _ = err.flush();
+    };
+    let report = dataset::evaluate(&reference, &current, &options, &progress)?;
+    if shown.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!();
+    }
+    let text = match args.output {
+        OutputFormat::Text => dataset::report::text(&report),
+        OutputFormat::Json => dataset::report::json(&report) + "\n",
+        OutputFormat::Html => dataset::report::html(&report),
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .context("writing the report")?;
+    let failed = match args.fail_on {
+        None => false,
+        Some(FailOn::Drifted) => report.drifted > 0,
+        Some(FailOn::Warning) => report.drifted + report.warning > 0,
+    };
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -54,11 +54,11 @@ impl FalseAlarms {
 impl fmt::Display for FalseAlarms {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.period.as_secs();
-        let period = if secs % 86_400 == 0 {
+        let period = if secs.is_multiple_of(86_400) {
             format!("{}d", secs / 86_400)
-        } else if secs % 3_600 == 0 {
+        } else if secs.is_multiple_of(3_600) {
             format!("{}h", secs / 3_600)
-        } else if secs % 60 == 0 {
+        } else if secs.is_multiple_of(60) {
             format!("{}m", secs / 60)
         } else {
             format!("{}s", self.period.as_secs_f64())

@@ -190,7 +190,13 @@ mod tests {
         for len in [0usize, 1, 2, 3, 100, 2047, 2048, 2049, 5000, 70_000] {
             // Signed zeros only, mixed.
             let zeros: Vec<f64> = (0..len)
-                .map(|_| if rng.next() % 2 == 0 { 0.0 } else { -0.0 })
+                .map(|_| {
+                    if rng.next().is_multiple_of(2) {
+                        0.0
+                    } else {
+                        -0.0
+                    }
+                })
                 .collect();
             check(&zeros);
             // Specials with duplicates.
@@ -215,7 +221,11 @@ mod tests {
             let sub: Vec<f64> = (0..len)
                 .map(|_| {
                     f64::from_bits(rng.next() % (1 << 52))
-                        * if rng.next() % 2 == 0 { 1.0 } else { -1.0 }
+                        * if rng.next().is_multiple_of(2) {
+                            1.0
+                        } else {
+                            -1.0
+                        }
                 })
                 .collect();
             check(&sub);

@@ -29,6 +29,7 @@ use crate::config::selector::Selector;
 use crate::config::template;
 use crate::detect::budget::{self, Correction};
 use crate::detect::{anderson, control, cvm, ema, ks, Verdict};
+use crate::formats::svg::quantile_points;
 use crate::ingest::{IngestError, Sink};
 use crate::labels::{Labels, SeriesSamples};
 use crate::telemetry::Telemetry;
@@ -109,6 +110,10 @@ pub struct SeriesOutput {
     pub reference_samples: usize,
     pub current_samples: usize,
     pub last_error: Option<String>,
+    /// The window key: the series' labels, or its `by` labels (for [`RuleRuntime::quantiles`]).
+    pub key: Arc<Labels>,
+    /// The statuses of this series' last evaluations, this one included.
+    pub history: state::History,
 }
 
 pub struct RuleRuntime {
@@ -150,6 +155,39 @@ impl RuleRuntime {
 
     pub fn series_count(&self) -> usize {
         lock(&self.series).len()
+    }
+
+    /// The reference and current windows of the series `key` at `now_ms`, each summarised by
+    /// `points` quantile points (ascending values at evenly spaced probabilities), for a plot;
+    /// `None` for an unknown series or an EMA rule. The windows are shared out under the
+    /// rule's lock as an evaluation shares them; the sorting and picking run without it.
+    pub fn quantiles(
+        &self,
+        key: &Labels,
+        now_ms: i64,
+        points: usize,
+    ) -> Option<(Vec<f64>, Vec<f64>)> {
+        let view = {
+            let mut series = lock(&self.series);
+            let s = series.get_mut(key)?;
+            let SeriesWindow::Ks(w) = &mut s.window else {
+                return None;
+            };
+            let before = w.held();
+            let view = w.view(now_ms);
+            let after = w.held();
+            drop(series);
+            self.account(before, after);
+            view
+        };
+        let reference = if view.reference_sorted {
+            quantile_points(&view.reference, points)
+        } else {
+            let mut r = view.reference.to_vec();
+            sort_values(&mut r);
+            quantile_points(&r, points)
+        };
+        Some((reference, quantile_points(&view.current, points)))
     }
 }
 
@@ -719,6 +757,8 @@ impl Engine {
                     reference_samples: outcome.reference_samples,
                     current_samples: outcome.current_samples,
                     last_error: outcome.error,
+                    key: key.clone(),
+                    history: state::History::default(),
                 });
             }
             if series_seen > 0 {
@@ -744,6 +784,18 @@ impl Engine {
                 .add(&g.group.name, 1.0);
         }
         outputs.sort_by(|a, b| (a.rule, &a.labels).cmp(&(b.rule, &b.labels)));
+        // Each series' history goes on from the previous output's (sorted the same way).
+        let previous = g.output();
+        for o in &mut outputs {
+            if let Ok(i) = previous
+                .series
+                .binary_search_by(|p| (p.rule, &p.labels).cmp(&(o.rule, &o.labels)))
+            {
+                o.history = previous.series[i].history;
+            }
+            o.history.push(o.status);
+        }
+        drop(previous);
         let output = Arc::new(GroupOutput {
             last_evaluation_ms: Some(now_ms),
             last_duration: elapsed,

@@ -32,6 +32,42 @@ impl Status {
     }
 }
 
+/// How many evaluations a series' [`History`] remembers.
+pub const HISTORY: usize = 32;
+
+/// The statuses of a series' last [`HISTORY`] evaluations, a fixed ring (no allocation):
+/// the status page's history strip.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct History {
+    states: [Status; HISTORY],
+    len: u8,
+    next: u8,
+}
+
+impl History {
+    /// Remembers one evaluation's status, forgetting the oldest when full.
+    pub fn push(&mut self, status: Status) {
+        self.states[usize::from(self.next)] = status;
+        self.next = ((usize::from(self.next) + 1) % HISTORY) as u8;
+        self.len = (usize::from(self.len) + 1).min(HISTORY) as u8;
+    }
+
+    /// Oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = Status> + '_ {
+        let len = usize::from(self.len);
+        let start = (usize::from(self.next) + HISTORY - len) % HISTORY;
+        (0..len).map(move |i| self.states[(start + i) % HISTORY])
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// A change of status, reported once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transition {
@@ -106,6 +142,31 @@ impl Machine {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn history_keeps_the_last_evaluations_oldest_first() {
+        let mut h = History::default();
+        assert!(h.is_empty());
+        h.push(Status::Stable);
+        h.push(Status::Drifted);
+        assert_eq!(
+            h.iter().collect::<Vec<_>>(),
+            [Status::Stable, Status::Drifted]
+        );
+        for i in 0..HISTORY + 5 {
+            h.push(if i % 2 == 0 {
+                Status::Warning
+            } else {
+                Status::Stable
+            });
+        }
+        assert_eq!(h.len(), HISTORY);
+        let all: Vec<Status> = h.iter().collect();
+        assert_eq!(all.len(), HISTORY);
+        // The newest is the last pushed (i = HISTORY + 4, even).
+        assert_eq!(all[HISTORY - 1], Status::Warning);
+        assert_eq!(all[HISTORY - 2], Status::Stable);
+    }
+
     use super::*;
     use Verdict::*;
 

@@ -6,6 +6,7 @@ pub mod npy;
 pub mod prom_api;
 pub mod push;
 pub mod remote_write;
+pub mod svg;
 pub mod values;
 
 /// Most characters of input an error message quotes: a bad line of a 1 GiB file must not

@@ -1,4 +1,6 @@
-//! Values from NumPy's `.npy` files (`numpy.save`), for `driftgauge eval`.
+//! Values from NumPy's `.npy` files (`numpy.save`), for `driftgauge eval`: one sample (a
+//! one-dimensional array), or the columns of a table (two dimensions, [`parse_table_header`]
+//! and [`table_columns`], C or Fortran order).
 //!
 //! The format: the magic `\x93NUMPY`, a version byte pair (1.0, 2.0 or 3.0), the header
 //! length (`u16` little-endian for 1.0, `u32` for 2.0 and 3.0), then the header, a Python
@@ -47,6 +49,8 @@ pub enum NpyError {
     FortranOrder,
     #[error("expected a one-dimensional array, got shape ({shape})")]
     NotOneDimensional { shape: String },
+    #[error("expected a table (a two-dimensional array, rows × columns), got shape ({shape})")]
+    NotATable { shape: String },
     #[error("the shape ({count},) needs {expected} bytes of data, the file has {found}")]
     DataLength {
         count: u64,
@@ -65,7 +69,8 @@ pub enum Dtype {
 }
 
 impl Dtype {
-    fn size(self) -> usize {
+    /// Bytes per value.
+    pub fn size(self) -> usize {
         match self {
             Dtype::F64 => 8,
             Dtype::F32 => 4,
@@ -91,6 +96,168 @@ pub fn parse_npy(bytes: &[u8]) -> Result<Vec<f64>, NpyError> {
 
 /// Parses and checks the header of a `.npy` file whose bytes (all of them) are `bytes`.
 pub fn parse_header(bytes: &[u8]) -> Result<NpyHeader, NpyError> {
+    let (fields, data_offset) = read_header(bytes)?;
+    if fields.fortran {
+        return Err(NpyError::FortranOrder);
+    }
+    let count = match fields.shape.as_slice() {
+        [n] => usize::try_from(*n).map_err(|_| NpyError::BadHeader {
+            offset: 0,
+            reason: "dimension too large",
+        })?,
+        _ => {
+            return Err(NpyError::NotOneDimensional {
+                shape: shape_text(&fields.shape),
+            })
+        }
+    };
+    check_length(bytes, data_offset, count as u64, fields.dtype)?;
+    Ok(NpyHeader {
+        dtype: fields.dtype,
+        count,
+        data_offset,
+    })
+}
+
+/// What the header of a two-dimensional `.npy` file (a table: rows × columns) says, checked
+/// against the length of the bytes. A one-dimensional array is a table of one column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NpyTable {
+    pub dtype: Dtype,
+    pub rows: usize,
+    pub columns: usize,
+    /// Fortran order: each column's values lie together (else each row's, C order).
+    pub fortran: bool,
+    /// Where the data starts.
+    pub data_offset: usize,
+}
+
+/// Parses and checks the header of a `.npy` file holding a table (2-D, C or Fortran order;
+/// 1-D is one column).
+pub fn parse_table_header(bytes: &[u8]) -> Result<NpyTable, NpyError> {
+    let (fields, data_offset) = read_header(bytes)?;
+    let too_large = || NpyError::BadHeader {
+        offset: 0,
+        reason: "dimension too large",
+    };
+    let (rows, columns) = match fields.shape.as_slice() {
+        [n] => (*n, 1),
+        [r, c] => (*r, *c),
+        _ => {
+            return Err(NpyError::NotATable {
+                shape: shape_text(&fields.shape),
+            })
+        }
+    };
+    let count = rows.checked_mul(columns).ok_or_else(too_large)?;
+    check_length(bytes, data_offset, count, fields.dtype)?;
+    Ok(NpyTable {
+        dtype: fields.dtype,
+        rows: usize::try_from(rows).map_err(|_| too_large())?,
+        columns: usize::try_from(columns).map_err(|_| too_large())?,
+        fortran: fields.fortran,
+        data_offset,
+    })
+}
+
+/// The values of `columns` (indices, each below `table.columns`; others are skipped) of a
+/// checked table, appended to `out[k]` for `columns[k]`, in row order. In C order this walks
+/// the rows once, reading only the wanted values of each (neighbouring columns share a cache
+/// line); in Fortran order each column is one run. Float64 data 8-aligned in memory is read
+/// in place, anything else decoded value by value.
+pub fn table_columns(bytes: &[u8], table: &NpyTable, columns: &[usize], out: &mut [Vec<f64>]) {
+    let data = bytes.get(table.data_offset..).unwrap_or(&[]);
+    let wanted: Vec<(usize, usize)> = columns
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|&(k, c)| c < table.columns && k < out.len())
+        .collect();
+    for &(k, _) in &wanted {
+        out[k].reserve(table.rows);
+    }
+    let count = table.rows * table.columns;
+    let aligned = (data.as_ptr() as usize).is_multiple_of(std::mem::align_of::<f64>());
+    if table.dtype == Dtype::F64
+        && aligned
+        && cfg!(target_endian = "little")
+        && data.len() == count * 8
+    {
+        // SAFETY: `data` is `8 * count` bytes starting 8-aligned, borrowed like `bytes`; every
+        // bit pattern is a valid f64, and the target is little-endian like the data.
+        let values: &[f64] =
+            unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<f64>(), count) };
+        if table.fortran {
+            for &(k, c) in &wanted {
+                out[k].extend_from_slice(&values[c * table.rows..(c + 1) * table.rows]);
+            }
+        } else if table.columns > 0 {
+            for row in values.chunks_exact(table.columns) {
+                for &(k, c) in &wanted {
+                    out[k].push(row[c]);
+                }
+            }
+        }
+        return;
+    }
+    let size = table.dtype.size();
+    let value = |i: usize| -> f64 {
+        let at = i * size;
+        match (table.dtype, data.get(at..at + size)) {
+            (Dtype::F64, Some(c)) => {
+                f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
+            }
+            (Dtype::F32, Some(c)) => f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            _ => f64::NAN,
+        }
+    };
+    for r in 0..table.rows {
+        for &(k, c) in &wanted {
+            let i = if table.fortran {
+                c * table.rows + r
+            } else {
+                r * table.columns + c
+            };
+            out[k].push(value(i));
+        }
+    }
+}
+
+/// How many dimensions the array whose file starts with `bytes` has (the data need not
+/// follow: a file's first 64 KiB always hold its header).
+pub fn dimensions(bytes: &[u8]) -> Result<usize, NpyError> {
+    read_header(bytes).map(|(fields, _)| fields.shape.len())
+}
+
+fn shape_text(shape: &[u64]) -> String {
+    let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+    let mut s = dims.join(", ");
+    if dims.len() == 1 {
+        s.push(',');
+    }
+    s
+}
+
+fn check_length(
+    bytes: &[u8],
+    data_offset: usize,
+    count: u64,
+    dtype: Dtype,
+) -> Result<(), NpyError> {
+    let available = (bytes.len() - data_offset) as u64;
+    let expected = count.checked_mul(dtype.size() as u64);
+    if expected != Some(available) {
+        return Err(NpyError::DataLength {
+            count,
+            expected: expected.unwrap_or(u64::MAX),
+            found: available,
+        });
+    }
+    Ok(())
+}
+
+/// The header's fields and where the data starts.
+fn read_header(bytes: &[u8]) -> Result<(Fields, usize), NpyError> {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return Err(NpyError::NotNpy);
     }
@@ -120,21 +287,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<NpyHeader, NpyError> {
         .get(start..start + header_len)
         .ok_or(NpyError::TruncatedHeader)?;
     let fields = parse_dict(text, start)?;
-    let data_offset = start + header_len;
-    let available = (bytes.len() - data_offset) as u64;
-    let expected = (fields.count as u64).checked_mul(fields.dtype.size() as u64);
-    if expected != Some(available) {
-        return Err(NpyError::DataLength {
-            count: fields.count as u64,
-            expected: expected.unwrap_or(u64::MAX),
-            found: available,
-        });
-    }
-    Ok(NpyHeader {
-        dtype: fields.dtype,
-        count: fields.count,
-        data_offset,
-    })
+    Ok((fields, start + header_len))
 }
 
 /// The `<f8` data of `bytes` used in place, when `header` is `bytes`' checked header, the
@@ -145,7 +298,7 @@ pub fn f64_in_place<'a>(bytes: &'a [u8], header: &NpyHeader) -> Option<&'a [f64]
         return None;
     }
     let data = bytes.get(header.data_offset..)?;
-    let aligned = (data.as_ptr() as usize) % std::mem::align_of::<f64>() == 0;
+    let aligned = (data.as_ptr() as usize).is_multiple_of(std::mem::align_of::<f64>());
     if !aligned || header.count.checked_mul(8) != Some(data.len()) {
         return None;
     }
@@ -171,7 +324,8 @@ pub fn decode(bytes: &[u8], header: &NpyHeader) -> Vec<f64> {
 
 struct Fields {
     dtype: Dtype,
-    count: usize,
+    shape: Vec<u64>,
+    fortran: bool,
 }
 
 /// A cursor over the header's dict literal; `base` is the header's offset in the file, for
@@ -342,24 +496,11 @@ fn parse_dict(text: &[u8], base: usize) -> Result<Fields, NpyError> {
         "<f4" => Dtype::F32,
         _ => return Err(NpyError::UnsupportedDtype { descr }),
     };
-    if fortran {
-        return Err(NpyError::FortranOrder);
-    }
-    let count = match shape.as_slice() {
-        [n] => usize::try_from(*n).map_err(|_| NpyError::BadHeader {
-            offset: base,
-            reason: "dimension too large",
-        })?,
-        _ => {
-            let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
-            let mut s = dims.join(", ");
-            if dims.len() == 1 {
-                s.push(',');
-            }
-            return Err(NpyError::NotOneDimensional { shape: s });
-        }
-    };
-    Ok(Fields { dtype, count })
+    Ok(Fields {
+        dtype,
+        shape,
+        fortran,
+    })
 }
 
 #[cfg(test)]
@@ -388,6 +529,40 @@ pub(crate) mod tests {
 
     pub(crate) fn f8(values: &[f64]) -> Vec<u8> {
         values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn tables_in_c_and_fortran_order_give_the_same_columns() {
+        // 3 rows × 2 columns: [[1, 2], [3, 4], [5, 6]].
+        let c_order = npy(1, "<f8", "(3, 2)", &f8(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
+        let mut fortran = npy(1, "<f8", "(3, 2)", &f8(&[1.0, 3.0, 5.0, 2.0, 4.0, 6.0]));
+        let at = fortran.windows(5).position(|w| w == b"False").unwrap_or(0);
+        fortran.splice(at..at + 5, *b"True ");
+        let f4: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let c_f4 = npy(1, "<f4", "(3, 2)", &f4);
+        for bytes in [&c_order, &fortran, &c_f4] {
+            let t = parse_table_header(bytes).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!((t.rows, t.columns), (3, 2));
+            let mut out = vec![Vec::new(), Vec::new(), Vec::new()];
+            table_columns(bytes, &t, &[1, 0, 7], &mut out);
+            assert_eq!(out, vec![vec![2.0, 4.0, 6.0], vec![1.0, 3.0, 5.0], vec![]]);
+        }
+        let one = npy(1, "<f8", "(2,)", &f8(&[1.0, 2.0]));
+        assert_eq!(
+            parse_table_header(&one).map(|t| (t.rows, t.columns)),
+            Ok((2, 1))
+        );
+        assert_eq!(
+            parse_table_header(&npy(1, "<f8", "(1, 1, 2)", &f8(&[1.0, 2.0]))),
+            Err(NpyError::NotATable {
+                shape: "1, 1, 2".into()
+            })
+        );
+        assert_eq!(dimensions(&c_order[..20]), Err(NpyError::TruncatedHeader));
+        assert_eq!(dimensions(&c_order[..c_order.len() - 48]), Ok(2));
     }
 
     #[test]
@@ -565,7 +740,7 @@ pub(crate) mod tests {
             let Ok(header) = parse_header(at) else {
                 panic!("header at shift {shift}");
             };
-            let aligned = (at.as_ptr() as usize + header.data_offset) % 8 == 0;
+            let aligned = (at.as_ptr() as usize + header.data_offset).is_multiple_of(8);
             match f64_in_place(at, &header) {
                 Some(v) => {
                     assert!(aligned, "shift {shift}");

@@ -10,13 +10,14 @@
 //! | `GET /api/v1/rules` | groups, rules, evaluated series with state |
 //! | `GET /-/healthy`, `GET /-/ready` | liveness, readiness |
 //! | `POST /-/reload` | reload config and rules (only with `--web.enable-lifecycle`) |
-//! | `GET /` | a plain-text index of these routes |
+//! | `GET /` | the status page (HTML): groups, rules, series, history, plots (`status.rs`) |
 
 mod api;
 pub mod auth;
 pub mod budget;
 pub mod remote_write;
 pub mod server;
+pub mod status;
 pub mod tls;
 pub mod web_config;
 
@@ -446,28 +447,20 @@ async fn route(
         }
         "/" => {
             only(method, &Method::GET, "GET")?;
+            let query = req.uri().query().map(str::to_string);
+            let engine = Arc::clone(&app.engine);
+            // Reads windows (and may sort a rolling reference): off the async workers.
+            let body = tokio::task::spawn_blocking(move || {
+                status::render(&engine, query.as_deref(), crate::time::now_ms())
+            })
+            .await
+            .map_err(|e| ApiError::Internal(format!("rendering the status page failed: {e}")))?;
             Ok(text_response(
                 StatusCode::OK,
-                "text/plain; charset=utf-8",
-                index(),
+                "text/html; charset=utf-8",
+                body,
             ))
         }
         other => Err(ApiError::NotFound(other.to_string())),
     }
-}
-
-fn index() -> String {
-    format!(
-        "driftgauge {}\n\n\
-         GET  /metrics           Prometheus metrics (drift gauges)\n\
-         POST /api/v1/samples    push samples (JSON)\n\
-         POST /api/v1/write      Prometheus remote_write receiver\n\
-         GET  /api/v1/sources    query sources and their health\n\
-         POST /api/v1/evaluate   one stateless KS evaluation\n\
-         GET  /api/v1/rules      rule groups, rules, series and their state\n\
-         GET  /-/healthy         liveness\n\
-         GET  /-/ready           readiness\n\
-         POST /-/reload          reload config and rules (--web.enable-lifecycle)\n",
-        crate::output::metrics::VERSION
-    )
 }

@@ -26,7 +26,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("pure", &["formats", "detect", "window"]),
-    ("config", &["config"]),
+    ("config", &["config", "dataset"]),
     ("ingest", &["ingest"]),
     ("engine", &["engine"]),
     ("output", &["output"]),
