@@ -175,25 +175,19 @@ impl Test {
 
 /// One evaluation's verdict: `None` below `min_samples`.
 fn test_with(which: Test, w: &mut SampleWindows, now_ms: i64, critical: &Critical) -> Option<bool> {
+    if which == Test::Ks {
+        return test_d(w, now_ms, critical).map(|t| t.3);
+    }
     let view = w.view(now_ms);
     let (n, m) = (view.reference.len(), view.current.len());
     if n < MIN_SAMPLES || m < MIN_SAMPLES {
         return None;
     }
-    let sorted;
-    let reference: &[f64] = if view.reference_sorted {
-        &view.reference
-    } else {
-        let mut r = view.reference.to_vec();
-        sort_values(&mut r);
-        sorted = r;
-        &sorted
-    };
-    if which != Test::Ks {
-        return Some(which.p_value(reference, &view.current) <= critical.level);
+    let mut reference = view.reference.to_vec();
+    if !view.reference_sorted {
+        sort_values(&mut reference);
     }
-    let d = ks::statistic_sorted(reference, &view.current, Alternative::TwoSided);
-    Some(critical.evident(n, m, d))
+    Some(which.p_value(&reference, &view.current) <= critical.level)
 }
 
 /// False `drifted` entries of one null series over `evals` evaluations.

@@ -281,33 +281,8 @@ pub fn open(path: &Path, delimiter: u8, wanted: Option<&[String]>) -> Result<Tab
     }
 }
 
-/// How p-values are corrected across the columns tested.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Correction {
-    None,
-    Bonferroni,
-    Bh,
-}
-
-impl Correction {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "none" => Some(Correction::None),
-            "bonferroni" => Some(Correction::Bonferroni),
-            "bh" => Some(Correction::Bh),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Correction::None => "none",
-            Correction::Bonferroni => "bonferroni",
-            Correction::Bh => "bh",
-        }
-    }
-}
+/// How p-values are corrected across the columns tested: the rules' `correction:`.
+pub use crate::detect::budget::Correction;
 
 /// The options of one dataset evaluation.
 #[derive(Debug, Clone)]

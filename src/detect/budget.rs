@@ -136,8 +136,10 @@ impl Level {
     }
 }
 
-/// `correction:` across the series of a rule tested at one evaluation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// `correction:` across the series of a rule tested at one evaluation (and `eval
+/// --correction` across a dataset's columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Correction {
     #[default]
     None,
