@@ -126,13 +126,16 @@ pub struct RuleRuntime {
     held: AtomicUsize,
     /// The rule-wide state of a rule with `share:`.
     whole: Mutex<Machine>,
+    /// The generation that made this runtime (a reload that added or changed the rule).
+    born: u64,
 }
 
 impl RuleRuntime {
-    fn new(group: &str, rule: &Rule) -> Self {
+    fn new(group: &str, rule: &Rule, born: u64) -> Self {
         RuleRuntime {
             group: group.to_string(),
             rule: rule.clone(),
+            born,
             series: Mutex::new(HashMap::new()),
             held: AtomicUsize::new(0),
             whole: Mutex::new(Machine::default()),
@@ -353,7 +356,7 @@ impl Engine {
                 .map(
                     |rule| match kept.get(&(group.name.as_str(), rule.name.as_str())) {
                         Some(rt) if rt.rule == *rule => Arc::clone(rt),
-                        _ => Arc::new(RuleRuntime::new(&group.name, rule)),
+                        _ => Arc::new(RuleRuntime::new(&group.name, rule, id)),
                     },
                 )
                 .collect();
@@ -420,7 +423,21 @@ impl Engine {
         source: &str,
         now_ms: i64,
     ) -> Result<usize, IngestError> {
-        self.ingest_timed(batch, &[], source, now_ms)
+        self.ingest_scoped(batch, &[], source, now_ms, u64::MAX)
+    }
+
+    /// [`ingest`](Self::ingest) for samples read under generation `as_of`: rules a later
+    /// reload added (or changed) do not take them. A query source's instant answer that lands
+    /// just after a reload must not make a new rule look fed: the rule is warmed from history
+    /// instead, which holds that sample too.
+    pub fn ingest_as_of(
+        &self,
+        batch: &[SeriesSamples],
+        source: &str,
+        now_ms: i64,
+        as_of: u64,
+    ) -> Result<usize, IngestError> {
+        self.ingest_scoped(batch, &[], source, now_ms, as_of)
     }
 
     /// [`ingest`](Self::ingest) with sample times: `times[i]`, when there and `Some`, holds one
@@ -436,6 +453,18 @@ impl Engine {
         source: &str,
         now_ms: i64,
     ) -> Result<usize, IngestError> {
+        self.ingest_scoped(batch, times, source, now_ms, u64::MAX)
+    }
+
+    fn ingest_scoped(
+        &self,
+        batch: &[SeriesSamples],
+        times: &[Option<Vec<i64>>],
+        source: &str,
+        now_ms: i64,
+        as_of: u64,
+    ) -> Result<usize, IngestError> {
+        let takes = |rt: &RuleRuntime| rt.born <= as_of;
         let timed = |i: usize| times.get(i).and_then(Option::as_deref);
         let any_timed = times.iter().any(Option::is_some);
         let span = |i: usize| match timed(i) {
@@ -480,7 +509,7 @@ impl Engine {
             if entry.is_none() && !these.is_empty() {
                 new_series.insert((s.metric.as_str(), &s.labels));
             }
-            for (rt, key) in these {
+            for (rt, key) in these.iter().filter(|(rt, _)| takes(rt)) {
                 let series = lock(&rt.series);
                 let k = s.values.len();
                 // Only timed samples can be out of order: untimed ones are stamped on arrival,
@@ -583,7 +612,7 @@ impl Engine {
                 entry.routes = r;
                 entry.generation = generation.id;
             }
-            for (rt, key) in &entry.routes {
+            for (rt, key) in entry.routes.iter().filter(|(rt, _)| takes(rt)) {
                 let mut series = lock(&rt.series);
                 let state = series.entry(key.clone()).or_insert_with(|| {
                     SeriesState::new(&rt.rule, limits.max_window_values, now_ms)
@@ -963,6 +992,20 @@ impl Sink for Engine {
 
     fn wants_warm_up(&self, record: &str) -> bool {
         wants_warm_up(&self.current(), record)
+    }
+
+    fn generation(&self) -> u64 {
+        self.current().id
+    }
+
+    fn ingest_as_of(
+        &self,
+        batch: &[SeriesSamples],
+        source: &str,
+        now_ms: i64,
+        as_of: u64,
+    ) -> Result<usize, IngestError> {
+        Engine::ingest_as_of(self, batch, source, now_ms, as_of)
     }
 }
 
@@ -1507,6 +1550,37 @@ mod tests {
         let out = evaluate(&engine, T0 + 45_000);
         assert_eq!(out[0].status, Status::Drifted, "{out:?}");
         assert!(out[0].statistic.unwrap() < -l);
+    }
+
+    #[test]
+    fn samples_read_before_a_reload_do_not_feed_the_rules_it_adds() {
+        // Regression: an instant query answer in flight during a reload fed the rule the
+        // reload added, which then looked fed and was never warmed from history.
+        let (engine, _) = engine("", "groups: []\n");
+        let before = engine.current().id;
+        let rules = pooled_rule("        alpha: 0.1\n");
+        let ctx = RuleContext {
+            base_dir: Path::new(""),
+            default_interval: Duration::from_secs(15),
+            webhooks: None,
+        };
+        let groups = parse_rule_file(&rules, "r.yml", &ctx).expect("rules");
+        engine.apply(engine.current().config.as_ref().clone(), RuleSet { groups });
+        let batch = [SeriesSamples {
+            metric: "amount".into(),
+            labels: Labels::from([("model".to_string(), "a".to_string())]),
+            values: vec![1.0],
+        }];
+        engine
+            .ingest_as_of(&batch, "query", T0, before)
+            .expect("ingest");
+        assert_eq!(engine.current().groups[0].rules[0].series_count(), 0);
+        assert!(wants_warm_up(&engine.current(), "amount"));
+        // Read under the new generation, they do.
+        engine
+            .ingest_as_of(&batch, "query", T0, engine.current().id)
+            .expect("ingest");
+        assert_eq!(engine.current().groups[0].rules[0].series_count(), 1);
     }
 
     #[test]

@@ -70,6 +70,24 @@ pub trait Sink: Send + Sync + 'static {
     /// Should a query source warm up `record` from history? When at least one rule can take
     /// series of that name and every such rule is still empty.
     fn wants_warm_up(&self, record: &str) -> bool;
+
+    /// The generation of rules in force now (a new one after every applied reload).
+    fn generation(&self) -> u64 {
+        0
+    }
+
+    /// [`ingest`](Self::ingest) for samples read while generation `as_of` was in force: rules
+    /// a later reload added do not take them (they are warmed from history instead).
+    fn ingest_as_of(
+        &self,
+        batch: &[SeriesSamples],
+        source: &str,
+        now_ms: i64,
+        as_of: u64,
+    ) -> Result<usize, IngestError> {
+        let _ = as_of;
+        self.ingest(batch, source, now_ms)
+    }
 }
 
 /// What a source runs with: where its samples go, the service counters, and the config as

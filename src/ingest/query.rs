@@ -206,13 +206,16 @@ async fn run_source(feed: Context, source: QuerySource, mut stop: watch::Receive
             warm_attempts.iter_mut().for_each(|a| *a = WARM_UP_ATTEMPTS);
         }
         let mut tasks = JoinSet::new();
+        // The rules this tick's instant answers are for: a reload while a query is in flight
+        // must not make a rule it adds look fed (then it would never be warmed).
+        let as_of = feed.sink.generation();
         for (i, q) in ctx.source.queries.iter().enumerate() {
             let warm = warm_attempts[i] > 0 && feed.sink.wants_warm_up(&q.record);
             if !warm {
                 warm_attempts[i] = 0;
             }
             let ctx = Arc::clone(&ctx);
-            tasks.spawn(async move { (i, ctx.tick(i, warm).await) });
+            tasks.spawn(async move { (i, ctx.tick(i, warm, as_of).await) });
         }
         let collect = async {
             while let Some(joined) = tasks.join_next().await {
@@ -245,7 +248,7 @@ impl SourceCtx {
         &self.source.name
     }
 
-    async fn tick(&self, i: usize, warm: bool) -> TickOutcome {
+    async fn tick(&self, i: usize, warm: bool, as_of: u64) -> TickOutcome {
         let Some(q) = self.source.queries.get(i) else {
             return TickOutcome::Queried;
         };
@@ -262,7 +265,7 @@ impl SourceCtx {
         match self.instant(q).await {
             Ok(batch) => {
                 let series = batch.len();
-                self.ingest(q, batch, now_ms()).await;
+                self.ingest(q, batch, now_ms(), as_of).await;
                 self.status(q, |s| {
                     s.last_success_ms = Some(started);
                     s.last_series = series;
@@ -306,13 +309,16 @@ impl SourceCtx {
     }
 
     /// Feeds `batch` to the sink on the blocking pool (ingestion takes locks).
-    async fn ingest(&self, q: &Query, batch: Vec<SeriesSamples>, at_ms: i64) -> bool {
+    /// `as_of`: the generation the samples were read under (`u64::MAX`: the current one).
+    async fn ingest(&self, q: &Query, batch: Vec<SeriesSamples>, at_ms: i64, as_of: u64) -> bool {
         if batch.is_empty() {
             return true;
         }
         let sink = Arc::clone(&self.feed.sink);
-        let result =
-            tokio::task::spawn_blocking(move || sink.ingest(&batch, SOURCE_LABEL, at_ms)).await;
+        let result = tokio::task::spawn_blocking(move || {
+            sink.ingest_as_of(&batch, SOURCE_LABEL, at_ms, as_of)
+        })
+        .await;
         match result {
             Ok(Ok(_)) => true,
             Err(e) => {
@@ -367,7 +373,7 @@ impl SourceCtx {
         let batches = range_batches(&q.record, data)?;
         let mut samples = 0;
         for (at_ms, batch) in &batches {
-            if !self.ingest(q, batch.clone(), *at_ms).await {
+            if !self.ingest(q, batch.clone(), *at_ms, u64::MAX).await {
                 break;
             }
             samples += batch.iter().map(|s| s.values.len()).sum::<usize>();
