@@ -856,11 +856,24 @@ fn control_limits(cx: &mut Cx, node: &Node, smoothing: f64) -> Option<ControlLim
         return None;
     }
     let (run_length, side) = (run_length?, side?);
+    // The chain needs a smoothing an EWMA chart can have; and the limit must reach the run
+    // length (it cannot when the smoothing is extreme).
+    let l = control::ewma_limit(smoothing, run_length, side);
+    let reached = control::ewma_arl(smoothing, l, side);
+    if smoothing < 0.001 || (reached - run_length).abs() > 0.05 * run_length || reached.is_nan() {
+        cx.at(
+            node,
+            format!(
+                "control_limits: no EWMA limit gives an in-control run of {run_length} samples at smoothing {smoothing} (use a smoothing between 0.001 and 1 and a run_length the chart can reach)"
+            ),
+        );
+        return None;
+    }
     Some(ControlLimits {
         baseline: baseline?.max(2),
         side,
         run_length,
-        l: control::ewma_limit(smoothing, run_length, side),
+        l,
     })
 }
 
@@ -910,12 +923,23 @@ fn cusum(cx: &mut Cx, map: &MarkedMappingNode) -> Option<DetectorSpec> {
         return None;
     }
     let (k, run_length, side) = (k?, run_length?, side?);
+    let h = control::cusum_limit(k, run_length, side);
+    let reached = control::cusum_arl(k, h, side);
+    if (reached - run_length).abs() > 0.05 * run_length || reached.is_nan() {
+        cx.at_marker(
+            yaml::mapping_marker(map),
+            format!(
+                "cusum rule: no decision interval gives an in-control run of {run_length} samples with k {k} (a smaller k or run_length)"
+            ),
+        );
+        return None;
+    }
     Some(DetectorSpec::Cusum(CusumSpec {
         baseline: baseline?,
         k,
         side,
         run_length,
-        h: control::cusum_limit(k, run_length, side),
+        h,
     }))
 }
 
@@ -978,14 +1002,15 @@ fn false_alarms(cx: &mut Cx, node: &Node) -> Option<FalseAlarms> {
     let parsed = text.split_once('/').and_then(|(events, period)| {
         let events: f64 = events.trim().parse().ok()?;
         let period = crate::config::duration::parse_duration(period.trim()).ok()?;
-        (events.is_finite() && events > 0.0 && !period.is_zero())
+        // More than a million per period is no budget: alpha says that better.
+        (events > 0.0 && events <= 1e6 && !period.is_zero())
             .then_some(FalseAlarms { events, period })
     });
     if parsed.is_none() {
         cx.at(
             node,
             format!(
-                "false_alarms: expected EVENTS/PERIOD with a positive number of events and a duration, like 1/30d, got {}",
+                "false_alarms: expected EVENTS/PERIOD with a number of events above 0 and at most 1000000 and a duration, like 1/30d, got {}",
                 excerpt(&text)
             ),
         );
@@ -1311,7 +1336,7 @@ mod tests {
         errors(
             &ks("    false_alarms: 1/30\n    correction: holm\n    share: 1.5\n"),
             &[
-                "9:19: false_alarms: expected EVENTS/PERIOD with a positive number of events and a duration, like 1/30d, got \"1/30\"",
+                "9:19: false_alarms: expected EVENTS/PERIOD with a number of events above 0 and at most 1000000 and a duration, like 1/30d, got \"1/30\"",
                 "10:17: correction: unknown correction \"holm\" (expected none, bonferroni or bh)",
                 "11:12: share: must be greater than 0 and at most 1, got 1.5",
             ],
@@ -1401,6 +1426,34 @@ mod tests {
         errors(
             &ema("    smoothing: 0.2\n    below: 0.8\n    control_limits: {baseline: 300}\n"),
             &["9:5: control_limits: not valid together with below or above (the limits are learned)"],
+        );
+    }
+
+    #[test]
+    fn budgets_and_charts_that_cannot_be_met_are_errors() {
+        // Regressions: a huge budget printed 308 digits; a tiny smoothing gave a limit of 0.1
+        // (the bisection's floor), a chart that alarms at once.
+        let groups = parse(&ks("    false_alarms: 1e308/1s\n")).unwrap_err();
+        assert!(groups[0].message.contains("at most 1000000"), "{groups:?}");
+        let err = parse(&ema(
+            "    smoothing: 1e-300\n    control_limits: {baseline: 3, run_length: 1000000000}\n",
+        ))
+        .unwrap_err();
+        assert!(
+            err[0]
+                .message
+                .starts_with("control_limits: no EWMA limit gives"),
+            "{err:?}"
+        );
+        let err = parse(
+            "groups:\n- name: g\n  rules:\n  - name: r\n    detector: cusum\n    series: m\n    baseline: 5\n    k: 5\n    run_length: 1000000000\n"
+        )
+        .unwrap_err();
+        assert!(
+            err[0]
+                .message
+                .starts_with("cusum rule: no decision interval"),
+            "{err:?}"
         );
     }
 
