@@ -118,9 +118,35 @@ struct CheckArgs {
     rule_files: Vec<PathBuf>,
 }
 
-#[derive(Copy, Clone, ValueEnum)]
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
 enum Detector {
     Ks,
+    Cvm,
+    Anderson,
+    Wasserstein,
+    Energy,
+    Chi2,
+    Gtest,
+    Psi,
+    Jensenshannon,
+    Hellinger,
+}
+
+impl Detector {
+    fn name(self) -> &'static str {
+        match self {
+            Detector::Ks => "ks",
+            Detector::Cvm => "cvm",
+            Detector::Anderson => "anderson",
+            Detector::Wasserstein => "wasserstein",
+            Detector::Energy => "energy",
+            Detector::Chi2 => "chi2",
+            Detector::Gtest => "gtest",
+            Detector::Psi => "psi",
+            Detector::Jensenshannon => "jensenshannon",
+            Detector::Hellinger => "hellinger",
+        }
+    }
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -154,9 +180,25 @@ struct EvalArgs {
     /// two-sided, less or greater.
     #[arg(long, default_value = "two-sided")]
     alternative: String,
-    /// auto, exact or asymp.
+    /// ks: auto, exact or asymp; cvm: auto, exact or asymptotic.
     #[arg(long, default_value = "auto")]
     method: String,
+    /// anderson: midrank, right or continuous.
+    #[arg(long)]
+    variant: Option<String>,
+    /// jensenshannon: 2 or e.
+    #[arg(long)]
+    base: Option<String>,
+    /// Binned detectors on values: bins on the reference's quantiles (default 10).
+    #[arg(long)]
+    bins: Option<usize>,
+    /// Binned detectors: the files hold counts per bin or category (one per line, same order).
+    #[arg(long)]
+    counts: bool,
+    /// Detectors without a p-value (wasserstein, energy, psi, jensenshannon, hellinger): the
+    /// statistic at or above this is drifted.
+    #[arg(long)]
+    threshold: Option<f64>,
     /// p <= alpha is evidence of drift.
     #[arg(long, default_value_t = 0.05)]
     alpha: f64,
@@ -389,7 +431,9 @@ fn read_values(
 }
 
 fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let Detector::Ks = args.detector;
+    if args.detector != Detector::Ks {
+        return eval_detector(&args);
+    }
     let Some(alternative) = Alternative::parse(&args.alternative) else {
         bail!(
             "--alternative={}: expected two-sided, less or greater",
@@ -451,6 +495,72 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         None => false,
         Some(FailOn::Drifted) => report.status == "drifted",
         Some(FailOn::Warning) => report.status != "stable",
+    };
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `eval` with any detector but `ks`, on one column (values, or `--counts`), through the same
+/// code as `POST /api/v1/evaluate`.
+fn eval_detector(args: &EvalArgs) -> anyhow::Result<ExitCode> {
+    use driftgauge::detect::evaluate;
+    let name = args.detector.name();
+    if args.columns.is_some() || args.output == OutputFormat::Html {
+        bail!("--detector={name} tests one column; datasets (--columns, --output=html) take ks for numbers and chi2 for categories");
+    }
+    let reference = read_values(&args.reference, args.column.as_deref())?.to_vec();
+    let current = read_values(&args.current, args.column.as_deref())?.to_vec();
+    let (values, counts) = if args.counts {
+        (None, Some((reference, current)))
+    } else {
+        (Some((reference, current)), None)
+    };
+    let (reference, current) = values.map_or((None, None), |(a, b)| (Some(a), Some(b)));
+    let (reference_counts, current_counts) =
+        counts.map_or((None, None), |(a, b)| (Some(a), Some(b)));
+    let request = evaluate::Request {
+        detector: name.to_string(),
+        reference,
+        current,
+        reference_counts,
+        current_counts,
+        method: (args.method != "auto").then(|| args.method.clone()),
+        variant: args.variant.clone(),
+        base: args.base.clone(),
+        bins: args.bins,
+        alpha: Some(args.alpha),
+        statistic: args.statistic,
+        threshold: args.threshold,
+        ..evaluate::Request::default()
+    };
+    let report = evaluate::evaluate(&request).map_err(|e| anyhow::anyhow!("{e}"))?;
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string(&report)?),
+        _ => {
+            println!("detector:           {}", report.detector);
+            println!("statistic:          {}", report.statistic);
+            match report.p_value {
+                Some(p) => println!("p_value:            {p:e}"),
+                None => println!("p_value:            none"),
+            }
+            println!(
+                "status:             {}",
+                report.status.unwrap_or("none (no --threshold)")
+            );
+            println!("n_reference:        {}", report.n_reference);
+            println!("n_current:          {}", report.n_current);
+            if let Some(b) = report.bins {
+                println!("bins:               {b}");
+            }
+        }
+    }
+    let failed = match (args.fail_on, report.status) {
+        (Some(FailOn::Drifted), Some(s)) => s == "drifted",
+        (Some(FailOn::Warning), Some(s)) => s != "stable",
+        _ => false,
     };
     Ok(if failed {
         ExitCode::from(2)

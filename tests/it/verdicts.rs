@@ -183,3 +183,78 @@ async fn evaluate_takes_every_detector() {
     }
     server.stop().await;
 }
+
+/// `driftgauge eval --detector=...` takes every detector on one column, values or `--counts`,
+/// through the same code as the API, and `--fail-on` gates on its status.
+#[test]
+fn eval_takes_every_detector_on_one_column() {
+    use driftgauge::detect::{chi2, cvm, wasserstein};
+    use std::process::Command;
+    let dir = tempfile::tempdir().expect("dir");
+    let write = |name: &str, values: &[f64]| {
+        let text: String = values.iter().map(|v| format!("{v}\n")).collect();
+        std::fs::write(dir.path().join(name), text).expect("write");
+        dir.path().join(name)
+    };
+    let a: Vec<f64> = (1..=100).map(f64::from).collect();
+    let b: Vec<f64> = (30..=130).map(f64::from).collect();
+    let (fa, fb) = (write("a.txt", &a), write("b.txt", &b));
+    let (ca, cb) = (
+        write("ca.txt", &[50.0, 30.0, 20.0]),
+        write("cb.txt", &[30.0, 30.0, 40.0]),
+    );
+    let run = |args: &[&str], files: (&std::path::Path, &std::path::Path)| {
+        let out = Command::new(env!("CARGO_BIN_EXE_driftgauge"))
+            .arg("eval")
+            .args(args)
+            .arg("--reference")
+            .arg(files.0)
+            .arg("--current")
+            .arg(files.1)
+            .arg("--output=json")
+            .output()
+            .expect("run eval");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), v)
+    };
+    let (code, v) = run(&["--detector=cvm"], (&fa, &fb));
+    let c = cvm::cramervonmises_2samp(&a, &b, cvm::CvmMethod::Auto).unwrap();
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        (v["statistic"].as_f64(), v["p_value"].as_f64()),
+        (Some(c.statistic), Some(c.p_value))
+    );
+    let (_, v) = run(&["--detector=chi2", "--counts"], (&ca, &cb));
+    let x = chi2::chi2_contingency(
+        &[[50.0, 30.0, 20.0], [30.0, 30.0, 40.0]],
+        false,
+        chi2::Lambda::Pearson,
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            v["statistic"].as_f64(),
+            v["p_value"].as_f64(),
+            v["dof"].as_u64()
+        ),
+        (Some(x.statistic), Some(x.p_value), Some(2))
+    );
+    // A distance with a threshold gates CI: exit 2 when drifted.
+    let (code, v) = run(
+        &[
+            "--detector=wasserstein",
+            "--threshold=10",
+            "--fail-on=drifted",
+        ],
+        (&fa, &fb),
+    );
+    assert_eq!(
+        v["statistic"].as_f64(),
+        Some(wasserstein::wasserstein_distance(&a, &b, None, None).unwrap())
+    );
+    assert_eq!(
+        (code, &v["status"]),
+        (Some(2), &serde_json::json!("drifted"))
+    );
+}
