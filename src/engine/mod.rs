@@ -1332,7 +1332,6 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::config::model::WebhookConfig;
     use crate::config::{parse_config, parse_rule_file, FsSecrets, RuleContext};
     use crate::detect::ks::{ks_2samp, Alternative, Method};
 
@@ -1349,28 +1348,7 @@ mod tests {
     // The engine without a runtime: built from config and rules parsed from text, fed and
     // evaluated at explicit times, its transitions read from a recording notifier.
 
-    /// Records every event it is handed and accepts every delivery.
-    #[derive(Default)]
-    struct Recorder(Mutex<Vec<Event>>);
-
-    impl Notifier for Recorder {
-        fn configure(&self, _: &BTreeMap<String, WebhookConfig>) {}
-
-        fn notify(&self, events: &[Event]) -> Vec<Vec<bool>> {
-            lock(&self.0).extend_from_slice(events);
-            events
-                .iter()
-                .map(|e| vec![true; e.webhooks.len()])
-                .collect()
-        }
-    }
-
-    impl Recorder {
-        /// The events recorded since the last call.
-        fn take(&self) -> Vec<Event> {
-            std::mem::take(&mut *lock(&self.0))
-        }
-    }
+    use super::unittest::Recorder;
 
     /// An engine on a service config and one rule file, both parsed from text, with a
     /// recording notifier.

@@ -118,9 +118,17 @@ fn check_names(file: &TestFile, config: &Config, rules: &RuleSet) -> Result<(), 
     }
 }
 
-/// Records the engine's events and accepts every delivery.
+/// Records the engine's events and accepts every delivery (also the engine's own tests').
 #[derive(Default)]
-struct Recorder(Mutex<Vec<Event>>);
+pub(super) struct Recorder(Mutex<Vec<Event>>);
+
+impl Recorder {
+    /// The events recorded since the last call.
+    #[cfg(test)]
+    pub(super) fn take(&self) -> Vec<Event> {
+        std::mem::take(&mut *lock(&self.0))
+    }
+}
 
 impl Notifier for Recorder {
     fn configure(&self, _: &BTreeMap<String, WebhookConfig>) {}
