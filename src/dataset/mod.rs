@@ -31,7 +31,6 @@ use crate::detect::fdr::{bonferroni, false_discovery_control, FdrMethod};
 use crate::detect::ks::{ks_2samp, Alternative, Method};
 use crate::detect::report::ks_verdict;
 use crate::detect::sort::sorted_copy;
-use crate::detect::Verdict;
 use crate::formats::svg::{quantile_points, QUANTILE_POINTS};
 
 /// Why a dataset could not be read or evaluated. Each names the file, and the row and
@@ -565,11 +564,7 @@ fn correct(columns: &mut [ColumnReport], options: &Options) {
         } else {
             None
         };
-        c.status = match ks_verdict(c.statistic.unwrap_or(0.0), p, options.alpha, threshold) {
-            Verdict::Stable => "stable",
-            Verdict::Warning => "warning",
-            Verdict::Drifted => "drifted",
-        };
+        c.status = ks_verdict(c.statistic.unwrap_or(0.0), p, options.alpha, threshold).as_str();
     }
 }
 

@@ -206,16 +206,6 @@ pub fn merge_sparse(a: &[f64], b: &[f64]) -> (Vec<f64>, Vec<f64>) {
     (out_a, out_b)
 }
 
-fn p_status(p: f64, alpha: f64, statistic: f64, floor: Option<f64>) -> &'static str {
-    if p.is_nan() || p > alpha {
-        "stable"
-    } else if floor.is_none_or(|f| statistic >= f) {
-        "drifted"
-    } else {
-        "warning"
-    }
-}
-
 /// Evaluates `r`.
 pub fn evaluate(r: &Request) -> Result<Report, EvaluateError> {
     let alpha = r.alpha.unwrap_or(0.05);
@@ -231,7 +221,7 @@ pub fn evaluate(r: &Request) -> Result<Report, EvaluateError> {
         statistic,
         p_value: p,
         status: match p {
-            Some(p) => Some(p_status(p, alpha, statistic, r.statistic)),
+            Some(p) => Some(super::Verdict::of(p <= alpha, statistic, r.statistic).as_str()),
             None => r
                 .threshold
                 .map(|t| if statistic >= t { "drifted" } else { "stable" }),

@@ -26,3 +26,26 @@ pub enum Verdict {
     Warning,
     Drifted,
 }
+
+impl Verdict {
+    /// `"stable"`, `"warning"` or `"drifted"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Stable => "stable",
+            Verdict::Warning => "warning",
+            Verdict::Drifted => "drifted",
+        }
+    }
+
+    /// With evidence of drift, a statistic at or above the effect-size `floor` (when set) is
+    /// drifted, else warning; without evidence, stable.
+    pub fn of(evident: bool, statistic: f64, floor: Option<f64>) -> Verdict {
+        if !evident {
+            Verdict::Stable
+        } else if floor.is_none_or(|f| statistic >= f) {
+            Verdict::Drifted
+        } else {
+            Verdict::Warning
+        }
+    }
+}

@@ -31,11 +31,7 @@ pub fn ks_report(
     statistic: Option<f64>,
 ) -> Result<KsReport, KsError> {
     let r = ks_2samp(reference, current, alternative, method)?;
-    let status = match ks_verdict(r.statistic, r.p_value, alpha, statistic) {
-        Verdict::Stable => "stable",
-        Verdict::Warning => "warning",
-        Verdict::Drifted => "drifted",
-    };
+    let status = ks_verdict(r.statistic, r.p_value, alpha, statistic).as_str();
     Ok(KsReport {
         detector: "ks",
         statistic: r.statistic,
@@ -52,13 +48,8 @@ pub fn ks_report(
 /// p <= alpha is evidence of drift; with evidence, D >= `threshold` (when set) is drifted,
 /// else warning. A NaN p-value (scipy's answer for n = m = 1, asymptotic) is no evidence.
 pub fn ks_verdict(d: f64, p: f64, alpha: f64, threshold: Option<f64>) -> Verdict {
-    if p.is_nan() || p > alpha {
-        Verdict::Stable
-    } else if threshold.is_none_or(|t| d >= t) {
-        Verdict::Drifted
-    } else {
-        Verdict::Warning
-    }
+    // `p <= alpha` is false for a NaN p.
+    Verdict::of(p <= alpha, d, threshold)
 }
 
 #[cfg(test)]

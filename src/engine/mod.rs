@@ -1253,13 +1253,7 @@ fn decide(rule: &Rule, interval: Duration, results: &mut [(SeriesKey, Outcome)])
         let out = &mut results[i].1;
         out.threshold = Some(threshold);
         let d = out.statistic.unwrap_or(f64::NAN);
-        out.verdict = Some(if !evident {
-            Verdict::Stable
-        } else if spec.statistic.is_none_or(|floor| d >= floor) {
-            Verdict::Drifted
-        } else {
-            Verdict::Warning
-        });
+        out.verdict = Some(Verdict::of(evident, d, spec.statistic));
     }
 }
 
