@@ -11,6 +11,7 @@
 //! marked_yaml keeps a span on every node, rejects duplicate keys and keeps quoted scalars
 //! apart from plain ones, which is all a hand-written validating walk needs.
 
+pub mod counts;
 pub mod diag;
 pub mod duration;
 pub mod files;
@@ -149,12 +150,21 @@ pub fn check(
 /// alarms per series-day it allows (the union bound of [`crate::detect::budget`]), and for KS
 /// the distance it needs and the normal mean shifts that reach it.
 pub fn calibration(group: &model::Group, rule: &model::Rule) -> String {
-    use crate::detect::budget::{self, Level, Scope};
+    use crate::detect::budget;
     use model::{CurrentWindow, DetectorSpec, ReferenceWindow};
     let name = format!("{}/{}", group.name, rule.name);
-    let every = format_duration(group.interval);
+    let distance = |t: Option<f64>| {
+        format!(
+            "{name}: {} is a distance without a p-value: drifted when it reaches threshold {} (not calibrated to a false-alarm budget)",
+            rule.detector.name(),
+            t.unwrap_or(f64::NAN)
+        )
+    };
     let spec = match &rule.detector {
+        DetectorSpec::Ks(spec) if spec.threshold.is_some() => return distance(spec.threshold),
         DetectorSpec::Ks(spec) => spec,
+        DetectorSpec::Counts(c) if c.threshold.is_some() => return distance(c.threshold),
+        DetectorSpec::Counts(c) => return level_line(&name, &c.level, group.interval),
         DetectorSpec::Ema(ema) => {
             return match ema.bound {
                 crate::detect::ema::EmaBound::Control(c) => format!(
@@ -181,28 +191,7 @@ pub fn calibration(group: &model::Group, rule: &model::Rule) -> String {
         }
     };
     let level = spec.level.per_test(group.interval, 1);
-    let per_day = budget::false_alarms_per_day(level, group.interval);
-    let mut line = match spec.level {
-        Level::Alpha(a) => format!(
-            "{name}: alpha {a} tested every {every}: up to {per_day:.0} false drifted events per series-day \
-             (one test per evaluation; overlapping windows give somewhat fewer). \
-             Drop alpha to calibrate to false_alarms (default 1/30d)"
-        ),
-        Level::Budget {
-            false_alarms,
-            scope: Scope::Series,
-        } => format!(
-            "{name}: false_alarms {false_alarms} per series: each test at p <= {level:.3e} (one per {every}), \
-             at most {per_day:.4} false drifted events per series-day"
-        ),
-        Level::Budget {
-            false_alarms,
-            scope: Scope::Rule,
-        } => format!(
-            "{name}: false_alarms {false_alarms} for the whole rule: each test at p <= {level:.3e} \
-             divided by the series tested at that evaluation (one per {every})"
-        ),
-    };
+    let mut line = level_line(&name, &spec.level, group.interval);
     let n = match &spec.reference {
         ReferenceWindow::First(n) | ReferenceWindow::Preceding(n) => *n,
         ReferenceWindow::File { values, .. } => values.len(),
@@ -213,7 +202,7 @@ pub fn calibration(group: &model::Group, rule: &model::Rule) -> String {
     };
     let d = match spec.test {
         model::ValueTest::Ks { .. } => budget::ks_critical_distance(n, m, level),
-        model::ValueTest::Cvm | model::ValueTest::Anderson => f64::NAN,
+        _ => f64::NAN,
     };
     if d.is_finite() && d < 1.0 {
         let floor = spec.statistic.map_or(d, |s| s.max(d));
@@ -232,6 +221,39 @@ pub fn calibration(group: &model::Group, rule: &model::Rule) -> String {
         }
     }
     line
+}
+
+/// The level line of `check` for a rule named `name` tested every `interval` at `level`.
+fn level_line(
+    name: &str,
+    level: &crate::detect::budget::Level,
+    interval: std::time::Duration,
+) -> String {
+    use crate::detect::budget::{self, Level, Scope};
+    let every = format_duration(interval);
+    let p = level.per_test(interval, 1);
+    let per_day = budget::false_alarms_per_day(p, interval);
+    match *level {
+        Level::Alpha(a) => format!(
+            "{name}: alpha {a} tested every {every}: up to {per_day:.0} false drifted events per series-day \
+             (one test per evaluation; overlapping windows give somewhat fewer). \
+             Drop alpha to calibrate to false_alarms (default 1/30d)"
+        ),
+        Level::Budget {
+            false_alarms,
+            scope: Scope::Series,
+        } => format!(
+            "{name}: false_alarms {false_alarms} per series: each test at p <= {p:.3e} (one per {every}), \
+             at most {per_day:.4} false drifted events per series-day"
+        ),
+        Level::Budget {
+            false_alarms,
+            scope: Scope::Rule,
+        } => format!(
+            "{name}: false_alarms {false_alarms} for the whole rule: each test at p <= {p:.3e} \
+             divided by the series tested at that evaluation (one per {every})"
+        ),
+    }
 }
 
 struct Plan<'a> {

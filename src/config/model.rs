@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use crate::config::selector::Selector;
 pub use crate::config::template::BodyTemplate;
+pub use crate::detect::binned::BinnedTest;
 use crate::detect::budget::{Correction, Level};
 use crate::detect::control::CusumSpec;
 use crate::detect::ema::EmaSpec;
 use crate::detect::ks::{Alternative, Method};
 pub use crate::labels::Labels;
+pub use crate::window::counts::{BinKind, TimeReference};
 pub use crate::window::{CurrentWindow, ReferenceWindow};
 
 /// Every rule group of every rule file, in file order.
@@ -55,12 +57,15 @@ pub enum DetectorSpec {
     Ks(KsSpec),
     Ema(EmaSpec),
     Cusum(CusumSpec),
+    /// A `histogram:` or `categories:` rule.
+    Counts(CountSpec),
 }
 
 impl DetectorSpec {
     pub fn name(&self) -> &'static str {
         match self {
             DetectorSpec::Ks(spec) => spec.test.name(),
+            DetectorSpec::Counts(spec) => spec.test.name(),
             DetectorSpec::Ema(_) => "ema",
             DetectorSpec::Cusum(_) => "cusum",
         }
@@ -79,6 +84,12 @@ pub enum ValueTest {
     Cvm,
     /// `scipy.stats.anderson_ksamp` (midrank), its p-value carried on below SciPy's floor.
     Anderson,
+    /// A test of counts, on `bins` bins cut at the reference's quantiles.
+    Binned { test: BinnedTest, bins: usize },
+    /// `scipy.stats.wasserstein_distance`: no p-value, compared with `threshold`.
+    Wasserstein,
+    /// `scipy.stats.energy_distance`: no p-value, compared with `threshold`.
+    Energy,
 }
 
 impl ValueTest {
@@ -87,6 +98,9 @@ impl ValueTest {
             ValueTest::Ks { .. } => "ks",
             ValueTest::Cvm => "cvm",
             ValueTest::Anderson => "anderson",
+            ValueTest::Binned { test, .. } => test.name(),
+            ValueTest::Wasserstein => "wasserstein",
+            ValueTest::Energy => "energy",
         }
     }
 }
@@ -106,6 +120,26 @@ pub struct KsSpec {
     /// An effect-size floor: with evidence, D >= this is drifted, else warning. `None`:
     /// evidence alone is drifted.
     pub statistic: Option<f64>,
+    /// What a test without a p-value (a distance) compares its statistic with.
+    pub threshold: Option<f64>,
+}
+
+/// A `histogram:` or `categories:` rule: two windows in time of counts per bucket or
+/// category, and a test of counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CountSpec {
+    pub kind: BinKind,
+    /// The label naming the bin: `le`, or `category_label`.
+    pub bin_label: String,
+    pub test: BinnedTest,
+    pub reference: TimeReference,
+    pub current: Duration,
+    pub level: Level,
+    pub correction: Correction,
+    /// The effect-size floor of a test with a p-value.
+    pub statistic: Option<f64>,
+    /// What a distance (`psi`, `jensenshannon`, `hellinger`) is compared with.
+    pub threshold: Option<f64>,
 }
 
 /// The service config (`driftgauge.yml`), validated.

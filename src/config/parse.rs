@@ -12,15 +12,18 @@ use std::time::Duration;
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 use marked_yaml::{Marker, Node};
 
+use crate::config::counts;
 use crate::config::diag::{self, io_reason, quote_path, Diagnostic};
 use crate::config::model::{
-    CurrentWindow, DetectorSpec, Group, KsSpec, Labels, ReferenceWindow, Rule, ValueTest,
+    BinKind, BinnedTest, CountSpec, CurrentWindow, DetectorSpec, Group, KsSpec, Labels,
+    ReferenceWindow, Rule, TimeReference, ValueTest,
 };
 use crate::config::selector::{is_valid_label_name, Selector};
 use crate::config::template::validate_template;
 use crate::config::yaml::{self, get, key_of, opt_or, Cx};
 use crate::detect::budget::{Correction, FalseAlarms, Level, Scope};
 use crate::detect::control::{self, Baseline, ControlLimits, CusumSpec, Side};
+use crate::detect::divergence::Base;
 use crate::detect::ema::{EmaBound, EmaSpec};
 use crate::detect::ks::{Alternative, Method};
 use crate::formats::excerpt;
@@ -184,6 +187,9 @@ const RULE_KEYS: &[&str] = &[
     "name",
     "detector",
     "series",
+    "histogram",
+    "categories",
+    "category_label",
     "by",
     "min_samples",
     "for",
@@ -203,6 +209,9 @@ const KS_KEYS: &[&str] = &[
     "statistic",
     "alternative",
     "method",
+    "threshold",
+    "bins",
+    "base",
 ];
 const CUSUM_KEYS: &[&str] = &["baseline", "target", "sd", "k", "run_length", "side"];
 const EMA_KEYS: &[&str] = &[
@@ -216,6 +225,14 @@ const EMA_KEYS: &[&str] = &[
 
 /// Keys only `ks` takes among the raw-value tests.
 const KS_ONLY_KEYS: &[&str] = &["alternative", "method"];
+/// Keys only tests with a p-value take.
+const P_VALUE_KEYS: &[&str] = &[
+    "alpha",
+    "false_alarms",
+    "false_alarms_scope",
+    "correction",
+    "statistic",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
@@ -230,6 +247,41 @@ enum Test {
     Ks,
     Cvm,
     Anderson,
+    /// chi2, gtest, psi, jensenshannon, hellinger: on counts (histograms, categories), or on
+    /// values binned on the reference's quantiles.
+    Binned(BinnedTest),
+    Wasserstein,
+    Energy,
+}
+
+impl Test {
+    fn name(self) -> &'static str {
+        match self {
+            Test::Ks => "ks",
+            Test::Cvm => "cvm",
+            Test::Anderson => "anderson",
+            Test::Binned(t) => t.name(),
+            Test::Wasserstein => "wasserstein",
+            Test::Energy => "energy",
+        }
+    }
+
+    /// Does it give a p-value (else `threshold:` is required)?
+    fn has_p_value(self) -> bool {
+        match self {
+            Test::Binned(t) => t.has_p_value(),
+            Test::Wasserstein | Test::Energy => false,
+            _ => true,
+        }
+    }
+}
+
+/// What a rule reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Input {
+    Series,
+    Histogram,
+    Categories,
 }
 
 struct Walker<'c, 'a> {
@@ -369,18 +421,23 @@ impl Walker<'_, '_> {
                 Some("ks") => Some(Kind::Ks(Test::Ks)),
                 Some("cvm") => Some(Kind::Ks(Test::Cvm)),
                 Some("anderson") => Some(Kind::Ks(Test::Anderson)),
+                Some("wasserstein") => Some(Kind::Ks(Test::Wasserstein)),
+                Some("energy") => Some(Kind::Ks(Test::Energy)),
                 Some("ema") => Some(Kind::Ema),
                 Some("cusum") => Some(Kind::Cusum),
-                Some(other) => {
-                    cx.at(
-                        n,
-                        format!(
-                            "unknown detector {} (expected ks, cvm, anderson, ema or cusum)",
-                            excerpt(other)
-                        ),
-                    );
-                    None
-                }
+                Some(other) => match BinnedTest::parse(other) {
+                    Some(t) => Some(Kind::Ks(Test::Binned(t))),
+                    None => {
+                        cx.at(
+                            n,
+                            format!(
+                                "unknown detector {} (expected ks, cvm, anderson, wasserstein, energy, chi2, gtest, psi, jensenshannon, hellinger, ema or cusum)",
+                                excerpt(other)
+                            ),
+                        );
+                        None
+                    }
+                },
                 None => None,
             },
             None => {
@@ -388,11 +445,50 @@ impl Walker<'_, '_> {
                 None
             }
         };
+        let input = self.input(cx, map, kind);
         if let Some(kind) = kind {
             let (other, name): (&[&[&str]], _) = match kind {
-                Kind::Ks(Test::Ks) => (&[EMA_KEYS, CUSUM_KEYS], "ks"),
-                Kind::Ks(Test::Cvm) => (&[EMA_KEYS, KS_ONLY_KEYS, CUSUM_KEYS], "cvm"),
-                Kind::Ks(Test::Anderson) => (&[EMA_KEYS, KS_ONLY_KEYS, CUSUM_KEYS], "anderson"),
+                Kind::Ks(Test::Ks) => (
+                    &[EMA_KEYS, CUSUM_KEYS, &["threshold", "bins", "base"]],
+                    "ks",
+                ),
+                Kind::Ks(t @ (Test::Cvm | Test::Anderson)) => (
+                    &[
+                        EMA_KEYS,
+                        KS_ONLY_KEYS,
+                        CUSUM_KEYS,
+                        &["threshold", "bins", "base"],
+                    ],
+                    t.name(),
+                ),
+                Kind::Ks(t @ (Test::Wasserstein | Test::Energy)) => (
+                    &[
+                        EMA_KEYS,
+                        KS_ONLY_KEYS,
+                        CUSUM_KEYS,
+                        P_VALUE_KEYS,
+                        &["bins", "base"],
+                    ],
+                    t.name(),
+                ),
+                Kind::Ks(t @ Test::Binned(b)) => {
+                    let base: &[&str] = if matches!(b, BinnedTest::JensenShannon(_)) {
+                        &[]
+                    } else {
+                        &["base"]
+                    };
+                    if b.has_p_value() {
+                        (
+                            &[EMA_KEYS, KS_ONLY_KEYS, CUSUM_KEYS, &["threshold"], base],
+                            t.name(),
+                        )
+                    } else {
+                        (
+                            &[EMA_KEYS, KS_ONLY_KEYS, CUSUM_KEYS, P_VALUE_KEYS, base],
+                            t.name(),
+                        )
+                    }
+                }
                 Kind::Ema => (&[KS_KEYS, CUSUM_KEYS], "ema"),
                 Kind::Cusum => (&[KS_KEYS, EMA_KEYS], "cusum"),
             };
@@ -405,13 +501,34 @@ impl Walker<'_, '_> {
                     format!("key {:?} is not valid for detector {name}", key.as_str()),
                 );
             }
-        }
-        let selector = match get(map, "series") {
-            Some(n) => series(cx, n),
-            None => {
-                cx.missing(map, "series", "rule");
-                None
+            if input.is_some_and(|i| i != Input::Series) {
+                if let Some(key) = key_of(map, "bins") {
+                    cx.at_key(key, "bins: a histogram or categories rule tests the buckets or categories it reads; bins is for raw values (series:)");
+                }
+                let counts_ok = matches!(kind, Kind::Ks(Test::Ks | Test::Binned(_)));
+                if !counts_ok {
+                    if let Some(n) = get(map, "detector") {
+                        cx.at(n, format!("detector {name} takes raw values (series:); a histogram or categories rule takes ks, chi2, gtest, psi, jensenshannon or hellinger"));
+                    }
+                }
+                if matches!(kind, Kind::Ks(Test::Ks)) {
+                    for k in KS_ONLY_KEYS {
+                        if let Some(key) = key_of(map, k) {
+                            cx.at_key(key, format!("{k}: ks on buckets is two-sided, with the p-value for grouped data (see STATISTICS.md)"));
+                        }
+                    }
+                }
             }
+        }
+        let selector = match input {
+            Some(Input::Series) => series(cx, get(map, "series").expect("input key")),
+            Some(Input::Histogram) => {
+                counts::histogram_selector(cx, get(map, "histogram").expect("input key"))
+            }
+            Some(Input::Categories) => {
+                counts::categories_selector(cx, get(map, "categories").expect("input key"))
+            }
+            None => None,
         };
         let by = match get(map, "by") {
             Some(n) => by(cx, n).map(Some),
@@ -446,11 +563,17 @@ impl Walker<'_, '_> {
             }),
             None => Some(None),
         };
-        let detector = match kind {
-            Some(Kind::Ks(test)) => self.ks(cx, map, test),
-            Some(Kind::Ema) => ema(cx, map),
-            Some(Kind::Cusum) => cusum(cx, map),
-            None => None,
+        let detector = match (kind, input) {
+            (Some(Kind::Ks(test)), Some(input @ (Input::Histogram | Input::Categories))) => {
+                self.counts(cx, map, test, input)
+            }
+            (_, None) => None,
+            (kind, _) => match kind {
+                Some(Kind::Ks(test)) => self.ks(cx, map, test),
+                Some(Kind::Ema) => ema(cx, map),
+                Some(Kind::Cusum) => cusum(cx, map),
+                None => None,
+            },
         };
         let min_samples = match (&detector, min_samples) {
             (Some(d), Some((v, n))) => {
@@ -468,6 +591,7 @@ impl Walker<'_, '_> {
                 20
             }
             (Some(DetectorSpec::Ema(spec)), None) => ema_min_samples(spec.smoothing),
+            (Some(DetectorSpec::Counts(_)), None) => 20,
             _ => 1,
         };
         if cx.errors() > before {
@@ -509,48 +633,192 @@ impl Walker<'_, '_> {
         (cx.errors() == before).then(|| items.into_iter().map(|(s, _)| s).collect())
     }
 
+    /// Which of `series`, `histogram` and `categories` the rule reads (exactly one), with
+    /// `category_label` for `categories`.
+    fn input(&self, cx: &mut Cx, map: &MarkedMappingNode, kind: Option<Kind>) -> Option<Input> {
+        let present: Vec<(Input, &MarkedScalarNode)> = [
+            (Input::Series, "series"),
+            (Input::Histogram, "histogram"),
+            (Input::Categories, "categories"),
+        ]
+        .into_iter()
+        .filter_map(|(i, k)| Some((i, key_of(map, k)?)))
+        .collect();
+        let input = match present.as_slice() {
+            [(i, _)] => *i,
+            [] => {
+                cx.missing(map, "series", "rule (or histogram, or categories)");
+                return None;
+            }
+            [_, (_, second), ..] => {
+                cx.at_key(
+                    second,
+                    "only one of series, histogram or categories may be set",
+                );
+                return None;
+            }
+        };
+        let label = key_of(map, "category_label");
+        match (input, label) {
+            (Input::Categories, None) => {
+                cx.missing(map, "category_label", "categories rule");
+                return None;
+            }
+            (Input::Categories, Some(_)) => {
+                let n = get(map, "category_label").expect("present");
+                let name = cx.non_empty("category_label", n)?;
+                if !is_valid_label_name(&name) {
+                    cx.at(
+                        n,
+                        format!("category_label: {} is not a label name", excerpt(&name)),
+                    );
+                    return None;
+                }
+            }
+            (_, Some(k)) => {
+                cx.at_key(k, "category_label: only a categories rule takes it");
+                return None;
+            }
+            (_, None) => {}
+        }
+        if input != Input::Series && matches!(kind, Some(Kind::Ema | Kind::Cusum)) {
+            let k = present[0].1;
+            cx.at_key(
+                k,
+                format!(
+                    "{}: ema and cusum take a scalar series (series:)",
+                    k.as_str()
+                ),
+            );
+            return None;
+        }
+        Some(input)
+    }
+
+    /// A `histogram:` or `categories:` rule's detector.
+    fn counts(
+        &self,
+        cx: &mut Cx,
+        map: &MarkedMappingNode,
+        test: Test,
+        input: Input,
+    ) -> Option<DetectorSpec> {
+        let test = match test {
+            Test::Ks => BinnedTest::Ks,
+            Test::Binned(t) => t,
+            // Refused with the detector key already.
+            _ => return None,
+        };
+        let before = cx.errors();
+        let (kind, bin_label) = match input {
+            Input::Histogram => (BinKind::Edges, "le".to_string()),
+            _ => (
+                BinKind::Categories,
+                cx.string("category_label", get(map, "category_label")?)?,
+            ),
+        };
+        let reference = match get(map, "reference") {
+            Some(n) => counts::reference(cx, n, self.ctx.base_dir, kind),
+            None => {
+                cx.missing(map, "reference", "rule");
+                None
+            }
+        };
+        let current = match get(map, "current") {
+            Some(n) => counts::current(cx, n),
+            None => {
+                cx.missing(map, "current", "rule");
+                None
+            }
+        };
+        if let (Some(TimeReference::Offset { offset, .. }), Some(cur), Some(n)) =
+            (&reference, current, get(map, "reference"))
+        {
+            if *offset < cur {
+                cx.at(n, "reference.offset: must be at least current.duration, so the two windows do not overlap");
+            }
+        }
+        let level = if test.has_p_value() {
+            level(cx, map)
+        } else {
+            Some(Level::Alpha(0.05))
+        };
+        let correction = correction(cx, map);
+        let statistic = self.statistic(cx, map, Test::Binned(test));
+        let threshold = threshold(cx, map, test.has_p_value(), test.name());
+        let test = match (test, get(map, "base")) {
+            (BinnedTest::JensenShannon(_), Some(n)) => BinnedTest::JensenShannon(base(cx, n)?),
+            (t, _) => t,
+        };
+        if cx.errors() > before {
+            return None;
+        }
+        Some(DetectorSpec::Counts(CountSpec {
+            kind,
+            bin_label,
+            test,
+            reference: reference?,
+            current: current?,
+            level: level?,
+            correction: correction?,
+            statistic: statistic?,
+            threshold: threshold?,
+        }))
+    }
+
+    /// `statistic:`, the effect-size floor of a test with a p-value.
+    fn statistic(&self, cx: &mut Cx, map: &MarkedMappingNode, test: Test) -> Option<Option<f64>> {
+        match get(map, "statistic") {
+            Some(n) => cx.number("statistic", n).and_then(|v| {
+                let (ok, range) = match test {
+                    // KS D is a distance between CDFs.
+                    Test::Ks | Test::Binned(BinnedTest::Ks) => {
+                        ((0.0..=1.0).contains(&v), "between 0 and 1")
+                    }
+                    // T of cvm and anderson has no upper bound (anderson's may be negative).
+                    _ => (v.is_finite(), "finite"),
+                };
+                in_range(cx, n, "statistic", v, ok, range).map(Some)
+            }),
+            None => Some(None),
+        }
+    }
+
     fn ks(&self, cx: &mut Cx, map: &MarkedMappingNode, test: Test) -> Option<DetectorSpec> {
         let before = cx.errors();
         let reference = match get(map, "reference") {
             Some(n) => self.reference(cx, n),
             None => {
-                cx.missing(map, "reference", "ks rule");
+                cx.missing(map, "reference", &format!("{} rule", test.name()));
                 None
             }
         };
         let current = match get(map, "current") {
             Some(n) => self.current(cx, n),
             None => {
-                cx.missing(map, "current", "ks rule");
+                cx.missing(map, "current", &format!("{} rule", test.name()));
                 None
             }
         };
-        let level = level(cx, map);
-        let correction = opt_or(cx, map, "correction", Correction::None, |cx, n| {
-            let text = cx.string("correction", n)?;
-            let parsed = Correction::parse(&text);
-            if parsed.is_none() {
-                cx.at(
-                    n,
-                    format!(
-                        "correction: unknown correction {} (expected none, bonferroni or bh)",
-                        excerpt(&text)
-                    ),
-                );
-            }
-            parsed
-        });
-        let statistic = match get(map, "statistic") {
-            Some(n) => cx.number("statistic", n).and_then(|v| {
-                let (ok, range) = match test {
-                    // KS D is a distance between CDFs.
-                    Test::Ks => ((0.0..=1.0).contains(&v), "between 0 and 1"),
-                    // T of cvm and anderson has no upper bound (anderson's may be negative).
-                    Test::Cvm | Test::Anderson => (v.is_finite(), "finite"),
-                };
-                in_range(cx, n, "statistic", v, ok, range).map(Some)
+        let level = if test.has_p_value() {
+            level(cx, map)
+        } else {
+            Some(Level::Alpha(0.05))
+        };
+        let correction = correction(cx, map);
+        let statistic = self.statistic(cx, map, test);
+        let threshold = threshold(cx, map, test.has_p_value(), test.name());
+        let bins = match (test, get(map, "bins")) {
+            (Test::Binned(_), Some(n)) => cx.positive_int("bins", n, 10_000).and_then(|b| {
+                in_range(cx, n, "bins", b as f64, b >= 2, "between 2 and 10000").map(|_| b as usize)
             }),
-            None => Some(None),
+            _ => Some(10),
+        };
+        let binned = match (test, get(map, "base")) {
+            (Test::Binned(BinnedTest::JensenShannon(_)), Some(n)) => {
+                base(cx, n).map(|b| Test::Binned(BinnedTest::JensenShannon(b)))
+            }
+            (t, _) => Some(t),
         };
         let alternative = opt_or(cx, map, "alternative", Alternative::TwoSided, |cx, n| {
             let text = cx.string("alternative", n)?;
@@ -583,13 +851,16 @@ impl Walker<'_, '_> {
         if cx.errors() > before {
             return None;
         }
-        let test = match test {
+        let test = match binned? {
             Test::Ks => ValueTest::Ks {
                 alternative: alternative?,
                 method: method?,
             },
             Test::Cvm => ValueTest::Cvm,
             Test::Anderson => ValueTest::Anderson,
+            Test::Binned(test) => ValueTest::Binned { test, bins: bins? },
+            Test::Wasserstein => ValueTest::Wasserstein,
+            Test::Energy => ValueTest::Energy,
         };
         Some(DetectorSpec::Ks(KsSpec {
             test,
@@ -598,6 +869,7 @@ impl Walker<'_, '_> {
             level: level?,
             correction: correction?,
             statistic: statistic?,
+            threshold: threshold?,
         }))
     }
 
@@ -718,6 +990,68 @@ impl Walker<'_, '_> {
             values: Arc::from(values),
         })
     }
+}
+
+fn correction(cx: &mut Cx, map: &MarkedMappingNode) -> Option<Correction> {
+    opt_or(cx, map, "correction", Correction::None, |cx, n| {
+        let text = cx.string("correction", n)?;
+        let parsed = Correction::parse(&text);
+        if parsed.is_none() {
+            cx.at(
+                n,
+                format!(
+                    "correction: unknown correction {} (expected none, bonferroni or bh)",
+                    excerpt(&text)
+                ),
+            );
+        }
+        parsed
+    })
+}
+
+/// `threshold:`, what a distance is compared with: required for a test without a p-value
+/// (refused with the detector key otherwise).
+fn threshold(
+    cx: &mut Cx,
+    map: &MarkedMappingNode,
+    has_p_value: bool,
+    name: &str,
+) -> Option<Option<f64>> {
+    match get(map, "threshold") {
+        Some(n) => cx.number("threshold", n).and_then(|v| {
+            in_range(
+                cx,
+                n,
+                "threshold",
+                v,
+                v.is_finite() && v >= 0.0,
+                "a finite number >= 0",
+            )
+            .map(Some)
+        }),
+        None if has_p_value => Some(None),
+        None => {
+            cx.missing(
+                map,
+                "threshold",
+                &format!("{name} rule ({name} is a distance without a p-value: drifted when it reaches threshold)"),
+            );
+            None
+        }
+    }
+}
+
+/// `base: 2` or `base: e` of `jensenshannon`.
+fn base(cx: &mut Cx, n: &Node) -> Option<Base> {
+    let text = cx.string("base", n)?;
+    let parsed = Base::parse(&text);
+    if parsed.is_none() {
+        cx.at(
+            n,
+            format!("base: unknown base {} (expected 2 or e)", excerpt(&text)),
+        );
+    }
+    parsed
 }
 
 fn ema(cx: &mut Cx, map: &MarkedMappingNode) -> Option<DetectorSpec> {
@@ -1173,6 +1507,7 @@ fn in_range(cx: &mut Cx, node: &Node, key: &str, v: f64, ok: bool, range: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::model::{BinKind, BinnedTest, TimeReference};
 
     fn data_dir() -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/check")
@@ -1286,6 +1621,7 @@ mod tests {
                 level: Level::default(),
                 correction: Correction::None,
                 statistic: None,
+                threshold: None,
             })
         );
         let e = &g.rules[1];
@@ -1374,7 +1710,102 @@ mod tests {
         }
         errors(
             &rule("psi2", ""),
-            &["5:15: unknown detector \"psi2\" (expected ks, cvm, anderson, ema or cusum)"],
+            &["5:15: unknown detector \"psi2\" (expected ks, cvm, anderson, wasserstein, energy, chi2, gtest, psi, jensenshannon, hellinger, ema or cusum)"],
+        );
+    }
+
+    #[test]
+    fn histogram_and_categories_rules() {
+        let g = ok(concat!(
+            "groups:\n- name: g\n  rules:\n",
+            "  - name: scores\n    detector: chi2\n",
+            "    histogram: 'model_prediction_score{model=\"fraud\"}'\n",
+            "    reference: {first: 1h}\n    current: {duration: 30m}\n",
+            "  - name: mix\n    detector: jensenshannon\n    base: e\n    threshold: 0.1\n",
+            "    categories: model_predictions_total\n    category_label: class\n",
+            "    reference: {offset: 7d, duration: 1h}\n    current: {duration: 1h}\n",
+            "  - name: pinned\n    detector: ks\n    histogram: latency_seconds_bucket\n",
+            "    reference: {range: {start: '2026-11-01T00:00:00Z', end: '2026-11-02T00:00:00Z'}}\n",
+            "    current: {duration: 1h}\n",
+            "  - name: binned\n    detector: psi\n    threshold: 0.2\n    bins: 20\n",
+            "    series: feature_value\n    reference: {first: 1000}\n    current: {last: 500}\n",
+        ));
+        let rules = &g[0].rules;
+        assert_eq!(
+            rules[0].selector.as_str(),
+            "model_prediction_score_bucket{model=\"fraud\"}"
+        );
+        let DetectorSpec::Counts(c) = &rules[0].detector else {
+            panic!("{:?}", rules[0].detector)
+        };
+        assert_eq!(
+            (c.kind, c.bin_label.as_str(), c.test),
+            (BinKind::Edges, "le", BinnedTest::Chi2)
+        );
+        assert_eq!(c.reference, TimeReference::First(Duration::from_secs(3600)));
+        assert_eq!(c.current, Duration::from_secs(1800));
+        let DetectorSpec::Counts(c) = &rules[1].detector else {
+            panic!()
+        };
+        assert_eq!(c.test, BinnedTest::JensenShannon(Base::Natural));
+        assert_eq!(c.threshold, Some(0.1));
+        assert_eq!(c.bin_label, "class");
+        assert_eq!(rules[2].selector.as_str(), "latency_seconds_bucket");
+        let DetectorSpec::Counts(c) = &rules[2].detector else {
+            panic!()
+        };
+        assert_eq!(
+            c.reference,
+            TimeReference::Range {
+                start_ms: 1_793_491_200_000,
+                end_ms: 1_793_577_600_000
+            }
+        );
+        let DetectorSpec::Ks(k) = &rules[3].detector else {
+            panic!()
+        };
+        assert_eq!(
+            k.test,
+            ValueTest::Binned {
+                test: BinnedTest::Psi,
+                bins: 20
+            }
+        );
+        assert_eq!(k.threshold, Some(0.2));
+    }
+
+    #[test]
+    fn histogram_and_categories_errors() {
+        let rule = |body: &str| format!("groups:\n- name: g\n  rules:\n  - name: r\n{body}");
+        errors(
+            &rule("    detector: chi2\n    histogram: m\n    series: m\n    reference: {first: 1h}\n    current: {duration: 1h}\n"),
+            &["6:5: only one of series, histogram or categories may be set"],
+        );
+        errors(
+            &rule("    detector: chi2\n    categories: m\n    reference: {first: 1h}\n    current: {duration: 1h}\n"),
+            &["4:5: missing required key \"category_label\" in categories rule"],
+        );
+        errors(
+            &rule("    detector: cvm\n    histogram: m\n    reference: {first: 1h}\n    current: {duration: 1h}\n"),
+            &["5:15: detector cvm takes raw values (series:); a histogram or categories rule takes ks, chi2, gtest, psi, jensenshannon or hellinger"],
+        );
+        errors(
+            &rule("    detector: chi2\n    histogram: '{__name__=\"m\"}'\n    reference: {first: 1h}\n    current: {last: 10}\n"),
+            &[
+                "6:16: histogram: name the histogram before the braces, e.g. 'model_prediction_score{model=\"fraud\"}'",
+                "8:15: last is not supported: a histogram or categories window is a span of time; use current: {duration: 30m}",
+            ],
+        );
+        errors(
+            &rule("    detector: gtest\n    histogram: m\n    reference: {offset: 10m, duration: 1h}\n    current: {duration: 1h}\n"),
+            &["7:17: reference.offset: must be at least current.duration, so the two windows do not overlap"],
+        );
+        errors(
+            &rule("    detector: chi2\n    histogram: m\n    bins: 5\n    reference: {range: {start: '2026-11-02T00:00:00Z', end: yesterday}}\n    current: {duration: 1h}\n"),
+            &[
+                "7:5: bins: a histogram or categories rule tests the buckets or categories it reads; bins is for raw values (series:)",
+                "8:61: reference.range.end: \"yesterday\" is not an RFC 3339 time like 2026-11-01T00:00:00Z",
+            ],
         );
     }
 
@@ -1583,7 +2014,7 @@ mod tests {
             "groups:\n- name: g\n  rules:\n  - name: r\n",
             &[
                 "4:5: missing required key \"detector\" in rule",
-                "4:5: missing required key \"series\" in rule",
+                "4:5: missing required key \"series\" in rule (or histogram, or categories)",
             ],
         );
     }
@@ -1604,7 +2035,11 @@ mod tests {
         );
         errors(
             "groups:\n- name: g\n  rules:\n  - {name: r, detector: psi, series: m}\n",
-            &["4:25: unknown detector \"psi\" (expected ks, cvm, anderson, ema or cusum)"],
+            &[
+                "4:6: missing required key \"reference\" in psi rule",
+                "4:6: missing required key \"current\" in psi rule",
+                "4:6: missing required key \"threshold\" in psi rule (psi is a distance without a p-value: drifted when it reaches threshold)",
+            ],
         );
         errors(
             "groups:\n- name: g\n  rules:\n  - {name: r, detector: ema, series: m, smoothing: 1, below: 1}\n  - {name: r, detector: ema, series: m, smoothing: 1, below: 1}\n",

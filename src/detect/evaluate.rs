@@ -16,9 +16,10 @@
 use serde::Serialize;
 
 use super::anderson::{anderson_2samp, Variant};
-use super::chi2::{chi2_contingency, Lambda};
+pub use super::binned::merge_sparse;
+use super::binned::{test_counts, BinnedTest};
 use super::cvm::{cramervonmises_2samp, CvmMethod};
-use super::divergence::{hellinger, jensenshannon, psi, Base};
+use super::divergence::Base;
 use super::energy::energy_distance;
 use super::ks::{Alternative, Method};
 use super::report::ks_report;
@@ -168,44 +169,6 @@ pub fn quantile_bins(
     Ok((count(reference), count(current)))
 }
 
-/// Drops bins empty in both rows, then merges adjacent bins until every expected count is
-/// at least 5 (see the module notes).
-pub fn merge_sparse(a: &[f64], b: &[f64]) -> (Vec<f64>, Vec<f64>) {
-    let (ta, tb) = (a.iter().sum::<f64>(), b.iter().sum::<f64>());
-    let total = ta + tb;
-    let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
-    let (mut acc_a, mut acc_b) = (0.0, 0.0);
-    let enough = |x: f64, y: f64| {
-        let col = x + y;
-        total > 0.0 && col * ta.min(tb) / total >= 5.0
-    };
-    for (&x, &y) in a.iter().zip(b) {
-        if x == 0.0 && y == 0.0 {
-            continue;
-        }
-        acc_a += x;
-        acc_b += y;
-        if enough(acc_a, acc_b) {
-            out_a.push(acc_a);
-            out_b.push(acc_b);
-            (acc_a, acc_b) = (0.0, 0.0);
-        }
-    }
-    if acc_a + acc_b > 0.0 {
-        match (out_a.last_mut(), out_b.last_mut()) {
-            (Some(la), Some(lb)) => {
-                *la += acc_a;
-                *lb += acc_b;
-            }
-            _ => {
-                out_a.push(acc_a);
-                out_b.push(acc_b);
-            }
-        }
-    }
-    (out_a, out_b)
-}
-
 /// Evaluates `r`.
 pub fn evaluate(r: &Request) -> Result<Report, EvaluateError> {
     let alpha = r.alpha.unwrap_or(0.05);
@@ -234,6 +197,10 @@ pub fn evaluate(r: &Request) -> Result<Report, EvaluateError> {
         threshold: if p.is_none() { r.threshold } else { None },
     };
     match d {
+        "ks" if r.reference_counts.is_some() || r.current_counts.is_some() => {
+            let (a, b) = binned(r)?;
+            binned_report(r, d, &a, &b, report)
+        }
         "ks" => {
             let (a, b) = (
                 values(&r.reference, "reference", d)?,
@@ -331,42 +298,7 @@ pub fn evaluate(r: &Request) -> Result<Report, EvaluateError> {
         }
         "chi2" | "gtest" | "psi" | "jensenshannon" | "hellinger" => {
             let (a, b) = binned(r)?;
-            for (name, v) in [("reference_counts", &a), ("current_counts", &b)] {
-                if let Some(i) = v.iter().position(|x| !x.is_finite() || *x < 0.0) {
-                    return err(format!("{name}[{i}]: a count must be a finite number >= 0"));
-                }
-            }
-            let n = (a.iter().sum::<f64>(), b.iter().sum::<f64>());
-            if d == "chi2" || d == "gtest" {
-                let (a, b) = merge_sparse(&a, &b);
-                let lambda = if d == "chi2" {
-                    Lambda::Pearson
-                } else {
-                    Lambda::LogLikelihood
-                };
-                let c = chi2_contingency(&[&a[..], &b[..]], r.yates, lambda)
-                    .map_err(|e| EvaluateError(e.to_string()))?;
-                let mut out = report(c.statistic, Some(c.p_value), n);
-                out.dof = Some(c.dof);
-                out.bins = Some(a.len());
-                return Ok(out);
-            }
-            let statistic = match d {
-                "psi" => psi(&a, &b),
-                "hellinger" => hellinger(&a, &b),
-                _ => {
-                    let base = match r.base.as_deref() {
-                        None | Some("2") => Base::Two,
-                        Some("e") => Base::Natural,
-                        Some(s) => return err(format!("base: unknown {s:?} (2 or e)")),
-                    };
-                    jensenshannon(&a, &b, base)
-                }
-            }
-            .map_err(|e| EvaluateError(e.to_string()))?;
-            let mut out = report(statistic, None, n);
-            out.bins = Some(a.len());
-            Ok(out)
+            binned_report(r, d, &a, &b, report)
         }
         other => err(format!(
             "unknown detector {other:?}: /api/v1/evaluate takes {}",
@@ -375,9 +307,39 @@ pub fn evaluate(r: &Request) -> Result<Report, EvaluateError> {
     }
 }
 
+/// A binned detector's report on counts per bin (`ks` on bucketed counts included).
+fn binned_report(
+    r: &Request,
+    d: &str,
+    a: &[f64],
+    b: &[f64],
+    report: impl Fn(f64, Option<f64>, (f64, f64)) -> Report,
+) -> Result<Report, EvaluateError> {
+    for (name, v) in [("reference_counts", a), ("current_counts", b)] {
+        if let Some(i) = v.iter().position(|x| !x.is_finite() || *x < 0.0) {
+            return err(format!("{name}[{i}]: a count must be a finite number >= 0"));
+        }
+    }
+    let test = match (d, r.base.as_deref()) {
+        ("jensenshannon", None | Some("2")) => BinnedTest::JensenShannon(Base::Two),
+        ("jensenshannon", Some("e")) => BinnedTest::JensenShannon(Base::Natural),
+        ("jensenshannon", Some(s)) => return err(format!("base: unknown {s:?} (2 or e)")),
+        _ => {
+            BinnedTest::parse(d).ok_or_else(|| EvaluateError(format!("unknown detector {d:?}")))?
+        }
+    };
+    let n = (a.iter().sum::<f64>(), b.iter().sum::<f64>());
+    let out = test_counts(test, a, b, r.yates).map_err(|e| EvaluateError(e.to_string()))?;
+    let mut rep = report(out.statistic, out.p_value, n);
+    rep.dof = out.dof;
+    rep.bins = Some(out.bins);
+    Ok(rep)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::chi2::{chi2_contingency, Lambda};
 
     fn req(detector: &str) -> Request {
         Request {

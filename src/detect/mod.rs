@@ -2,6 +2,7 @@
 
 pub mod anderson;
 pub mod bessel;
+pub mod binned;
 pub mod budget;
 pub mod cephes;
 pub mod control;

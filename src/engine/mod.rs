@@ -28,11 +28,14 @@ use crate::config::model::{Config, DetectorSpec, Group, Rule, RuleSet, ValueTest
 use crate::config::selector::Selector;
 use crate::config::template;
 use crate::detect::budget::{self, Correction};
-use crate::detect::{anderson, control, cvm, ema, ks, Verdict};
+use crate::detect::{
+    anderson, binned, control, cvm, ema, energy, evaluate, ks, wasserstein, Verdict,
+};
 use crate::formats::svg::quantile_points;
 use crate::ingest::{IngestError, Sink};
 use crate::labels::{Labels, SeriesSamples};
 use crate::telemetry::Telemetry;
+use crate::window::counts::CountWindows;
 use crate::window::{sort_values, EmaState, SampleWindows};
 pub use notify::{Event, Notifier};
 use state::{Machine, Status, Transition};
@@ -217,14 +220,16 @@ struct SeriesState {
 enum SeriesWindow {
     Ks(SampleWindows),
     Ema(EmaState),
+    Counts(CountWindows),
 }
 
 impl SeriesWindow {
-    /// Window values held (none for an EMA).
+    /// Window values held (none for an EMA; count cells for a count window).
     fn held(&self) -> usize {
         match self {
             SeriesWindow::Ks(w) => w.held(),
             SeriesWindow::Ema(_) => 0,
+            SeriesWindow::Counts(w) => w.held(),
         }
     }
 }
@@ -423,7 +428,26 @@ impl Engine {
         source: &str,
         now_ms: i64,
     ) -> Result<usize, IngestError> {
-        self.ingest_scoped(batch, &[], source, now_ms, u64::MAX)
+        self.ingest_scoped(batch, &[], source, now_ms, u64::MAX, usize::MAX)
+    }
+
+    /// [`ingest`](Self::ingest) of a scrape: `batch` as the scrape gives it (counters as
+    /// per-second rates) and, after it, `counters` (the same counters' cumulative values),
+    /// one batch applied whole or not at all. `histogram:` and `categories:` rules take the
+    /// counters (they count increases themselves) and never the rates; other rules take
+    /// `batch` only.
+    pub fn ingest_scrape(
+        &self,
+        batch: &[SeriesSamples],
+        counters: &[SeriesSamples],
+        source: &str,
+        now_ms: i64,
+    ) -> Result<usize, IngestError> {
+        if counters.is_empty() {
+            return self.ingest(batch, source, now_ms);
+        }
+        let all: Vec<SeriesSamples> = batch.iter().chain(counters).cloned().collect();
+        self.ingest_scoped(&all, &[], source, now_ms, u64::MAX, batch.len())
     }
 
     /// [`ingest`](Self::ingest) for samples read under generation `as_of`: rules a later
@@ -437,7 +461,7 @@ impl Engine {
         now_ms: i64,
         as_of: u64,
     ) -> Result<usize, IngestError> {
-        self.ingest_scoped(batch, &[], source, now_ms, as_of)
+        self.ingest_scoped(batch, &[], source, now_ms, as_of, usize::MAX)
     }
 
     /// [`ingest`](Self::ingest) with sample times: `times[i]`, when there and `Some`, holds one
@@ -453,9 +477,13 @@ impl Engine {
         source: &str,
         now_ms: i64,
     ) -> Result<usize, IngestError> {
-        self.ingest_scoped(batch, times, source, now_ms, u64::MAX)
+        self.ingest_scoped(batch, times, source, now_ms, u64::MAX, usize::MAX)
     }
 
+    /// `counters_from`: with a scrape's counters appended (see
+    /// [`ingest_scrape`](Self::ingest_scrape)), entries before this index are the scrape's
+    /// own batch, the rest cumulative counters; `usize::MAX` when there are none.
+    #[allow(clippy::too_many_arguments)]
     fn ingest_scoped(
         &self,
         batch: &[SeriesSamples],
@@ -463,8 +491,24 @@ impl Engine {
         source: &str,
         now_ms: i64,
         as_of: u64,
+        counters_from: usize,
     ) -> Result<usize, IngestError> {
-        let takes = |rt: &RuleRuntime| rt.born <= as_of;
+        // With a scrape's counters appended, a scraped counter (a rate) feeds only raw-value
+        // rules and its cumulative copy only count rules.
+        let rate_names: HashSet<(&str, &Labels)> = batch[counters_from.min(batch.len())..]
+            .iter()
+            .map(|s| (s.metric.as_str(), &s.labels))
+            .collect();
+        let takes = |rt: &RuleRuntime, index: usize| {
+            let counts = matches!(rt.rule.detector, DetectorSpec::Counts(_));
+            let fed = if index >= counters_from {
+                counts
+            } else {
+                let s = &batch[index];
+                !(counts && rate_names.contains(&(s.metric.as_str(), &s.labels)))
+            };
+            rt.born <= as_of && fed
+        };
         let timed = |i: usize| times.get(i).and_then(Option::as_deref);
         let any_timed = times.iter().any(Option::is_some);
         let span = |i: usize| match timed(i) {
@@ -509,7 +553,7 @@ impl Engine {
             if entry.is_none() && !these.is_empty() {
                 new_series.insert((s.metric.as_str(), &s.labels));
             }
-            for (rt, key) in these.iter().filter(|(rt, _)| takes(rt)) {
+            for (rt, key) in these.iter().filter(|(rt, _)| takes(rt, index)) {
                 let series = lock(&rt.series);
                 let k = s.values.len();
                 // Only timed samples can be out of order: untimed ones are stamped on arrival,
@@ -536,19 +580,26 @@ impl Engine {
                     });
                 }
                 match series.get(key) {
-                    Some(state) => {
-                        if let SeriesWindow::Ks(w) = &state.window {
+                    Some(state) => match &state.window {
+                        SeriesWindow::Ks(w) => {
                             growth += w.held_after(k).saturating_sub(w.held());
                         }
-                    }
+                        // At most a cell a value (a new chunk or bin); chunks are bounded.
+                        SeriesWindow::Counts(_) => growth += k,
+                        SeriesWindow::Ema(_) => {}
+                    },
                     None => {
-                        if let DetectorSpec::Ks(spec) = &rt.rule.detector {
-                            let empty = SampleWindows::new(
-                                &spec.reference,
-                                &spec.current,
-                                limits.max_window_values,
-                            );
-                            growth += empty.held_after(k);
+                        match &rt.rule.detector {
+                            DetectorSpec::Ks(spec) => {
+                                let empty = SampleWindows::new(
+                                    &spec.reference,
+                                    &spec.current,
+                                    limits.max_window_values,
+                                );
+                                growth += empty.held_after(k);
+                            }
+                            DetectorSpec::Counts(_) => growth += k + 1,
+                            _ => {}
                         }
                         new_keys
                             .entry(Arc::as_ptr(rt))
@@ -593,12 +644,17 @@ impl Engine {
         for (index, (s, fresh)) in batch.iter().zip(routes).enumerate() {
             let stamps = timed(index);
             let (_, last_ms) = span(index);
+            let counter_copy = index >= counters_from;
             if fresh.as_ref().is_some_and(Vec::is_empty) {
-                // No rule (any more) selects it: dropped, and forgotten if it was known.
+                // No rule (any more) selects it: dropped, and forgotten if it was known. A
+                // scraped counter's cumulative copy was counted with its rate.
                 reg.series.remove(&(s.metric.clone(), s.labels.clone()));
-                unselected += s.values.len();
+                if !counter_copy {
+                    unselected += s.values.len();
+                }
                 continue;
             }
+            let mut taken = false;
             let entry = reg
                 .series
                 .entry((s.metric.clone(), s.labels.clone()))
@@ -612,7 +668,8 @@ impl Engine {
                 entry.routes = r;
                 entry.generation = generation.id;
             }
-            for (rt, key) in entry.routes.iter().filter(|(rt, _)| takes(rt)) {
+            for (rt, key) in entry.routes.iter().filter(|(rt, _)| takes(rt, index)) {
+                taken = true;
                 let mut series = lock(&rt.series);
                 let state = series.entry(key.clone()).or_insert_with(|| {
                     SeriesState::new(&rt.rule, limits.max_window_values, now_ms)
@@ -645,9 +702,22 @@ impl Engine {
                         s.values.iter().for_each(|&v| e.push_cusum(v, spec))
                     }
                     (SeriesWindow::Ema(_), _) => {}
+                    (SeriesWindow::Counts(w), DetectorSpec::Counts(spec)) => {
+                        let before = w.held();
+                        // Routed only with the bin label (see `routes_for`).
+                        let bin = s.labels.get(&spec.bin_label).map_or("", String::as_str);
+                        for (i, &v) in s.values.iter().enumerate() {
+                            let at = stamps.and_then(|t| t.get(i).copied()).unwrap_or(arrival);
+                            w.observe(bin, v, at);
+                        }
+                        rt.account(before, w.held());
+                    }
+                    (SeriesWindow::Counts(_), _) => {}
                 }
             }
-            accepted += s.values.len();
+            if taken || !counter_copy {
+                accepted += s.values.len();
+            }
         }
         drop(reg);
         self.telemetry.samples_received.add(source, accepted as f64);
@@ -990,6 +1060,16 @@ impl Sink for Engine {
         Engine::ingest(self, batch, source, now_ms)
     }
 
+    fn ingest_scrape(
+        &self,
+        batch: &[SeriesSamples],
+        counters: &[SeriesSamples],
+        source: &str,
+        now_ms: i64,
+    ) -> Result<usize, IngestError> {
+        Engine::ingest_scrape(self, batch, counters, source, now_ms)
+    }
+
     fn wants_warm_up(&self, record: &str) -> bool {
         wants_warm_up(&self.current(), record)
     }
@@ -1047,6 +1127,9 @@ impl SeriesState {
                 max_values,
             )),
             DetectorSpec::Ema(_) | DetectorSpec::Cusum(_) => SeriesWindow::Ema(EmaState::default()),
+            DetectorSpec::Counts(spec) => {
+                SeriesWindow::Counts(CountWindows::new(spec.kind, &spec.reference, spec.current))
+            }
         };
         SeriesState {
             window,
@@ -1069,6 +1152,11 @@ enum Job {
         received: u64,
     },
     Ema(EmaState),
+    /// A test of two windows of counts, which had taken in `received` increases.
+    Counts {
+        view: crate::window::counts::CountView,
+        received: u64,
+    },
     /// Nothing arrived since the last test: its outcome stands.
     Unchanged(Outcome),
 }
@@ -1099,6 +1187,13 @@ impl Job {
                 },
             },
             SeriesWindow::Ema(e) => Job::Ema(*e),
+            SeriesWindow::Counts(w) => match &s.tested {
+                Some((at, last)) if *at == w.received() => Job::Unchanged(last.clone()),
+                _ => Job::Counts {
+                    view: w.view(now_ms),
+                    received: w.received(),
+                },
+            },
         }
     }
 
@@ -1132,9 +1227,36 @@ impl Job {
                 match test_values(spec.test, reference, current) {
                     Ok((statistic, p_value)) => {
                         out.statistic = Some(statistic);
-                        out.p_value = Some(p_value);
+                        out.p_value = p_value;
                     }
                     Err(e) => out.error = Some(e),
+                }
+                out
+            }
+            (Job::Counts { view, received }, DetectorSpec::Counts(spec)) => {
+                let total = |v: &[f64]| v.iter().sum::<f64>();
+                let (n, m) = (total(&view.reference), total(&view.current));
+                let mut out = Outcome {
+                    reference_samples: n as usize,
+                    current_samples: m as usize,
+                    tested_at: Some(received),
+                    ..Outcome::default()
+                };
+                // No verdict before the reference is whole, on too few observations, or on
+                // one bucket (nothing to compare).
+                if !view.reference_complete
+                    || n < rule.min_samples as f64
+                    || m < rule.min_samples as f64
+                    || view.bins.len() < 2
+                {
+                    return out;
+                }
+                match binned::test_counts(spec.test, &view.reference, &view.current, false) {
+                    Ok(r) => {
+                        out.statistic = Some(r.statistic);
+                        out.p_value = r.p_value;
+                    }
+                    Err(e) => out.error = Some(e.to_string()),
                 }
                 out
             }
@@ -1208,23 +1330,40 @@ fn run_jobs(jobs: Vec<(SeriesKey, Job)>, rule: &Rule) -> Vec<(SeriesKey, Outcome
         .collect()
 }
 
-/// `(statistic, p-value)` of a raw-value rule's test on its two windows, both sorted.
-fn test_values(test: ValueTest, reference: &[f64], current: &[f64]) -> Result<(f64, f64), String> {
+/// `(statistic, p-value)` of a raw-value rule's test on its two windows, both sorted; no
+/// p-value for a distance.
+fn test_values(
+    test: ValueTest,
+    reference: &[f64],
+    current: &[f64],
+) -> Result<(f64, Option<f64>), String> {
     match test {
         ValueTest::Ks {
             alternative,
             method,
         } => ks::ks_2samp_sorted(reference, current, alternative, method)
-            .map(|r| (r.statistic, r.p_value))
+            .map(|r| (r.statistic, Some(r.p_value)))
             .map_err(|e| e.to_string()),
         ValueTest::Cvm => cvm::cramervonmises_2samp(reference, current, cvm::CvmMethod::Auto)
-            .map(|r| (r.statistic, r.p_value))
+            .map(|r| (r.statistic, Some(r.p_value)))
             .map_err(|e| e.to_string()),
         ValueTest::Anderson => {
             anderson::anderson_2samp(reference, current, anderson::Variant::Midrank)
-                .map(|r| (r.statistic, r.p_value_below_floor()))
+                .map(|r| (r.statistic, Some(r.p_value_below_floor())))
                 .map_err(|e| e.to_string())
         }
+        ValueTest::Binned { test, bins } => {
+            let (a, b) = evaluate::quantile_bins(reference, current, bins).map_err(|e| e.0)?;
+            binned::test_counts(test, &a, &b, false)
+                .map(|r| (r.statistic, r.p_value))
+                .map_err(|e| e.to_string())
+        }
+        ValueTest::Wasserstein => wasserstein::wasserstein_distance(reference, current, None, None)
+            .map(|d| (d, None))
+            .map_err(|e| e.to_string()),
+        ValueTest::Energy => energy::energy_distance(reference, current, None, None)
+            .map(|d| (d, None))
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -1233,14 +1372,32 @@ fn test_values(test: ValueTest, reference: &[f64], current: &[f64]) -> Result<(f
 /// [`budget`]), and `correction` spans the series tested now. Outcomes carried over from an
 /// earlier test keep their verdict.
 fn decide(rule: &Rule, interval: Duration, results: &mut [(SeriesKey, Outcome)]) {
-    let DetectorSpec::Ks(spec) = &rule.detector else {
-        return;
+    let (level, correction, floor, threshold) = match &rule.detector {
+        DetectorSpec::Ks(s) => (&s.level, s.correction, s.statistic, s.threshold),
+        DetectorSpec::Counts(s) => (&s.level, s.correction, s.statistic, s.threshold),
+        _ => return,
     };
+    // A distance (no p-value) is drifted when it reaches its threshold.
+    if let Some(t) = threshold {
+        for (_, out) in results.iter_mut().filter(|(_, o)| o.tested_at.is_some()) {
+            if let Some(d) = out.statistic {
+                out.threshold = Some(t);
+                out.verdict = Some(if d >= t {
+                    Verdict::Drifted
+                } else {
+                    Verdict::Stable
+                });
+            }
+        }
+        return;
+    }
+    let spec = (level, correction, floor);
     let fresh: Vec<usize> = (0..results.len())
         .filter(|&i| results[i].1.tested_at.is_some() && results[i].1.p_value.is_some())
         .collect();
-    let level = spec.level.per_test(interval, fresh.len());
-    let threshold = match spec.correction {
+    let (level, correction, floor) = spec;
+    let level = level.per_test(interval, fresh.len());
+    let threshold = match correction {
         Correction::Bonferroni => level / fresh.len().max(1) as f64,
         Correction::None | Correction::Bh => level,
     };
@@ -1248,12 +1405,12 @@ fn decide(rule: &Rule, interval: Duration, results: &mut [(SeriesKey, Outcome)])
         .iter()
         .map(|&i| results[i].1.p_value.unwrap_or(f64::NAN))
         .collect();
-    let evidence = budget::evidence(&ps, level, spec.correction);
+    let evidence = budget::evidence(&ps, level, correction);
     for (&i, evident) in fresh.iter().zip(evidence) {
         let out = &mut results[i].1;
         out.threshold = Some(threshold);
         let d = out.statistic.unwrap_or(f64::NAN);
-        out.verdict = Some(Verdict::of(evident, d, spec.statistic));
+        out.verdict = Some(Verdict::of(evident, d, floor));
     }
 }
 
@@ -1271,6 +1428,16 @@ fn routes_for(generation: &Generation, metric: &str, labels: &Labels) -> Vec<Rou
             if !rt.rule.selector.matches(metric, labels) {
                 continue;
             }
+            // A count rule's series is the labels without its bin label, which it needs.
+            let bin_label = match &rt.rule.detector {
+                DetectorSpec::Counts(spec) => {
+                    if !labels.contains_key(&spec.bin_label) {
+                        continue;
+                    }
+                    Some(spec.bin_label.as_str())
+                }
+                _ => None,
+            };
             let key = match &rt.rule.by {
                 // A selector that does not name one metric never pools series of different
                 // names: the name is part of the window key (shown as `metric`).
@@ -1284,6 +1451,14 @@ fn routes_for(generation: &Generation, metric: &str, labels: &Labels) -> Vec<Rou
                     .iter()
                     .filter_map(|l| labels.get(l).map(|v| (l.clone(), v.clone())))
                     .collect(),
+            };
+            let key = match bin_label {
+                Some(l) => {
+                    let mut key = key;
+                    key.remove(l);
+                    key
+                }
+                None => key,
             };
             routes.push((Arc::clone(rt), Arc::new(key)));
         }

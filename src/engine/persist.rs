@@ -12,6 +12,7 @@ use crate::detect::control::Welford;
 use crate::engine::state::{Machine, Status};
 use crate::store::codec::{DecodeError, Reader, Writer};
 use crate::store::{Store, StoreError};
+use crate::window::counts::{CountParts, CountWindows};
 use crate::window::{EmaState, SampleWindows};
 
 const RECORD_VERSION: u8 = 1;
@@ -77,6 +78,22 @@ fn encode(state: &SeriesState, fp: u64, separate_reference: bool) -> Vec<u8> {
                 w.u8(0).f64s(parts.first.iter());
             }
             w.f64s(parts.recent).i64s(parts.times.iter());
+        }
+        SeriesWindow::Counts(c) => {
+            let parts = c.parts();
+            w.u8(4).u64(parts.bins.len() as u64);
+            for (label, last, first, seen) in &parts.bins {
+                w.str(label).f64(*last).i64(*first).i64(*seen);
+            }
+            for chunks in [&parts.fine, &parts.coarse] {
+                w.u64(chunks.len() as u64);
+                for (start, counts) in chunks {
+                    w.i64(*start).f64s(counts.iter());
+                }
+            }
+            w.f64s(parts.frozen.iter())
+                .opt_i64(parts.start_ms)
+                .u64(parts.received);
         }
         SeriesWindow::Ema(e) => {
             // Kind 1 as before for a plain EMA; kind 3 adds a chart's baseline and sums.
@@ -192,6 +209,42 @@ fn decode(
                 e.lo = r.f64("cusum lower sum")?;
             }
             SeriesWindow::Ema(e)
+        }
+        (4, DetectorSpec::Counts(spec)) => {
+            let n = r.u64("bin count")?;
+            let mut bins = Vec::new();
+            for _ in 0..n {
+                bins.push((
+                    r.string("bin label")?,
+                    r.f64("bin counter")?,
+                    r.i64("bin first seen")?,
+                    r.i64("bin last seen")?,
+                ));
+            }
+            let mut chunks = || -> Result<Vec<(i64, Vec<f64>)>, DecodeError> {
+                let n = r.u64("chunk count")?;
+                let mut out = Vec::new();
+                for _ in 0..n {
+                    out.push((r.i64("chunk start")?, r.f64s("chunk counts")?));
+                }
+                Ok(out)
+            };
+            let fine = chunks()?;
+            let coarse = chunks()?;
+            let parts = CountParts {
+                bins,
+                fine,
+                coarse,
+                frozen: r.f64s("frozen counts")?,
+                start_ms: r.opt_i64("series start")?,
+                received: r.u64("increases received")?,
+            };
+            let w = CountWindows::from_parts(spec.kind, &spec.reference, spec.current, parts)
+                .ok_or(DecodeError {
+                    at: 0,
+                    what: "count windows do not fit the rule",
+                })?;
+            SeriesWindow::Counts(w)
         }
         _ => {
             return Err(DecodeError {

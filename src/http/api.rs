@@ -227,20 +227,25 @@ fn num(v: Option<f64>) -> serde_json::Value {
 
 /// How a p-value rule decides: `alpha` as written, or the budget it calibrates to.
 fn level_json(rule: &crate::config::model::Rule) -> serde_json::Value {
+    use crate::config::model::DetectorSpec;
     use crate::detect::budget::Level;
-    match &rule.detector {
-        crate::config::model::DetectorSpec::Ks(spec) => match spec.level {
-            Level::Alpha(a) => json!({"alpha": a, "correction": spec.correction.as_str()}),
-            Level::Budget {
-                false_alarms,
-                scope,
-            } => json!({
-                "false_alarms": false_alarms.to_string(),
-                "false_alarms_scope": scope.as_str(),
-                "correction": spec.correction.as_str(),
-            }),
-        },
-        _ => serde_json::Value::Null,
+    let (level, correction) = match &rule.detector {
+        DetectorSpec::Ks(spec) if spec.threshold.is_none() => (spec.level, spec.correction),
+        DetectorSpec::Counts(spec) if spec.threshold.is_none() => (spec.level, spec.correction),
+        DetectorSpec::Ks(spec) => return json!({"threshold": spec.threshold}),
+        DetectorSpec::Counts(spec) => return json!({"threshold": spec.threshold}),
+        _ => return serde_json::Value::Null,
+    };
+    match level {
+        Level::Alpha(a) => json!({"alpha": a, "correction": correction.as_str()}),
+        Level::Budget {
+            false_alarms,
+            scope,
+        } => json!({
+            "false_alarms": false_alarms.to_string(),
+            "false_alarms_scope": scope.as_str(),
+            "correction": correction.as_str(),
+        }),
     }
 }
 

@@ -196,6 +196,10 @@ fn rule_header(out: &mut String, g: &GroupRuntime, ri: usize, series: &[&SeriesO
 /// calibrated, is in its row).
 fn threshold(rule: &Rule) -> String {
     match &rule.detector {
+        DetectorSpec::Ks(spec) if spec.threshold.is_some() => format!(
+            "drifted when the statistic ≥ {}",
+            spec.threshold.unwrap_or(f64::NAN)
+        ),
         DetectorSpec::Ks(spec) => {
             let level = match &spec.level {
                 Level::Alpha(a) => format!("drifted when p ≤ {a}"),
@@ -220,6 +224,13 @@ fn threshold(rule: &Rule) -> String {
             }
         }
         DetectorSpec::Cusum(_) => "drifted when the CUSUM passes its decision interval".into(),
+        DetectorSpec::Counts(spec) => match (spec.threshold, &spec.level) {
+            (Some(t), _) => format!("drifted when the statistic ≥ {t}"),
+            (None, Level::Alpha(a)) => format!("drifted when p ≤ {a}"),
+            (None, Level::Budget { false_alarms, .. }) => {
+                format!("drifted when p ≤ the level calibrated for false_alarms {false_alarms}")
+            }
+        },
     }
 }
 

@@ -67,6 +67,20 @@ pub trait Sink: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<usize, IngestError>;
 
+    /// [`ingest`](Self::ingest) of a scrape: `batch` (counters as rates) and `counters`
+    /// (their cumulative values, for the rules that count increases themselves), applied
+    /// together or not at all.
+    fn ingest_scrape(
+        &self,
+        batch: &[SeriesSamples],
+        counters: &[SeriesSamples],
+        source: &str,
+        now_ms: i64,
+    ) -> Result<usize, IngestError> {
+        let _ = counters;
+        self.ingest(batch, source, now_ms)
+    }
+
     /// Should a query source warm up `record` from history? When at least one rule can take
     /// series of that name and every such rule is still empty.
     fn wants_warm_up(&self, record: &str) -> bool;

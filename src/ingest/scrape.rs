@@ -12,7 +12,9 @@
 //!   `exported_<name>` (`exported_exported_<name>`, ... when that is taken too), as
 //!   Prometheus does with `honor_labels: false`;
 //! - gauges, untyped/unknown, info and stateset values are taken as they are;
-//! - counters become per-second rates between two successive scrapes of the series
+//! - counters become per-second rates between two successive scrapes of the series for
+//!   raw-value rules; `categories:` and `histogram:` rules take their cumulative values
+//!   instead, and count increases themselves, as for every other source
 //!   (`(v - v_prev) / (t - t_prev)`, `t` the sample's own timestamp when it has one, else
 //!   the scrape's start). The first scrape of a series gives no value; a decrease is a
 //!   counter reset and that interval gives no value either;
@@ -339,11 +341,11 @@ pub async fn scrape_once(
         // The counters were read, whatever the engine says next: rates go on from here.
         rates.last = samples.counters;
         drop(rates);
-        if samples.batch.is_empty() {
+        if samples.batch.is_empty() && samples.counters_raw.is_empty() {
             return Ok(0);
         }
         ctx.sink
-            .ingest(&samples.batch, SOURCE, now_ms())
+            .ingest_scrape(&samples.batch, &samples.counters_raw, SOURCE, now_ms())
             .map_err(|e| ScrapeError::SeriesLimit(e.to_string()))
     })
     .await
@@ -404,6 +406,9 @@ async fn fetch(
 #[derive(Debug, Default)]
 pub struct Samples {
     pub batch: Vec<SeriesSamples>,
+    /// Every counter's cumulative value as read, for `histogram:`/`categories:` rules, which
+    /// count increases themselves (the batch has rates).
+    pub counters_raw: Vec<SeriesSamples>,
     /// Every counter series read, with its value and time: the next scrape's base.
     pub counters: HashMap<(String, Labels), (f64, i64)>,
     pub non_finite: usize,
@@ -445,6 +450,11 @@ pub fn to_samples(
                 (t > t0 && p.value >= v0).then(|| (p.value - v0) / ((t - t0) as f64 / 1000.0))
             });
             out.counters.insert(key.clone(), (p.value, t));
+            out.counters_raw.push(SeriesSamples {
+                metric: key.0.clone(),
+                labels: key.1.clone(),
+                values: vec![p.value],
+            });
             match rate {
                 Some(r) => r,
                 None => continue,

@@ -10,6 +10,8 @@
 //! eighth: about 16 bytes per value (the arrival-order copy and the sorted copy), 8 for a
 //! frozen reference.
 
+pub mod counts;
+
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -7,6 +7,7 @@ mod cli;
 mod cvm_vectors;
 mod dataset_eval;
 mod disk_full;
+mod distributions;
 mod distance_vectors;
 mod divergence_vectors;
 mod durability;
