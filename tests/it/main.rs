@@ -22,6 +22,7 @@ mod kubernetes;
 mod npy_eval;
 mod prom;
 mod prometheus;
+mod prometheus_distributions;
 mod prometheus_feeds;
 mod properties;
 mod push_timestamps;

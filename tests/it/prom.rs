@@ -139,6 +139,16 @@ impl Prometheus {
     /// Starts Prometheus with `config` as `prometheus.yml` and `files` next to it, with
     /// `--web.enable-lifecycle` (for [`Prometheus::reload`]).
     pub async fn start(config: &str, files: &[(&str, &str)]) -> Prometheus {
+        Prometheus::start_at(config, files, None).await
+    }
+
+    /// [`Prometheus::start`] on a port picked beforehand (for a config that must name
+    /// Prometheus's URL before it runs); no retry on another port.
+    pub async fn start_on(config: &str, port: u16) -> Prometheus {
+        Prometheus::start_at(config, &[], Some(port)).await
+    }
+
+    async fn start_at(config: &str, files: &[(&str, &str)], port: Option<u16>) -> Prometheus {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("prometheus.yml"), config).expect("write config");
         for (name, text) in files {
@@ -149,7 +159,8 @@ impl Prometheus {
         driftgauge::net::install_crypto_provider();
         let client = reqwest::Client::new();
         for _attempt in 0..3 {
-            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+            let picked = port.unwrap_or_else(free_port);
+            let addr: SocketAddr = format!("127.0.0.1:{picked}").parse().expect("addr");
             let log_path = dir.path().join("prometheus.log");
             let log = std::fs::File::create(&log_path).expect("log");
             let mut child = Command::new("prometheus")
@@ -184,7 +195,7 @@ impl Prometheus {
                 Err(log) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    if !log.contains("address already in use") {
+                    if port.is_some() || !log.contains("address already in use") {
                         panic!("prometheus did not start:\n{log}");
                     }
                     let _ = std::fs::remove_dir_all(dir.path().join("data"));
