@@ -86,8 +86,8 @@ const MAX_OLD_CHUNKS: i64 = 1024;
 
 #[derive(Debug, Clone)]
 struct Bin {
-    /// The label value naming it.
-    label: String,
+    /// The label value naming it (shared with every view, not copied).
+    label: Arc<str>,
     /// The upper edge, for histograms.
     edge: f64,
     /// The counter's last value.
@@ -153,7 +153,7 @@ pub struct CountParts {
 pub struct CountView {
     /// Bin names: `le` values in ascending order, or categories (the last `other` when the
     /// current window saw categories the reference did not).
-    pub bins: Vec<String>,
+    pub bins: Vec<Arc<str>>,
     pub reference: Vec<f64>,
     pub current: Vec<f64>,
     /// False while a `first` reference is still filling, or a `range` is not over yet.
@@ -228,7 +228,7 @@ impl CountWindows {
         }
         let id = self.bins.len();
         self.bins.push(Bin {
-            label: label.to_string(),
+            label: Arc::from(label),
             edge,
             last: f64::NAN,
             first_ms: at_ms,
@@ -460,7 +460,10 @@ impl CountWindows {
                         .collect()
                 };
                 CountView {
-                    bins: ids.iter().map(|&i| self.bins[i].label.clone()).collect(),
+                    bins: ids
+                        .iter()
+                        .map(|&i| Arc::clone(&self.bins[i].label))
+                        .collect(),
                     reference: per_bucket(&reference),
                     current: per_bucket(&current),
                     reference_complete: complete,
@@ -471,7 +474,7 @@ impl CountWindows {
                 let mut other = 0.0;
                 for i in 0..n {
                     if seen(&self.bins[i], span) && reference[i] > 0.0 {
-                        bins.push(self.bins[i].label.clone());
+                        bins.push(Arc::clone(&self.bins[i].label));
                         r.push(reference[i]);
                         c.push(current[i]);
                     } else {
@@ -479,7 +482,7 @@ impl CountWindows {
                     }
                 }
                 if other > 0.0 {
-                    bins.push("other".into());
+                    bins.push(Arc::from("other"));
                     r.push(0.0);
                     c.push(other);
                 }
@@ -501,7 +504,7 @@ impl CountWindows {
             bins: self
                 .bins
                 .iter()
-                .map(|b| (b.label.clone(), b.last, b.first_ms, b.last_ms))
+                .map(|b| (b.label.to_string(), b.last, b.first_ms, b.last_ms))
                 .collect(),
             fine: chunks(&self.fine),
             coarse: chunks(&self.coarse),
@@ -565,6 +568,10 @@ mod tests {
     const S: i64 = 1000;
     const MIN: i64 = 60 * S;
 
+    fn names(v: &CountView) -> Vec<&str> {
+        v.bins.iter().map(|b| &**b).collect()
+    }
+
     /// Feeds a classic histogram's cumulative buckets at `t`.
     fn feed(w: &mut CountWindows, t: i64, buckets: &[(&str, f64)]) {
         for (le, v) in buckets {
@@ -597,7 +604,7 @@ mod tests {
         );
         let v = w.view(12 * MIN);
         assert!(v.reference_complete);
-        assert_eq!(v.bins, ["0.5", "1", "+Inf"]);
+        assert_eq!(names(&v), ["0.5", "1", "+Inf"]);
         assert_eq!(v.reference, [4.0, 6.0, 0.0]);
         assert_eq!(v.current, [10.0, 0.0, 1.0]);
         // Five minutes later nothing new is in the current window.
@@ -637,7 +644,7 @@ mod tests {
         w.observe("c", 0.0, 2 * MIN);
         w.observe("c", 7.0, 3 * MIN);
         let v = w.view(4 * MIN);
-        assert_eq!(v.bins, ["a", "b", "other"]);
+        assert_eq!(names(&v), ["a", "b", "other"]);
         assert_eq!(v.reference, [30.0, 10.0, 0.0]);
         assert_eq!(v.current, [20.0, 0.0, 7.0]);
     }
@@ -683,7 +690,7 @@ mod tests {
         feed(&mut w, 2 * MIN, &[("1", 0.0), ("1.5", 0.0), ("+Inf", 0.0)]);
         feed(&mut w, 3 * MIN, &[("1", 5.0), ("1.5", 8.0), ("+Inf", 9.0)]);
         let v = w.view(4 * MIN);
-        assert_eq!(v.bins, ["1", "+Inf"]);
+        assert_eq!(names(&v), ["1", "+Inf"]);
         assert_eq!(v.reference, [10.0, 20.0]);
         assert_eq!(v.current, [5.0, 4.0]);
     }

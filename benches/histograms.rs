@@ -1,0 +1,161 @@
+//! Evaluation cycle of `histogram:` rules (`cargo bench --bench histograms`): many histogram
+//! series of 20 buckets (classic `_bucket{le}` counters, as a scrape or remote write brings
+//! them), a frozen `first: 1h` reference and a `duration: 30m` current window, fed a scrape a
+//! minute for 90 simulated minutes, then timed scrape by scrape.
+//!
+//! Prints, per detector, the median time of `Engine::evaluate_group` (what
+//! `driftgauge_rule_group_last_duration_seconds` reports) over `--rounds` evaluations, each
+//! after one more scrape (so every series is tested afresh, none skipped as unchanged), and
+//! the median time to ingest that scrape. `-- --series=N` (10,000), `-- --rounds=N` (11).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use driftgauge::config::model::{Config, Labels, RuleSet};
+use driftgauge::config::{parse_rule_file, RuleContext};
+use driftgauge::engine::Engine;
+use driftgauge::labels::SeriesSamples;
+use driftgauge::output::webhook::WebhookSender;
+use driftgauge::telemetry::Telemetry;
+
+const BUCKETS: usize = 20;
+const MIN: i64 = 60_000;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// One scrape of every series: `per_scrape` new observations each, drawn as `u^2` and
+/// counted into cumulative buckets of width 1/(BUCKETS-1), the last `+Inf`.
+fn scrape(
+    counts: &mut [[f64; BUCKETS]],
+    edges: &[String],
+    rng: &mut Rng,
+    per_scrape: usize,
+) -> Vec<SeriesSamples> {
+    let mut batch = Vec::with_capacity(counts.len() * BUCKETS);
+    for (i, c) in counts.iter_mut().enumerate() {
+        for _ in 0..per_scrape {
+            let x = rng.next() * rng.next();
+            let first = ((x * (BUCKETS - 1) as f64).ceil() as usize).min(BUCKETS - 1);
+            for b in c.iter_mut().skip(first) {
+                *b += 1.0;
+            }
+        }
+        for (e, v) in edges.iter().zip(c.iter()) {
+            let labels: Labels = [
+                ("model".to_string(), format!("m{i}")),
+                ("le".to_string(), e.clone()),
+            ]
+            .into_iter()
+            .collect();
+            batch.push(SeriesSamples {
+                metric: "score_bucket".into(),
+                labels,
+                values: vec![*v],
+            });
+        }
+    }
+    batch
+}
+
+fn scenario(detector: &str, extra: &str, series: usize, rounds: usize) {
+    let rules = format!(
+        "groups:\n  - name: g\n    interval: 1m\n    rules:\n      - name: r\n        detector: {detector}\n        histogram: score\n        reference: {{first: 1h}}\n        current: {{duration: 30m}}\n{extra}"
+    );
+    let groups = parse_rule_file(
+        &rules,
+        "bench.yml",
+        &RuleContext {
+            base_dir: std::path::Path::new("."),
+            default_interval: Duration::from_secs(60),
+            webhooks: None,
+        },
+    )
+    .expect("bench rules");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _guard = rt.enter();
+    let telemetry = Arc::new(Telemetry::default());
+    let sender = WebhookSender::new(Default::default(), Arc::clone(&telemetry)).expect("sender");
+    let mut config = Config::default();
+    config.limits.max_series = 10_000_000;
+    config.limits.max_series_per_rule = 10_000_000;
+    config.limits.max_held_values = usize::MAX;
+    let engine = Engine::new(config, RuleSet { groups }, telemetry, Arc::new(sender));
+    let edges: Vec<String> = (1..BUCKETS)
+        .map(|i| format!("{}", i as f64 / (BUCKETS - 1) as f64))
+        .chain(std::iter::once("+Inf".to_string()))
+        .collect();
+    let mut counts = vec![[0.0; BUCKETS]; series];
+    let mut rng = Rng(7);
+    // 90 minutes: the reference hour, then half an hour of current window.
+    let start = 1_000 * MIN;
+    for minute in 0..90 {
+        let batch = scrape(&mut counts, &edges, &mut rng, 50);
+        engine
+            .ingest(&batch, "bench", start + minute * MIN)
+            .expect("ingest");
+    }
+    let generation = engine.current();
+    engine.evaluate_group(&generation, 0, start + 90 * MIN);
+    let (mut evals, mut ingests) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let now = start + (91 + round as i64) * MIN;
+        let batch = scrape(&mut counts, &edges, &mut rng, 50);
+        let t = Instant::now();
+        engine.ingest(&batch, "bench", now).expect("ingest");
+        ingests.push(t.elapsed());
+        let t = Instant::now();
+        engine.evaluate_group(&generation, 0, now);
+        evals.push(t.elapsed());
+    }
+    let output = generation.groups[0].output();
+    let decided = output
+        .series
+        .iter()
+        .filter(|s| s.p_value.is_some() || s.statistic.is_some())
+        .count();
+    assert_eq!(decided, series, "every series decided");
+    println!(
+        "| {detector:>13} | {series:>6} | {BUCKETS:>7} | {rounds:>4} | {:>9.2} ms | {:>9.2} ms |",
+        median(evals).as_secs_f64() * 1e3,
+        median(ingests).as_secs_f64() * 1e3,
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |name: &str, default: usize| {
+        args.iter()
+            .find_map(|a| a.strip_prefix(name))
+            .map(|n| n.parse().expect("a number"))
+            .unwrap_or(default)
+    };
+    let series = arg("--series=", 10_000);
+    let rounds = arg("--rounds=", 11);
+    println!("| detector | series | buckets | runs | evaluate_group (median) | ingest one scrape (median) |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for (detector, extra) in [
+        ("chi2", ""),
+        ("ks", ""),
+        ("psi", "        threshold: 0.2\n"),
+    ] {
+        scenario(detector, extra, series, rounds);
+    }
+}
