@@ -44,6 +44,14 @@ groups:
         reference: {first: 200}
         current: {last: 200}
         min_samples: 50
+      - name: score_psi
+        detector: psi
+        threshold: 0.25
+        bins: 10
+        series: 'prediction_score{model="ranker"}'
+        reference: {first: 200}
+        current: {last: 200}
+        min_samples: 50
   - name: service
     interval: 100ms
     rules:
