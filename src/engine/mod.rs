@@ -24,7 +24,7 @@ use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use tokio::sync::watch;
 
 use crate::cluster::Cluster;
-use crate::config::model::{Config, DetectorSpec, Group, Rule, RuleSet, ValueTest};
+use crate::config::model::{Config, DetectorSpec, Group, Rule, RuleSet, TimeReference, ValueTest};
 use crate::config::selector::Selector;
 use crate::config::template;
 use crate::detect::budget::{self, Correction};
@@ -1072,6 +1072,23 @@ impl Sink for Engine {
 
     fn wants_warm_up(&self, record: &str) -> bool {
         wants_warm_up(&self.current(), record)
+    }
+
+    fn reference_span(&self, record: &str) -> Option<(i64, i64)> {
+        let generation = self.current();
+        generation
+            .groups
+            .iter()
+            .flat_map(|g| &g.rules)
+            .filter(|rt| can_take(&rt.rule.selector, record))
+            .filter_map(|rt| match &rt.rule.detector {
+                DetectorSpec::Counts(spec) => match spec.reference {
+                    TimeReference::Range { start_ms, end_ms } => Some((start_ms, end_ms)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .reduce(|(a0, a1), (b0, b1)| (a0.min(b0), a1.max(b1)))
     }
 
     fn generation(&self) -> u64 {

@@ -81,6 +81,14 @@ pub trait Sink: Send + Sync + 'static {
         self.ingest(batch, source, now_ms)
     }
 
+    /// The span `[start_ms, end_ms)` of history that rules taking `record` pin as their
+    /// reference (`reference: {range: ...}`), when there is one: a query source's warm-up
+    /// reads it first, so a known-good period driftgauge did not see still fills them.
+    fn reference_span(&self, record: &str) -> Option<(i64, i64)> {
+        let _ = record;
+        None
+    }
+
     /// Should a query source warm up `record` from history? When at least one rule can take
     /// series of that name and every such rule is still empty.
     fn wants_warm_up(&self, record: &str) -> bool;

@@ -343,35 +343,31 @@ impl SourceCtx {
     /// Reads the last [`WARM_UP_RANGE`] of `q` and feeds it in time order.
     async fn warm_up(&self, q: &Query) -> Result<(), QueryError> {
         let started = now_ms();
+        // A reference pinned to a period before the warm-up's hour is read first, in time
+        // order, so counters count their increases in the order they happened.
+        let mut pinned = 0;
+        let warm_start = started - WARM_UP_RANGE.as_millis() as i64;
+        if let Some((start, end)) = self.feed.sink.reference_span(&q.record) {
+            let end = end.min(warm_start);
+            if start < end {
+                let data = self.query_range(&q.expr, start, end).await?;
+                for (at_ms, batch) in &range_batches(&q.record, data)? {
+                    if !self.ingest(q, batch.clone(), *at_ms, u64::MAX).await {
+                        break;
+                    }
+                    pinned += batch.iter().map(|s| s.values.len()).sum::<usize>();
+                }
+            }
+        }
         let data = match warm_up_selector(&q.expr) {
             Some(selector) => {
                 let expr = format!("{selector}[{}s]", WARM_UP_RANGE.as_secs());
                 self.get("/api/v1/query", &[("query", expr)]).await?
             }
-            None => {
-                let end = started as f64 / 1000.0;
-                let range = WARM_UP_RANGE.as_secs_f64();
-                let step = self
-                    .source
-                    .interval
-                    .as_secs_f64()
-                    .max(range / (MAX_RANGE_POINTS - 1.0));
-                // Whole milliseconds, rounded up so the point limit holds.
-                let step = (step * 1000.0).ceil() / 1000.0;
-                self.get(
-                    "/api/v1/query_range",
-                    &[
-                        ("query", q.expr.clone()),
-                        ("start", format!("{:.3}", end - range)),
-                        ("end", format!("{end:.3}")),
-                        ("step", format!("{step:.3}")),
-                    ],
-                )
-                .await?
-            }
+            None => self.query_range(&q.expr, warm_start, started).await?,
         };
         let batches = range_batches(&q.record, data)?;
-        let mut samples = 0;
+        let mut samples = pinned;
         for (at_ms, batch) in &batches {
             if !self.ingest(q, batch.clone(), *at_ms, u64::MAX).await {
                 break;
@@ -395,6 +391,34 @@ impl SourceCtx {
             s.last_series = series;
         });
         Ok(())
+    }
+
+    /// `query_range` of `expr` over `[start_ms, end_ms]`, at the source's interval or the
+    /// step that keeps under Prometheus's 11,000 points a series.
+    async fn query_range(
+        &self,
+        expr: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<ApiData, QueryError> {
+        let (start, end) = (start_ms as f64 / 1000.0, end_ms as f64 / 1000.0);
+        let step = self
+            .source
+            .interval
+            .as_secs_f64()
+            .max((end - start) / (MAX_RANGE_POINTS - 1.0));
+        // Whole milliseconds, rounded up so the point limit holds.
+        let step = (step * 1000.0).ceil() / 1000.0;
+        self.get(
+            "/api/v1/query_range",
+            &[
+                ("query", expr.to_string()),
+                ("start", format!("{start:.3}")),
+                ("end", format!("{end:.3}")),
+                ("step", format!("{step:.3}")),
+            ],
+        )
+        .await
     }
 
     /// GETs `{url}{path}?{params}&timeout=...` and returns the `data` of a successful answer.

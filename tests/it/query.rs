@@ -328,3 +328,95 @@ groups:
     assert_eq!(warms, 1, "warmed once");
     stop(stop_tx, task).await;
 }
+
+/// A matrix of two class counters at `times` (Unix seconds): legit and fraud counts.
+fn class_matrix(points: &[(i64, f64, f64)]) -> String {
+    let series = |i: usize, class: &str| {
+        let values: Vec<String> = points
+            .iter()
+            .map(|p| format!(r#"[{},"{}"]"#, p.0, if i == 0 { p.1 } else { p.2 }))
+            .collect();
+        format!(
+            r#"{{"metric":{{"class":"{class}"}},"values":[{}]}}"#,
+            values.join(",")
+        )
+    };
+    format!(
+        r#"{{"status":"success","data":{{"resultType":"matrix","result":[{},{}]}}}}"#,
+        series(0, "legit"),
+        series(1, "fraud")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_range_driftgauge_never_saw_is_read_from_the_query_source_first() {
+    let now = now_ms() / 1000;
+    // The known-good day, two days back: 90 legit and 10 fraud every 10 minutes.
+    let (start, end) = (now - 3 * 86_400, now - 2 * 86_400);
+    let day: Vec<(i64, f64, f64)> = (0..144)
+        .map(|i| (start + 600 * i, 90.0 * i as f64, 10.0 * i as f64))
+        .collect();
+    let (legit_end, fraud_end) = (90.0 * 143.0, 10.0 * 143.0);
+    // The last hour: 60 legit and 40 fraud a minute (and the counters went on between).
+    let hour: Vec<(i64, f64, f64)> = (0..60)
+        .map(|j| {
+            let k = (j + 1) as f64;
+            (
+                now - 3600 + 60 * j,
+                legit_end + 60.0 * k,
+                fraud_end + 40.0 * k,
+            )
+        })
+        .collect();
+    let last = *hour.last().expect("points");
+    let (day_body, hour_body) = (class_matrix(&day), class_matrix(&hour));
+    let fx = Receiver::start(Script::from_fn(move |r| {
+        if path(r).ends_with("/query_range") {
+            let from: f64 = param(r, "start").and_then(|s| s.parse().ok()).unwrap_or(0.0);
+            ok(if (from as i64) < now - 86_400 {
+                &day_body
+            } else {
+                &hour_body
+            })
+        } else {
+            ok(&format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{"class":"legit"}},"value":[{now},"{}"]}},{{"metric":{{"class":"fraud"}},"value":[{now},"{}"]}}]}}}}"#,
+                last.1, last.2
+            ))
+        }
+    }))
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = format!(
+        "rule_files: [rules.yml]\nquery_sources:\n  - name: prom\n    url: {}\n    interval: 50ms\n    queries:\n      - record: predictions_total\n        expr: 'sum by (class) (increase(model_predictions_total[10m]))'\n",
+        fx.url("")
+    );
+    let rules = format!(
+        "groups:\n  - name: g\n    interval: 1h\n    rules:\n      - name: mix\n        detector: chi2\n        categories: predictions_total\n        category_label: class\n        reference: {{range: {{start: '{}', end: '{}'}}}}\n        current: {{duration: 1h}}\n",
+        driftgauge::time::rfc3339(start * 1000),
+        driftgauge::time::rfc3339(end * 1000)
+    );
+    let engine = engine(dir.path(), &config, &rules);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let sources = engine.current().config.query_sources.clone();
+    let task = spawn_query_sources(engine.sources(), sources, stop_rx);
+    wait_until("an instant query after the warm-up", WAIT, || async {
+        fx.requests().iter().any(|r| path(r) == "/api/v1/query")
+    })
+    .await;
+    let seen = fx.requests();
+    // The pinned day first, then the warm-up hour.
+    assert_eq!(path(&seen[0]), "/api/v1/query_range");
+    assert_eq!(param(&seen[0], "start"), Some(format!("{start}.000")));
+    assert_eq!(param(&seen[0], "end"), Some(format!("{end}.000")));
+    assert_eq!(path(&seen[1]), "/api/v1/query_range");
+    let evaluated = evaluate(&engine);
+    let mix = evaluated.iter().find(|e| e.0 == "mix").expect("mix");
+    // 143 increases of 100 inside the day; the hour's 60 of 100 in the current window.
+    assert_eq!(mix.1, 14_300, "{evaluated:?}");
+    assert!((5_900..=6_000).contains(&mix.2), "{evaluated:?}");
+    let generation = engine.current();
+    let status = generation.groups[0].output().series[0].status;
+    assert_eq!(status.as_str(), "drifted");
+    stop(stop_tx, task).await;
+}
