@@ -25,7 +25,7 @@
 //! distinct value, or fewer than 4 observations in all are errors (SciPy raises for the first
 //! three; with 3 observations its variance divides by 0).
 
-use super::sort::sort_samples;
+use super::sort::{merge_sorted, sort_both, sort_samples};
 use super::sum::numpy_sum;
 
 /// The significance levels of [`AndersonResult::critical_values`], in that order.
@@ -175,16 +175,17 @@ pub fn anderson_ksamp<S: AsRef<[f64]>>(
             return Err(AndersonError::NonFinite { sample, index });
         }
     }
-    let sorted: Vec<Vec<f64>> = samples
-        .iter()
-        .map(|s| {
-            let mut s = s.as_ref().to_vec();
-            sort_samples(&mut s);
-            s
-        })
-        .collect();
-    let mut pooled: Vec<f64> = sorted.iter().flatten().copied().collect();
-    sort_samples(&mut pooled);
+    let mut sorted: Vec<Vec<f64>> = samples.iter().map(|s| s.as_ref().to_vec()).collect();
+    let pooled = if let [a, b] = sorted.as_mut_slice() {
+        // Two samples (the rules' case): sorted side by side, pooled by a merge.
+        sort_both(a, b);
+        merge_sorted(a, b)
+    } else {
+        sorted.iter_mut().for_each(|s| sort_samples(s));
+        let mut pooled: Vec<f64> = sorted.iter().flatten().copied().collect();
+        sort_samples(&mut pooled);
+        pooled
+    };
     let n_total = pooled.len();
     let distinct = Distinct::of(&pooled);
     if distinct.values.len() < 2 {

@@ -23,7 +23,7 @@
 
 use super::bessel::kv;
 use super::cephes::{lgam, Dd};
-use super::sort::sort_samples;
+use super::sort::sort_both;
 use super::sum::numpy_sum;
 
 /// `max(n, m)` up to which `auto` computes the exact p-value.
@@ -137,8 +137,7 @@ pub fn cramervonmises_2samp(
 
     let mut xa = reference.to_vec();
     let mut ya = current.to_vec();
-    sort_samples(&mut xa);
-    sort_samples(&mut ya);
+    sort_both(&mut xa, &mut ya);
     let u = rank_sum_u(&xa, &ya);
 
     let (nx_i, ny_i) = (nx as i128, ny as i128);

@@ -27,6 +27,40 @@ pub fn sort_key(x: f64) -> u64 {
     bits ^ mask
 }
 
+/// Below this many values each, [`sort_both`] sorts on the calling thread: a hand-off to
+/// rayon costs more than it saves.
+pub const PARALLEL_MIN_LEN: usize = 1 << 16;
+
+/// Sorts two samples as [`sort_samples`] does, side by side on rayon's pool when both are
+/// large.
+pub fn sort_both(a: &mut [f64], b: &mut [f64]) {
+    if a.len().min(b.len()) >= PARALLEL_MIN_LEN {
+        rayon::join(|| sort_samples(a), || sort_samples(b));
+    } else {
+        sort_samples(a);
+        sort_samples(b);
+    }
+}
+
+/// The two ascending (`total_cmp`) slices merged into one, in order: what sorting their
+/// concatenation gives, bit for bit.
+pub fn merge_sorted(a: &[f64], b: &[f64]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if b[j].total_cmp(&a[i]).is_lt() {
+            out.push(b[j]);
+            j += 1;
+        } else {
+            out.push(a[i]);
+            i += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
 /// The inverse of [`sort_key`].
 #[inline]
 pub fn from_sort_key(key: u64) -> f64 {
@@ -110,6 +144,19 @@ fn scatter(src: &[f64], dst: &mut [f64], offsets: &mut [u32; BUCKETS], pass: usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merging_two_sorted_samples_is_sorting_their_concatenation() {
+        let mut a = vec![3.0, -0.0, 1.0, f64::MIN, 2.5, 2.5];
+        let mut b = vec![0.0, 2.5, -1.0, 7.0];
+        sort_both(&mut a, &mut b);
+        let merged = merge_sorted(&a, &b);
+        let mut all: Vec<f64> = a.iter().chain(&b).copied().collect();
+        all.sort_unstable_by(f64::total_cmp);
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&merged), bits(&all));
+        assert_eq!(merge_sorted(&[], &b), b);
+    }
 
     fn check(values: &[f64]) {
         let mut want = values.to_vec();

@@ -139,8 +139,19 @@ pub(crate) fn cdf_distance(
     reference_weights: Option<&[f64]>,
     current_weights: Option<&[f64]>,
 ) -> Result<f64, DistanceError> {
-    let u = Empirical::new(reference, reference_weights, REFERENCE)?;
-    let v = Empirical::new(current, current_weights, CURRENT)?;
+    // The two samples are sorted side by side (on large inputs).
+    let (u, v) = if reference.len().min(current.len()) >= super::sort::PARALLEL_MIN_LEN {
+        rayon::join(
+            || Empirical::new(reference, reference_weights, REFERENCE),
+            || Empirical::new(current, current_weights, CURRENT),
+        )
+    } else {
+        (
+            Empirical::new(reference, reference_weights, REFERENCE),
+            Empirical::new(current, current_weights, CURRENT),
+        )
+    };
+    let (u, v) = (u?, v?);
     let (us, vs) = (&u.sorted, &v.sorted);
 
     // The pooled values in order (a merge of the two sorted samples).
