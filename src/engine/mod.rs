@@ -197,6 +197,24 @@ impl RuleRuntime {
     }
 }
 
+impl RuleRuntime {
+    /// The two count windows of the series `key` of a `histogram:` or `categories:` rule at
+    /// `now_ms`, for a plot; `None` for an unknown series or another kind of rule.
+    pub fn counts(&self, key: &Labels, now_ms: i64) -> Option<crate::window::counts::CountView> {
+        let mut series = lock(&self.series);
+        let s = series.get_mut(key)?;
+        let SeriesWindow::Counts(w) = &mut s.window else {
+            return None;
+        };
+        let before = w.held();
+        let view = w.view(now_ms);
+        let after = w.held();
+        drop(series);
+        self.account(before, after);
+        Some(view)
+    }
+}
+
 #[derive(Debug, Clone)]
 struct SeriesState {
     window: SeriesWindow,

@@ -13,13 +13,18 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
+use crate::config::model::BinKind;
 use crate::config::model::{DetectorSpec, Rule};
 use crate::detect::budget::Level;
 use crate::detect::ema::EmaBound;
 use crate::engine::state::{History, Status};
 use crate::engine::{Engine, GroupRuntime, SeriesOutput};
-use crate::formats::svg::{ecdf_svg, escape, CURRENT_COLOUR, QUANTILE_POINTS, REFERENCE_COLOUR};
+use crate::formats::svg::{
+    bars_svg, ecdf_svg, escape, top_bars, Bar, CURRENT_COLOUR, MAX_BARS, QUANTILE_POINTS,
+    REFERENCE_COLOUR,
+};
 use crate::time::rfc3339;
+use crate::window::counts::CountView;
 
 /// Series of one rule on a page.
 pub const PAGE: usize = 50;
@@ -254,7 +259,31 @@ fn series_table(
     let rt = &g.rules[ri];
     for s in series {
         let labels = series_labels(s);
-        let plot = if *plots > 0 && matches!(rt.rule.detector, DetectorSpec::Ks(_)) {
+        let plot = if *plots > 0 && matches!(rt.rule.detector, DetectorSpec::Counts(_)) {
+            *plots -= 1;
+            match rt.counts(&s.key, now_ms) {
+                Some(v) if !v.bins.is_empty() => {
+                    let histogram = matches!(
+                        &rt.rule.detector,
+                        DetectorSpec::Counts(c) if c.kind == BinKind::Edges
+                    );
+                    let bars = if histogram {
+                        bucket_bars(&v)
+                    } else {
+                        let counts: Vec<(String, f64, f64)> = v
+                            .bins
+                            .iter()
+                            .zip(v.reference.iter().zip(&v.current))
+                            .map(|(b, (r, c))| (b.to_string(), *r, *c))
+                            .collect();
+                        top_bars(&counts)
+                    };
+                    let what = if histogram { "buckets" } else { "categories" };
+                    bars_svg(&format!("{what} of {labels}: reference and current"), &bars)
+                }
+                _ => "<span class=\"meta\">no counts</span>".to_string(),
+            }
+        } else if *plots > 0 && matches!(rt.rule.detector, DetectorSpec::Ks(_)) {
             *plots -= 1;
             match rt.quantiles(&s.key, now_ms, QUANTILE_POINTS) {
                 Some((r, c)) if !r.is_empty() || !c.is_empty() => {
@@ -289,6 +318,40 @@ fn series_table(
         );
     }
     out.push_str("</tbody></table>");
+}
+
+/// Bars of a histogram's buckets in edge order, as shares of each window (`≤ le`);
+/// neighbouring buckets are joined in pairs until at most [`MAX_BARS`] are left.
+fn bucket_bars(v: &CountView) -> Vec<Bar> {
+    let share = |x: f64, all: &[f64]| {
+        let t: f64 = all.iter().sum();
+        if t > 0.0 {
+            x / t
+        } else {
+            0.0
+        }
+    };
+    let mut bars: Vec<Bar> = v
+        .bins
+        .iter()
+        .enumerate()
+        .map(|(i, le)| Bar {
+            label: format!("≤{le}"),
+            reference: share(v.reference[i], &v.reference),
+            current: share(v.current[i], &v.current),
+        })
+        .collect();
+    while bars.len() > MAX_BARS {
+        bars = bars
+            .chunks(2)
+            .map(|pair| Bar {
+                label: pair.last().map(|b| b.label.clone()).unwrap_or_default(),
+                reference: pair.iter().map(|b| b.reference).sum(),
+                current: pair.iter().map(|b| b.current).sum(),
+            })
+            .collect();
+    }
+    bars
 }
 
 /// The series' labels without `rule` and `group`, as `{name="value", ...}`.

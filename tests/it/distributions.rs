@@ -188,6 +188,18 @@ async fn shifted_scores_and_class_mixes_drift_and_more_traffic_does_not() {
     assert_eq!(held("scores", "b", "current"), Some(5000.0));
     assert_eq!(held("scores", "c", "current"), Some(15000.0));
     assert_eq!(held("classes", "d", "current"), Some(4900.0));
+    // The status page draws the buckets and categories of both windows side by side.
+    let (code, page) = server.get("/").await;
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("buckets of {job=&quot;serve&quot;, model=&quot;a&quot;}"),
+        "{page}"
+    );
+    assert!(
+        page.contains("categories of {model=&quot;a&quot;}"),
+        "{page}"
+    );
+    assert!(page.contains("≤0.1") && page.contains("legit"), "{page}");
     // No `le` or `class` label on the gauges: one series per model.
     assert!(!text.contains("le=\"0.1\",rule=\"scores\""), "{text}");
     server.stop().await;
