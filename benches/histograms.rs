@@ -6,7 +6,8 @@
 //! Prints, per detector, the median time of `Engine::evaluate_group` (what
 //! `driftgauge_rule_group_last_duration_seconds` reports) over `--rounds` evaluations, each
 //! after one more scrape (so every series is tested afresh, none skipped as unchanged), and
-//! the median time to ingest that scrape. `-- --series=N` (10,000), `-- --rounds=N` (11).
+//! the median time to ingest that scrape. `-- --series=N` (10,000), `-- --rounds=N` (11),
+//! `-- --only=chi2|ks|psi`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -149,6 +150,7 @@ fn main() {
     };
     let series = arg("--series=", 10_000);
     let rounds = arg("--rounds=", 11);
+    let only = args.iter().find_map(|a| a.strip_prefix("--only="));
     println!("| detector | series | buckets | runs | evaluate_group (median) | ingest one scrape (median) |");
     println!("|---:|---:|---:|---:|---:|---:|");
     for (detector, extra) in [
@@ -156,6 +158,8 @@ fn main() {
         ("ks", ""),
         ("psi", "        threshold: 0.2\n"),
     ] {
-        scenario(detector, extra, series, rounds);
+        if only.is_none_or(|o| o == detector) {
+            scenario(detector, extra, series, rounds);
+        }
     }
 }

@@ -11,6 +11,26 @@ use driftgauge::detect::report::ks_report;
 use driftgauge::formats::values::parse_values;
 use driftgauge::{app, cluster, config, dataset, logging};
 
+/// `println!` for reports on stdout: a reader that went away (`driftgauge check | head`)
+/// ends the process quietly, with the status a SIGPIPE gives, instead of a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let result = writeln!(std::io::stdout().lock(), $($arg)*);
+        stdout_written(result);
+    }};
+}
+
+/// Exits at once when stdout's reader is gone; other write errors are ignored, as
+/// `println!` cannot report them either (it panics).
+fn stdout_written(result: std::io::Result<()>) {
+    if let Err(e) = result {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "driftgauge",
@@ -336,19 +356,19 @@ async fn shutdown_signal() {
 fn test_rules(files: &[PathBuf]) -> ExitCode {
     let mut failed = false;
     for file in files {
-        println!("Unit Testing:  {}", file.display());
+        outln!("Unit Testing:  {}", file.display());
         match driftgauge::engine::unittest::run_file(file) {
-            Ok(outcome) if outcome.failures.is_empty() => println!("  SUCCESS\n"),
+            Ok(outcome) if outcome.failures.is_empty() => outln!("  SUCCESS\n"),
             Ok(outcome) => {
                 failed = true;
-                println!("  FAILED:");
+                outln!("  FAILED:");
                 for f in &outcome.failures {
-                    println!("    {f}");
+                    outln!("    {f}");
                 }
             }
             Err(e) => {
                 failed = true;
-                println!("  FAILED:");
+                outln!("  FAILED:");
                 for d in &e.0 {
                     eprintln!("{d}");
                 }
@@ -365,12 +385,14 @@ fn test_rules(files: &[PathBuf]) -> ExitCode {
 fn check(args: CheckArgs) -> ExitCode {
     match config::check(args.config_file.as_deref(), &args.rule_files) {
         Ok(summary) => {
-            println!(
+            outln!(
                 "SUCCESS: {} rule files, {} groups, {} rules found",
-                summary.files, summary.groups, summary.rules
+                summary.files,
+                summary.groups,
+                summary.rules
             );
             for line in &summary.calibration {
-                println!("  {line}");
+                outln!("  {line}");
             }
             if summary.unchecked_webhooks > 0 {
                 eprintln!(
@@ -475,17 +497,17 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         args.statistic,
     )?;
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string(&report)?),
+        OutputFormat::Json => outln!("{}", serde_json::to_string(&report)?),
         OutputFormat::Text => {
-            println!("detector:           {}", report.detector);
-            println!("statistic:          {}", report.statistic);
-            println!("p_value:            {:e}", report.p_value);
-            println!("status:             {}", report.status);
-            println!("n_reference:        {}", report.n_reference);
-            println!("n_current:          {}", report.n_current);
-            println!("statistic_location: {}", report.statistic_location);
-            println!("statistic_sign:     {}", report.statistic_sign);
-            println!("method:             {}", report.method);
+            outln!("detector:           {}", report.detector);
+            outln!("statistic:          {}", report.statistic);
+            outln!("p_value:            {:e}", report.p_value);
+            outln!("status:             {}", report.status);
+            outln!("n_reference:        {}", report.n_reference);
+            outln!("n_current:          {}", report.n_current);
+            outln!("statistic_location: {}", report.statistic_location);
+            outln!("statistic_sign:     {}", report.statistic_sign);
+            outln!("method:             {}", report.method);
         }
         OutputFormat::Html => bail!(
             "--output=html reports on datasets (CSV with a header, Parquet, 2-D .npy, or --columns)"
@@ -538,22 +560,22 @@ fn eval_detector(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     };
     let report = evaluate::evaluate(&request).map_err(|e| anyhow::anyhow!("{e}"))?;
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string(&report)?),
+        OutputFormat::Json => outln!("{}", serde_json::to_string(&report)?),
         _ => {
-            println!("detector:           {}", report.detector);
-            println!("statistic:          {}", report.statistic);
+            outln!("detector:           {}", report.detector);
+            outln!("statistic:          {}", report.statistic);
             match report.p_value {
-                Some(p) => println!("p_value:            {p:e}"),
-                None => println!("p_value:            none"),
+                Some(p) => outln!("p_value:            {p:e}"),
+                None => outln!("p_value:            none"),
             }
-            println!(
+            outln!(
                 "status:             {}",
                 report.status.unwrap_or("none (no --threshold)")
             );
-            println!("n_reference:        {}", report.n_reference);
-            println!("n_current:          {}", report.n_current);
+            outln!("n_reference:        {}", report.n_reference);
+            outln!("n_current:          {}", report.n_current);
             if let Some(b) = report.bins {
-                println!("bins:               {b}");
+                outln!("bins:               {b}");
             }
         }
     }

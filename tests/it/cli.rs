@@ -195,6 +195,24 @@ fn eval_fails_clearly_on_bad_input() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--alternative=sideways"));
 }
 
+/// Regression: `driftgauge test rules ... | head` panicked ("failed printing to stdout:
+/// Broken pipe") when the reader left first.
+#[test]
+fn a_reader_that_leaves_ends_the_output_quietly() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = bin()
+        .args(["test", "rules", "rules/tests/serving_test.yml"])
+        .current_dir(root)
+        .stdout(writer)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}
+
 #[test]
 fn version_and_help() {
     let out = bin().arg("--version").output().unwrap();
