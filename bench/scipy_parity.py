@@ -166,7 +166,26 @@ def gen_fdr(rng, i):
             "adjusted": floats(adj)}
 
 
+def gen_ks_binned(rng, i):
+    """Bucket counts of two samples; SciPy's ks_2samp (asymp) on the data with every
+    observation at its bucket's upper edge: what `ks` on a histogram must give."""
+    k = int(rng.integers(2, 30))
+    edges = np.sort(rng.uniform(-3, 3, k))
+    scale = pick(rng, [3, 30, 300, 3000])
+    shift = pick(rng, [0.0, 0.0, 0.1, 0.5])
+    a = rng.poisson(scale * np.exp(-edges ** 2 / 2))
+    b = rng.poisson(scale * np.exp(-(edges - shift) ** 2 / 2))
+    if a.sum() == 0 or b.sum() == 0:
+        return None
+    x, y = np.repeat(edges, a), np.repeat(edges, b)
+    res = stats.ks_2samp(x, y, method="asymp")
+    return {"name": f"ks_binned_{i}_{k}_{scale}", "reference_counts": floats(a),
+            "current_counts": floats(b), "statistic": float(res.statistic),
+            "pvalue": float(res.pvalue)}
+
+
 FAMILIES = {
+    "ks_binned": gen_ks_binned,
     "cramervonmises_2samp": gen_cvm,
     "anderson_ksamp": gen_anderson,
     "wasserstein": lambda rng, i: gen_distance(rng, i, False),

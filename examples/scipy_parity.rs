@@ -11,6 +11,7 @@
 use std::process::ExitCode;
 
 use driftgauge::detect::anderson::{anderson_ksamp, Variant};
+use driftgauge::detect::binned::{test_counts, BinnedTest};
 use driftgauge::detect::chi2::{chi2_contingency, Lambda};
 use driftgauge::detect::cvm::{cramervonmises_2samp, CvmMethod};
 use driftgauge::detect::divergence::{jensenshannon, Base};
@@ -122,6 +123,28 @@ fn check_case(family: &str, c: &Value, r: &mut Report) {
     let name = s(&c["name"]).to_string();
     let name = name.as_str();
     match family {
+        "ks_binned" => {
+            let (a, b) = (floats(&c["reference_counts"]), floats(&c["current_counts"]));
+            match test_counts(BinnedTest::Ks, &a, &b, false) {
+                Ok(got) => {
+                    r.num(
+                        name,
+                        "statistic",
+                        Kind::Statistic,
+                        got.statistic,
+                        f(&c["statistic"]),
+                    );
+                    r.num(
+                        name,
+                        "pvalue",
+                        Kind::PValue,
+                        got.p_value.unwrap_or(f64::NAN),
+                        f(&c["pvalue"]),
+                    );
+                }
+                Err(e) => r.fail(name, e),
+            }
+        }
         "cramervonmises_2samp" => {
             let Some(method) = CvmMethod::parse(s(&c["method"])) else {
                 return r.fail(name, "bad method");
