@@ -8,6 +8,12 @@
 //! after one more scrape (so every series is tested afresh, none skipped as unchanged), and
 //! the median time to ingest that scrape. `-- --series=N` (10,000), `-- --rounds=N` (11),
 //! `-- --only=chi2|ks|psi`.
+//!
+//! `-- --false-alarms`: the false-alarm rate of histogram rules instead. `--series=N` (1,000)
+//! histograms of one unchanging distribution, a scrape a minute of 50 observations, evaluated
+//! every minute for `--days=D` (1) simulated days by `chi2`, `gtest` and `ks` rules
+//! (`first: 1h`, `duration: 30m`) at `false_alarms: --budget` (1/1d, so events are frequent
+//! enough to count); prints the `drifted` events per series-day against the budget.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -140,8 +146,100 @@ fn scenario(detector: &str, extra: &str, series: usize, rounds: usize) {
     );
 }
 
+/// Counts `drifted` events of null histograms (see the module notes).
+fn false_alarms(series: usize, days: usize, budget: &str) {
+    let mut rules = String::from("groups:\n  - name: g\n    interval: 1m\n    rules:\n");
+    for d in ["chi2", "gtest", "ks"] {
+        rules.push_str(&format!(
+            "      - name: {d}\n        detector: {d}\n        histogram: score\n        reference: {{first: 1h}}\n        current: {{duration: 30m}}\n        false_alarms: {budget}\n"
+        ));
+    }
+    let groups = parse_rule_file(
+        &rules,
+        "bench.yml",
+        &RuleContext {
+            base_dir: std::path::Path::new("."),
+            default_interval: Duration::from_secs(60),
+            webhooks: None,
+        },
+    )
+    .expect("bench rules");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _guard = rt.enter();
+    let telemetry = Arc::new(Telemetry::default());
+    let sender = WebhookSender::new(Default::default(), Arc::clone(&telemetry)).expect("sender");
+    let mut config = Config::default();
+    config.limits.max_series = 10_000_000;
+    config.limits.max_series_per_rule = 10_000_000;
+    config.limits.max_held_values = usize::MAX;
+    let engine = Engine::new(config, RuleSet { groups }, telemetry, Arc::new(sender));
+    let edges: Vec<String> = (1..BUCKETS)
+        .map(|i| format!("{}", i as f64 / (BUCKETS - 1) as f64))
+        .chain(std::iter::once("+Inf".to_string()))
+        .collect();
+    let mut counts = vec![[0.0; BUCKETS]; series];
+    let mut rng = Rng(11);
+    let start = 1_000 * MIN;
+    let minutes = days as i64 * 24 * 60;
+    // Events per rule: entries into drifted; tests: series tested with a verdict.
+    let mut events = [0usize; 3];
+    let mut previous: Vec<std::collections::HashMap<Labels, bool>> = vec![Default::default(); 3];
+    let generation = engine.current();
+    let t = Instant::now();
+    for minute in 0..minutes {
+        let batch = scrape(&mut counts, &edges, &mut rng, 50);
+        let now = start + minute * MIN;
+        engine.ingest(&batch, "bench", now).expect("ingest");
+        engine.evaluate_group(&generation, 0, now);
+        for s in &generation.groups[0].output().series {
+            let drifted = s.status.as_str() == "drifted";
+            let was = previous[s.rule].insert((*s.key).clone(), drifted);
+            if drifted && was != Some(true) {
+                events[s.rule] += 1;
+            }
+        }
+    }
+    // The first hour fills the reference: no verdicts then.
+    let tested_days = series as f64 * (minutes - 60) as f64 / 1440.0;
+    println!(
+        "{series} null histograms x {days} day(s), a scrape a minute of 50 observations in {BUCKETS} buckets, evaluated every minute; false_alarms: {budget}; {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    println!("| rule | drifted events | per series-day (tested) | 95% upper bound |");
+    println!("|---|---:|---:|---:|");
+    for (i, d) in ["chi2", "gtest", "ks"].iter().enumerate() {
+        let e = events[i] as f64;
+        // Poisson: an upper 95 % bound, e + 1.645 sqrt(e) + 1 (rough, for a table).
+        let upper = (e + 1.645 * e.sqrt() + 1.0) / tested_days;
+        println!(
+            "| {d} | {} | {:.4} | {:.4} |",
+            events[i],
+            e / tested_days,
+            upper
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--false-alarms") {
+        let arg = |name: &str, default: usize| {
+            args.iter()
+                .find_map(|a| a.strip_prefix(name))
+                .map(|n| n.parse().expect("a number"))
+                .unwrap_or(default)
+        };
+        let budget = args
+            .iter()
+            .find_map(|a| a.strip_prefix("--budget="))
+            .unwrap_or("1/1d");
+        false_alarms(arg("--series=", 1_000), arg("--days=", 1), budget);
+        return;
+    }
     let arg = |name: &str, default: usize| {
         args.iter()
             .find_map(|a| a.strip_prefix(name))
