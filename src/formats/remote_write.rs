@@ -773,7 +773,8 @@ fn decode_histogram(buf: &[u8]) -> Result<RawHistogram, String> {
             4 => {
                 expect_wire(field, wire, WIRE_VARINT)?;
                 let s = zigzag(r.varint()?);
-                out.h.schema = i32::try_from(s).map_err(|_| format!("schema {s} is out of range"))?;
+                out.h.schema =
+                    i32::try_from(s).map_err(|_| format!("schema {s} is out of range"))?;
             }
             5 => {
                 expect_wire(field, wire, WIRE_I64)?;
@@ -887,10 +888,11 @@ fn packed_doubles(
             b.len()
         ));
     }
-    out.extend(
-        b.chunks_exact(8)
-            .map(|c| f64::from_bits(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))),
-    );
+    out.extend(b.chunks_exact(8).map(|c| {
+        f64::from_bits(u64::from_le_bytes([
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+        ]))
+    }));
     Ok(())
 }
 
@@ -1770,7 +1772,10 @@ mod histogram_tests {
         // An `le` label on a native histogram series.
         let e = decode_write_request(&request(
             1,
-            &[v1_series(&[("__name__", "m"), ("le", "1")], &[example(1, 0)])],
+            &[v1_series(
+                &[("__name__", "m"), ("le", "1")],
+                &[example(1, 0)],
+            )],
         ))
         .expect_err("refused");
         assert!(e.to_string().contains("\"le\" label"), "{e}");
@@ -1789,10 +1794,18 @@ mod histogram_tests {
         let one = request(1, &[v1_series(&[("__name__", "m")], &[h.clone(), h])]);
         decode_series(&one[2..], &mut ts).unwrap();
         let e = g.take(0, &mut ts, || 0).expect_err("bounded");
-        assert!(matches!(e, RemoteWriteError::Expansion { limit: 5, .. }), "{e}");
+        assert!(
+            matches!(e, RemoteWriteError::Expansion { limit: 5, .. }),
+            "{e}"
+        );
     }
 
-    fn v2_series(refs: &[u32], samples: &[(f64, i64)], histograms: &[Vec<u8>], exemplars: usize) -> Vec<u8> {
+    fn v2_series(
+        refs: &[u32],
+        samples: &[(f64, i64)],
+        histograms: &[Vec<u8>],
+        exemplars: usize,
+    ) -> Vec<u8> {
         let mut ts = Vec::new();
         let mut packed = Vec::new();
         for &r in refs {
@@ -1832,7 +1845,15 @@ mod histogram_tests {
         out
     }
 
-    const SYMBOLS: [&str; 7] = ["", "__name__", "score", "model", "fraud", "acc", "__replica__"];
+    const SYMBOLS: [&str; 7] = [
+        "",
+        "__name__",
+        "score",
+        "model",
+        "fraud",
+        "acc",
+        "__replica__",
+    ];
 
     #[test]
     fn remote_write_2_resolves_symbols_and_takes_samples_histograms_and_exemplars() {
@@ -1852,9 +1873,15 @@ mod histogram_tests {
             .map(|s| (s.metric.as_str(), s.labels.get("le"), s.values.as_slice()))
             .collect();
         assert_eq!(got.len(), 10, "{got:?}");
-        assert_eq!(got[6], ("score_bucket", Some(&"+Inf".to_string()), &[9.0][..]));
+        assert_eq!(
+            got[6],
+            ("score_bucket", Some(&"+Inf".to_string()), &[9.0][..])
+        );
         assert_eq!(got[9], ("acc", None, &[0.8, 0.9, 0.7][..]));
-        assert!(d.series.iter().all(|s| s.labels.get("model").map(String::as_str) == Some("fraud")));
+        assert!(d
+            .series
+            .iter()
+            .all(|s| s.labels.get("model").map(String::as_str) == Some("fraud")));
         // The same request as 1.0 is an empty one (fields 4 and 5 are not 1.0's): the
         // reason the content type must say which it is.
         assert_eq!(decode_write_request(&raw).unwrap().series.len(), 0);
@@ -1863,8 +1890,8 @@ mod histogram_tests {
     #[test]
     fn remote_write_2_bad_references_name_the_series_and_the_ref() {
         let refuse = |series: Vec<Vec<u8>>, want: &str| {
-            let e = decode_v2_request_ha(&v2_request(&SYMBOLS, &series), None)
-                .expect_err("refused");
+            let e =
+                decode_v2_request_ha(&v2_request(&SYMBOLS, &series), None).expect_err("refused");
             assert_eq!(e.to_string(), want);
             assert_eq!(e.reason(), RejectReason::BadBody);
         };
@@ -1880,7 +1907,10 @@ mod histogram_tests {
         let mut bad_utf8 = Vec::new();
         bytes_field(4, b"\xff", &mut bad_utf8);
         let e = decode_v2_request_ha(&bad_utf8, None).expect_err("refused");
-        assert!(e.to_string().contains("symbols[0] is not valid UTF-8"), "{e}");
+        assert!(
+            e.to_string().contains("symbols[0] is not valid UTF-8"),
+            "{e}"
+        );
         // The series validator as for 1.0: no metric name.
         let e = decode_v2_request_ha(
             &v2_request(&SYMBOLS, &[v2_series(&[3, 4], &[(1.0, 1)], &[], 0)]),
@@ -1913,7 +1943,10 @@ mod histogram_tests {
             d.series[0].labels,
             Labels::from([("cluster".to_string(), "prom".to_string())])
         );
-        assert!(decode_v2_request_ha(&raw, None).is_err(), "__replica__ is reserved");
+        assert!(
+            decode_v2_request_ha(&raw, None).is_err(),
+            "__replica__ is reserved"
+        );
     }
 
     #[test]
@@ -1942,13 +1975,22 @@ mod histogram_tests {
     fn content_type_and_encoding_pick_the_protocol() {
         let n = |ct: Option<&str>, enc: Option<&str>| Protocol::negotiate(ct, enc);
         assert_eq!(n(None, None), Ok(Protocol::V1));
-        assert_eq!(n(Some("application/x-protobuf"), Some("snappy")), Ok(Protocol::V1));
         assert_eq!(
-            n(Some("application/x-protobuf;proto=prometheus.WriteRequest"), None),
+            n(Some("application/x-protobuf"), Some("snappy")),
             Ok(Protocol::V1)
         );
         assert_eq!(
-            n(Some("application/x-protobuf; proto=io.prometheus.write.v2.Request"), Some("SNAPPY")),
+            n(
+                Some("application/x-protobuf;proto=prometheus.WriteRequest"),
+                None
+            ),
+            Ok(Protocol::V1)
+        );
+        assert_eq!(
+            n(
+                Some("application/x-protobuf; proto=io.prometheus.write.v2.Request"),
+                Some("SNAPPY")
+            ),
             Ok(Protocol::V2)
         );
         assert_eq!(

@@ -1,0 +1,388 @@
+//! Native histograms and remote write 2.0 over real HTTP: bodies built by a small hand
+//! encoder (symbols table, label references, samples, native histograms, exemplars),
+//! snappy-compressed, taken by `POST /api/v1/write`; the expanded classic series
+//! (`<name>_bucket{le}`, `_count`, `_sum`) read back through rules on `/metrics`.
+
+use crate::fixture::{Scrapers, Service};
+use crate::remote_write::{body, series};
+use crate::support::metric_value;
+
+const V2: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
+const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+
+fn varint(mut v: u64, out: &mut Vec<u8>) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+fn key(field: u64, wire: u64, out: &mut Vec<u8>) {
+    varint(field << 3 | wire, out);
+}
+fn bytes(field: u64, b: &[u8], out: &mut Vec<u8>) {
+    key(field, 2, out);
+    varint(b.len() as u64, out);
+    out.extend_from_slice(b);
+}
+fn double(field: u64, v: f64, out: &mut Vec<u8>) {
+    key(field, 1, out);
+    out.extend_from_slice(&v.to_bits().to_le_bytes());
+}
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// An integer native histogram at schema 0 (bucket `i` is `(2^(i-1), 2^i]`): positive
+/// buckets at indices 0, 1, 3, 4 holding 1, 2, 1, 1 + `extra`; a negative bucket at index
+/// 0 (`[-1, -0.5)`) holding 2; 2 in the zero bucket `[-0.001, 0.001]`.
+/// Cumulative: le=-0.5 → 2, 0.001 → 4, 1 → 5, 2 → 7, 8 → 8, 16 → 9 + extra, +Inf → 9 + extra.
+fn histogram(timestamp: i64, extra: u64, sum: f64) -> Vec<u8> {
+    let mut h = Vec::new();
+    key(1, 0, &mut h);
+    varint(9 + extra, &mut h); // count_int
+    double(3, sum, &mut h);
+    key(4, 0, &mut h);
+    varint(zigzag(0), &mut h); // schema
+    double(5, 0.001, &mut h); // zero_threshold
+    key(6, 0, &mut h);
+    varint(2, &mut h); // zero_count_int
+    let span = |offset: i64, length: u64| {
+        let mut s = Vec::new();
+        key(1, 0, &mut s);
+        varint(zigzag(offset), &mut s);
+        key(2, 0, &mut s);
+        varint(length, &mut s);
+        s
+    };
+    bytes(8, &span(0, 1), &mut h); // negative_spans
+    let mut deltas = Vec::new();
+    varint(zigzag(2), &mut deltas);
+    bytes(9, &deltas, &mut h); // negative_deltas
+    bytes(11, &span(0, 2), &mut h); // positive_spans
+    bytes(11, &span(1, 2), &mut h);
+    let mut deltas = Vec::new();
+    for d in [1, 1, -1, extra as i64] {
+        varint(zigzag(d), &mut deltas);
+    }
+    bytes(12, &deltas, &mut h); // positive_deltas
+    key(15, 0, &mut h);
+    varint(timestamp as u64, &mut h);
+    h
+}
+
+/// A remote write 2.0 `TimeSeries`.
+fn v2_series(
+    refs: &[u32],
+    samples: &[(f64, i64)],
+    histograms: &[Vec<u8>],
+    exemplars: usize,
+) -> Vec<u8> {
+    let mut ts = Vec::new();
+    let mut packed = Vec::new();
+    for &r in refs {
+        varint(r.into(), &mut packed);
+    }
+    bytes(1, &packed, &mut ts);
+    for &(v, t) in samples {
+        let mut s = Vec::new();
+        double(1, v, &mut s);
+        key(2, 0, &mut s);
+        varint(t as u64, &mut s);
+        bytes(2, &s, &mut ts);
+    }
+    for h in histograms {
+        bytes(3, h, &mut ts);
+    }
+    for i in 0..exemplars {
+        let mut e = Vec::new();
+        double(2, 0.25, &mut e);
+        key(3, 0, &mut e);
+        varint(1000 + i as u64, &mut e);
+        bytes(4, &e, &mut ts);
+    }
+    ts
+}
+
+/// A snappy-compressed `io.prometheus.write.v2.Request`.
+fn v2_body(symbols: &[&str], series: &[Vec<u8>]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for s in symbols {
+        bytes(4, s.as_bytes(), &mut raw);
+    }
+    for ts in series {
+        bytes(5, ts, &mut raw);
+    }
+    snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .expect("snappy")
+}
+
+const SYMBOLS: [&str; 6] = ["", "__name__", "score", "model", "fraud", "model_accuracy"];
+/// `score{model="fraud"}` and `model_accuracy{model="fraud"}`.
+const SCORE: [u32; 4] = [1, 2, 3, 4];
+const ACC: [u32; 4] = [1, 5, 3, 4];
+
+fn config(limits: &str) -> String {
+    format!(
+        "global: {{evaluation_interval: 50ms}}\nrule_files: [\"rules/*.yml\"]\nlimits: {{{limits}}}\n"
+    )
+}
+
+/// EMA rules on expanded classic series (smoothing 0.5, never drifting).
+const RULES: &str = r#"
+groups:
+  - name: hist
+    interval: 50ms
+    rules:
+      - name: le16
+        detector: ema
+        min_samples: 1
+        series: 'score_bucket{model="fraud", le="16"}'
+        smoothing: 0.5
+        below: -1
+      - name: total
+        detector: ema
+        min_samples: 1
+        series: 'score_count{model="fraud"}'
+        smoothing: 0.5
+        below: -1
+      - name: negative
+        detector: ema
+        min_samples: 1
+        series: 'score_bucket{model="fraud", le="-0.5"}'
+        smoothing: 0.5
+        below: -1
+      - name: accuracy
+        detector: ema
+        min_samples: 1
+        series: 'model_accuracy{model="fraud"}'
+        smoothing: 0.5
+        below: -1
+"#;
+
+struct Answer {
+    status: u16,
+    text: String,
+    written: [Option<u64>; 3],
+}
+
+async fn post(svc: &Service, content_type: &str, encoding: &str, body: Vec<u8>) -> Answer {
+    let r = svc
+        .client
+        .post(svc.url("/api/v1/write"))
+        .header("content-type", content_type)
+        .header("content-encoding", encoding)
+        .header("x-prometheus-remote-write-version", "2.0.0")
+        .body(body)
+        .send()
+        .await
+        .expect("POST /api/v1/write");
+    let header = |name: &str| {
+        r.headers().get(name).map(|v| {
+            v.to_str()
+                .expect("ASCII")
+                .parse::<u64>()
+                .expect("an integer")
+        })
+    };
+    let written = [
+        header("x-prometheus-remote-write-samples-written"),
+        header("x-prometheus-remote-write-histograms-written"),
+        header("x-prometheus-remote-write-exemplars-written"),
+    ];
+    Answer {
+        status: r.status().as_u16(),
+        text: r.text().await.expect("body"),
+        written,
+    }
+}
+
+async fn ema(svc: &Service, rule: &str, le: Option<&str>, want: f64) {
+    let mut labels = vec![("rule", rule), ("model", "fraud")];
+    if let Some(le) = le {
+        labels.push(("le", le));
+    }
+    let got = svc
+        .wait_metric("driftgauge_ema_value", &labels, |v| {
+            (v - want).abs() < 1e-12
+        })
+        .await;
+    assert!((got - want).abs() < 1e-12, "{rule}: {got} != {want}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_2_samples_and_native_histograms_land_in_the_windows() {
+    let svc = Service::start(&config(""), &[("rules/h.yml", RULES)], Scrapers::Spawn).await;
+    let mut stale = histogram(3000, 0, 0.0);
+    // The stale marker of a native histogram is in its sum.
+    let at = stale
+        .iter()
+        .position(|&b| b == 0x19)
+        .expect("the sum field");
+    stale[at + 1..at + 9].copy_from_slice(&STALE_NAN.to_le_bytes());
+    let a = post(
+        &svc,
+        V2,
+        "snappy",
+        v2_body(
+            &SYMBOLS,
+            &[
+                // Newest first: taken in timestamp order.
+                v2_series(&SCORE, &[], &[histogram(2000, 1, 12.0)], 1),
+                v2_series(&SCORE, &[], &[histogram(1000, 0, 10.5), stale], 0),
+                v2_series(&ACC, &[(0.9, 1000), (0.7, 2000)], &[], 2),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!((a.status, a.text.as_str()), (204, ""));
+    assert_eq!(a.written, [Some(2), Some(3), Some(3)]);
+    // le="16": 9 then 10; the count likewise; the negative bucket 2 and 2.
+    ema(&svc, "le16", Some("16"), 0.5 * 10.0 + 0.5 * 9.0).await;
+    ema(&svc, "total", None, 9.5).await;
+    ema(&svc, "negative", Some("-0.5"), 2.0).await;
+    ema(&svc, "accuracy", None, 0.5 * 0.7 + 0.5 * 0.9).await;
+    // Two float samples, and two histograms of 9 values each (7 buckets, count, sum): the
+    // ones the rules select are received, the others counted and dropped.
+    assert_eq!(svc.counter("received", "remote_write"), 2.0 + 2.0 * 3.0);
+    assert_eq!(svc.counter("unselected", "remote_write"), 2.0 * 6.0);
+    assert_eq!(svc.counter("rejected", "stale_marker"), 1.0);
+    assert_eq!(svc.engine.series_count(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_1_native_histograms_are_expanded_too() {
+    let svc = Service::start(&config(""), &[("rules/h.yml", RULES)], Scrapers::Spawn).await;
+    let mut ts = series(&[("__name__", "score"), ("model", "fraud")], &[]);
+    bytes(4, &histogram(1000, 0, 10.5), &mut ts);
+    let mut later = series(&[("__name__", "score"), ("model", "fraud")], &[]);
+    bytes(4, &histogram(2000, 3, 20.0), &mut later);
+    let (status, text) = svc.write(body(&[later, ts])).await;
+    assert_eq!((status, text.as_str()), (204, ""));
+    ema(&svc, "le16", Some("16"), 0.5 * 12.0 + 0.5 * 9.0).await;
+    ema(&svc, "total", None, 0.5 * 12.0 + 0.5 * 9.0).await;
+    assert_eq!(svc.counter("received", "remote_write"), 6.0);
+    assert_eq!(svc.counter("unselected", "remote_write"), 12.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_message_or_encoding_is_415_naming_what_is_taken() {
+    let svc = Service::start(&config(""), &[("rules/h.yml", RULES)], Scrapers::Spawn).await;
+    let good = || v2_body(&SYMBOLS, &[v2_series(&ACC, &[(0.9, 1)], &[], 0)]);
+    let a = post(&svc, "application/x-protobuf;proto=yolo", "snappy", good()).await;
+    assert_eq!(a.status, 415, "{}", a.text);
+    assert!(
+        a.text.contains("yolo")
+            && a.text.contains("prometheus.WriteRequest")
+            && a.text.contains("io.prometheus.write.v2.Request"),
+        "{}",
+        a.text
+    );
+    let a = post(&svc, "application/json", "snappy", good()).await;
+    assert_eq!(a.status, 415, "{}", a.text);
+    let a = post(&svc, V2, "zstd", good()).await;
+    assert_eq!(a.status, 415, "{}", a.text);
+    assert!(
+        a.text.contains("zstd") && a.text.contains("snappy"),
+        "{}",
+        a.text
+    );
+    assert_eq!(svc.counter("received", "remote_write"), 0.0);
+    assert_eq!(svc.counter("requests_rejected", "bad_body"), 3.0);
+    // A 2.0 body sent as 1.0 decodes as an empty 1.0 request (its fields are not 1.0's):
+    // why the content type decides. 1.0 answers carry no Written headers.
+    let a = post(&svc, "application/x-protobuf", "snappy", good()).await;
+    assert_eq!((a.status, a.written), (204, [None, None, None]));
+    assert_eq!(svc.counter("received", "remote_write"), 0.0);
+    // The same body as 2.0 is taken.
+    let a = post(&svc, V2, "snappy", good()).await;
+    assert_eq!((a.status, a.written), (204, [Some(1), Some(0), Some(0)]));
+    assert_eq!(svc.counter("received", "remote_write"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_2_0_requests_apply_nothing_and_say_nothing_was_written() {
+    let svc = Service::start(
+        &config("max_series: 2"),
+        &[("rules/h.yml", RULES)],
+        Scrapers::Spawn,
+    )
+    .await;
+    // A good series, then one whose label reference is past the symbols.
+    let a = post(
+        &svc,
+        V2,
+        "snappy",
+        v2_body(
+            &SYMBOLS,
+            &[
+                v2_series(&ACC, &[(0.9, 1)], &[], 0),
+                v2_series(&[1, 5, 3, 40], &[(0.9, 1)], &[], 0),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 400, "{}", a.text);
+    let v: serde_json::Value = serde_json::from_str(&a.text).expect("JSON");
+    assert_eq!(
+        v["error"],
+        "timeseries[1]: labels_refs[3] = 40 is not a symbol (the request has 6)"
+    );
+    assert_eq!(v["index"], 1);
+    assert_eq!(a.written, [Some(0), Some(0), Some(0)]);
+    // A histogram expands into 9 series, 3 of them selected by rules: with the accuracy,
+    // past max_series, refused whole (429).
+    let a = post(
+        &svc,
+        V2,
+        "snappy",
+        v2_body(
+            &SYMBOLS,
+            &[
+                v2_series(&ACC, &[(0.9, 1)], &[], 0),
+                v2_series(&SCORE, &[], &[histogram(1, 0, 1.0)], 0),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 429, "{}", a.text);
+    assert_eq!(a.written, [Some(0), Some(0), Some(0)]);
+    assert_eq!(svc.counter("received", "remote_write"), 0.0);
+    assert_eq!(svc.engine.series_count(), 0);
+    // A histogram that breaks the rules (a bucket count below zero): 400, named.
+    let mut bad = histogram(1, 0, 1.0);
+    let n = bad.len();
+    // The last deltas (before the timestamp) end with `extra` = 0: make it -2.
+    let at = n - 3; // the last delta, before the 2 bytes of the timestamp
+    assert_eq!(bad[at], 0, "{bad:?}");
+    bad[at] = 3; // zigzag(-2)
+    let a = post(
+        &svc,
+        V2,
+        "snappy",
+        v2_body(&SYMBOLS, &[v2_series(&SCORE, &[], &[bad], 0)]),
+    )
+    .await;
+    assert_eq!(a.status, 400, "{}", a.text);
+    assert!(
+        a.text
+            .contains("timeseries[0]: native histogram positive bucket 4 has the count -1"),
+        "{}",
+        a.text
+    );
+    let text = svc.metrics().await;
+    assert_eq!(
+        metric_value(
+            &text,
+            "driftgauge_requests_rejected_total",
+            &[("reason", "bad_value")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+}
