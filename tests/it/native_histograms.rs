@@ -386,3 +386,246 @@ async fn refused_2_0_requests_apply_nothing_and_say_nothing_was_written() {
         "{text}"
     );
 }
+
+/// The worked histogram as a `io.prometheus.client.MetricFamily` (the protobuf exposition
+/// format), length-delimited as a scrape answer holds it:
+///
+/// ```text
+/// MetricFamily { string name = 1; string help = 2; MetricType type = 3 (HISTOGRAM = 4);
+///                repeated Metric metric = 4; }
+/// Metric       { repeated LabelPair label = 1; Histogram histogram = 7; }
+/// Histogram    { uint64 sample_count = 1; double sample_sum = 2; sint32 schema = 5;
+///                double zero_threshold = 6; uint64 zero_count = 7;
+///                repeated BucketSpan negative_span = 9; repeated sint64 negative_delta = 10;
+///                repeated BucketSpan positive_span = 12; repeated sint64 positive_delta = 13; }
+/// ```
+fn exposition(extra: u64) -> Vec<u8> {
+    let span = |offset: i64, length: u64| {
+        let mut s = Vec::new();
+        key(1, 0, &mut s);
+        varint(zigzag(offset), &mut s);
+        key(2, 0, &mut s);
+        varint(length, &mut s);
+        s
+    };
+    let packed = |deltas: &[i64]| {
+        let mut p = Vec::new();
+        for &d in deltas {
+            varint(zigzag(d), &mut p);
+        }
+        p
+    };
+    let mut h = Vec::new();
+    key(1, 0, &mut h);
+    varint(9 + extra, &mut h);
+    double(2, 10.5, &mut h);
+    key(5, 0, &mut h);
+    varint(zigzag(0), &mut h);
+    double(6, 0.001, &mut h);
+    key(7, 0, &mut h);
+    varint(2, &mut h);
+    bytes(9, &span(0, 1), &mut h);
+    bytes(10, &packed(&[2]), &mut h);
+    bytes(12, &span(0, 2), &mut h);
+    bytes(12, &span(1, 2), &mut h);
+    bytes(13, &packed(&[1, 1, -1, extra as i64]), &mut h);
+    let mut label = Vec::new();
+    bytes(1, b"model", &mut label);
+    bytes(2, b"fraud", &mut label);
+    let mut metric = Vec::new();
+    bytes(1, &label, &mut metric);
+    bytes(7, &h, &mut metric);
+    let mut family = Vec::new();
+    bytes(1, b"model_prediction_score", &mut family);
+    bytes(2, b"Prediction scores.", &mut family);
+    key(3, 0, &mut family);
+    varint(4, &mut family);
+    bytes(4, &metric, &mut family);
+    let mut out = Vec::new();
+    varint(family.len() as u64, &mut out);
+    out.extend_from_slice(&family);
+    out
+}
+
+/// A model server exposing one native histogram in the protobuf exposition format: answers
+/// every request with `body`, counts the scrapes.
+struct ProtobufExporter {
+    addr: std::net::SocketAddr,
+    body: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    accepts: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ProtobufExporter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ProtobufExporter {
+    async fn start(body: Vec<u8>) -> ProtobufExporter {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let body = std::sync::Arc::new(std::sync::Mutex::new(body));
+        let accepts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (b, a) = (body.clone(), accepts.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else {
+                    return;
+                };
+                let (b, a) = (b.clone(), a.clone());
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&request).to_string();
+                    let accept = text
+                        .lines()
+                        .find_map(|l| {
+                            l.split_once(':')
+                                .filter(|(k, _)| k.eq_ignore_ascii_case("accept"))
+                                .map(|(_, v)| v.trim().to_string())
+                        })
+                        .unwrap_or_default();
+                    a.lock().unwrap_or_else(|e| e.into_inner()).push(accept);
+                    let body = b.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = conn.write_all(head.as_bytes()).await;
+                    let _ = conn.write_all(&body).await;
+                    let _ = conn.shutdown().await;
+                });
+            }
+        });
+        ProtobufExporter {
+            addr,
+            body,
+            accepts,
+            task,
+        }
+    }
+
+    fn set(&self, body: Vec<u8>) {
+        *self.body.lock().unwrap_or_else(|e| e.into_inner()) = body;
+    }
+}
+
+/// A real Prometheus (2.42, `--enable-feature=native-histograms`) scrapes a native histogram
+/// in the protobuf exposition format and remote-writes it (`send_native_histograms: true`,
+/// remote write 1.0: 2.42 cannot send 2.0); the expanded classic series reach the rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_remote_writes_a_scraped_native_histogram_as_classic_series() {
+    let rules = r#"
+groups:
+  - name: hist
+    interval: 100ms
+    rules:
+      - name: le16
+        detector: ema
+        min_samples: 1
+        series: 'model_prediction_score_bucket{le="16", job="model-server"}'
+        smoothing: 1
+        below: -1
+      - name: negative
+        detector: ema
+        min_samples: 1
+        series: 'model_prediction_score_bucket{le="-0.5"}'
+        smoothing: 1
+        below: -1
+      - name: total
+        detector: ema
+        min_samples: 1
+        series: 'model_prediction_score_count'
+        smoothing: 1
+        below: -1
+"#;
+    let server = crate::support::Server::start(
+        crate::support::Files::new(
+            "global: {evaluation_interval: 100ms}\nrule_files: [\"rules/*.yml\"]\n",
+        )
+        .rule_file("h.yml", rules),
+    )
+    .await;
+    let exporter = ProtobufExporter::start(exposition(0)).await;
+    let prom_cfg = format!(
+        r#"
+global: {{scrape_interval: 1s}}
+scrape_configs:
+  - job_name: model-server
+    static_configs:
+      - targets: ["{target}"]
+remote_write:
+  - url: http://{dg}/api/v1/write
+    send_native_histograms: true
+    write_relabel_configs:
+      - source_labels: [__name__]
+        regex: model_prediction_score
+        action: keep
+    queue_config:
+      batch_send_deadline: 1s
+      min_backoff: 100ms
+      max_backoff: 1s
+"#,
+        target = exporter.addr,
+        dg = server.addr
+    );
+    let prom = crate::prom::Prometheus::start_with_args(
+        &prom_cfg,
+        &[],
+        &["--enable-feature=native-histograms"],
+    )
+    .await;
+    let le16 = [("rule", "le16"), ("model", "fraud"), ("le", "16")];
+    server
+        .wait_metric("driftgauge_ema_value", &le16, |v| v == 9.0)
+        .await;
+    server
+        .wait_metric(
+            "driftgauge_ema_value",
+            &[("rule", "negative"), ("le", "-0.5")],
+            |v| v == 2.0,
+        )
+        .await;
+    server
+        .wait_metric("driftgauge_ema_value", &[("rule", "total")], |v| v == 9.0)
+        .await;
+    // Prometheus asked for the protobuf format first.
+    let accepts = exporter
+        .accepts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    assert!(
+        accepts[0].starts_with("application/vnd.google.protobuf"),
+        "{accepts:?}"
+    );
+    // One more observation in (8, 16]: the cumulative counts follow.
+    exporter.set(exposition(1));
+    server
+        .wait_metric("driftgauge_ema_value", &le16, |v| v == 10.0)
+        .await;
+    let t = server.metrics().await;
+    assert_eq!(
+        metric_value(
+            &t,
+            "driftgauge_samples_rejected_total",
+            &[("reason", "bad_value")]
+        ),
+        None,
+        "{t}\n{}",
+        prom.log()
+    );
+    drop(prom);
+    server.stop().await;
+}
