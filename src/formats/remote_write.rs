@@ -678,7 +678,7 @@ fn decode_v2_series<'a>(
             _ => r.skip(field, wire)?,
         }
     }
-    if refs.len() % 2 != 0 {
+    if !refs.len().is_multiple_of(2) {
         return Err(format!(
             "labels_refs has {} entries, not name and value pairs",
             refs.len()
@@ -882,7 +882,7 @@ fn packed_doubles(
         return Ok(());
     }
     let b = r.len_delimited(field, wire)?;
-    if b.len() % 8 != 0 {
+    if !b.len().is_multiple_of(8) {
         return Err(format!(
             "field {field}: {} bytes of packed doubles is not a multiple of 8",
             b.len()

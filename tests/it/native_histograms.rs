@@ -629,3 +629,61 @@ remote_write:
     drop(prom);
     server.stop().await;
 }
+
+/// The HA tracker reads the cluster and replica labels of a 2.0 request's first series, as
+/// for 1.0: one replica is taken, the other answered 202 (its data dropped by design, so
+/// the Written headers still say it was accepted), and the replica label is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ha_tracker_takes_one_replica_of_a_2_0_pair() {
+    let cfg = "global: {evaluation_interval: 50ms}\nrule_files: [\"rules/*.yml\"]\nremote_write_receiver: {ha_cluster_label: cluster, ha_replica_label: __replica__, ha_failover_timeout: 30s}\n";
+    let svc = Service::start(cfg, &[("rules/h.yml", RULES)], Scrapers::Spawn).await;
+    let symbols = [
+        "",
+        "__name__",
+        "model_accuracy",
+        "__replica__",
+        "a",
+        "b",
+        "cluster",
+        "prom",
+        "model",
+        "fraud",
+    ];
+    let from = |replica: u32, value: f64| {
+        v2_body(
+            &symbols,
+            &[v2_series(
+                &[1, 2, 3, replica, 6, 7, 8, 9],
+                &[(value, 1000)],
+                &[],
+                0,
+            )],
+        )
+    };
+    let a = post(&svc, V2, "snappy", from(4, 0.9)).await;
+    assert_eq!(
+        (a.status, a.written),
+        (204, [Some(1), Some(0), Some(0)]),
+        "{}",
+        a.text
+    );
+    let b = post(&svc, V2, "snappy", from(5, 0.1)).await;
+    assert_eq!(
+        (b.status, b.written),
+        (202, [Some(1), Some(0), Some(0)]),
+        "{}",
+        b.text
+    );
+    let got = svc
+        .wait_metric(
+            "driftgauge_ema_value",
+            &[("rule", "accuracy"), ("cluster", "prom")],
+            |v| v == 0.9,
+        )
+        .await;
+    assert_eq!(got, 0.9);
+    assert_eq!(svc.counter("received", "remote_write"), 1.0);
+    assert_eq!(svc.counter("rejected", "ha_dedupe"), 1.0);
+    let text = svc.metrics().await;
+    assert!(!text.contains("__replica__"), "{text}");
+}
