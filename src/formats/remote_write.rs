@@ -392,7 +392,9 @@ struct Gather<'h> {
     index: HashMap<(String, Labels), usize>,
     /// The label bytes of a `TimeSeries` → its validated series in `bases`.
     seen: HashMap<Vec<u8>, usize>,
-    bases: Vec<(String, Labels)>,
+    /// Each distinct series named by a `TimeSeries`, and its entry in `gathered` once it
+    /// has a value.
+    bases: Vec<((String, Labels), Option<usize>)>,
     gathered: Vec<Gathered>,
     /// Samples and histograms of every `TimeSeries` so far, for counting those of a refused
     /// request.
@@ -445,12 +447,12 @@ impl<'h> Gather<'h> {
                     values: self.carried + rest(),
                     source,
                 })?;
-                self.bases.push(key);
+                let slot = self.index.get(&key).copied();
+                self.bases.push((key, slot));
                 self.seen.insert(ts.label_key.clone(), self.bases.len() - 1);
                 self.bases.len() - 1
             }
         };
-        let mut slot = None;
         for &(t, v) in &ts.samples {
             if v.to_bits() == STALE_NAN_BITS {
                 self.out.stale_markers += 1;
@@ -458,19 +460,20 @@ impl<'h> Gather<'h> {
                 self.out.non_finite += 1;
             } else {
                 // A series is listed from its first value on.
-                let s = match slot {
+                let s = match self.bases[base].1 {
                     Some(s) => s,
                     None => {
-                        let s = match self.index.get(&self.bases[base]) {
+                        // Another label order of the same series may have its entry.
+                        let s = match self.index.get(&self.bases[base].0) {
                             Some(&s) => s,
                             None => {
-                                let key = self.bases[base].clone();
+                                let key = self.bases[base].0.clone();
                                 self.index.insert(key.clone(), self.gathered.len());
                                 self.gathered.push((key.0, key.1, Vec::new()));
                                 self.gathered.len() - 1
                             }
                         };
-                        slot = Some(s);
+                        self.bases[base].1 = Some(s);
                         s
                     }
                 };
@@ -484,7 +487,7 @@ impl<'h> Gather<'h> {
                 continue;
             }
             let t = raw.timestamp;
-            let (metric, labels) = &self.bases[base];
+            let (metric, labels) = &self.bases[base].0;
             let expanded = raw
                 .native()
                 .and_then(|h| native::expand(metric, labels, &h))
@@ -1234,6 +1237,8 @@ mod tests {
         let raw = request(&[
             // `n` first shows only a stale marker: it is listed from its first value on.
             series(&other, &[(stale, 1)]),
+            // `m` in another label order, before `m` has a value, then after.
+            series(&ba, &[(stale, 0)]),
             series(&ab, &[(1.0, 10)]),
             series(&other, &[(5.0, 2)]),
             series(&ba, &[(2.0, 5)]),
@@ -1255,7 +1260,7 @@ mod tests {
                 ("n", 0, &[6.0, 5.0][..])
             ]
         );
-        assert_eq!((d.samples, d.stale_markers, d.non_finite), (6, 2, 1));
+        assert_eq!((d.samples, d.stale_markers, d.non_finite), (6, 3, 1));
         // A bad series is named by its own index, also when its bytes repeat.
         let bad = [("__name__", "m"), ("a-b", "1")];
         refused(
