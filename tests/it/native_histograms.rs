@@ -687,3 +687,203 @@ async fn the_ha_tracker_takes_one_replica_of_a_2_0_pair() {
     let text = svc.metrics().await;
     assert!(!text.contains("__replica__"), "{text}");
 }
+
+/// A model server's score distribution as a native histogram at schema 2 (bucket `i` is
+/// `(2^((i-1)/4), 2^(i/4)]`), observed as the lead's classic test observes it: Beta(2,5)
+/// scores (Beta(3,4) once shifted), as order statistics of 6 uniforms.
+struct NativeModel {
+    buckets: std::collections::BTreeMap<i64, u64>,
+    count: u64,
+    sum: f64,
+}
+
+impl NativeModel {
+    fn observe(&mut self, rng: &mut crate::support::Rng, n: usize, shifted: bool) {
+        for _ in 0..n {
+            let mut u: Vec<f64> = (0..6).map(|_| rng.uniform()).collect();
+            u.sort_by(f64::total_cmp);
+            let score = if shifted { u[2] } else { u[1] }.max(1e-9);
+            let index = (score.log2() * 4.0).ceil() as i64;
+            *self.buckets.entry(index).or_default() += 1;
+            self.count += 1;
+            self.sum += score;
+        }
+    }
+
+    /// The protobuf exposition of the histogram: one span from the lowest to the highest
+    /// index, empty buckets between as zero deltas.
+    fn exposition(&self) -> Vec<u8> {
+        let mut h = Vec::new();
+        key(1, 0, &mut h);
+        varint(self.count, &mut h);
+        double(2, self.sum, &mut h);
+        key(5, 0, &mut h);
+        varint(zigzag(2), &mut h);
+        double(6, 2f64.powi(-128), &mut h); // client_golang's default zero threshold
+        if let (Some((&lo, _)), Some((&hi, _))) = (
+            self.buckets.first_key_value(),
+            self.buckets.last_key_value(),
+        ) {
+            let mut span = Vec::new();
+            key(1, 0, &mut span);
+            varint(zigzag(lo), &mut span);
+            key(2, 0, &mut span);
+            varint((hi - lo + 1) as u64, &mut span);
+            bytes(12, &span, &mut h);
+            let mut deltas = Vec::new();
+            let mut last = 0i64;
+            for i in lo..=hi {
+                let c = self.buckets.get(&i).copied().unwrap_or(0) as i64;
+                varint(zigzag(c - last), &mut deltas);
+                last = c;
+            }
+            bytes(13, &deltas, &mut h);
+        }
+        let mut metric = Vec::new();
+        bytes(7, &h, &mut metric);
+        let mut family = Vec::new();
+        bytes(1, b"model_prediction_score", &mut family);
+        key(3, 0, &mut family);
+        varint(4, &mut family);
+        bytes(4, &metric, &mut family);
+        let mut out = Vec::new();
+        varint(family.len() as u64, &mut out);
+        out.extend_from_slice(&family);
+        out
+    }
+}
+
+/// The issue's phases with a native histogram: a real Prometheus 2.42 scrapes it (protobuf
+/// exposition) and remote-writes it, and driftgauge also reads it through a query source
+/// (`"histogram"` results). `histogram:` rules on both paths stay stable on the baseline and
+/// on three times the traffic, and drift on the score shift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_histograms_from_a_real_prometheus_drift_only_when_the_scores_shift() {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    let model = Arc::new(Mutex::new(NativeModel {
+        buckets: Default::default(),
+        count: 0,
+        sum: 0.0,
+    }));
+    let exporter = Arc::new(ProtobufExporter::start(model.lock().unwrap().exposition()).await);
+    // 0: baseline, 1: three times the traffic, 2: shifted scores.
+    let phase = Arc::new(Mutex::new(0u8));
+    let ticker = {
+        let (phase, model, exporter) = (phase.clone(), model.clone(), exporter.clone());
+        tokio::spawn(async move {
+            let mut rng = crate::support::Rng::new(7);
+            loop {
+                let p = *phase.lock().unwrap();
+                let (n, shifted) = [(20, false), (60, false), (20, true)][p as usize];
+                let body = {
+                    let mut m = model.lock().unwrap();
+                    m.observe(&mut rng, n, shifted);
+                    m.exposition()
+                };
+                exporter.set(body);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let prom_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        l.local_addr().expect("addr").port()
+    };
+    let cfg = format!(
+        r#"global: {{evaluation_interval: 200ms}}
+rule_files: ["rules/*.yml"]
+query_sources:
+  - name: prom
+    url: http://127.0.0.1:{prom_port}
+    interval: 1s
+    queries:
+      - record: q_score
+        expr: model_prediction_score
+"#
+    );
+    let mut rules = String::from("groups:\n  - name: native\n    interval: 200ms\n    rules:\n");
+    for (name, detector, family) in [
+        ("chi2_rw", "chi2", "model_prediction_score{job=\"model\"}"),
+        ("ks_rw", "ks", "model_prediction_score{job=\"model\"}"),
+        ("chi2_q", "chi2", "q_score"),
+    ] {
+        rules.push_str(&format!(
+            "      - name: {name}\n        detector: {detector}\n        histogram: '{family}'\n        reference: {{first: 8s}}\n        current: {{duration: 5s}}\n        min_samples: 200\n"
+        ));
+    }
+    let server =
+        crate::support::Server::start(crate::support::Files::new(&cfg).rule_file("n.yml", &rules))
+            .await;
+    let prom_cfg = format!(
+        r#"
+global: {{scrape_interval: 1s}}
+scrape_configs:
+  - job_name: model
+    static_configs:
+      - targets: ["{target}"]
+remote_write:
+  - url: http://{dg}/api/v1/write
+    send_native_histograms: true
+    queue_config:
+      batch_send_deadline: 500ms
+      min_backoff: 100ms
+      max_backoff: 1s
+"#,
+        target = exporter.addr,
+        dg = server.addr
+    );
+    let prom = crate::prom::Prometheus::start_at_with_args(
+        &prom_cfg,
+        prom_port,
+        &["--enable-feature=native-histograms"],
+    )
+    .await;
+    let all = ["chi2_rw", "ks_rw", "chi2_q"];
+    let status =
+        |text: &str, r: &str| metric_value(text, "driftgauge_drift_status", &[("rule", r)]);
+    let text = crate::support::wait_until(
+        "every rule decides on the baseline",
+        Duration::from_secs(60),
+        || {
+            let server = &server;
+            async move {
+                let text = server.metrics().await;
+                all.iter()
+                    .all(|r| {
+                        metric_value(&text, "driftgauge_drift_p_value", &[("rule", r)]).is_some()
+                    })
+                    .then_some(text)
+            }
+        },
+    )
+    .await;
+    for r in all {
+        assert_eq!(status(&text, r), Some(0.0), "{r}\n{text}\n{}", prom.log());
+    }
+    // Three times the traffic for 8 s: never drifted.
+    *phase.lock().unwrap() = 1;
+    let until = std::time::Instant::now() + Duration::from_secs(8);
+    while std::time::Instant::now() < until {
+        let text = server.metrics().await;
+        for r in all {
+            assert_eq!(
+                status(&text, r),
+                Some(0.0),
+                "{r} drifted on a traffic change\n{text}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The shift: every rule drifts.
+    *phase.lock().unwrap() = 2;
+    for r in all {
+        server
+            .wait_metric("driftgauge_drift_status", &[("rule", r)], |v| v == 2.0)
+            .await;
+    }
+    ticker.abort();
+    drop(prom);
+    server.stop().await;
+}

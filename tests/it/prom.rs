@@ -148,6 +148,11 @@ impl Prometheus {
         Prometheus::start_at(config, &[], Some(port), &[]).await
     }
 
+    /// [`Prometheus::start_on`] with more flags.
+    pub async fn start_at_with_args(config: &str, port: u16, args: &[&str]) -> Prometheus {
+        Prometheus::start_at(config, &[], Some(port), args).await
+    }
+
     /// [`Prometheus::start`] with more flags (`--enable-feature=native-histograms`).
     pub async fn start_with_args(
         config: &str,
