@@ -154,6 +154,9 @@ pub struct Decoded {
     pub histograms: usize,
     /// Native histogram staleness markers (a histogram whose sum is the stale NaN) skipped.
     pub stale_histograms: usize,
+    /// Classic values the taken native histograms expanded into (in `series`, with the
+    /// `samples`).
+    pub expanded: usize,
     /// Exemplars, counted and ignored.
     pub exemplars: usize,
     /// With [`HaLabels`]: the cluster and replica named by the first `TimeSeries`, when it
@@ -504,6 +507,7 @@ impl<'h> Gather<'h> {
                 });
             }
             self.out.histograms += 1;
+            self.out.expanded += expanded.len();
             for s in expanded {
                 let value = s.values[0];
                 let key = (s.metric, s.labels);
