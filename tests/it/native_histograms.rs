@@ -767,7 +767,8 @@ async fn native_histograms_from_a_real_prometheus_drift_only_when_the_scores_shi
         count: 0,
         sum: 0.0,
     }));
-    let exporter = Arc::new(ProtobufExporter::start(model.lock().unwrap().exposition()).await);
+    let first = model.lock().unwrap().exposition();
+    let exporter = Arc::new(ProtobufExporter::start(first).await);
     // 0: baseline, 1: three times the traffic, 2: shifted scores.
     let phase = Arc::new(Mutex::new(0u8));
     let ticker = {
