@@ -69,12 +69,10 @@ pub enum RejectReason {
     SeriesLimit,
     /// `limits.max_held_values`.
     MemoryLimit,
-    /// Prometheus's staleness marker, skipped.
+    /// Prometheus's staleness marker (of a sample or a native histogram), skipped.
     StaleMarker,
     /// NaN or an infinity where a source skips them.
     NonFinite,
-    /// A native histogram sample, skipped (not supported).
-    NativeHistogram,
     /// The same series twice in one scrape or query answer.
     DuplicateSeries,
     /// Refused before its body was read: too many large bodies were being parsed at once
@@ -91,7 +89,7 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// Every reason, in a fixed order.
-    pub const ALL: [RejectReason; 15] = [
+    pub const ALL: [RejectReason; 14] = [
         RejectReason::BadBody,
         RejectReason::TooLarge,
         RejectReason::BadName,
@@ -101,7 +99,6 @@ impl RejectReason {
         RejectReason::MemoryLimit,
         RejectReason::StaleMarker,
         RejectReason::NonFinite,
-        RejectReason::NativeHistogram,
         RejectReason::DuplicateSeries,
         RejectReason::Busy,
         RejectReason::Timeout,
@@ -135,7 +132,6 @@ impl RejectReason {
             RejectReason::MemoryLimit => "memory_limit",
             RejectReason::StaleMarker => "stale_marker",
             RejectReason::NonFinite => "non_finite",
-            RejectReason::NativeHistogram => "native_histogram",
             RejectReason::DuplicateSeries => "duplicate_series",
             RejectReason::Busy => "busy",
             RejectReason::Timeout => "timeout",
@@ -472,7 +468,6 @@ mod tests {
                 "memory_limit",
                 "stale_marker",
                 "non_finite",
-                "native_histogram",
                 "duplicate_series",
                 "busy",
                 "timeout",

@@ -2,6 +2,7 @@
 //! No async, no I/O, no clock; the callers read bodies and files.
 
 pub mod exposition;
+pub mod native;
 pub mod npy;
 pub mod prom_api;
 pub mod push;

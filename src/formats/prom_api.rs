@@ -1,10 +1,15 @@
 //! Prometheus's HTTP API answers (`/api/v1/query`, `/api/v1/query_range`): the JSON envelope,
-//! vector/matrix/scalar results, and the samples a query source takes from them.
+//! vector/matrix/scalar results, and the samples a query source takes from them. Native
+//! histogram results (`"histogram": [t, {"count", "sum", "buckets": [[rule, left, right,
+//! count], ...]}]`, `"histograms"` in a matrix) are expanded as remote write expands them
+//! (`formats::native`): `<record>_bucket{le}` with the cumulative count at each bucket's
+//! right bound (`le="+Inf"` the count), `<record>_count` and `<record>_sum`.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::formats::native::{self, NativeError};
 use crate::labels::{validate_series, Labels, RejectReason, SeriesError, SeriesSamples};
 
 /// Why an answer of the API is not a usable result.
@@ -26,6 +31,14 @@ pub enum PromApiError {
         #[source]
         source: SeriesError,
     },
+    /// A native histogram result that cannot be expanded.
+    #[error("{source}")]
+    Histogram {
+        /// Values the whole answer carried.
+        values: usize,
+        #[source]
+        source: NativeError,
+    },
     #[error(
         "two result series are the same series {record}{labels:?} once the metric name is dropped"
     )]
@@ -44,6 +57,7 @@ impl PromApiError {
         match self {
             PromApiError::Series { source, .. } => Some(source.reason()),
             PromApiError::DuplicateSeries { .. } => Some(RejectReason::DuplicateSeries),
+            PromApiError::Histogram { .. } => Some(RejectReason::BadValue),
             PromApiError::Status { .. }
             | PromApiError::Api { .. }
             | PromApiError::Decode(_)
@@ -54,9 +68,9 @@ impl PromApiError {
     /// The values (points, NaN included) of an answer refused for its series; 0 otherwise.
     pub fn values(&self) -> usize {
         match self {
-            PromApiError::Series { values, .. } | PromApiError::DuplicateSeries { values, .. } => {
-                *values
-            }
+            PromApiError::Series { values, .. }
+            | PromApiError::DuplicateSeries { values, .. }
+            | PromApiError::Histogram { values, .. } => *values,
             _ => 0,
         }
     }
@@ -89,9 +103,25 @@ pub type Point = (f64, String);
 pub struct InstantSeries {
     #[serde(default)]
     metric: BTreeMap<String, String>,
-    /// Absent for native histogram samples (`"histogram"`), which are skipped.
+    /// Absent for native histogram samples (`"histogram"`).
     #[serde(default)]
     value: Option<Point>,
+    #[serde(default)]
+    histogram: Option<HistogramPoint>,
+}
+
+/// `[unix seconds, {"count": "..", "sum": "..", "buckets": [...]}]`.
+pub type HistogramPoint = (f64, HistogramValue);
+
+/// A native histogram as the API writes it: float counts as text, and each non-empty
+/// bucket as `[boundary rule, left, right, count]` (rule 0: `(left, right]`, 1:
+/// `[left, right)`, 2: open, 3: closed).
+#[derive(Debug, Deserialize)]
+pub struct HistogramValue {
+    count: String,
+    sum: String,
+    #[serde(default)]
+    buckets: Vec<(u8, String, String, String)>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,6 +130,8 @@ pub struct RangeSeries {
     metric: BTreeMap<String, String>,
     #[serde(default)]
     values: Vec<Point>,
+    #[serde(default)]
+    histograms: Vec<HistogramPoint>,
 }
 
 pub fn parse_response(status: u16, body: &[u8]) -> Result<ApiData, PromApiError> {
@@ -135,6 +167,48 @@ pub fn parse_response(status: u16, body: &[u8]) -> Result<ApiData, PromApiError>
         }),
         Err(e) => Err(PromApiError::Decode(e.to_string())),
     }
+}
+
+/// A native histogram of series `record{labels}` as classic series, one value each.
+fn histogram_samples(
+    record: &str,
+    labels: &Labels,
+    h: &HistogramValue,
+    values: usize,
+) -> Result<Vec<SeriesSamples>, PromApiError> {
+    let number = |text: &str| -> Result<f64, PromApiError> {
+        match text {
+            "+Inf" | "Inf" => Ok(f64::INFINITY),
+            "-Inf" => Ok(f64::NEG_INFINITY),
+            _ => text
+                .parse::<f64>()
+                .map_err(|_| PromApiError::Decode(format!("histogram number {text:?}"))),
+        }
+    };
+    let count = number(&h.count)?;
+    let sum = number(&h.sum)?;
+    let mut buckets = Vec::with_capacity(h.buckets.len());
+    for (_, _, right, c) in &h.buckets {
+        buckets.push((number(right)?, number(c)?));
+    }
+    let bad = |source| PromApiError::Histogram { values, source };
+    if !(count >= 0.0 && count.is_finite()) {
+        return Err(bad(NativeError::BadCount {
+            what: "count",
+            value: count,
+        }));
+    }
+    for (i, &(_, c)) in buckets.iter().enumerate() {
+        if !(c >= 0.0 && c.is_finite()) {
+            return Err(bad(NativeError::BadBucketCount {
+                side: "result",
+                number: i + 1,
+                count: c,
+            }));
+        }
+    }
+    let cumulative = native::cumulate(buckets, count).map_err(bad)?;
+    native::expand_cumulative(record, labels, &cumulative, count, sum).map_err(bad)
 }
 
 /// A sample value as Prometheus writes it; `None` for `NaN` and infinities (skipped).
@@ -186,11 +260,17 @@ pub fn instant_samples(record: &str, data: ApiData) -> Result<Vec<SeriesSamples>
             .into_iter()
             .collect()),
         ApiData::Vector(result) => {
-            let carried = result.iter().filter(|s| s.value.is_some()).count();
+            let carried = result
+                .iter()
+                .filter(|s| s.value.is_some() || s.histogram.is_some())
+                .count();
             let mut seen = std::collections::BTreeSet::new();
             let mut out = Vec::with_capacity(result.len());
             for s in result {
                 let labels = series_labels(record, s.metric, &mut seen, carried)?;
+                if let Some((_, h)) = &s.histogram {
+                    out.extend(histogram_samples(record, &labels, h, carried)?);
+                }
                 if let Some((_, text)) = s.value {
                     if let Some(v) = value(&text)? {
                         out.push(sample(labels, v));
@@ -216,7 +296,10 @@ pub fn range_batches(
         ApiData::Scalar(_) => return Err(PromApiError::ResultType("scalar")),
         ApiData::String(_) => return Err(PromApiError::ResultType("string")),
     };
-    let carried = series.iter().map(|s| s.values.len()).sum();
+    let carried = series
+        .iter()
+        .map(|s| s.values.len() + s.histograms.len())
+        .sum();
     let mut seen = std::collections::BTreeSet::new();
     let mut by_time: BTreeMap<i64, Vec<SeriesSamples>> = BTreeMap::new();
     for s in series {
@@ -236,6 +319,16 @@ pub fn range_batches(
                     labels: labels.clone(),
                     values: vec![v],
                 });
+        }
+        for (t, h) in &s.histograms {
+            if !t.is_finite() {
+                return Err(PromApiError::Decode(format!("histogram timestamp {t}")));
+            }
+            let expanded = histogram_samples(record, &labels, h, carried)?;
+            by_time
+                .entry((t * 1000.0).round() as i64)
+                .or_default()
+                .extend(expanded);
         }
     }
     Ok(by_time.into_iter().collect())
@@ -375,5 +468,91 @@ mod tests {
             range_batches("r", v),
             Err(PromApiError::ResultType("vector"))
         ));
+    }
+
+    #[test]
+    fn native_histogram_results_are_expanded_into_classic_series() {
+        // Prometheus's JSON for the worked example of `formats::native` (schema 0): the
+        // negative bucket [-1, -0.5), the zero bucket [-0.001, 0.001], then (0.5, 1], (1, 2],
+        // (4, 8], (8, 16].
+        let h = r#"{"count":"9","sum":"10.5","buckets":[
+            [1,"-1","-0.5","2"],[3,"-0.001","0.001","2"],[0,"0.5","1","1"],
+            [0,"1","2","2"],[0,"4","8","1"],[0,"8","16","1"]]}"#;
+        let d = data(&format!(
+            r#"{{"status":"success","data":{{"resultType":"vector","result":[
+                {{"metric":{{"__name__":"score","model":"fraud"}},"histogram":[1700000000,{h}]}},
+                {{"metric":{{"model":"other"}},"value":[1700000000,"3"]}}]}}}}"#
+        ));
+        let batch = instant_samples("rec", d).expect("samples");
+        let got: Vec<(String, String, f64)> = batch
+            .iter()
+            .map(|s| {
+                (
+                    s.metric.clone(),
+                    s.labels.get("le").cloned().unwrap_or_default(),
+                    s.values[0],
+                )
+            })
+            .collect();
+        let want = |m: &str, le: &str, v: f64| (m.to_string(), le.to_string(), v);
+        assert_eq!(
+            got,
+            vec![
+                want("rec_bucket", "-0.5", 2.0),
+                want("rec_bucket", "0.001", 4.0),
+                want("rec_bucket", "1", 5.0),
+                want("rec_bucket", "2", 7.0),
+                want("rec_bucket", "8", 8.0),
+                want("rec_bucket", "16", 9.0),
+                want("rec_bucket", "+Inf", 9.0),
+                want("rec_count", "", 9.0),
+                want("rec_sum", "", 10.5),
+                want("rec", "", 3.0),
+            ]
+        );
+        assert_eq!(batch[0].labels["model"], "fraud");
+        // A range result: histograms batched by time with the float points.
+        let d = data(
+            r#"{"status":"success","data":{"resultType":"matrix","result":[
+                {"metric":{"k":"a"},"histograms":[[20,{"count":"3","sum":"1","buckets":[[0,"0.5","1","3"]]}],
+                                                  [10,{"count":"0","sum":"0"}]]},
+                {"metric":{"k":"b"},"values":[[15,"5"]]}]}}"#,
+        );
+        let batches = range_batches("r", d).expect("batches");
+        let flat: Vec<(i64, String, String, f64)> = batches
+            .iter()
+            .flat_map(|(t, b)| {
+                b.iter().map(move |s| {
+                    (
+                        *t,
+                        s.metric.clone(),
+                        s.labels.get("le").cloned().unwrap_or_default(),
+                        s.values[0],
+                    )
+                })
+            })
+            .collect();
+        let at = |t: i64, m: &str, le: &str, v: f64| (t, m.to_string(), le.to_string(), v);
+        assert_eq!(
+            flat,
+            vec![
+                at(10_000, "r_bucket", "+Inf", 0.0),
+                at(10_000, "r_count", "", 0.0),
+                at(10_000, "r_sum", "", 0.0),
+                at(15_000, "r", "", 5.0),
+                at(20_000, "r_bucket", "1", 3.0),
+                at(20_000, "r_bucket", "+Inf", 3.0),
+                at(20_000, "r_count", "", 3.0),
+                at(20_000, "r_sum", "", 1.0),
+            ]
+        );
+        // A count below its buckets: refused, counted under bad_value.
+        let bad = data(
+            r#"{"status":"success","data":{"resultType":"vector","result":[
+                {"metric":{},"histogram":[1,{"count":"1","sum":"1","buckets":[[0,"0.5","1","3"]]}]}]}}"#,
+        );
+        let e = instant_samples("r", bad).expect_err("refused");
+        assert_eq!((e.reason(), e.values()), (Some(RejectReason::BadValue), 1));
+        assert!(e.to_string().contains("count 1 is below the 3"), "{e}");
     }
 }

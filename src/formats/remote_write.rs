@@ -1,31 +1,44 @@
-//! The Prometheus remote write 1.0 body (`POST /api/v1/write`, served by `http::remote_write`).
+//! The Prometheus remote write bodies (`POST /api/v1/write`, served by `http::remote_write`):
+//! 1.0's `prometheus.WriteRequest` and 2.0's `io.prometheus.write.v2.Request`, which one the
+//! `Content-Type` says ([`Protocol::negotiate`]).
 //!
-//! The body is a protobuf `prometheus.WriteRequest` compressed with snappy's block format
-//! (not the framed format). The protobuf is decoded by hand: only four small messages matter,
+//! The body is protobuf compressed with snappy's block format (not the framed format). The
+//! protobuf is decoded by hand: for 1.0 only a few small messages matter,
 //!
 //! ```text
 //! WriteRequest { repeated TimeSeries timeseries = 1; /* metadata = 3: skipped */ }
 //! TimeSeries   { repeated Label labels = 1; repeated Sample samples = 2;
-//!                /* exemplars = 3: skipped; histograms = 4: counted and skipped */ }
+//!                /* exemplars = 3: counted */ repeated Histogram histograms = 4; }
 //! Label        { string name = 1; string value = 2; }
 //! Sample       { double value = 1; int64 timestamp = 2; }
 //! ```
 //!
-//! and every other field, of any wire type (groups included), is skipped. The decoder is
+//! (2.0 in [`decode_v2_request_ha`], the `Histogram` both share in `decode_histogram`), and
+//! every other field, of any wire type (groups included), is skipped. The decoder is
 //! bounded everywhere: a length is checked against what is left of its buffer before
 //! anything is sliced or allocated, the decompressed size is checked before decompressing,
-//! and nothing panics on any input.
+//! native histograms expand into at most one value per byte of the message, and nothing
+//! panics on any input.
+//!
+//! Native histograms are expanded here into the classic series rules read
+//! (`formats::native`): `<name>_bucket{le}` (cumulative), `<name>_count`, `<name>_sum`;
+//! reset hints are ignored (the engine finds resets in the counts).
 //!
 //! A request is all or nothing: every series is validated by the one series validator
 //! (`labels::SeriesBuilder`: `__name__` a valid metric name, other labels valid, not
-//! reserved, not repeated, within the limits) before anything is handed to the engine. Stale markers (the NaN with bits `0x7ff0000000000002`, which Prometheus
-//! writes when a series disappears) and other non-finite values are skipped and counted,
-//! never taken as values. Samples of one series are taken in timestamp order (Prometheus
-//! sends one `TimeSeries` per sample, so a series' samples are gathered across the request).
+//! reserved, not repeated, within the limits), and so is every series a histogram expands
+//! into, before anything is handed to the engine. Stale markers (the NaN with bits
+//! `0x7ff0000000000002`, which Prometheus writes when a series disappears; for a native
+//! histogram, in its sum) and other non-finite values are skipped and counted, never taken
+//! as values. Samples of one series are taken in timestamp order (Prometheus sends one
+//! `TimeSeries` per sample, so a series' samples are gathered across the request).
 
 use std::collections::HashMap;
 
-use crate::labels::{Labels, RejectReason, SeriesBuilder, SeriesError, SeriesSamples};
+use crate::formats::native::{self, NativeHistogram};
+use crate::labels::{
+    validate_series, Labels, RejectReason, SeriesBuilder, SeriesError, SeriesSamples,
+};
 
 /// The `source` this receiver counts its samples under.
 pub const SOURCE: &str = "remote_write";
@@ -55,6 +68,8 @@ pub enum RemoteWriteError {
     TooLarge { size: usize, limit: usize },
     #[error("body is not a protobuf prometheus.WriteRequest: {0}")]
     Protobuf(String),
+    #[error("body is not a protobuf io.prometheus.write.v2.Request: {0}")]
+    ProtobufV2(String),
     /// A `TimeSeries` message that is not well-formed (protobuf, UTF-8).
     #[error("timeseries[{index}]: {message}")]
     SeriesProtobuf { index: usize, message: String },
@@ -67,6 +82,20 @@ pub enum RemoteWriteError {
         #[source]
         source: SeriesError,
     },
+    /// A native histogram that cannot be expanded (bad schema, spans, counts).
+    #[error("timeseries[{index}]: {source}")]
+    Histogram {
+        index: usize,
+        /// Samples and histograms the request carried up to this series.
+        values: usize,
+        #[source]
+        source: native::NativeError,
+    },
+    /// Native histograms that expand into more values than the message has bytes.
+    #[error(
+        "timeseries[{index}]: native histograms expand into more than {limit} classic values, one per byte of the message"
+    )]
+    Expansion { index: usize, limit: usize },
 }
 
 impl RemoteWriteError {
@@ -75,8 +104,12 @@ impl RemoteWriteError {
         match self {
             RemoteWriteError::Snappy(_)
             | RemoteWriteError::Protobuf(_)
+            | RemoteWriteError::ProtobufV2(_)
             | RemoteWriteError::SeriesProtobuf { .. } => RejectReason::BadBody,
-            RemoteWriteError::TooLarge { .. } => RejectReason::TooLarge,
+            RemoteWriteError::TooLarge { .. } | RemoteWriteError::Expansion { .. } => {
+                RejectReason::TooLarge
+            }
+            RemoteWriteError::Histogram { .. } => RejectReason::BadValue,
             RemoteWriteError::Series { source, .. } => source.reason(),
         }
     }
@@ -85,7 +118,9 @@ impl RemoteWriteError {
     pub fn index(&self) -> Option<usize> {
         match self {
             RemoteWriteError::Series { index, .. }
-            | RemoteWriteError::SeriesProtobuf { index, .. } => Some(*index),
+            | RemoteWriteError::SeriesProtobuf { index, .. }
+            | RemoteWriteError::Histogram { index, .. }
+            | RemoteWriteError::Expansion { index, .. } => Some(*index),
             _ => None,
         }
     }
@@ -95,7 +130,8 @@ impl RemoteWriteError {
     /// body that could not be decoded.
     pub fn values(&self) -> usize {
         match self {
-            RemoteWriteError::Series { values, .. } => *values,
+            RemoteWriteError::Series { values, .. }
+            | RemoteWriteError::Histogram { values, .. } => *values,
             _ => 0,
         }
     }
@@ -113,8 +149,16 @@ pub struct Decoded {
     pub stale_markers: usize,
     /// Other NaNs and infinities skipped.
     pub non_finite: usize,
-    /// Native histogram samples skipped (not supported).
+    /// Native histogram samples taken (each expanded into classic series, see
+    /// `formats::native`).
     pub histograms: usize,
+    /// Native histogram staleness markers (a histogram whose sum is the stale NaN) skipped.
+    pub stale_histograms: usize,
+    /// Classic values the taken native histograms expanded into (in `series`, with the
+    /// `samples`).
+    pub expanded: usize,
+    /// Exemplars, counted and ignored.
+    pub exemplars: usize,
     /// With [`HaLabels`]: the cluster and replica named by the first `TimeSeries`, when it
     /// carries both labels (as Mimir's HA tracker, which looks at the first series only).
     pub ha: Option<HaIdentity>,
@@ -148,6 +192,82 @@ pub fn decode_ha(
     max_decompressed: usize,
     ha: Option<HaLabels<'_>>,
 ) -> Result<Decoded, RemoteWriteError> {
+    decode_body(body, max_decompressed, Protocol::V1, ha)
+}
+
+/// Which protobuf message a body holds, from its `Content-Type` (see [`Protocol::negotiate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Remote write 1.0, `prometheus.WriteRequest`.
+    V1,
+    /// Remote write 2.0, `io.prometheus.write.v2.Request`.
+    V2,
+}
+
+/// The message names of [`Protocol::V1`] and [`Protocol::V2`], as `proto=` names them.
+pub const PROTO_V1: &str = "prometheus.WriteRequest";
+pub const PROTO_V2: &str = "io.prometheus.write.v2.Request";
+
+/// Why a request's headers announce a body this receiver does not read (415).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NegotiationError {
+    #[error("Content-Type {0:?} is not taken: send application/x-protobuf;proto=prometheus.WriteRequest (or no proto) or application/x-protobuf;proto=io.prometheus.write.v2.Request")]
+    MediaType(String),
+    #[error("protobuf message {0:?} is not taken: send proto=prometheus.WriteRequest (remote write 1.0) or proto=io.prometheus.write.v2.Request (remote write 2.0)")]
+    Proto(String),
+    #[error("Content-Encoding {0:?} is not taken: remote write bodies are snappy-compressed (block format)")]
+    Encoding(String),
+}
+
+impl Protocol {
+    /// The message a request's `Content-Type` and `Content-Encoding` announce, as the remote
+    /// write 2.0 specification negotiates it: no `Content-Type`, `application/x-protobuf`
+    /// or `;proto=prometheus.WriteRequest` is 1.0, `;proto=io.prometheus.write.v2.Request`
+    /// is 2.0; another media type or message, or an encoding other than `snappy` (none means
+    /// snappy), is refused.
+    pub fn negotiate(
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+    ) -> Result<Protocol, NegotiationError> {
+        if let Some(enc) = content_encoding.map(str::trim) {
+            if !enc.eq_ignore_ascii_case("snappy") {
+                return Err(NegotiationError::Encoding(enc.to_string()));
+            }
+        }
+        let Some(ct) = content_type.map(str::trim).filter(|c| !c.is_empty()) else {
+            return Ok(Protocol::V1);
+        };
+        let mut parts = ct.split(';');
+        let media = parts.next().unwrap_or("").trim();
+        if !media.eq_ignore_ascii_case("application/x-protobuf") {
+            return Err(NegotiationError::MediaType(ct.to_string()));
+        }
+        let mut protocol = Protocol::V1;
+        for param in parts {
+            let Some((name, value)) = param.split_once('=') else {
+                continue;
+            };
+            if !name.trim().eq_ignore_ascii_case("proto") {
+                continue;
+            }
+            protocol = match value.trim().trim_matches('"') {
+                PROTO_V1 => Protocol::V1,
+                PROTO_V2 => Protocol::V2,
+                other => return Err(NegotiationError::Proto(other.to_string())),
+            };
+        }
+        Ok(protocol)
+    }
+}
+
+/// Decompresses and decodes a whole body of either protocol, with the HA labels of
+/// [`decode_ha`].
+pub fn decode_body(
+    body: &[u8],
+    max_decompressed: usize,
+    protocol: Protocol,
+    ha: Option<HaLabels<'_>>,
+) -> Result<Decoded, RemoteWriteError> {
     let size =
         snap::raw::decompress_len(body).map_err(|e| RemoteWriteError::Snappy(e.to_string()))?;
     if size > max_decompressed {
@@ -159,7 +279,10 @@ pub fn decode_ha(
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
         .map_err(|e| RemoteWriteError::Snappy(e.to_string()))?;
-    decode_write_request_ha(&raw, ha)
+    match protocol {
+        Protocol::V1 => decode_write_request_ha(&raw, ha),
+        Protocol::V2 => decode_v2_request_ha(&raw, ha),
+    }
 }
 
 /// Decodes an uncompressed `WriteRequest`.
@@ -178,102 +301,253 @@ pub fn decode_write_request_ha(
     buf: &[u8],
     ha: Option<HaLabels<'_>>,
 ) -> Result<Decoded, RemoteWriteError> {
-    let mut out = Decoded::default();
-    let mut index: HashMap<(String, Labels), usize> = HashMap::new();
-    // The label messages of a `TimeSeries` (each as its length, then its bytes) → its entry
-    // in `gathered`.
-    let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
-    let mut gathered: Vec<Gathered> = Vec::new();
+    let mut g = Gather::new(ha, buf.len());
     let mut ts = RawSeries::default();
     let mut r = Reader::new(buf);
     let mut n = 0usize;
-    // Samples of every `TimeSeries` so far, for counting those of a refused request.
-    let mut carried = 0usize;
     while !r.done() {
         let (field, wire) = r.key().map_err(RemoteWriteError::Protobuf)?;
-        if field == 1 {
-            let bytes = r
-                .len_delimited(field, wire)
-                .map_err(RemoteWriteError::Protobuf)?;
-            let series_index = n;
-            n += 1;
-            decode_series(bytes, &mut ts).map_err(|message| RemoteWriteError::SeriesProtobuf {
-                index: series_index,
-                message,
-            })?;
-            if let Some(ha) = ha {
-                if series_index == 0 {
-                    out.ha = ha_identity(&ts.labels, ha).map_err(|message| {
-                        RemoteWriteError::SeriesProtobuf {
-                            index: series_index,
-                            message,
-                        }
-                    })?;
-                }
-                ts.labels.retain(|&(name, _)| name != ha.replica);
-            }
-            carried += ts.samples.len();
-            out.histograms += ts.histograms;
-            let known = seen.get(ts.label_key.as_slice()).copied();
-            let (slot, new) = match known {
-                Some(i) => (i, None),
-                None => {
-                    let key = series_of(&ts.labels).map_err(|source| RemoteWriteError::Series {
-                        index: series_index,
-                        values: carried + samples_in_rest(&mut r, &mut ts),
-                        source,
-                    })?;
-                    match index.get(&key) {
-                        Some(&i) => (i, None),
-                        None => (gathered.len(), Some(key)),
-                    }
-                }
-            };
-            let before = out.samples;
-            let mut kept = match new {
-                None => std::mem::take(&mut gathered[slot].2),
-                Some(_) => Vec::new(),
-            };
-            for &(t, v) in &ts.samples {
-                if v.to_bits() == STALE_NAN_BITS {
-                    out.stale_markers += 1;
-                } else if !v.is_finite() {
-                    out.non_finite += 1;
-                } else {
-                    kept.push((t, v));
-                    out.samples += 1;
-                }
-            }
-            match new {
-                None => gathered[slot].2 = kept,
-                // A series is listed from its first value on.
-                Some((metric, labels)) if out.samples > before => {
-                    index.insert((metric.clone(), labels.clone()), slot);
-                    gathered.push((metric, labels, kept));
-                }
-                // No value yet (stale markers only): not listed, not remembered.
-                Some(_) => continue,
-            }
-            if known.is_none() {
-                seen.insert(ts.label_key.clone(), slot);
-            }
-        } else {
+        if field != 1 {
             r.skip(field, wire).map_err(RemoteWriteError::Protobuf)?;
+            continue;
+        }
+        let bytes = r
+            .len_delimited(field, wire)
+            .map_err(RemoteWriteError::Protobuf)?;
+        let index = n;
+        n += 1;
+        decode_series(bytes, &mut ts)
+            .map_err(|message| RemoteWriteError::SeriesProtobuf { index, message })?;
+        g.take(index, &mut ts, || {
+            samples_in_rest(&mut r, |b, ts| decode_series(b, ts), 1)
+        })?;
+    }
+    Ok(g.finish())
+}
+
+/// Decodes an uncompressed remote write 2.0 `io.prometheus.write.v2.Request`:
+///
+/// ```text
+/// Request    { repeated string symbols = 4; repeated TimeSeries timeseries = 5; }
+/// TimeSeries { repeated uint32 labels_refs = 1; repeated Sample samples = 2;
+///              repeated Histogram histograms = 3; repeated Exemplar exemplars = 4;
+///              /* metadata = 5: skipped */ }
+/// Sample     { double value = 1; int64 timestamp = 2; /* start_timestamp = 3 */ }
+/// ```
+///
+/// Labels are pairs of indexes into `symbols` (read first, wherever they are in the body);
+/// a reference past the table, or an odd number of them, refuses the request, naming the
+/// series and the reference. Exemplars are counted and ignored. Everything else is as in
+/// [`decode_write_request_ha`]: the same validator, the same merging, the same HA labels.
+pub fn decode_v2_request_ha(
+    buf: &[u8],
+    ha: Option<HaLabels<'_>>,
+) -> Result<Decoded, RemoteWriteError> {
+    let mut symbols: Vec<&str> = Vec::new();
+    let mut r = Reader::new(buf);
+    while !r.done() {
+        let (field, wire) = r.key().map_err(RemoteWriteError::ProtobufV2)?;
+        if field == 4 {
+            let b = r
+                .len_delimited(field, wire)
+                .map_err(RemoteWriteError::ProtobufV2)?;
+            let s = std::str::from_utf8(b).map_err(|_| {
+                RemoteWriteError::ProtobufV2(format!(
+                    "symbols[{}] is not valid UTF-8",
+                    symbols.len()
+                ))
+            })?;
+            symbols.push(s);
+        } else {
+            r.skip(field, wire).map_err(RemoteWriteError::ProtobufV2)?;
         }
     }
-    out.series = gathered
-        .into_iter()
-        .map(|(metric, labels, mut samples)| {
-            // Stable: samples with equal timestamps keep their arrival order.
-            samples.sort_by_key(|&(t, _)| t);
-            SeriesSamples {
-                metric,
-                labels,
-                values: samples.into_iter().map(|(_, v)| v).collect(),
+    let mut g = Gather::new(ha, buf.len());
+    let mut ts = RawSeries::default();
+    let mut r = Reader::new(buf);
+    let mut n = 0usize;
+    while !r.done() {
+        let (field, wire) = r.key().map_err(RemoteWriteError::ProtobufV2)?;
+        if field != 5 {
+            r.skip(field, wire).map_err(RemoteWriteError::ProtobufV2)?;
+            continue;
+        }
+        let bytes = r
+            .len_delimited(field, wire)
+            .map_err(RemoteWriteError::ProtobufV2)?;
+        let index = n;
+        n += 1;
+        decode_v2_series(bytes, &symbols, &mut ts)
+            .map_err(|message| RemoteWriteError::SeriesProtobuf { index, message })?;
+        g.take(index, &mut ts, || {
+            samples_in_rest(&mut r, |b, ts| decode_v2_series(b, &symbols, ts), 5)
+        })?;
+    }
+    Ok(g.finish())
+}
+
+/// The series of a request as they are taken: validated once per distinct label bytes,
+/// gathered per series (native histograms expanded into their classic series).
+struct Gather<'h> {
+    out: Decoded,
+    ha: Option<HaLabels<'h>>,
+    /// A series (base or expanded) → its entry in `gathered`.
+    index: HashMap<(String, Labels), usize>,
+    /// The label bytes of a `TimeSeries` → its validated series in `bases`.
+    seen: HashMap<Vec<u8>, usize>,
+    /// Each distinct series named by a `TimeSeries`, and its entry in `gathered` once it
+    /// has a value.
+    bases: Vec<((String, Labels), Option<usize>)>,
+    gathered: Vec<Gathered>,
+    /// Samples and histograms of every `TimeSeries` so far, for counting those of a refused
+    /// request.
+    carried: usize,
+    /// Values the native histograms expanded into, and the most allowed (one per byte of
+    /// the message: a histogram's buckets take at least a byte each, so no real request
+    /// comes near it, and a crafted one cannot make the decoded request much larger than
+    /// its message).
+    expanded: usize,
+    max_expanded: usize,
+}
+
+impl<'h> Gather<'h> {
+    fn new(ha: Option<HaLabels<'h>>, message_bytes: usize) -> Self {
+        Gather {
+            out: Decoded::default(),
+            ha,
+            index: HashMap::new(),
+            seen: HashMap::new(),
+            bases: Vec::new(),
+            gathered: Vec::new(),
+            carried: 0,
+            expanded: 0,
+            max_expanded: message_bytes,
+        }
+    }
+
+    /// Takes one decoded `TimeSeries`; `rest` counts the samples of the messages after it,
+    /// for the count of a refused request.
+    fn take<'a>(
+        &mut self,
+        index: usize,
+        ts: &mut RawSeries<'a>,
+        rest: impl FnOnce() -> usize,
+    ) -> Result<(), RemoteWriteError> {
+        if let Some(ha) = self.ha {
+            if index == 0 {
+                self.out.ha = ha_identity(&ts.labels, ha)
+                    .map_err(|message| RemoteWriteError::SeriesProtobuf { index, message })?;
             }
-        })
-        .collect();
-    Ok(out)
+            ts.labels.retain(|&(name, _)| name != ha.replica);
+        }
+        self.carried += ts.samples.len() + ts.histograms.len();
+        self.out.exemplars += ts.exemplars;
+        let base = match self.seen.get(ts.label_key.as_slice()) {
+            Some(&b) => b,
+            None => {
+                let key = series_of(&ts.labels).map_err(|source| RemoteWriteError::Series {
+                    index,
+                    values: self.carried + rest(),
+                    source,
+                })?;
+                let slot = self.index.get(&key).copied();
+                self.bases.push((key, slot));
+                self.seen.insert(ts.label_key.clone(), self.bases.len() - 1);
+                self.bases.len() - 1
+            }
+        };
+        for &(t, v) in &ts.samples {
+            if v.to_bits() == STALE_NAN_BITS {
+                self.out.stale_markers += 1;
+            } else if !v.is_finite() {
+                self.out.non_finite += 1;
+            } else {
+                // A series is listed from its first value on.
+                let s = match self.bases[base].1 {
+                    Some(s) => s,
+                    None => {
+                        // Another label order of the same series may have its entry.
+                        let s = match self.index.get(&self.bases[base].0) {
+                            Some(&s) => s,
+                            None => {
+                                let key = self.bases[base].0.clone();
+                                self.index.insert(key.clone(), self.gathered.len());
+                                self.gathered.push((key.0, key.1, Vec::new()));
+                                self.gathered.len() - 1
+                            }
+                        };
+                        self.bases[base].1 = Some(s);
+                        s
+                    }
+                };
+                self.gathered[s].2.push((t, v));
+                self.out.samples += 1;
+            }
+        }
+        for raw in ts.histograms.drain(..) {
+            if raw.sum.to_bits() == STALE_NAN_BITS {
+                self.out.stale_histograms += 1;
+                continue;
+            }
+            let t = raw.timestamp;
+            let (metric, labels) = &self.bases[base].0;
+            let expanded = raw
+                .native()
+                .and_then(|h| native::expand(metric, labels, &h))
+                .map_err(|source| RemoteWriteError::Histogram {
+                    index,
+                    values: self.carried,
+                    source,
+                })?;
+            self.expanded += expanded.len();
+            if self.expanded > self.max_expanded {
+                return Err(RemoteWriteError::Expansion {
+                    index,
+                    limit: self.max_expanded,
+                });
+            }
+            self.out.histograms += 1;
+            self.out.expanded += expanded.len();
+            for s in expanded {
+                let value = s.values[0];
+                let key = (s.metric, s.labels);
+                let at = match self.index.get(&key) {
+                    Some(&at) => at,
+                    None => {
+                        validate_series(&key.0, &key.1).map_err(|source| {
+                            RemoteWriteError::Series {
+                                index,
+                                values: self.carried,
+                                source,
+                            }
+                        })?;
+                        self.index.insert(key.clone(), self.gathered.len());
+                        self.gathered.push((key.0, key.1, Vec::new()));
+                        self.gathered.len() - 1
+                    }
+                };
+                self.gathered[at].2.push((t, value));
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Decoded {
+        self.out.series = self
+            .gathered
+            .into_iter()
+            .map(|(metric, labels, mut samples)| {
+                // Stable: samples with equal timestamps keep their arrival order.
+                samples.sort_by_key(|&(t, _)| t);
+                SeriesSamples {
+                    metric,
+                    labels,
+                    values: samples.into_iter().map(|(_, v)| v).collect(),
+                }
+            })
+            .collect();
+        self.out
+    }
 }
 
 /// The cluster and replica of one series' labels, when it has both.
@@ -304,29 +578,46 @@ type Gathered = (String, Labels, Vec<(i64, f64)>);
 /// One `TimeSeries` as it came, not yet validated; reused from message to message.
 #[derive(Default)]
 struct RawSeries<'a> {
-    /// (name, value) of each label message, in order, checked to be UTF-8.
+    /// (name, value) of each label, in order, checked to be UTF-8.
     labels: Vec<(&'a str, &'a str)>,
-    /// Every label message's length (4 bytes, little-endian) and bytes, in order: equal keys
+    /// The label messages (1.0: each message's length, 4 bytes little-endian, then its
+    /// bytes) or label references (2.0: each 4 bytes little-endian), in order: equal keys
     /// decode to equal labels.
     label_key: Vec<u8>,
     samples: Vec<(i64, f64)>,
-    histograms: usize,
+    histograms: Vec<RawHistogram>,
+    exemplars: usize,
 }
 
-/// The samples of the `TimeSeries` left in `r`, up to the first one that is not
-/// well-formed.
-fn samples_in_rest<'a>(r: &mut Reader<'a>, ts: &mut RawSeries<'a>) -> usize {
+impl RawSeries<'_> {
+    fn clear(&mut self) {
+        self.labels.clear();
+        self.label_key.clear();
+        self.samples.clear();
+        self.histograms.clear();
+        self.exemplars = 0;
+    }
+}
+
+/// The samples and histograms of the `TimeSeries` (field `field`) left in `r`, up to the
+/// first one that is not well-formed.
+fn samples_in_rest<'a>(
+    r: &mut Reader<'a>,
+    decode: impl Fn(&'a [u8], &mut RawSeries<'a>) -> Result<(), String>,
+    series_field: u32,
+) -> usize {
+    let mut ts = RawSeries::default();
     let mut n = 0;
     while !r.done() {
         let Ok((field, wire)) = r.key() else { break };
-        if field != 1 {
+        if field != series_field {
             if r.skip(field, wire).is_err() {
                 break;
             }
             continue;
         }
-        match r.len_delimited(field, wire).map(|b| decode_series(b, ts)) {
-            Ok(Ok(())) => n += ts.samples.len(),
+        match r.len_delimited(field, wire).map(|b| decode(b, &mut ts)) {
+            Ok(Ok(())) => n += ts.samples.len() + ts.histograms.len(),
             _ => break,
         }
     }
@@ -334,10 +625,7 @@ fn samples_in_rest<'a>(r: &mut Reader<'a>, ts: &mut RawSeries<'a>) -> usize {
 }
 
 fn decode_series<'a>(buf: &'a [u8], out: &mut RawSeries<'a>) -> Result<(), String> {
-    out.labels.clear();
-    out.label_key.clear();
-    out.samples.clear();
-    out.histograms = 0;
+    out.clear();
     let mut r = Reader::new(buf);
     while !r.done() {
         let (field, wire) = r.key()?;
@@ -355,13 +643,263 @@ fn decode_series<'a>(buf: &'a [u8], out: &mut RawSeries<'a>) -> Result<(), Strin
                 out.samples.push(decode_sample(b)?);
             }
             4 => {
-                r.len_delimited(field, wire)?;
-                out.histograms += 1;
+                let b = r.len_delimited(field, wire)?;
+                out.histograms.push(decode_histogram(b)?);
             }
-            // 3: exemplars; anything else: fields of later versions.
+            3 => {
+                r.len_delimited(field, wire)?;
+                out.exemplars += 1;
+            }
+            // Anything else: fields of later versions.
             _ => r.skip(field, wire)?,
         }
     }
+    Ok(())
+}
+
+fn decode_v2_series<'a>(
+    buf: &'a [u8],
+    symbols: &[&'a str],
+    out: &mut RawSeries<'a>,
+) -> Result<(), String> {
+    out.clear();
+    let mut refs: Vec<u64> = Vec::new();
+    let mut r = Reader::new(buf);
+    while !r.done() {
+        let (field, wire) = r.key()?;
+        match field {
+            1 => packed_varints(&mut r, field, wire, &mut refs)?,
+            2 => {
+                let b = r.len_delimited(field, wire)?;
+                out.samples.push(decode_sample(b)?);
+            }
+            3 => {
+                let b = r.len_delimited(field, wire)?;
+                out.histograms.push(decode_histogram(b)?);
+            }
+            4 => {
+                r.len_delimited(field, wire)?;
+                out.exemplars += 1;
+            }
+            // 5: metadata; anything else: fields of later versions.
+            _ => r.skip(field, wire)?,
+        }
+    }
+    if !refs.len().is_multiple_of(2) {
+        return Err(format!(
+            "labels_refs has {} entries, not name and value pairs",
+            refs.len()
+        ));
+    }
+    let symbol = |i: usize| -> Result<&'a str, String> {
+        let r = refs[i];
+        usize::try_from(r)
+            .ok()
+            .and_then(|k| symbols.get(k).copied())
+            .ok_or_else(|| {
+                format!(
+                    "labels_refs[{i}] = {r} is not a symbol (the request has {})",
+                    symbols.len()
+                )
+            })
+    };
+    for i in (0..refs.len()).step_by(2) {
+        out.labels.push((symbol(i)?, symbol(i + 1)?));
+        // Checked above to be a symbol index, so it fits in u32.
+        out.label_key
+            .extend_from_slice(&(refs[i] as u32).to_le_bytes());
+        out.label_key
+            .extend_from_slice(&(refs[i + 1] as u32).to_le_bytes());
+    }
+    Ok(())
+}
+
+/// A `Histogram` message as it came: counts are absolute for a float histogram, deltas for
+/// an integer one (the `count` oneof says which, as in Prometheus's `IsFloatHistogram`).
+#[derive(Debug, Default)]
+struct RawHistogram {
+    timestamp: i64,
+    sum: f64,
+    float: bool,
+    h: NativeHistogram,
+    positive_deltas: Vec<i64>,
+    negative_deltas: Vec<i64>,
+    positive_counts: Vec<f64>,
+    negative_counts: Vec<f64>,
+}
+
+impl RawHistogram {
+    fn native(self) -> Result<NativeHistogram, native::NativeError> {
+        let mut h = self.h;
+        h.sum = self.sum;
+        if self.float {
+            h.positive = self.positive_counts;
+            h.negative = self.negative_counts;
+        } else {
+            h.positive = native::absolute_counts("positive", &self.positive_deltas)?;
+            h.negative = native::absolute_counts("negative", &self.negative_deltas)?;
+        }
+        Ok(h)
+    }
+}
+
+/// ```text
+/// Histogram { oneof count { uint64 count_int = 1; double count_float = 2; }
+///             double sum = 3; sint32 schema = 4; double zero_threshold = 5;
+///             oneof zero_count { uint64 zero_count_int = 6; double zero_count_float = 7; }
+///             repeated BucketSpan negative_spans = 8; repeated sint64 negative_deltas = 9;
+///             repeated double negative_counts = 10; repeated BucketSpan positive_spans = 11;
+///             repeated sint64 positive_deltas = 12; repeated double positive_counts = 13;
+///             /* reset_hint = 14: ignored */ int64 timestamp = 15;
+///             repeated double custom_values = 16; /* start_timestamp = 17 */ }
+/// BucketSpan { sint32 offset = 1; uint32 length = 2; }
+/// ```
+///
+/// The same field numbers in remote write 1.0 (`prometheus.Histogram`) and 2.0.
+fn decode_histogram(buf: &[u8]) -> Result<RawHistogram, String> {
+    let mut out = RawHistogram::default();
+    let mut r = Reader::new(buf);
+    let mut varints = Vec::new();
+    while !r.done() {
+        let (field, wire) = r.key()?;
+        match field {
+            1 => {
+                expect_wire(field, wire, WIRE_VARINT)?;
+                out.h.count = r.varint()? as f64;
+                out.float = false;
+            }
+            2 => {
+                expect_wire(field, wire, WIRE_I64)?;
+                out.h.count = f64::from_bits(r.fixed64()?);
+                out.float = true;
+            }
+            3 => {
+                expect_wire(field, wire, WIRE_I64)?;
+                out.sum = f64::from_bits(r.fixed64()?);
+            }
+            4 => {
+                expect_wire(field, wire, WIRE_VARINT)?;
+                let s = zigzag(r.varint()?);
+                out.h.schema =
+                    i32::try_from(s).map_err(|_| format!("schema {s} is out of range"))?;
+            }
+            5 => {
+                expect_wire(field, wire, WIRE_I64)?;
+                out.h.zero_threshold = f64::from_bits(r.fixed64()?);
+            }
+            6 => {
+                expect_wire(field, wire, WIRE_VARINT)?;
+                out.h.zero_count = r.varint()? as f64;
+            }
+            7 => {
+                expect_wire(field, wire, WIRE_I64)?;
+                out.h.zero_count = f64::from_bits(r.fixed64()?);
+            }
+            8 | 11 => {
+                let span = decode_span(r.len_delimited(field, wire)?)?;
+                if field == 8 {
+                    out.h.negative_spans.push(span);
+                } else {
+                    out.h.positive_spans.push(span);
+                }
+            }
+            9 | 12 => {
+                varints.clear();
+                packed_varints(&mut r, field, wire, &mut varints)?;
+                let deltas = if field == 9 {
+                    &mut out.negative_deltas
+                } else {
+                    &mut out.positive_deltas
+                };
+                deltas.extend(varints.iter().map(|&v| zigzag(v)));
+            }
+            10 => packed_doubles(&mut r, field, wire, &mut out.negative_counts)?,
+            13 => packed_doubles(&mut r, field, wire, &mut out.positive_counts)?,
+            15 => {
+                expect_wire(field, wire, WIRE_VARINT)?;
+                out.timestamp = r.varint()? as i64;
+            }
+            16 => packed_doubles(&mut r, field, wire, &mut out.h.custom_values)?,
+            // 14: reset hint (resets are found from the counts), 17: start timestamp.
+            _ => r.skip(field, wire)?,
+        }
+    }
+    Ok(out)
+}
+
+fn decode_span(buf: &[u8]) -> Result<native::Span, String> {
+    let mut span = native::Span {
+        offset: 0,
+        length: 0,
+    };
+    let mut r = Reader::new(buf);
+    while !r.done() {
+        let (field, wire) = r.key()?;
+        match field {
+            1 => {
+                expect_wire(field, wire, WIRE_VARINT)?;
+                let o = zigzag(r.varint()?);
+                span.offset =
+                    i32::try_from(o).map_err(|_| format!("span offset {o} is out of range"))?;
+            }
+            2 => {
+                expect_wire(field, wire, WIRE_VARINT)?;
+                let l = r.varint()?;
+                span.length =
+                    u32::try_from(l).map_err(|_| format!("span length {l} is out of range"))?;
+            }
+            _ => r.skip(field, wire)?,
+        }
+    }
+    Ok(span)
+}
+
+/// A `sint32`/`sint64` from its zigzag varint.
+fn zigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// A repeated varint field, packed (one length-delimited run) or not (one value).
+fn packed_varints(
+    r: &mut Reader<'_>,
+    field: u32,
+    wire: u8,
+    out: &mut Vec<u64>,
+) -> Result<(), String> {
+    if wire == WIRE_VARINT {
+        out.push(r.varint()?);
+        return Ok(());
+    }
+    let mut p = Reader::new(r.len_delimited(field, wire)?);
+    while !p.done() {
+        out.push(p.varint()?);
+    }
+    Ok(())
+}
+
+/// A repeated double field, packed or not.
+fn packed_doubles(
+    r: &mut Reader<'_>,
+    field: u32,
+    wire: u8,
+    out: &mut Vec<f64>,
+) -> Result<(), String> {
+    if wire == WIRE_I64 {
+        out.push(f64::from_bits(r.fixed64()?));
+        return Ok(());
+    }
+    let b = r.len_delimited(field, wire)?;
+    if !b.len().is_multiple_of(8) {
+        return Err(format!(
+            "field {field}: {} bytes of packed doubles is not a multiple of 8",
+            b.len()
+        ));
+    }
+    out.extend(b.chunks_exact(8).map(|c| {
+        f64::from_bits(u64::from_le_bytes([
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+        ]))
+    }));
     Ok(())
 }
 
@@ -703,6 +1241,8 @@ mod tests {
         let raw = request(&[
             // `n` first shows only a stale marker: it is listed from its first value on.
             series(&other, &[(stale, 1)]),
+            // `m` in another label order, before `m` has a value, then after.
+            series(&ba, &[(stale, 0)]),
             series(&ab, &[(1.0, 10)]),
             series(&other, &[(5.0, 2)]),
             series(&ba, &[(2.0, 5)]),
@@ -724,7 +1264,7 @@ mod tests {
                 ("n", 0, &[6.0, 5.0][..])
             ]
         );
-        assert_eq!((d.samples, d.stale_markers, d.non_finite), (6, 2, 1));
+        assert_eq!((d.samples, d.stale_markers, d.non_finite), (6, 3, 1));
         // A bad series is named by its own index, also when its bytes repeat.
         let bad = [("__name__", "m"), ("a-b", "1")];
         refused(
@@ -992,5 +1532,489 @@ mod tests {
             decode_write_request(&[0x0a]).expect_err("refused").values(),
             0
         );
+    }
+}
+
+#[cfg(test)]
+mod histogram_tests {
+    use super::*;
+
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    fn key(field: u64, wire: u64, out: &mut Vec<u8>) {
+        varint(field << 3 | wire, out);
+    }
+    fn bytes_field(field: u64, b: &[u8], out: &mut Vec<u8>) {
+        key(field, 2, out);
+        varint(b.len() as u64, out);
+        out.extend_from_slice(b);
+    }
+    fn double(field: u64, v: f64, out: &mut Vec<u8>) {
+        key(field, 1, out);
+        out.extend_from_slice(&v.to_bits().to_le_bytes());
+    }
+    fn zz(v: i64) -> u64 {
+        ((v << 1) ^ (v >> 63)) as u64
+    }
+    fn span(offset: i32, length: u32) -> Vec<u8> {
+        let mut s = Vec::new();
+        key(1, 0, &mut s);
+        varint(zz(offset.into()), &mut s);
+        key(2, 0, &mut s);
+        varint(length.into(), &mut s);
+        s
+    }
+
+    /// An integer histogram: (spans, deltas) per side, deltas packed.
+    struct Int<'a> {
+        count: u64,
+        sum: f64,
+        schema: i64,
+        zero_threshold: f64,
+        zero_count: u64,
+        positive: (&'a [(i32, u32)], &'a [i64]),
+        negative: (&'a [(i32, u32)], &'a [i64]),
+        timestamp: i64,
+    }
+
+    fn int_histogram(h: &Int<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        key(1, 0, &mut out);
+        varint(h.count, &mut out);
+        double(3, h.sum, &mut out);
+        key(4, 0, &mut out);
+        varint(zz(h.schema), &mut out);
+        double(5, h.zero_threshold, &mut out);
+        key(6, 0, &mut out);
+        varint(h.zero_count, &mut out);
+        for (spans_field, deltas_field, (spans, deltas)) in
+            [(8, 9, h.negative), (11, 12, h.positive)]
+        {
+            for &(o, l) in spans {
+                bytes_field(spans_field, &span(o, l), &mut out);
+            }
+            let mut packed = Vec::new();
+            for &d in deltas {
+                varint(zz(d), &mut packed);
+            }
+            bytes_field(deltas_field, &packed, &mut out);
+        }
+        key(14, 0, &mut out);
+        varint(1, &mut out); // reset hint YES: ignored
+        key(15, 0, &mut out);
+        varint(h.timestamp as u64, &mut out);
+        out
+    }
+
+    /// The worked example of `formats::native`'s tests.
+    fn example(timestamp: i64, extra: u64) -> Vec<u8> {
+        int_histogram(&Int {
+            count: 9 + extra,
+            sum: 10.5,
+            schema: 0,
+            zero_threshold: 0.001,
+            zero_count: 2,
+            positive: (&[(0, 2), (1, 2)], &[1, 1, -1, extra as i64]),
+            negative: (&[(0, 1)], &[2]),
+            timestamp,
+        })
+    }
+
+    fn label(name: &str, value: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        bytes_field(1, name.as_bytes(), &mut out);
+        bytes_field(2, value.as_bytes(), &mut out);
+        out
+    }
+
+    fn v1_series(labels: &[(&str, &str)], histograms: &[Vec<u8>]) -> Vec<u8> {
+        let mut ts = Vec::new();
+        for (n, v) in labels {
+            bytes_field(1, &label(n, v), &mut ts);
+        }
+        for h in histograms {
+            bytes_field(4, h, &mut ts);
+        }
+        ts
+    }
+
+    fn request(field: u64, all: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for s in all {
+            bytes_field(field, s, &mut out);
+        }
+        out
+    }
+
+    /// (metric, le, values) of each decoded series.
+    fn shape(d: &Decoded) -> Vec<(String, String, Vec<f64>)> {
+        d.series
+            .iter()
+            .map(|s| {
+                (
+                    s.metric.clone(),
+                    s.labels.get("le").cloned().unwrap_or_default(),
+                    s.values.clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn remote_write_1_histograms_are_expanded_in_timestamp_order() {
+        let labels = [("__name__", "score"), ("model", "fraud")];
+        let mut stale = example(3000, 0);
+        // A stale histogram: its sum is the stale NaN.
+        let at = stale
+            .windows(9)
+            .position(|w| w[0] == 0x19)
+            .expect("sum field");
+        stale[at + 1..at + 9].copy_from_slice(&STALE_NAN_BITS.to_le_bytes());
+        let raw = request(
+            1,
+            &[
+                v1_series(&labels, &[example(2000, 1)]),
+                v1_series(&labels, &[example(1000, 0), stale]),
+            ],
+        );
+        let d = decode_write_request(&raw).unwrap();
+        assert_eq!((d.histograms, d.stale_histograms, d.samples), (2, 1, 0));
+        let s = |m: &str, le: &str, v: &[f64]| (m.to_string(), le.to_string(), v.to_vec());
+        assert_eq!(
+            shape(&d),
+            vec![
+                s("score_bucket", "-0.5", &[2.0, 2.0]),
+                s("score_bucket", "0.001", &[4.0, 4.0]),
+                s("score_bucket", "1", &[5.0, 5.0]),
+                s("score_bucket", "2", &[7.0, 7.0]),
+                s("score_bucket", "8", &[8.0, 8.0]),
+                // At 2000 one more observation in (8, 16].
+                s("score_bucket", "16", &[9.0, 10.0]),
+                s("score_bucket", "+Inf", &[9.0, 10.0]),
+                s("score_count", "", &[9.0, 10.0]),
+                s("score_sum", "", &[10.5, 10.5]),
+            ]
+        );
+        assert!(d.series.iter().all(|s| s.labels["model"] == "fraud"));
+    }
+
+    #[test]
+    fn float_histograms_take_absolute_counts_packed_or_not() {
+        let mut h = Vec::new();
+        double(2, 3.0, &mut h); // count_float
+        double(3, 1.25, &mut h);
+        key(4, 0, &mut h);
+        varint(zz(-4), &mut h);
+        bytes_field(11, &span(0, 2), &mut h);
+        // One count unpacked, one packed.
+        double(13, 1.0, &mut h);
+        bytes_field(13, &2.0f64.to_bits().to_le_bytes(), &mut h);
+        let raw = request(1, &[v1_series(&[("__name__", "m")], &[h])]);
+        let d = decode_write_request(&raw).unwrap();
+        let s = |m: &str, le: &str, v: f64| (m.to_string(), le.to_string(), vec![v]);
+        assert_eq!(
+            shape(&d),
+            vec![
+                s("m_bucket", "1", 1.0),
+                s("m_bucket", "65536", 3.0),
+                s("m_bucket", "+Inf", 3.0),
+                s("m_count", "", 3.0),
+                s("m_sum", "", 1.25),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_histograms_refuse_the_request_naming_the_series() {
+        let ok = v1_series(&[("__name__", "m")], &[example(1, 0)]);
+        let bad = v1_series(
+            &[("__name__", "m")],
+            &[int_histogram(&Int {
+                count: 1,
+                sum: 0.0,
+                schema: 0,
+                zero_threshold: 0.0,
+                zero_count: 0,
+                positive: (&[(0, 2)], &[1, -2]),
+                negative: (&[], &[]),
+                timestamp: 1,
+            })],
+        );
+        let e = decode_write_request(&request(1, &[ok.clone(), bad])).expect_err("refused");
+        assert_eq!(
+            e.to_string(),
+            "timeseries[1]: native histogram positive bucket 2 has the count -1"
+        );
+        assert_eq!((e.index(), e.reason()), (Some(1), RejectReason::BadValue));
+        let schema9 = v1_series(
+            &[("__name__", "m")],
+            &[int_histogram(&Int {
+                count: 0,
+                sum: 0.0,
+                schema: 9,
+                zero_threshold: 0.0,
+                zero_count: 0,
+                positive: (&[], &[]),
+                negative: (&[], &[]),
+                timestamp: 1,
+            })],
+        );
+        let e = decode_write_request(&request(1, &[schema9])).expect_err("refused");
+        assert!(e.to_string().contains("schema 9 is not supported"), "{e}");
+        // A name that is too long once `_bucket` is added.
+        let long = "m".repeat(crate::labels::MAX_NAME_BYTES - 3);
+        let e = decode_write_request(&request(
+            1,
+            &[v1_series(&[("__name__", &long)], &[example(1, 0)])],
+        ))
+        .expect_err("refused");
+        assert!(e.to_string().contains("metric name too long"), "{e}");
+        // An `le` label on a native histogram series.
+        let e = decode_write_request(&request(
+            1,
+            &[v1_series(
+                &[("__name__", "m"), ("le", "1")],
+                &[example(1, 0)],
+            )],
+        ))
+        .expect_err("refused");
+        assert!(e.to_string().contains("\"le\" label"), "{e}");
+    }
+
+    #[test]
+    fn expansion_is_bounded_by_the_message_size() {
+        // Empty histograms (3 values each from 4 bytes) fit; a histogram far larger in
+        // values than in bytes cannot be built (each bucket takes a byte), so the bound is
+        // only checked here at its edge.
+        let mut g = Gather::new(None, 5);
+        let mut ts = RawSeries::default();
+        let mut h = Vec::new();
+        key(1, 0, &mut h);
+        varint(0, &mut h);
+        let one = request(1, &[v1_series(&[("__name__", "m")], &[h.clone(), h])]);
+        decode_series(&one[2..], &mut ts).unwrap();
+        let e = g.take(0, &mut ts, || 0).expect_err("bounded");
+        assert!(
+            matches!(e, RemoteWriteError::Expansion { limit: 5, .. }),
+            "{e}"
+        );
+    }
+
+    fn v2_series(
+        refs: &[u32],
+        samples: &[(f64, i64)],
+        histograms: &[Vec<u8>],
+        exemplars: usize,
+    ) -> Vec<u8> {
+        let mut ts = Vec::new();
+        let mut packed = Vec::new();
+        for &r in refs {
+            varint(r.into(), &mut packed);
+        }
+        bytes_field(1, &packed, &mut ts);
+        for &(v, t) in samples {
+            let mut s = Vec::new();
+            double(1, v, &mut s);
+            key(2, 0, &mut s);
+            varint(t as u64, &mut s);
+            key(3, 0, &mut s);
+            varint(5, &mut s); // start timestamp: ignored
+            bytes_field(2, &s, &mut ts);
+        }
+        for h in histograms {
+            bytes_field(3, h, &mut ts);
+        }
+        for _ in 0..exemplars {
+            let mut e = Vec::new();
+            double(2, 0.5, &mut e);
+            bytes_field(4, &e, &mut ts);
+        }
+        let mut meta = Vec::new();
+        key(1, 0, &mut meta);
+        varint(3, &mut meta);
+        bytes_field(5, &meta, &mut ts);
+        ts
+    }
+
+    fn v2_request(symbols: &[&str], series: &[Vec<u8>]) -> Vec<u8> {
+        // Series before symbols: the decoder reads the symbols first wherever they are.
+        let mut out = request(5, series);
+        for s in symbols {
+            bytes_field(4, s.as_bytes(), &mut out);
+        }
+        out
+    }
+
+    const SYMBOLS: [&str; 7] = [
+        "",
+        "__name__",
+        "score",
+        "model",
+        "fraud",
+        "acc",
+        "__replica__",
+    ];
+
+    #[test]
+    fn remote_write_2_resolves_symbols_and_takes_samples_histograms_and_exemplars() {
+        let raw = v2_request(
+            &SYMBOLS,
+            &[
+                v2_series(&[1, 2, 3, 4], &[], &[example(1000, 0)], 1),
+                v2_series(&[1, 5, 3, 4], &[(0.9, 2000), (0.8, 1000)], &[], 2),
+                v2_series(&[1, 5, 3, 4], &[(0.7, 3000)], &[], 0),
+            ],
+        );
+        let d = decode_v2_request_ha(&raw, None).unwrap();
+        assert_eq!((d.samples, d.histograms, d.exemplars), (3, 1, 3));
+        let got: Vec<(&str, Option<&String>, &[f64])> = d
+            .series
+            .iter()
+            .map(|s| (s.metric.as_str(), s.labels.get("le"), s.values.as_slice()))
+            .collect();
+        assert_eq!(got.len(), 10, "{got:?}");
+        assert_eq!(
+            got[6],
+            ("score_bucket", Some(&"+Inf".to_string()), &[9.0][..])
+        );
+        assert_eq!(got[9], ("acc", None, &[0.8, 0.9, 0.7][..]));
+        assert!(d
+            .series
+            .iter()
+            .all(|s| s.labels.get("model").map(String::as_str) == Some("fraud")));
+        // The same request as 1.0 is an empty one (fields 4 and 5 are not 1.0's): the
+        // reason the content type must say which it is.
+        assert_eq!(decode_write_request(&raw).unwrap().series.len(), 0);
+    }
+
+    #[test]
+    fn remote_write_2_bad_references_name_the_series_and_the_ref() {
+        let refuse = |series: Vec<Vec<u8>>, want: &str| {
+            let e =
+                decode_v2_request_ha(&v2_request(&SYMBOLS, &series), None).expect_err("refused");
+            assert_eq!(e.to_string(), want);
+            assert_eq!(e.reason(), RejectReason::BadBody);
+        };
+        let ok = v2_series(&[1, 5], &[(1.0, 1)], &[], 0);
+        refuse(
+            vec![ok.clone(), v2_series(&[1, 5, 3, 99], &[(1.0, 1)], &[], 0)],
+            "timeseries[1]: labels_refs[3] = 99 is not a symbol (the request has 7)",
+        );
+        refuse(
+            vec![v2_series(&[1, 5, 3], &[(1.0, 1)], &[], 0)],
+            "timeseries[0]: labels_refs has 3 entries, not name and value pairs",
+        );
+        let mut bad_utf8 = Vec::new();
+        bytes_field(4, b"\xff", &mut bad_utf8);
+        let e = decode_v2_request_ha(&bad_utf8, None).expect_err("refused");
+        assert!(
+            e.to_string().contains("symbols[0] is not valid UTF-8"),
+            "{e}"
+        );
+        // The series validator as for 1.0: no metric name.
+        let e = decode_v2_request_ha(
+            &v2_request(&SYMBOLS, &[v2_series(&[3, 4], &[(1.0, 1)], &[], 0)]),
+            None,
+        )
+        .expect_err("refused");
+        assert_eq!(e.to_string(), "timeseries[0]: missing __name__ label");
+    }
+
+    #[test]
+    fn remote_write_2_ha_labels_work_as_for_1() {
+        let symbols = ["", "__name__", "acc", "__replica__", "b", "cluster", "prom"];
+        let raw = v2_request(
+            &symbols,
+            &[v2_series(&[1, 2, 3, 4, 5, 6], &[(1.0, 1)], &[], 0)],
+        );
+        let ha = HaLabels {
+            cluster: "cluster",
+            replica: "__replica__",
+        };
+        let d = decode_v2_request_ha(&raw, Some(ha)).unwrap();
+        assert_eq!(
+            d.ha,
+            Some(HaIdentity {
+                cluster: "prom".into(),
+                replica: "b".into()
+            })
+        );
+        assert_eq!(
+            d.series[0].labels,
+            Labels::from([("cluster".to_string(), "prom".to_string())])
+        );
+        assert!(
+            decode_v2_request_ha(&raw, None).is_err(),
+            "__replica__ is reserved"
+        );
+    }
+
+    #[test]
+    fn v2_decoding_never_panics_on_truncations_or_bit_flips() {
+        let raw = v2_request(
+            &SYMBOLS,
+            &[
+                v2_series(&[1, 2, 3, 4], &[], &[example(1000, 0)], 1),
+                v2_series(&[1, 5], &[(0.9, 2000)], &[], 0),
+            ],
+        );
+        for cut in 0..raw.len() {
+            let _ = decode_v2_request_ha(&raw[..cut], None);
+        }
+        for i in 0..raw.len() {
+            for bit in 0..8 {
+                let mut b = raw.clone();
+                b[i] ^= 1 << bit;
+                let _ = decode_v2_request_ha(&b, None);
+                let _ = decode_write_request(&b);
+            }
+        }
+    }
+
+    #[test]
+    fn content_type_and_encoding_pick_the_protocol() {
+        let n = |ct: Option<&str>, enc: Option<&str>| Protocol::negotiate(ct, enc);
+        assert_eq!(n(None, None), Ok(Protocol::V1));
+        assert_eq!(
+            n(Some("application/x-protobuf"), Some("snappy")),
+            Ok(Protocol::V1)
+        );
+        assert_eq!(
+            n(
+                Some("application/x-protobuf;proto=prometheus.WriteRequest"),
+                None
+            ),
+            Ok(Protocol::V1)
+        );
+        assert_eq!(
+            n(
+                Some("application/x-protobuf; proto=io.prometheus.write.v2.Request"),
+                Some("SNAPPY")
+            ),
+            Ok(Protocol::V2)
+        );
+        assert_eq!(
+            n(Some("application/x-protobuf;proto=yolo"), None),
+            Err(NegotiationError::Proto("yolo".into()))
+        );
+        assert_eq!(
+            n(Some("application/json"), None),
+            Err(NegotiationError::MediaType("application/json".into()))
+        );
+        assert_eq!(
+            n(Some("application/x-protobuf"), Some("zstd")),
+            Err(NegotiationError::Encoding("zstd".into()))
+        );
+        let msg = NegotiationError::Proto("yolo".into()).to_string();
+        assert!(msg.contains(PROTO_V1) && msg.contains(PROTO_V2), "{msg}");
     }
 }

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /metrics` | Prometheus text 0.0.4, or OpenMetrics when `Accept` asks for it |
 //! | `POST /api/v1/samples` | push samples (JSON), all or nothing |
-//! | `POST /api/v1/write` | Prometheus remote_write 1.0 receiver (protobuf + snappy) |
+//! | `POST /api/v1/write` | Prometheus remote write 1.0 and 2.0 receiver (protobuf + snappy) |
 //! | `GET /api/v1/sources` | query sources: health, last success, last error, failures |
 //! | `POST /api/v1/evaluate` | one stateless KS evaluation |
 //! | `GET /api/v1/rules` | groups, rules, evaluated series with state |
@@ -137,6 +137,10 @@ pub enum ApiError {
     /// so Prometheus does not retry; the samples are dropped.
     #[error("{0}")]
     HaDeduped(String),
+    /// A body in a format or encoding the route does not read (remote write's content
+    /// negotiation).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
 }
 
 impl ApiError {
@@ -156,6 +160,7 @@ impl ApiError {
             ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::HaDeduped(_) => StatusCode::ACCEPTED,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
     }
 
@@ -175,6 +180,7 @@ impl ApiError {
             ApiError::Busy => "unavailable",
             ApiError::BodyTimeout(_) => "timeout",
             ApiError::HaDeduped(_) => "ha_dedupe",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
         }
     }
 

@@ -5,7 +5,10 @@
 //! `GET {url}/api/v1/query?query=<expr>&timeout=<timeout>` with the source's headers (e.g.
 //! Mimir's `X-Scope-OrgID`); a vector result gives one sample per series, named `record`, with
 //! the series' labels (`__name__` and other `__` labels dropped); a scalar result gives one
-//! sample of `record` without labels. `NaN` and infinite values are skipped. Each query's
+//! sample of `record` without labels. A native histogram result (`"histogram"`) gives the
+//! classic series `<record>_bucket{le}` (cumulative counts), `<record>_count` and
+//! `<record>_sum`, as remote write expands them (`formats::native`); in a range result
+//! (`"histograms"`) too. `NaN` and infinite values are skipped. Each query's
 //! result is handed to [`ingest::Sink::ingest`] as one batch (source `"query"`).
 //!
 //! Errors (connection errors, timeouts, non-2xx answers, `"status":"error"`, undecodable or

@@ -19,6 +19,7 @@ mod ha;
 mod hostile;
 mod ks_vectors;
 mod kubernetes;
+mod native_histograms;
 mod npy_eval;
 mod prom;
 mod prometheus;

@@ -139,16 +139,35 @@ impl Prometheus {
     /// Starts Prometheus with `config` as `prometheus.yml` and `files` next to it, with
     /// `--web.enable-lifecycle` (for [`Prometheus::reload`]).
     pub async fn start(config: &str, files: &[(&str, &str)]) -> Prometheus {
-        Prometheus::start_at(config, files, None).await
+        Prometheus::start_at(config, files, None, &[]).await
     }
 
     /// [`Prometheus::start`] on a port picked beforehand (for a config that must name
     /// Prometheus's URL before it runs); no retry on another port.
     pub async fn start_on(config: &str, port: u16) -> Prometheus {
-        Prometheus::start_at(config, &[], Some(port)).await
+        Prometheus::start_at(config, &[], Some(port), &[]).await
     }
 
-    async fn start_at(config: &str, files: &[(&str, &str)], port: Option<u16>) -> Prometheus {
+    /// [`Prometheus::start_on`] with more flags.
+    pub async fn start_at_with_args(config: &str, port: u16, args: &[&str]) -> Prometheus {
+        Prometheus::start_at(config, &[], Some(port), args).await
+    }
+
+    /// [`Prometheus::start`] with more flags (`--enable-feature=native-histograms`).
+    pub async fn start_with_args(
+        config: &str,
+        files: &[(&str, &str)],
+        args: &[&str],
+    ) -> Prometheus {
+        Prometheus::start_at(config, files, None, args).await
+    }
+
+    async fn start_at(
+        config: &str,
+        files: &[(&str, &str)],
+        port: Option<u16>,
+        args: &[&str],
+    ) -> Prometheus {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("prometheus.yml"), config).expect("write config");
         for (name, text) in files {
@@ -176,6 +195,7 @@ impl Prometheus {
                 .arg(format!("--web.listen-address={addr}"))
                 .arg("--web.enable-lifecycle")
                 .arg("--log.level=info")
+                .args(args)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log"))
                 .stderr(log)

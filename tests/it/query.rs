@@ -421,3 +421,82 @@ async fn a_reference_range_driftgauge_never_saw_is_read_from_the_query_source_fi
     assert_eq!(status.as_str(), "drifted");
     stop(stop_tx, task).await;
 }
+
+/// Native histogram results (`"histogram"` instead of `"value"`) are expanded into the
+/// record's classic series, `<record>_bucket{le}` (cumulative), `_count` and `_sum`, which
+/// rules select as they would a classic histogram's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_histogram_results_feed_rules_on_the_expanded_series() {
+    let answers = std::sync::atomic::AtomicUsize::new(0);
+    let fx = Receiver::start(Script::from_fn(move |_| {
+        // 9 observations, then 10 (one more in (8, 16]) from the second answer on.
+        let extra = answers
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            .min(1);
+        let h = format!(
+            r#"{{"count":"{}","sum":"10.5","buckets":[[1,"-1","-0.5","2"],[3,"-0.001","0.001","2"],[0,"0.5","1","1"],[0,"1","2","2"],[0,"4","8","1"],[0,"8","16","{}"]]}}"#,
+            9 + extra,
+            1 + extra
+        );
+        ok(&format!(
+            r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{"__name__":"model_prediction_score","model":"fraud"}},"histogram":[1700000000,{h}]}}]}}}}"#
+        ))
+    }))
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = format!(
+        r#"
+rule_files: [rules.yml]
+query_sources:
+  - name: prom
+    url: {}
+    interval: 20ms
+    queries:
+      - record: score
+        expr: 'model_prediction_score'
+"#,
+        fx.url("")
+    );
+    let rules = r#"
+groups:
+  - name: g
+    interval: 1h
+    rules:
+      - name: le16
+        detector: ema
+        min_samples: 1
+        series: 'score_bucket{le="16"}'
+        smoothing: 1
+        below: -1
+      - name: le_neg
+        detector: ema
+        min_samples: 1
+        series: 'score_bucket{le="-0.5"}'
+        smoothing: 1
+        below: -1
+      - name: total
+        detector: ema
+        min_samples: 1
+        series: 'score_count'
+        smoothing: 1
+        below: -1
+"#;
+    let engine = engine(dir.path(), &config, rules);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let sources = engine.current().config.query_sources.clone();
+    let task = spawn_query_sources(engine.sources(), sources, stop_rx);
+    wait_until("the second answer in the windows", WAIT, || async {
+        evaluate(&engine)
+            .iter()
+            .any(|e| e.0 == "le16" && e.3 == Some(10.0))
+    })
+    .await;
+    let evaluated = evaluate(&engine);
+    let ema = |rule: &str| evaluated.iter().find(|e| e.0 == rule).and_then(|e| e.3);
+    assert_eq!(ema("le_neg"), Some(2.0), "{evaluated:?}");
+    assert_eq!(ema("total"), Some(10.0), "{evaluated:?}");
+    assert_eq!(engine.telemetry.query_failures.get("prom"), 0.0);
+    let status = engine.telemetry.query_sources.snapshot();
+    assert!(status["prom"].queries["score"].last_error.is_none());
+    stop(stop_tx, task).await;
+}

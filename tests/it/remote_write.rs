@@ -211,7 +211,8 @@ async fn bad_bodies_are_refused_whole_with_a_message() {
         "timeseries[0]: missing __name__ label"
     );
 
-    // Another compression, or remote write 2.0: refused with the reason.
+    // Another compression, or a protobuf message this receiver does not read: 415 with
+    // the reason (remote write 2.0's content negotiation).
     let r = svc
         .client
         .post(svc.url("/api/v1/write"))
@@ -220,7 +221,7 @@ async fn bad_bodies_are_refused_whole_with_a_message() {
         .send()
         .await
         .expect("POST");
-    assert_eq!(r.status(), 400);
+    assert_eq!(r.status(), 415);
     assert!(r
         .text()
         .await
@@ -231,14 +232,18 @@ async fn bad_bodies_are_refused_whole_with_a_message() {
         .post(svc.url("/api/v1/write"))
         .header(
             "content-type",
-            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+            "application/x-protobuf;proto=io.prometheus.write.v3.Request",
         )
         .body(body(&[series(&ACC, &[(0.1, 1)])]))
         .send()
         .await
         .expect("POST");
-    assert_eq!(r.status(), 400);
-    assert!(r.text().await.unwrap_or_default().contains("2.0"));
+    assert_eq!(r.status(), 415);
+    assert!(r
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("io.prometheus.write.v2.Request"));
 
     assert_eq!(svc.counter("received", "remote_write"), 0.0);
     assert_eq!(svc.engine.series_count(), 0);
@@ -391,8 +396,9 @@ async fn the_service_takes_remote_write_on_its_own_route() {
     server
         .wait_metric("driftgauge_drift_status", &RULE, |v| v == 2.0)
         .await;
+    // `post` sends JSON: not a remote write body (415, as the 2.0 spec says).
     let (status, text) = server.post("/api/v1/write", b"garbage".to_vec()).await;
-    assert_eq!(status, 400, "{text}");
+    assert_eq!(status, 415, "{text}");
     let text = server.metrics().await;
     assert_eq!(
         metric_value(
