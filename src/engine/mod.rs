@@ -1143,14 +1143,22 @@ fn wants_warm_up(generation: &Generation, record: &str) -> bool {
 
 /// Can `selector` match some series named `record` (whatever its labels)?
 fn can_take(selector: &Selector, record: &str) -> bool {
-    match selector.metric_name() {
-        Some(name) => name == record,
+    // A record whose answers are native histograms arrives as `<record>_bucket`, `_count`
+    // and `_sum` series.
+    let names = [
+        record.to_string(),
+        format!("{record}_bucket"),
+        format!("{record}_count"),
+        format!("{record}_sum"),
+    ];
+    names.iter().any(|name| match selector.metric_name() {
+        Some(n) => n == name,
         None => selector
             .matchers()
             .iter()
             .filter(|m| m.name == "__name__")
-            .all(|m| m.matches(record)),
-    }
+            .all(|m| m.matches(name)),
+    })
 }
 
 impl SeriesState {
@@ -1547,6 +1555,9 @@ mod tests {
         assert!(can_take(&s(r#"{__name__=~"up_.*"}"#), "up_copy"));
         assert!(!can_take(&s(r#"{__name__=~"down_.*"}"#), "up_copy"));
         assert!(can_take(&s(r#"{job="x"}"#), "up_copy"));
+        // A native histogram record arrives as <record>_bucket series.
+        assert!(can_take(&s("score_bucket"), "score"));
+        assert!(!can_take(&s("score_bucket"), "scores"));
     }
 
     // The engine without a runtime: built from config and rules parsed from text, fed and
