@@ -140,6 +140,20 @@ impl Tracker {
         *self = t;
     }
 
+    /// A group of equal values, all with the bits of `loc`, ending where `i` reference and
+    /// `j` current values are at or below it; `in_a` / `in_b` say which samples hold it. The
+    /// same `diff` and choices as [`Tracker::walk`] over that group.
+    #[inline]
+    pub(super) fn see_group(&mut self, i: usize, j: usize, in_a: bool, in_b: bool, loc: f64) {
+        let d = i as f64 / self.nf - j as f64 / self.mf;
+        if in_a {
+            self.see_a(d, loc);
+        }
+        if in_b {
+            self.see_b(d, loc);
+        }
+    }
+
     pub(super) fn finish(&self) -> Extremes {
         // The reference part comes first in the concatenation, so it wins ties.
         let (max_diff, max_loc) = if self.a_max >= self.b_max {
@@ -223,16 +237,40 @@ pub(super) fn candidate_runs(
     m: usize,
     alternative: Alternative,
 ) -> Vec<Run> {
+    candidate_runs_known(ca, cb, None, n, m, alternative)
+}
+
+/// [`candidate_runs`] where `one[s]` (when given) says that segment `s` holds a single
+/// group of equal values: its only group end is its end, so its bounds are that end's `q`.
+pub(super) fn candidate_runs_known(
+    ca: &[u32],
+    cb: &[u32],
+    one: Option<&[bool]>,
+    n: usize,
+    m: usize,
+    alternative: Alternative,
+) -> Vec<Run> {
     let (ni, mi) = (n as i64, m as i64);
+    let single = |s: usize| one.and_then(|o| o.get(s)).copied().unwrap_or(false);
+    // The bounds of the group ends inside segment `s` starting at `q`, holding `x` and `y`.
+    let bounds = |s: usize, q: i64, x: u32, y: u32| -> (i64, i64) {
+        if single(s) {
+            let end = q + i64::from(x) * mi - i64::from(y) * ni;
+            (end, end)
+        } else {
+            (q + i64::from(x) * mi, q - i64::from(y) * ni)
+        }
+    };
     let mut q = 0i64;
     let (mut qmax, mut qmin) = (i64::MIN, i64::MAX);
     let (mut upper, mut lower) = (i64::MIN, i64::MAX);
-    for (&x, &y) in ca.iter().zip(cb) {
+    for (s, (&x, &y)) in ca.iter().zip(cb).enumerate() {
         if x == 0 && y == 0 {
             continue;
         }
-        upper = upper.max(q + i64::from(x) * mi);
-        lower = lower.min(q - i64::from(y) * ni);
+        let (up, lo) = bounds(s, q, x, y);
+        upper = upper.max(up);
+        lower = lower.min(lo);
         q += i64::from(x) * mi - i64::from(y) * ni;
         qmax = qmax.max(q);
         qmin = qmin.min(q);
@@ -251,8 +289,8 @@ pub(super) fn candidate_runs(
             continue;
         }
         let (xa, yb) = (x as usize, y as usize);
-        let wanted = (want_max && q + i64::from(x) * mi >= qmax)
-            || (want_min && q - i64::from(y) * ni <= qmin);
+        let (up, lo) = bounds(s, q, x, y);
+        let wanted = (want_max && up >= qmax) || (want_min && lo <= qmin);
         if wanted {
             match runs.last_mut() {
                 Some(run) if extend => {
@@ -351,6 +389,8 @@ pub(super) struct BucketMap {
 
 /// Values handled together by the bucket passes (the compiler vectorises the arithmetic).
 pub(super) const LANES: usize = 8;
+/// "No value yet" in [`BucketMap::groups`]: a NaN's bits, which no finite value has.
+pub(super) const NO_VALUE: u64 = u64::MAX;
 /// `1.5 * 2^52`: adding it to a value in `[0, 2^51)` rounds that value to an integer and
 /// leaves the integer in the low bits of the sum, a conversion that vectorises (Rust's
 /// saturating `as` does not).
@@ -473,6 +513,38 @@ impl BucketMap {
     }
 
     /// The values whose bucket's bit is set in `bits`, in their order.
+    /// For each bucket whose bit is set in `bits`: the bits of the first of `values` in it
+    /// ([`NO_VALUE`] when none) and whether another value there has other bits (`-0.0` and
+    /// `0.0` included, so a bucket left unmixed holds one value, bit for bit).
+    pub(super) fn groups(&self, values: &[f64], bits: &[u64]) -> (Vec<u64>, Vec<bool>) {
+        let bit = |k: usize| bits.get(k >> 6).is_some_and(|w| (w >> (k & 63)) & 1 == 1);
+        let mut rep = vec![NO_VALUE; self.buckets];
+        let mut mixed = vec![false; self.buckets];
+        let mut see = |k: usize, x: f64| {
+            if !bit(k) {
+                return;
+            }
+            let b = x.to_bits();
+            if let (Some(r), Some(mx)) = (rep.get_mut(k), mixed.get_mut(k)) {
+                if *r == NO_VALUE {
+                    *r = b;
+                } else if *r != b {
+                    *mx = true;
+                }
+            }
+        };
+        let mut chunks = values.chunks_exact(LANES);
+        for c in &mut chunks {
+            for (k, &x) in self.buckets8(c).into_iter().zip(c) {
+                see(k as usize, x);
+            }
+        }
+        for &x in chunks.remainder() {
+            see(self.bucket(x), x);
+        }
+        (rep, mixed)
+    }
+
     pub(super) fn gather_bits(&self, values: &[f64], bits: &[u64], count: usize) -> Vec<f64> {
         let bit = |k: usize| bits.get(k >> 6).is_some_and(|w| (w >> (k & 63)) & 1 == 1);
         let mut out = Vec::with_capacity(count);
@@ -689,7 +761,7 @@ pub(super) fn bucketed_extremes(
 ) -> Option<Extremes> {
     // Up to 1/16 of the values taken in and dropped again: far cheaper than a bitmap pass.
     let slack = ((a.len() + b.len()) / 16).max(4096);
-    bucketed_extremes_with(a, b, alternative, parallel, slack)
+    bucketed_extremes_with(a, b, alternative, parallel, slack, false)
 }
 
 /// [`bucketed_extremes`], gathering through value intervals when a few of them hold the
@@ -700,6 +772,7 @@ pub(super) fn bucketed_extremes_with(
     alternative: Alternative,
     parallel: bool,
     slack: usize,
+    always_tied: bool,
 ) -> Option<Extremes> {
     let (n, m) = (a.len(), b.len());
     let (lo, hi) = sample_range(a, b);
@@ -708,15 +781,24 @@ pub(super) fn bucketed_extremes_with(
     let (ca, cb) = both(parallel, || map.histogram(a), || map.histogram(b));
     let (ca, cb) = (ca?, cb?);
     let runs = candidate_runs(&ca, &cb, n, m, alternative);
-    let mut bits = vec![0u64; buckets.div_ceil(64)];
-    for run in &runs {
-        for k in run.first..=run.last {
-            bits[k >> 6] |= 1 << (k & 63);
-        }
-    }
+    let bits = run_bits(&runs, buckets);
     let na: usize = runs.iter().map(|r| r.na).sum();
     let nb: usize = runs.iter().map(|r| r.nb).sum();
-    // The fewest intervals (each costs a few operations per value) that fit in the slack.
+    if always_tied || na + nb > (n + m) / TIED_FRACTION {
+        // Many candidates: the buckets are full of ties (few distinct values), where the
+        // bounds are loose. Buckets of one value have exact bounds and need no sort.
+        return Some(tied_extremes(
+            a,
+            b,
+            alternative,
+            parallel,
+            &map,
+            &ca,
+            &cb,
+            &bits,
+        ));
+    }
+    // Up to 1/16 of the values taken in and dropped again: far cheaper than a bitmap pass.
     let hull_buckets = [1, 2, GATHER_HULLS]
         .into_iter()
         .find_map(|max| hulls(&runs, &ca, &cb, max, slack));
@@ -754,4 +836,103 @@ pub(super) fn bucketed_extremes_with(
         pb += run.nb;
     }
     Some(tracker.finish())
+}
+
+/// Candidates above `1 / TIED_FRACTION` of all values send [`bucketed_extremes_with`] to
+/// [`tied_extremes`].
+pub(super) const TIED_FRACTION: usize = 16;
+
+/// The bitmap of the buckets of `runs`.
+fn run_bits(runs: &[Run], buckets: usize) -> Vec<u64> {
+    let mut bits = vec![0u64; buckets.div_ceil(64)];
+    for run in runs {
+        for k in run.first..=run.last {
+            if let Some(w) = bits.get_mut(k >> 6) {
+                *w |= 1 << (k & 63);
+            }
+        }
+    }
+    bits
+}
+
+/// The second half of [`bucketed_extremes_with`] for tied data: one more pass finds which
+/// candidate buckets (`bits`) hold a single value (bit for bit, in both samples); those have
+/// exact bounds (see [`candidate_runs_known`]) and, when they are candidates still, are
+/// taken from their counts as one group each. Only the values of the other candidate
+/// buckets are gathered, sorted and walked. Same result as walking everything: a bucket is
+/// a group of the walk, at the same place in the order.
+#[allow(clippy::too_many_arguments)]
+fn tied_extremes(
+    a: &[f64],
+    b: &[f64],
+    alternative: Alternative,
+    parallel: bool,
+    map: &BucketMap,
+    ca: &[u32],
+    cb: &[u32],
+    bits: &[u64],
+) -> Extremes {
+    let (n, m) = (a.len(), b.len());
+    let ((rep_a, mixed_a), (rep_b, mixed_b)) =
+        both(parallel, || map.groups(a, bits), || map.groups(b, bits));
+    let buckets = ca.len();
+    let mut one = vec![false; buckets];
+    let mut rep = vec![0.0f64; buckets];
+    for k in 0..buckets {
+        let (ra, rb) = (rep_a[k], rep_b[k]);
+        let agree = ra == NO_VALUE || rb == NO_VALUE || ra == rb;
+        if ra == NO_VALUE && rb == NO_VALUE {
+            continue;
+        }
+        one[k] = agree && !mixed_a[k] && !mixed_b[k];
+        rep[k] = f64::from_bits(if ra == NO_VALUE { rb } else { ra });
+    }
+    let runs = candidate_runs_known(ca, cb, Some(&one), n, m, alternative);
+    // Gather only the candidate buckets of more than one value.
+    let mut walk_bits = vec![0u64; buckets.div_ceil(64)];
+    let (mut na, mut nb) = (0usize, 0usize);
+    for run in &runs {
+        for k in run.first..=run.last {
+            if !one[k] {
+                walk_bits[k >> 6] |= 1 << (k & 63);
+                na += ca[k] as usize;
+                nb += cb[k] as usize;
+            }
+        }
+    }
+    let (mut ga, mut gb) = if na + nb == 0 {
+        (Vec::new(), Vec::new())
+    } else {
+        both(
+            parallel,
+            || map.gather_bits(a, &walk_bits, na),
+            || map.gather_bits(b, &walk_bits, nb),
+        )
+    };
+    debug_assert_eq!((ga.len(), gb.len()), (na, nb), "gathered what was counted");
+    sort_samples(&mut ga);
+    sort_samples(&mut gb);
+    let mut tracker = Tracker::new(n, m);
+    let (mut pa, mut pb) = (0, 0);
+    for run in &runs {
+        let (mut i, mut j) = (run.i0, run.j0);
+        for k in run.first..=run.last {
+            let (x, y) = (ca[k] as usize, cb[k] as usize);
+            if x == 0 && y == 0 {
+                continue;
+            }
+            if one[k] {
+                tracker.see_group(i + x, j + y, x > 0, y > 0, rep[k]);
+            } else {
+                let ra = ga.get(pa..pa + x).unwrap_or(&[]);
+                let rb = gb.get(pb..pb + y).unwrap_or(&[]);
+                tracker.walk(ra, rb, i, j);
+                pa += x;
+                pb += y;
+            }
+            i += x;
+            j += y;
+        }
+    }
+    tracker.finish()
 }
