@@ -140,16 +140,16 @@ impl Tracker {
         *self = t;
     }
 
-    /// A group of equal values, all with the bits of `loc`, ending where `i` reference and
-    /// `j` current values are at or below it; `in_a` / `in_b` say which samples hold it. The
-    /// same `diff` and choices as [`Tracker::walk`] over that group.
+    /// A group of equal values ending where `i` reference and `j` current values are at or
+    /// below it, with the first value of its reference part (`None` when it has none) and of
+    /// its current part. The same `diff` and choices as [`Tracker::walk`] over that group.
     #[inline]
-    pub(super) fn see_group(&mut self, i: usize, j: usize, in_a: bool, in_b: bool, loc: f64) {
+    pub(super) fn see_group(&mut self, i: usize, j: usize, loc_a: Option<f64>, loc_b: Option<f64>) {
         let d = i as f64 / self.nf - j as f64 / self.mf;
-        if in_a {
+        if let Some(loc) = loc_a {
             self.see_a(d, loc);
         }
-        if in_b {
+        if let Some(loc) = loc_b {
             self.see_b(d, loc);
         }
     }
@@ -389,8 +389,29 @@ pub(super) struct BucketMap {
 
 /// Values handled together by the bucket passes (the compiler vectorises the arithmetic).
 pub(super) const LANES: usize = 8;
-/// "No value yet" in [`BucketMap::groups`]: a NaN's bits, which no finite value has.
+/// "No value" in [`BucketMap::groups`]: a NaN's bits, which no finite value has.
 pub(super) const NO_VALUE: u64 = u64::MAX;
+/// "More than one value" in [`BucketMap::groups`]: another NaN's bits.
+pub(super) const MIXED: u64 = u64::MAX - 1;
+
+/// One value `x` into a bucket's state of [`BucketMap::groups`].
+#[inline(always)]
+fn see_group_value(r: &mut u64, x: f64) {
+    let b = x.to_bits();
+    if *r == b || *r == MIXED {
+        return;
+    }
+    if *r == NO_VALUE {
+        *r = b;
+    } else if f64::from_bits(*r) == x {
+        // 0.0 and -0.0: one group, first -0.0.
+        if x.is_sign_negative() {
+            *r = b;
+        }
+    } else {
+        *r = MIXED;
+    }
+}
 /// `1.5 * 2^52`: adding it to a value in `[0, 2^51)` rounds that value to an integer and
 /// leaves the integer in the low bits of the sum, a conversion that vectorises (Rust's
 /// saturating `as` does not).
@@ -513,24 +534,14 @@ impl BucketMap {
     }
 
     /// The values whose bucket's bit is set in `bits`, in their order.
-    /// For each bucket whose bit is set in `bits`: the bits of the first of `values` in it
-    /// ([`NO_VALUE`] when none) and whether another value there has other bits (`-0.0` and
-    /// `0.0` included, so a bucket left unmixed holds one value, bit for bit).
-    pub(super) fn groups(&self, values: &[f64], bits: &[u64]) -> (Vec<u64>, Vec<bool>) {
-        let bit = |k: usize| bits.get(k >> 6).is_some_and(|w| (w >> (k & 63)) & 1 == 1);
-        let mut rep = vec![NO_VALUE; self.buckets];
-        let mut mixed = vec![false; self.buckets];
+    /// For each bucket, what values of `values` it holds: [`NO_VALUE`] when none,
+    /// [`MIXED`] when two of them differ (`!=`), else the bits of the first of them in
+    /// sorted order (`-0.0` when the bucket holds both zeros, as `f64::total_cmp` sorts).
+    pub(super) fn groups(&self, values: &[f64]) -> Vec<u64> {
+        let mut state = vec![NO_VALUE; self.buckets];
         let mut see = |k: usize, x: f64| {
-            if !bit(k) {
-                return;
-            }
-            let b = x.to_bits();
-            if let (Some(r), Some(mx)) = (rep.get_mut(k), mixed.get_mut(k)) {
-                if *r == NO_VALUE {
-                    *r = b;
-                } else if *r != b {
-                    *mx = true;
-                }
+            if let Some(r) = state.get_mut(k) {
+                see_group_value(r, x);
             }
         };
         let mut chunks = values.chunks_exact(LANES);
@@ -542,7 +553,35 @@ impl BucketMap {
         for &x in chunks.remainder() {
             see(self.bucket(x), x);
         }
-        (rep, mixed)
+        state
+    }
+
+    /// [`BucketMap::histogram`] and [`BucketMap::groups`] in one pass; `None` when a value
+    /// is not finite.
+    pub(super) fn histogram_groups(&self, values: &[f64]) -> Option<(Vec<u32>, Vec<u64>)> {
+        let mut counts = vec![0u32; self.buckets];
+        let mut state = vec![NO_VALUE; self.buckets];
+        let mut poison = [0.0f64; LANES];
+        let mut see = |k: usize, x: f64| {
+            if let (Some(n), Some(r)) = (counts.get_mut(k), state.get_mut(k)) {
+                *n += 1;
+                see_group_value(r, x);
+            }
+        };
+        let mut chunks = values.chunks_exact(LANES);
+        for c in &mut chunks {
+            for (p, &x) in poison.iter_mut().zip(c) {
+                *p += x * 0.0;
+            }
+            for (k, &x) in self.buckets8(c).into_iter().zip(c) {
+                see(k as usize, x);
+            }
+        }
+        for &x in chunks.remainder() {
+            poison[0] += x * 0.0;
+            see(self.bucket(x), x);
+        }
+        poison.iter().all(|&p| p == 0.0).then_some((counts, state))
     }
 
     pub(super) fn gather_bits(&self, values: &[f64], bits: &[u64], count: usize) -> Vec<f64> {
@@ -700,8 +739,8 @@ pub(super) fn keep_runs(map: &BucketMap, values: &mut Vec<f64>, bits: &[u64]) {
 /// both samples (any range is correct; this one keeps a few outliers from stretching the
 /// buckets, and keeps the clamped end buckets small, so that they are rarely candidates).
 /// Non-finite values, which the histogram pass rejects afterwards, are kept out of it.
-pub(super) fn sample_range(a: &[f64], b: &[f64]) -> (f64, f64) {
-    const SAMPLE: usize = 1 << 14;
+pub(super) fn sample_range(a: &[f64], b: &[f64]) -> (f64, f64, bool) {
+    const SAMPLE: usize = 1 << 12;
     let stride = ((a.len() + b.len()) / SAMPLE).max(1);
     let mut s: Vec<f64> = a
         .iter()
@@ -711,14 +750,26 @@ pub(super) fn sample_range(a: &[f64], b: &[f64]) -> (f64, f64) {
         .filter(|x| x.is_finite())
         .collect();
     if s.is_empty() {
-        return (0.0, 0.0);
+        return (0.0, 0.0, false);
     }
+    let tied = a.len() + b.len() >= TIED_GUESS_MIN_LEN && {
+        // A quarter of (a part of) the sample equal to a neighbour in sorted order: few distinct
+        // values (an hour's rounding, a category coded as numbers), worth the fused pass.
+        let mut t = s[..s.len().min(1024)].to_vec();
+        t.sort_unstable_by(f64::total_cmp);
+        let equal = t.windows(2).filter(|w| w[0] == w[1]).count();
+        equal * 4 >= t.len()
+    };
     let k = s.len() / 8192;
     let last = s.len() - 1 - k;
     let (_, &mut lo, _) = s.select_nth_unstable_by(k, f64::total_cmp);
     let (_, &mut hi, _) = s.select_nth_unstable_by(last, f64::total_cmp);
-    (lo, hi)
+    (lo, hi, tied)
 }
+
+/// From this many values in all, [`sample_range`] guesses from its sample whether the data
+/// are tied.
+pub(super) const TIED_GUESS_MIN_LEN: usize = 1 << 17;
 
 /// Runs `f` and `g` with `rayon::join` when `parallel` (in parallel when a thread of rayon's
 /// pool is free), else both here in turn. A panic in either is resumed here.
@@ -775,9 +826,28 @@ pub(super) fn bucketed_extremes_with(
     always_tied: bool,
 ) -> Option<Extremes> {
     let (n, m) = (a.len(), b.len());
-    let (lo, hi) = sample_range(a, b);
+    let (lo, hi, tied) = sample_range(a, b);
     let buckets = ((n + m) / 32).next_power_of_two().clamp(1 << 10, 1 << 16);
     let map = BucketMap::new(lo, hi, buckets);
+    if tied {
+        // Counts and groups in one pass over each sample (large samples: memory-bound).
+        let (ha, hb) = both(
+            parallel,
+            || map.histogram_groups(a),
+            || map.histogram_groups(b),
+        );
+        let ((ca, ga), (cb, gb)) = (ha?, hb?);
+        return Some(tied_extremes(
+            a,
+            b,
+            alternative,
+            parallel,
+            &map,
+            &ca,
+            &cb,
+            Some((ga, gb)),
+        ));
+    }
     let (ca, cb) = both(parallel, || map.histogram(a), || map.histogram(b));
     let (ca, cb) = (ca?, cb?);
     let runs = candidate_runs(&ca, &cb, n, m, alternative);
@@ -795,7 +865,7 @@ pub(super) fn bucketed_extremes_with(
             &map,
             &ca,
             &cb,
-            &bits,
+            None,
         ));
     }
     // Up to 1/16 of the values taken in and dropped again: far cheaper than a bitmap pass.
@@ -855,12 +925,13 @@ fn run_bits(runs: &[Run], buckets: usize) -> Vec<u64> {
     bits
 }
 
-/// The second half of [`bucketed_extremes_with`] for tied data: one more pass finds which
-/// candidate buckets (`bits`) hold a single value (bit for bit, in both samples); those have
-/// exact bounds (see [`candidate_runs_known`]) and, when they are candidates still, are
-/// taken from their counts as one group each. Only the values of the other candidate
-/// buckets are gathered, sorted and walked. Same result as walking everything: a bucket is
-/// a group of the walk, at the same place in the order.
+/// The second half of [`bucketed_extremes_with`] for tied data: one more pass finds the
+/// buckets that hold a single value (`==`, in both samples); those have exact bounds (see
+/// [`candidate_runs_known`]) and, when they are candidates still, are taken from their
+/// counts as one group each, located at the first value of each sample's part. Only the
+/// values of the other candidate buckets are gathered, sorted and walked. Same result as
+/// walking everything: such a bucket is one group of the walk, at the same place in the
+/// order.
 #[allow(clippy::too_many_arguments)]
 fn tied_extremes(
     a: &[f64],
@@ -870,23 +941,22 @@ fn tied_extremes(
     map: &BucketMap,
     ca: &[u32],
     cb: &[u32],
-    bits: &[u64],
+    groups: Option<(Vec<u64>, Vec<u64>)>,
 ) -> Extremes {
     let (n, m) = (a.len(), b.len());
-    let ((rep_a, mixed_a), (rep_b, mixed_b)) =
-        both(parallel, || map.groups(a, bits), || map.groups(b, bits));
+    let (ga, gb) = groups.unwrap_or_else(|| both(parallel, || map.groups(a), || map.groups(b)));
+    // One group: neither sample mixed, and the same value (`==`) in both when in both.
+    let one: Vec<bool> = ga
+        .iter()
+        .zip(&gb)
+        .map(|(&ra, &rb)| {
+            ra != MIXED
+                && rb != MIXED
+                && (ra != NO_VALUE || rb != NO_VALUE)
+                && (ra == NO_VALUE || rb == NO_VALUE || f64::from_bits(ra) == f64::from_bits(rb))
+        })
+        .collect();
     let buckets = ca.len();
-    let mut one = vec![false; buckets];
-    let mut rep = vec![0.0f64; buckets];
-    for k in 0..buckets {
-        let (ra, rb) = (rep_a[k], rep_b[k]);
-        let agree = ra == NO_VALUE || rb == NO_VALUE || ra == rb;
-        if ra == NO_VALUE && rb == NO_VALUE {
-            continue;
-        }
-        one[k] = agree && !mixed_a[k] && !mixed_b[k];
-        rep[k] = f64::from_bits(if ra == NO_VALUE { rb } else { ra });
-    }
     let runs = candidate_runs_known(ca, cb, Some(&one), n, m, alternative);
     // Gather only the candidate buckets of more than one value.
     let mut walk_bits = vec![0u64; buckets.div_ceil(64)];
@@ -900,7 +970,7 @@ fn tied_extremes(
             }
         }
     }
-    let (mut ga, mut gb) = if na + nb == 0 {
+    let (mut wa, mut wb) = if na + nb == 0 {
         (Vec::new(), Vec::new())
     } else {
         both(
@@ -909,9 +979,9 @@ fn tied_extremes(
             || map.gather_bits(b, &walk_bits, nb),
         )
     };
-    debug_assert_eq!((ga.len(), gb.len()), (na, nb), "gathered what was counted");
-    sort_samples(&mut ga);
-    sort_samples(&mut gb);
+    debug_assert_eq!((wa.len(), wb.len()), (na, nb), "gathered what was counted");
+    sort_samples(&mut wa);
+    sort_samples(&mut wb);
     let mut tracker = Tracker::new(n, m);
     let (mut pa, mut pb) = (0, 0);
     for run in &runs {
@@ -922,10 +992,11 @@ fn tied_extremes(
                 continue;
             }
             if one[k] {
-                tracker.see_group(i + x, j + y, x > 0, y > 0, rep[k]);
+                let (ra, rb) = (f64::from_bits(ga[k]), f64::from_bits(gb[k]));
+                tracker.see_group(i + x, j + y, (x > 0).then_some(ra), (y > 0).then_some(rb));
             } else {
-                let ra = ga.get(pa..pa + x).unwrap_or(&[]);
-                let rb = gb.get(pb..pb + y).unwrap_or(&[]);
+                let ra = wa.get(pa..pa + x).unwrap_or(&[]);
+                let rb = wb.get(pb..pb + y).unwrap_or(&[]);
                 tracker.walk(ra, rb, i, j);
                 pa += x;
                 pb += y;
