@@ -827,7 +827,7 @@ pub(super) fn bucketed_extremes_with(
 ) -> Option<Extremes> {
     let (n, m) = (a.len(), b.len());
     let (lo, hi, tied) = sample_range(a, b);
-    let buckets = ((n + m) / 32).next_power_of_two().clamp(1 << 10, 1 << 16);
+    let buckets = ((n + m) / 8).next_power_of_two().clamp(1 << 10, 1 << 16);
     let map = BucketMap::new(lo, hi, buckets);
     if tied {
         // Counts and groups in one pass over each sample (large samples: memory-bound).
@@ -854,7 +854,7 @@ pub(super) fn bucketed_extremes_with(
     let bits = run_bits(&runs, buckets);
     let na: usize = runs.iter().map(|r| r.na).sum();
     let nb: usize = runs.iter().map(|r| r.nb).sum();
-    if always_tied || na + nb > (n + m) / TIED_FRACTION {
+    if always_tied || (n + m >= TIED_GUESS_MIN_LEN && na + nb > (n + m) / TIED_FRACTION) {
         // Many candidates: the buckets are full of ties (few distinct values), where the
         // bounds are loose. Buckets of one value have exact bounds and need no sort.
         return Some(tied_extremes(
@@ -909,7 +909,8 @@ pub(super) fn bucketed_extremes_with(
 }
 
 /// Candidates above `1 / TIED_FRACTION` of all values send [`bucketed_extremes_with`] to
-/// [`tied_extremes`].
+/// [`tied_extremes`] (samples of [`TIED_GUESS_MIN_LEN`] or more in all; smaller ones stay in
+/// cache, where gathering and sorting them costs less than one more pass).
 pub(super) const TIED_FRACTION: usize = 16;
 
 /// The bitmap of the buckets of `runs`.
