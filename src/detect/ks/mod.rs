@@ -13,7 +13,9 @@
 //!   axis bound `diff` inside each segment, and the other segments are skipped (sorted
 //!   input: segments of 64 values found by galloping; unsorted input: value buckets counted
 //!   in one pass, and only the candidate buckets' values collected, sorted and walked, so a
-//!   large sample is never sorted at all), and only for the side of `diff` the alternative
+//!   large sample is never sorted at all; with few distinct values, as in rounded data, a
+//!   bucket that holds a single value is one group whose `diff` its counts give exactly, so
+//!   it is neither collected nor sorted), and only for the side of `diff` the alternative
 //!   needs (for `two-sided`, the side that can still win). The bounds are exact integers;
 //!   with `n*m <= 2^49` a float `diff` can never beat one from a larger exact value, so the
 //!   result is the plain walk's, bit for bit (see "Walking only where an extreme can be").

@@ -237,21 +237,33 @@ pub(super) fn candidate_runs(
     m: usize,
     alternative: Alternative,
 ) -> Vec<Run> {
-    candidate_runs_known(ca, cb, None, n, m, alternative)
+    candidate_runs_with::<false>(ca, cb, &[], n, m, alternative)
 }
 
-/// [`candidate_runs`] where `one[s]` (when given) says that segment `s` holds a single
+/// [`candidate_runs`] where `one[s]` says that segment `s` holds a single
 /// group of equal values: its only group end is its end, so its bounds are that end's `q`.
 pub(super) fn candidate_runs_known(
     ca: &[u32],
     cb: &[u32],
-    one: Option<&[bool]>,
+    one: &[bool],
+    n: usize,
+    m: usize,
+    alternative: Alternative,
+) -> Vec<Run> {
+    candidate_runs_with::<true>(ca, cb, one, n, m, alternative)
+}
+
+/// [`candidate_runs`] (`KNOWN` false: `one` is not read) or [`candidate_runs_known`].
+fn candidate_runs_with<const KNOWN: bool>(
+    ca: &[u32],
+    cb: &[u32],
+    one: &[bool],
     n: usize,
     m: usize,
     alternative: Alternative,
 ) -> Vec<Run> {
     let (ni, mi) = (n as i64, m as i64);
-    let single = |s: usize| one.and_then(|o| o.get(s)).copied().unwrap_or(false);
+    let single = |s: usize| KNOWN && one.get(s).copied().unwrap_or(false);
     // The bounds of the group ends inside segment `s` starting at `q`, holding `x` and `y`.
     let bounds = |s: usize, q: i64, x: u32, y: u32| -> (i64, i64) {
         if single(s) {
@@ -958,7 +970,7 @@ fn tied_extremes(
         })
         .collect();
     let buckets = ca.len();
-    let runs = candidate_runs_known(ca, cb, Some(&one), n, m, alternative);
+    let runs = candidate_runs_known(ca, cb, &one, n, m, alternative);
     // Gather only the candidate buckets of more than one value.
     let mut walk_bits = vec![0u64; buckets.div_ceil(64)];
     let (mut na, mut nb) = (0usize, 0usize);
