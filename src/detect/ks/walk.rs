@@ -747,10 +747,12 @@ pub(super) fn keep_runs(map: &BucketMap, values: &mut Vec<f64>, bits: &[u64]) {
     });
 }
 
-/// A range holding all but about 1/8192 of the values at each end, from a strided sample of
-/// both samples (any range is correct; this one keeps a few outliers from stretching the
-/// buckets, and keeps the clamped end buckets small, so that they are rarely candidates).
-/// Non-finite values, which the histogram pass rejects afterwards, are kept out of it.
+/// A range holding all but about 1/4096 of the values at each end (the extremes of a strided
+/// sample of about 4096 values of both samples; any range is correct, this one keeps a few
+/// outliers from stretching the buckets, and keeps the clamped end buckets small, so that
+/// they are rarely candidates), and whether the samples look tied (many equal values in the
+/// strided sample; only from [`TIED_GUESS_MIN_LEN`] values in all). Non-finite values,
+/// which the histogram pass rejects afterwards, are kept out of it.
 pub(super) fn sample_range(a: &[f64], b: &[f64]) -> (f64, f64, bool) {
     const SAMPLE: usize = 1 << 12;
     let stride = ((a.len() + b.len()) / SAMPLE).max(1);
