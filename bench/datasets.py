@@ -19,7 +19,8 @@ A row fails (exit 1) unless driftgauge and scipy agree on every column's statist
 absolute) and p-value (1e-9 relative or 1e-12 absolute). The `3m` row (1,000 columns × 3M
 rows, Parquet only, values rounded to 0.01 as real features are, so pyarrow's dictionary
 encoding keeps the files at a few GB) times driftgauge alone and checks 20 columns against
-scipy.
+scipy (the median of `--runs-3m` runs; `--keep` keeps the two files, and reuses them when
+they are there).
 """
 
 import argparse
