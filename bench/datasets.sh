@@ -2,15 +2,16 @@
 # `driftgauge eval` on datasets against a scipy ks_2samp loop and Evidently, side by side,
 # on the same generated tables in the same run.
 #
-#   bench/datasets.sh [--runs N] [--rows 100x100k,1000x10k,3m]
+#   bench/datasets.sh [--runs N] [--rows 100x100k,1000x10k,3m] [--keep] [--runs-3m N]
 #
 # Builds the release binary, makes sure numpy 2.4.6, scipy 1.17.1 and pyarrow are importable
 # (else creates $target/bench-venv with pip), and, when Evidently installs from PyPI, uses it
 # from $target/evidently-venv (its own venv; Evidently 0.7.23 fails to import with pandas 3,
 # so pandas<3 is pinned there). Then runs
 # bench/datasets.py, which generates the tables (nothing is committed; the `3m` row writes
-# about 8 GiB of Parquet under $target/bench-data and removes it), times each contender and
-# checks that driftgauge agrees with scipy on every column.
+# about 7 GiB of Parquet under $target/bench-data and removes it, unless --keep, which also
+# reuses the files of an earlier --keep run), times each contender and checks that
+# driftgauge agrees with scipy on every column. --runs-3m N times the 3m row N times (median).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}

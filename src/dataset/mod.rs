@@ -182,6 +182,13 @@ impl Table {
 
     /// How many neighbouring columns are best read together (a C-order `.npy` stores each
     /// row's values side by side); 1 for the others, whose columns are read one by one.
+    /// Takes back a column's numbers once its test is done (a Parquet table reuses them).
+    fn recycle(&self, numbers: Vec<f64>) {
+        if let Table::Parquet(t) = self {
+            t.recycle(numbers);
+        }
+    }
+
     fn block(&self) -> usize {
         match self {
             Table::Npy(t) => t.block(),
@@ -425,7 +432,13 @@ pub fn evaluate(
                     test_column(name, a, b, forced, options)
                 })
                 .collect();
-            drop((a, b));
+            for (table, columns) in [(reference, a), (current, b)] {
+                for c in columns {
+                    if let Cow::Owned(c) = c {
+                        table.recycle(c.numbers);
+                    }
+                }
+            }
             let n = done.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed) + chunk.len();
             progress(n, selected.len());
             Ok(reports)

@@ -13,7 +13,9 @@
 //!   axis bound `diff` inside each segment, and the other segments are skipped (sorted
 //!   input: segments of 64 values found by galloping; unsorted input: value buckets counted
 //!   in one pass, and only the candidate buckets' values collected, sorted and walked, so a
-//!   large sample is never sorted at all), and only for the side of `diff` the alternative
+//!   large sample is never sorted at all; with few distinct values, as in rounded data, a
+//!   bucket that holds a single value is one group whose `diff` its counts give exactly, so
+//!   it is neither collected nor sorted), and only for the side of `diff` the alternative
 //!   needs (for `two-sided`, the side that can still win). The bounds are exact integers;
 //!   with `n*m <= 2^49` a float `diff` can never beat one from a larger exact value, so the
 //!   result is the plain walk's, bit for bit (see "Walking only where an extreme can be").
@@ -802,6 +804,18 @@ mod tests {
                     1 => -1e300,
                     _ => self.unit() + shift,
                 },
+                // Rounded to 0.01 (few distinct values, one a bucket when samples are large).
+                10 => {
+                    ((self.unit() + self.unit() + self.unit() - 1.5 + shift) * 100.0).round()
+                        / 100.0
+                }
+                // Rounded to 0.01 with signed zeros and a few values sharing a bucket.
+                11 => match self.below(20) {
+                    0 => -0.0,
+                    1 => 0.0,
+                    2 => 0.5 + self.below(3) as f64 * 1e-12,
+                    _ => ((self.unit() - 0.5 + shift) * 100.0).round() / 100.0,
+                },
                 // The current sample entirely above the reference (D = 1 at the edge).
                 _ => self.unit() + if shift > 0.0 { 10.0 } else { 0.0 },
             }
@@ -834,8 +848,8 @@ mod tests {
     #[test]
     fn pruned_walks_agree_with_the_plain_walk() {
         let mut rng = Lcg(7);
-        for case in 0..1500u64 {
-            let kind = case % 10;
+        for case in 0..1800u64 {
+            let kind = case % 12;
             let (n, m) = match case % 5 {
                 0 => (1 + rng.below(40) as usize, 1 + rng.below(40) as usize),
                 1 => (1 + rng.below(3000) as usize, 1 + rng.below(30) as usize),
@@ -862,13 +876,19 @@ mod tests {
                     want,
                     "blocked {alt:?}, case {case} kind {kind} n {n} m {m}"
                 );
-                for (parallel, slack) in [(false, 1 << 20), (true, 1 << 20), (false, 0)] {
-                    let bucketed = bucketed_extremes_with(&a, &b, alt, parallel, slack)
+                for (parallel, slack, tied) in [
+                    (false, 1 << 20, false),
+                    (true, 1 << 20, false),
+                    (false, 0, false),
+                    (false, 1 << 20, true),
+                    (true, 1 << 20, true),
+                ] {
+                    let bucketed = bucketed_extremes_with(&a, &b, alt, parallel, slack, tied)
                         .unwrap_or_else(|| panic!("case {case}: finite values rejected"));
                     assert_eq!(
                         picked(&bucketed, alt),
                         want,
-                        "bucketed {alt:?}, case {case} kind {kind} n {n} m {m}"
+                        "bucketed {alt:?} tied {tied}, case {case} kind {kind} n {n} m {m}"
                     );
                 }
             }
@@ -878,7 +898,7 @@ mod tests {
     #[test]
     fn large_samples_take_the_pruned_paths_and_agree() {
         let mut rng = Lcg(99);
-        for kind in [0, 1, 3, 7, 8, 9] {
+        for kind in [0, 1, 3, 7, 8, 9, 10, 11] {
             let a: Vec<f64> = (0..150_000).map(|_| rng.value(kind, 0.0)).collect();
             let b: Vec<f64> = (0..90_000).map(|_| rng.value(kind, 0.002)).collect();
             let plain = plain(&a, &b);
@@ -894,6 +914,52 @@ mod tests {
                     want,
                     "kind {kind} {alt:?}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn tied_large_samples_give_the_sorted_paths_result_bit_for_bit() {
+        // D, p, location and sign of `ks_2samp` (bucketed; on these samples the candidates
+        // are many, so the one-value-bucket path) against sorting both and walking all.
+        let mut rng = Lcg(1526);
+        for (kind, n, m) in [
+            (10, 300_000, 200_000),
+            (11, 150_000, 150_000),
+            (1, 70_000, 9_000),
+            (0, 150_000, 90_000),
+        ] {
+            for shift in [0.0, 0.004, 0.05] {
+                let a: Vec<f64> = (0..n).map(|_| rng.value(kind, 0.0)).collect();
+                let b: Vec<f64> = (0..m).map(|_| rng.value(kind, shift)).collect();
+                let (mut x, mut y) = (a.clone(), b.clone());
+                x.sort_unstable_by(f64::total_cmp);
+                y.sort_unstable_by(f64::total_cmp);
+                for alt in ALTERNATIVES {
+                    for method in [Method::Auto, Method::Asymp] {
+                        let got = ks_2samp(&a, &b, alt, method).map(|r| {
+                            (
+                                r.statistic.to_bits(),
+                                r.p_value.to_bits(),
+                                r.location.to_bits(),
+                                r.sign,
+                            )
+                        });
+                        let want = ks_2samp_sorted(&x, &y, alt, method).map(|r| {
+                            (
+                                r.statistic.to_bits(),
+                                r.p_value.to_bits(),
+                                r.location.to_bits(),
+                                r.sign,
+                            )
+                        });
+                        assert_eq!(got, want, "kind {kind} shift {shift} {alt:?} {method:?}");
+                        let plain = plain(&a, &b);
+                        let (d, loc, sign) = pick(&plain, alt);
+                        let got = got.unwrap_or_else(|e| panic!("{e}"));
+                        assert_eq!((got.0, got.2, got.3), (d.to_bits(), loc.to_bits(), sign));
+                    }
+                }
             }
         }
     }

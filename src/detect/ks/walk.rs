@@ -140,6 +140,20 @@ impl Tracker {
         *self = t;
     }
 
+    /// A group of equal values ending where `i` reference and `j` current values are at or
+    /// below it, with the first value of its reference part (`None` when it has none) and of
+    /// its current part. The same `diff` and choices as [`Tracker::walk`] over that group.
+    #[inline]
+    pub(super) fn see_group(&mut self, i: usize, j: usize, loc_a: Option<f64>, loc_b: Option<f64>) {
+        let d = i as f64 / self.nf - j as f64 / self.mf;
+        if let Some(loc) = loc_a {
+            self.see_a(d, loc);
+        }
+        if let Some(loc) = loc_b {
+            self.see_b(d, loc);
+        }
+    }
+
     pub(super) fn finish(&self) -> Extremes {
         // The reference part comes first in the concatenation, so it wins ties.
         let (max_diff, max_loc) = if self.a_max >= self.b_max {
@@ -223,16 +237,52 @@ pub(super) fn candidate_runs(
     m: usize,
     alternative: Alternative,
 ) -> Vec<Run> {
+    candidate_runs_with::<false>(ca, cb, &[], n, m, alternative)
+}
+
+/// [`candidate_runs`] where `one[s]` says that segment `s` holds a single
+/// group of equal values: its only group end is its end, so its bounds are that end's `q`.
+pub(super) fn candidate_runs_known(
+    ca: &[u32],
+    cb: &[u32],
+    one: &[bool],
+    n: usize,
+    m: usize,
+    alternative: Alternative,
+) -> Vec<Run> {
+    candidate_runs_with::<true>(ca, cb, one, n, m, alternative)
+}
+
+/// [`candidate_runs`] (`KNOWN` false: `one` is not read) or [`candidate_runs_known`].
+fn candidate_runs_with<const KNOWN: bool>(
+    ca: &[u32],
+    cb: &[u32],
+    one: &[bool],
+    n: usize,
+    m: usize,
+    alternative: Alternative,
+) -> Vec<Run> {
     let (ni, mi) = (n as i64, m as i64);
+    let single = |s: usize| KNOWN && one.get(s).copied().unwrap_or(false);
+    // The bounds of the group ends inside segment `s` starting at `q`, holding `x` and `y`.
+    let bounds = |s: usize, q: i64, x: u32, y: u32| -> (i64, i64) {
+        if single(s) {
+            let end = q + i64::from(x) * mi - i64::from(y) * ni;
+            (end, end)
+        } else {
+            (q + i64::from(x) * mi, q - i64::from(y) * ni)
+        }
+    };
     let mut q = 0i64;
     let (mut qmax, mut qmin) = (i64::MIN, i64::MAX);
     let (mut upper, mut lower) = (i64::MIN, i64::MAX);
-    for (&x, &y) in ca.iter().zip(cb) {
+    for (s, (&x, &y)) in ca.iter().zip(cb).enumerate() {
         if x == 0 && y == 0 {
             continue;
         }
-        upper = upper.max(q + i64::from(x) * mi);
-        lower = lower.min(q - i64::from(y) * ni);
+        let (up, lo) = bounds(s, q, x, y);
+        upper = upper.max(up);
+        lower = lower.min(lo);
         q += i64::from(x) * mi - i64::from(y) * ni;
         qmax = qmax.max(q);
         qmin = qmin.min(q);
@@ -251,8 +301,8 @@ pub(super) fn candidate_runs(
             continue;
         }
         let (xa, yb) = (x as usize, y as usize);
-        let wanted = (want_max && q + i64::from(x) * mi >= qmax)
-            || (want_min && q - i64::from(y) * ni <= qmin);
+        let (up, lo) = bounds(s, q, x, y);
+        let wanted = (want_max && up >= qmax) || (want_min && lo <= qmin);
         if wanted {
             match runs.last_mut() {
                 Some(run) if extend => {
@@ -351,6 +401,29 @@ pub(super) struct BucketMap {
 
 /// Values handled together by the bucket passes (the compiler vectorises the arithmetic).
 pub(super) const LANES: usize = 8;
+/// "No value" in [`BucketMap::groups`]: a NaN's bits, which no finite value has.
+pub(super) const NO_VALUE: u64 = u64::MAX;
+/// "More than one value" in [`BucketMap::groups`]: another NaN's bits.
+pub(super) const MIXED: u64 = u64::MAX - 1;
+
+/// One value `x` into a bucket's state of [`BucketMap::groups`].
+#[inline(always)]
+fn see_group_value(r: &mut u64, x: f64) {
+    let b = x.to_bits();
+    if *r == b || *r == MIXED {
+        return;
+    }
+    if *r == NO_VALUE {
+        *r = b;
+    } else if f64::from_bits(*r) == x {
+        // 0.0 and -0.0: one group, first -0.0.
+        if x.is_sign_negative() {
+            *r = b;
+        }
+    } else {
+        *r = MIXED;
+    }
+}
 /// `1.5 * 2^52`: adding it to a value in `[0, 2^51)` rounds that value to an integer and
 /// leaves the integer in the low bits of the sum, a conversion that vectorises (Rust's
 /// saturating `as` does not).
@@ -473,6 +546,56 @@ impl BucketMap {
     }
 
     /// The values whose bucket's bit is set in `bits`, in their order.
+    /// For each bucket, what values of `values` it holds: [`NO_VALUE`] when none,
+    /// [`MIXED`] when two of them differ (`!=`), else the bits of the first of them in
+    /// sorted order (`-0.0` when the bucket holds both zeros, as `f64::total_cmp` sorts).
+    pub(super) fn groups(&self, values: &[f64]) -> Vec<u64> {
+        let mut state = vec![NO_VALUE; self.buckets];
+        let mut see = |k: usize, x: f64| {
+            if let Some(r) = state.get_mut(k) {
+                see_group_value(r, x);
+            }
+        };
+        let mut chunks = values.chunks_exact(LANES);
+        for c in &mut chunks {
+            for (k, &x) in self.buckets8(c).into_iter().zip(c) {
+                see(k as usize, x);
+            }
+        }
+        for &x in chunks.remainder() {
+            see(self.bucket(x), x);
+        }
+        state
+    }
+
+    /// [`BucketMap::histogram`] and [`BucketMap::groups`] in one pass; `None` when a value
+    /// is not finite.
+    pub(super) fn histogram_groups(&self, values: &[f64]) -> Option<(Vec<u32>, Vec<u64>)> {
+        let mut counts = vec![0u32; self.buckets];
+        let mut state = vec![NO_VALUE; self.buckets];
+        let mut poison = [0.0f64; LANES];
+        let mut see = |k: usize, x: f64| {
+            if let (Some(n), Some(r)) = (counts.get_mut(k), state.get_mut(k)) {
+                *n += 1;
+                see_group_value(r, x);
+            }
+        };
+        let mut chunks = values.chunks_exact(LANES);
+        for c in &mut chunks {
+            for (p, &x) in poison.iter_mut().zip(c) {
+                *p += x * 0.0;
+            }
+            for (k, &x) in self.buckets8(c).into_iter().zip(c) {
+                see(k as usize, x);
+            }
+        }
+        for &x in chunks.remainder() {
+            poison[0] += x * 0.0;
+            see(self.bucket(x), x);
+        }
+        poison.iter().all(|&p| p == 0.0).then_some((counts, state))
+    }
+
     pub(super) fn gather_bits(&self, values: &[f64], bits: &[u64], count: usize) -> Vec<f64> {
         let bit = |k: usize| bits.get(k >> 6).is_some_and(|w| (w >> (k & 63)) & 1 == 1);
         let mut out = Vec::with_capacity(count);
@@ -624,12 +747,14 @@ pub(super) fn keep_runs(map: &BucketMap, values: &mut Vec<f64>, bits: &[u64]) {
     });
 }
 
-/// A range holding all but about 1/8192 of the values at each end, from a strided sample of
-/// both samples (any range is correct; this one keeps a few outliers from stretching the
-/// buckets, and keeps the clamped end buckets small, so that they are rarely candidates).
-/// Non-finite values, which the histogram pass rejects afterwards, are kept out of it.
-pub(super) fn sample_range(a: &[f64], b: &[f64]) -> (f64, f64) {
-    const SAMPLE: usize = 1 << 14;
+/// A range holding all but about 1/4096 of the values at each end (the extremes of a strided
+/// sample of about 4096 values of both samples; any range is correct, this one keeps a few
+/// outliers from stretching the buckets, and keeps the clamped end buckets small, so that
+/// they are rarely candidates), and whether the samples look tied (many equal values in the
+/// strided sample; only from [`TIED_GUESS_MIN_LEN`] values in all). Non-finite values,
+/// which the histogram pass rejects afterwards, are kept out of it.
+pub(super) fn sample_range(a: &[f64], b: &[f64]) -> (f64, f64, bool) {
+    const SAMPLE: usize = 1 << 12;
     let stride = ((a.len() + b.len()) / SAMPLE).max(1);
     let mut s: Vec<f64> = a
         .iter()
@@ -639,14 +764,26 @@ pub(super) fn sample_range(a: &[f64], b: &[f64]) -> (f64, f64) {
         .filter(|x| x.is_finite())
         .collect();
     if s.is_empty() {
-        return (0.0, 0.0);
+        return (0.0, 0.0, false);
     }
+    let tied = a.len() + b.len() >= TIED_GUESS_MIN_LEN && {
+        // A quarter of (a part of) the sample equal to a neighbour in sorted order: few distinct
+        // values (an hour's rounding, a category coded as numbers), worth the fused pass.
+        let mut t = s[..s.len().min(1024)].to_vec();
+        t.sort_unstable_by(f64::total_cmp);
+        let equal = t.windows(2).filter(|w| w[0] == w[1]).count();
+        equal * 4 >= t.len()
+    };
     let k = s.len() / 8192;
     let last = s.len() - 1 - k;
     let (_, &mut lo, _) = s.select_nth_unstable_by(k, f64::total_cmp);
     let (_, &mut hi, _) = s.select_nth_unstable_by(last, f64::total_cmp);
-    (lo, hi)
+    (lo, hi, tied)
 }
+
+/// From this many values in all, [`sample_range`] guesses from its sample whether the data
+/// are tied.
+pub(super) const TIED_GUESS_MIN_LEN: usize = 1 << 17;
 
 /// Runs `f` and `g` with `rayon::join` when `parallel` (in parallel when a thread of rayon's
 /// pool is free), else both here in turn. A panic in either is resumed here.
@@ -689,7 +826,7 @@ pub(super) fn bucketed_extremes(
 ) -> Option<Extremes> {
     // Up to 1/16 of the values taken in and dropped again: far cheaper than a bitmap pass.
     let slack = ((a.len() + b.len()) / 16).max(4096);
-    bucketed_extremes_with(a, b, alternative, parallel, slack)
+    bucketed_extremes_with(a, b, alternative, parallel, slack, false)
 }
 
 /// [`bucketed_extremes`], gathering through value intervals when a few of them hold the
@@ -700,23 +837,52 @@ pub(super) fn bucketed_extremes_with(
     alternative: Alternative,
     parallel: bool,
     slack: usize,
+    always_tied: bool,
 ) -> Option<Extremes> {
     let (n, m) = (a.len(), b.len());
-    let (lo, hi) = sample_range(a, b);
-    let buckets = ((n + m) / 32).next_power_of_two().clamp(1 << 10, 1 << 16);
+    let (lo, hi, tied) = sample_range(a, b);
+    let buckets = ((n + m) / 8).next_power_of_two().clamp(1 << 10, 1 << 16);
     let map = BucketMap::new(lo, hi, buckets);
+    if tied {
+        // Counts and groups in one pass over each sample (large samples: memory-bound).
+        let (ha, hb) = both(
+            parallel,
+            || map.histogram_groups(a),
+            || map.histogram_groups(b),
+        );
+        let ((ca, ga), (cb, gb)) = (ha?, hb?);
+        return Some(tied_extremes(
+            a,
+            b,
+            alternative,
+            parallel,
+            &map,
+            &ca,
+            &cb,
+            Some((ga, gb)),
+        ));
+    }
     let (ca, cb) = both(parallel, || map.histogram(a), || map.histogram(b));
     let (ca, cb) = (ca?, cb?);
     let runs = candidate_runs(&ca, &cb, n, m, alternative);
-    let mut bits = vec![0u64; buckets.div_ceil(64)];
-    for run in &runs {
-        for k in run.first..=run.last {
-            bits[k >> 6] |= 1 << (k & 63);
-        }
-    }
+    let bits = run_bits(&runs, buckets);
     let na: usize = runs.iter().map(|r| r.na).sum();
     let nb: usize = runs.iter().map(|r| r.nb).sum();
-    // The fewest intervals (each costs a few operations per value) that fit in the slack.
+    if always_tied || (n + m >= TIED_GUESS_MIN_LEN && na + nb > (n + m) / TIED_FRACTION) {
+        // Many candidates: the buckets are full of ties (few distinct values), where the
+        // bounds are loose. Buckets of one value have exact bounds and need no sort.
+        return Some(tied_extremes(
+            a,
+            b,
+            alternative,
+            parallel,
+            &map,
+            &ca,
+            &cb,
+            None,
+        ));
+    }
+    // Up to 1/16 of the values taken in and dropped again: far cheaper than a bitmap pass.
     let hull_buckets = [1, 2, GATHER_HULLS]
         .into_iter()
         .find_map(|max| hulls(&runs, &ca, &cb, max, slack));
@@ -754,4 +920,105 @@ pub(super) fn bucketed_extremes_with(
         pb += run.nb;
     }
     Some(tracker.finish())
+}
+
+/// Candidates above `1 / TIED_FRACTION` of all values send [`bucketed_extremes_with`] to
+/// [`tied_extremes`] (samples of [`TIED_GUESS_MIN_LEN`] or more in all; smaller ones stay in
+/// cache, where gathering and sorting them costs less than one more pass).
+pub(super) const TIED_FRACTION: usize = 16;
+
+/// The bitmap of the buckets of `runs`.
+fn run_bits(runs: &[Run], buckets: usize) -> Vec<u64> {
+    let mut bits = vec![0u64; buckets.div_ceil(64)];
+    for run in runs {
+        for k in run.first..=run.last {
+            if let Some(w) = bits.get_mut(k >> 6) {
+                *w |= 1 << (k & 63);
+            }
+        }
+    }
+    bits
+}
+
+/// The second half of [`bucketed_extremes_with`] for tied data: one more pass finds the
+/// buckets that hold a single value (`==`, in both samples); those have exact bounds (see
+/// [`candidate_runs_known`]) and, when they are candidates still, are taken from their
+/// counts as one group each, located at the first value of each sample's part. Only the
+/// values of the other candidate buckets are gathered, sorted and walked. Same result as
+/// walking everything: such a bucket is one group of the walk, at the same place in the
+/// order.
+#[allow(clippy::too_many_arguments)]
+fn tied_extremes(
+    a: &[f64],
+    b: &[f64],
+    alternative: Alternative,
+    parallel: bool,
+    map: &BucketMap,
+    ca: &[u32],
+    cb: &[u32],
+    groups: Option<(Vec<u64>, Vec<u64>)>,
+) -> Extremes {
+    let (n, m) = (a.len(), b.len());
+    let (ga, gb) = groups.unwrap_or_else(|| both(parallel, || map.groups(a), || map.groups(b)));
+    // One group: neither sample mixed, and the same value (`==`) in both when in both.
+    let one: Vec<bool> = ga
+        .iter()
+        .zip(&gb)
+        .map(|(&ra, &rb)| {
+            ra != MIXED
+                && rb != MIXED
+                && (ra != NO_VALUE || rb != NO_VALUE)
+                && (ra == NO_VALUE || rb == NO_VALUE || f64::from_bits(ra) == f64::from_bits(rb))
+        })
+        .collect();
+    let buckets = ca.len();
+    let runs = candidate_runs_known(ca, cb, &one, n, m, alternative);
+    // Gather only the candidate buckets of more than one value.
+    let mut walk_bits = vec![0u64; buckets.div_ceil(64)];
+    let (mut na, mut nb) = (0usize, 0usize);
+    for run in &runs {
+        for k in run.first..=run.last {
+            if !one[k] {
+                walk_bits[k >> 6] |= 1 << (k & 63);
+                na += ca[k] as usize;
+                nb += cb[k] as usize;
+            }
+        }
+    }
+    let (mut wa, mut wb) = if na + nb == 0 {
+        (Vec::new(), Vec::new())
+    } else {
+        both(
+            parallel,
+            || map.gather_bits(a, &walk_bits, na),
+            || map.gather_bits(b, &walk_bits, nb),
+        )
+    };
+    debug_assert_eq!((wa.len(), wb.len()), (na, nb), "gathered what was counted");
+    sort_samples(&mut wa);
+    sort_samples(&mut wb);
+    let mut tracker = Tracker::new(n, m);
+    let (mut pa, mut pb) = (0, 0);
+    for run in &runs {
+        let (mut i, mut j) = (run.i0, run.j0);
+        for k in run.first..=run.last {
+            let (x, y) = (ca[k] as usize, cb[k] as usize);
+            if x == 0 && y == 0 {
+                continue;
+            }
+            if one[k] {
+                let (ra, rb) = (f64::from_bits(ga[k]), f64::from_bits(gb[k]));
+                tracker.see_group(i + x, j + y, (x > 0).then_some(ra), (y > 0).then_some(rb));
+            } else {
+                let ra = wa.get(pa..pa + x).unwrap_or(&[]);
+                let rb = wb.get(pb..pb + y).unwrap_or(&[]);
+                tracker.walk(ra, rb, i, j);
+                pa += x;
+                pb += y;
+            }
+            i += x;
+            j += y;
+        }
+    }
+    tracker.finish()
 }
