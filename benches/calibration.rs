@@ -21,7 +21,7 @@
 //! Options: `--days=N` (series-days per false-alarm row, default 10000), `--trials=N`
 //! (detection trials per row, default 500), `--only=false-alarms|detection|engine-check`,
 //! `--budget=EVENTS/DAYS` (default 1/30), `--row=TEXT` (repeatable: only the false-alarm rows
-//! whose "windows @ values/eval" contains TEXT, e.g. `--row="first: 1000, last: 500 @ 10"`).
+//! whose "windows @ values/eval" is TEXT, e.g. `--row="first: 1000, last: 500 @ 10"`).
 //!
 //! Several current-window sizes (`current: {last: [100, 250, 1000]}`) are run as the engine
 //! runs them: each size against the same reference, the level split evenly across the sizes,
@@ -427,7 +427,7 @@ fn false_alarm_setups() -> Vec<Setup> {
 }
 
 /// `rows`: run only the rows whose "windows @ values/eval" (e.g. `preceding: 1000, last: 500
-/// @ 50`) contains one of these (all rows when empty).
+/// @ 50`) is one of these (all rows when empty).
 fn false_alarms(days: u64, budget: FalseAlarms, rows: &[String]) {
     let level = level_of(budget);
     println!(
@@ -440,7 +440,7 @@ fn false_alarms(days: u64, budget: FalseAlarms, rows: &[String]) {
     const SERIES_DAYS: u64 = 10;
     for setup in false_alarm_setups() {
         let id = format!("{} @ {}", setup.name(), setup.per_eval);
-        if !rows.is_empty() && !rows.iter().any(|r| id.contains(r.as_str())) {
+        if !rows.is_empty() && !rows.contains(&id) {
             continue;
         }
         let critical = Critical::split(level, setup.smaller.len() + 1);

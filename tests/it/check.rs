@@ -107,7 +107,7 @@ fn good_files_pass() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let summary = driftgauge::config::check(None, &[root.join("tests/data/check/good.yml")])
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((summary.files, summary.groups, summary.rules), (1, 2, 5));
+    assert_eq!((summary.files, summary.groups, summary.rules), (1, 2, 4));
     let stdout = success(&summary);
     // Alone, a rule file's webhook names cannot be checked: said on stderr, exit 0.
     check_in(
@@ -153,17 +153,25 @@ fn check_prints_what_each_rule_costs_and_needs() {
     );
     // ema rules: the default min_samples, ceil(ln 0.05 / ln 0.8) = 14 for smoothing 0.2.
     assert!(lines[2].contains("min_samples 14"), "{}", lines[2]);
+}
+
+#[test]
+fn check_prints_how_several_current_window_sizes_share_the_level() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let file = root.join("tests/data/check/several_sizes.yml");
+    let summary = driftgauge::config::check(None, &[file]).unwrap_or_else(|e| panic!("{e}"));
+    let lines = &summary.calibration;
     // Several current-window sizes share the level (Bonferroni), each needs its own distance,
     // and the smallest one reaches a large shift first.
     assert!(
-        lines[3].contains("3 current-window sizes (100, 250, 1000) share it (Bonferroni): each size at p <= 1.929e-6, drifted when any size's test is"),
+        lines[0].contains("3 current-window sizes (100, 250, 1000) share it (Bonferroni): each size at p <= 1.929e-6, drifted when any size's test is"),
         "{}",
-        lines[3]
+        lines[0]
     );
     assert!(
-        lines[3].contains("needs D >= 0.276 at 100, 0.186 at 250, 0.118 at 1000, a 1 sd shift after about 73 new values (at 100), a 0.5 sd shift after about 236 new values (at 250)"),
+        lines[0].contains("needs D >= 0.276 at 100, 0.186 at 250, 0.118 at 1000, a 1 sd shift after about 73 new values (at 100), a 0.5 sd shift after about 236 new values (at 250)"),
         "{}",
-        lines[3]
+        lines[0]
     );
 }
 
