@@ -75,7 +75,8 @@ def make_streams(d, a):
 
 
 def run_driftgauge(d, a, detector, evals_per_alarm):
-    cmd = (f"nice cargo bench --bench calibration -- --streams={d} --reference={a.ref} "
+    harness = a.dg_bin if a.dg_bin else "nice cargo bench --bench calibration --"
+    cmd = (f"{harness} --streams={d} --reference={a.ref} "
            f"--current={a.dg_current} --per-eval=50 --evals-per-alarm={evals_per_alarm:g} --detector={detector}")
     t = time.time()
     p = subprocess.run(cmd, shell=True, capture_output=True, text=True, cwd=a.repo)
@@ -207,6 +208,11 @@ def main():
                    help="driftgauge's current window: last: N, or several sizes N1,N2,.. (the level "
                         "split evenly across them, drifted when any size is)")
     p.add_argument("--skip-alibi", action="store_true")
+    p.add_argument("--skip-adwin", action="store_true")
+    p.add_argument("--dg-detectors", default="ks,anderson",
+                   help="driftgauge detectors run at the nominal ERT (comma-separated)")
+    p.add_argument("--dg-bin", default="",
+                   help="run this calibration harness binary instead of `cargo bench --bench calibration`")
     p.add_argument("--skip-cost", action="store_true")
     p.add_argument("--dg-extra", type=float, nargs="*", default=[],
                    help="more driftgauge KS runs at these E (evaluations per false alarm), e.g. to match "
@@ -233,14 +239,16 @@ def main():
         meta = make_streams(d, a)
         names = sorted(meta)
         results, notes = {}, []
-        for det, e in [("ks", a.ert / 50), ("anderson", a.ert / 50)] + [("ks", e) for e in a.dg_extra]:
+        nominal = [(det, a.ert / 50) for det in a.dg_detectors.split(",") if det]
+        for det, e in nominal + [("ks", e) for e in a.dg_extra]:
             r, secs, cmd = run_driftgauge(d, a, det, e)
             results[f"driftgauge {det} last: {dg_window(a)}, E={e:g}"] = r
             notes.append(f"driftgauge {det}: `{cmd}` ({secs:.0f} s incl. cargo)")
             print(f"- {notes[-1]}", flush=True)
-        r, secs = run_adwin(d, names, a, meta)
-        results["River ADWIN (delta 0.002)"] = r
-        print(f"- ADWIN: {secs:.0f} s", flush=True)
+        if not a.skip_adwin:
+            r, secs = run_adwin(d, names, a, meta)
+            results["River ADWIN (delta 0.002)"] = r
+            print(f"- ADWIN: {secs:.0f} s", flush=True)
         if not a.skip_alibi:
             sub = [n for n in names if (n.startswith("null_") and int(n[5:]) < a.alibi_null_streams)
                    or (not n.startswith("null_") and int(n[5:]) < a.alibi_streams)]
