@@ -10,7 +10,8 @@ Streams (seeded numpy, float64 .npy in a temp dir): a REF-value N(0,1) reference
 then null values; change streams switch at PRE null values after the prefix to a mean
 shift of +0.5 or +0.25 sd or 1.5x the variance, for POST values; null streams have NULL
 null values after the prefix. Every detector sees the same values:
-- driftgauge: `reference: {first: REF}`, `current: {last: 1000}`, 50 values per
+- driftgauge: `reference: {first: REF}`, `current: {last: 1000}` (or `--dg-current
+  100,250,1000`: several sizes, the level split evenly across them), 50 values per
   evaluation, each test at level 1/E (E = ERT / 50 evaluations between false alarms by
   the union bound, so its nominal ERT in values is the same as alibi's; the bound is
   conservative, so its real run time is longer). Alarm = entry into `drifted`.
@@ -74,7 +75,8 @@ def make_streams(d, a):
 
 
 def run_driftgauge(d, a, detector, evals_per_alarm):
-    cmd = (f"nice cargo bench --bench calibration -- --streams={d} --reference={a.ref} "
+    harness = a.dg_bin if a.dg_bin else "nice cargo bench --bench calibration --"
+    cmd = (f"{harness} --streams={d} --reference={a.ref} "
            f"--current={a.dg_current} --per-eval=50 --evals-per-alarm={evals_per_alarm:g} --detector={detector}")
     t = time.time()
     p = subprocess.run(cmd, shell=True, capture_output=True, text=True, cwd=a.repo)
@@ -86,6 +88,11 @@ def run_driftgauge(d, a, detector, evals_per_alarm):
         if parts and (parts[0].startswith(tuple(KEYS.values())) or parts[0].startswith("null_")):
             out[parts[0]] = [int(v) for v in parts[1:]]
     return out, time.time() - t, cmd
+
+
+def dg_window(a):
+    sizes = sorted(int(m) for m in str(a.dg_current).split(","))
+    return str(sizes[0]) if len(sizes) == 1 else "[" + ", ".join(map(str, sizes)) + "]"
 
 
 def run_adwin(d, names, a, meta):
@@ -197,8 +204,15 @@ def main():
     p.add_argument("--batch", type=int, default=64, help="alibi batch_size")
     p.add_argument("--cost-bootstraps", type=int, default=4,
                    help="bootstraps timed for alibi's configure cost at a 10,000-value reference")
-    p.add_argument("--dg-current", type=int, default=1000, help="driftgauge's current window (last: N)")
+    p.add_argument("--dg-current", default="1000",
+                   help="driftgauge's current window: last: N, or several sizes N1,N2,.. (the level "
+                        "split evenly across them, drifted when any size is)")
     p.add_argument("--skip-alibi", action="store_true")
+    p.add_argument("--skip-adwin", action="store_true")
+    p.add_argument("--dg-detectors", default="ks,anderson",
+                   help="driftgauge detectors run at the nominal ERT (comma-separated)")
+    p.add_argument("--dg-bin", default="",
+                   help="run this calibration harness binary instead of `cargo bench --bench calibration`")
     p.add_argument("--skip-cost", action="store_true")
     p.add_argument("--dg-extra", type=float, nargs="*", default=[],
                    help="more driftgauge KS runs at these E (evaluations per false alarm), e.g. to match "
@@ -225,14 +239,16 @@ def main():
         meta = make_streams(d, a)
         names = sorted(meta)
         results, notes = {}, []
-        for det, e in [("ks", a.ert / 50), ("anderson", a.ert / 50)] + [("ks", e) for e in a.dg_extra]:
+        nominal = [(det, a.ert / 50) for det in a.dg_detectors.split(",") if det]
+        for det, e in nominal + [("ks", e) for e in a.dg_extra]:
             r, secs, cmd = run_driftgauge(d, a, det, e)
-            results[f"driftgauge {det}, E={e:g}"] = r
+            results[f"driftgauge {det} last: {dg_window(a)}, E={e:g}"] = r
             notes.append(f"driftgauge {det}: `{cmd}` ({secs:.0f} s incl. cargo)")
             print(f"- {notes[-1]}", flush=True)
-        r, secs = run_adwin(d, names, a, meta)
-        results["River ADWIN (delta 0.002)"] = r
-        print(f"- ADWIN: {secs:.0f} s", flush=True)
+        if not a.skip_adwin:
+            r, secs = run_adwin(d, names, a, meta)
+            results["River ADWIN (delta 0.002)"] = r
+            print(f"- ADWIN: {secs:.0f} s", flush=True)
         if not a.skip_alibi:
             sub = [n for n in names if (n.startswith("null_") and int(n[5:]) < a.alibi_null_streams)
                    or (not n.startswith("null_") and int(n[5:]) < a.alibi_streams)]

@@ -20,7 +20,12 @@
 //!
 //! Options: `--days=N` (series-days per false-alarm row, default 10000), `--trials=N`
 //! (detection trials per row, default 500), `--only=false-alarms|detection|engine-check`,
-//! `--budget=EVENTS/DAYS` (default 1/30).
+//! `--budget=EVENTS/DAYS` (default 1/30), `--row=TEXT` (repeatable: only the false-alarm rows
+//! whose "windows @ values/eval" is TEXT, e.g. `--row="first: 1000, last: 500 @ 10"`).
+//!
+//! Several current-window sizes (`current: {last: [100, 250, 1000]}`) are run as the engine
+//! runs them: each size against the same reference, the level split evenly across the sizes,
+//! evident when any size is (`--current=100,250,1000` in `--streams` mode).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -66,20 +71,29 @@ impl Rng {
     }
 }
 
-/// The engine's decision `p <= level`, from the statistic: the critical distance is found once
+/// The engine's decision `p * sizes <= level` (`sizes` current-window sizes share the level,
+/// as `current: {last: [..]}` does), from the statistic: the critical distance is found once
 /// per (n, m) by bisection on the engine's own p-value; a statistic within 1e-9 of it is
 /// decided by computing its p-value, so the answer is the engine's exactly.
 struct Critical {
     level: f64,
+    sizes: f64,
     cache: Mutex<HashMap<(usize, usize), f64>>,
 }
 
 impl Critical {
-    fn new(level: f64) -> Critical {
+    /// The level shared by `sizes` current-window sizes.
+    fn split(level: f64, sizes: usize) -> Critical {
         Critical {
             level,
+            sizes: sizes as f64,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The engine's comparison of a p-value with the level.
+    fn reached(&self, p: f64) -> bool {
+        p * self.sizes <= self.level
     }
 
     fn p(n: usize, m: usize, d: f64) -> f64 {
@@ -91,12 +105,12 @@ impl Critical {
             return d;
         }
         let (mut lo, mut hi) = (0.0f64, 1.0f64);
-        if Self::p(n, m, 1.0) > self.level {
+        if !self.reached(Self::p(n, m, 1.0)) {
             hi = f64::INFINITY;
         } else {
             for _ in 0..60 {
                 let mid = 0.5 * (lo + hi);
-                if Self::p(n, m, mid) <= self.level {
+                if self.reached(Self::p(n, m, mid)) {
                     hi = mid;
                 } else {
                     lo = mid;
@@ -114,7 +128,7 @@ impl Critical {
         } else if d < t - 1e-9 {
             false
         } else {
-            Self::p(n, m, d) <= self.level
+            self.reached(Self::p(n, m, d))
         }
     }
 }
@@ -123,6 +137,8 @@ impl Critical {
 struct Setup {
     reference: ReferenceWindow,
     current: CurrentWindow,
+    /// The smaller sizes of `current: {last: [..]}`, ascending (empty: one size).
+    smaller: Vec<usize>,
     per_eval: usize,
 }
 
@@ -134,6 +150,15 @@ impl Setup {
             ReferenceWindow::File { values, .. } => format!("file ({})", values.len()),
         };
         let c = match &self.current {
+            CurrentWindow::Last(n) if !self.smaller.is_empty() => {
+                let all: Vec<String> = self
+                    .smaller
+                    .iter()
+                    .chain([n])
+                    .map(|m| m.to_string())
+                    .collect();
+                format!("last: [{}]", all.join(", "))
+            }
             CurrentWindow::Last(n) => format!("last: {n}"),
             CurrentWindow::Duration(d) => format!("duration: {}m", d.as_secs() / 60),
         };
@@ -187,7 +212,59 @@ fn test_with(which: Test, w: &mut SampleWindows, now_ms: i64, critical: &Critica
     if !view.reference_sorted {
         sort_values(&mut reference);
     }
-    Some(which.p_value(&reference, &view.current) <= critical.level)
+    Some(critical.reached(which.p_value(&reference, &view.current)))
+}
+
+/// One evaluation's verdict with several current-window sizes, as the engine gives it: the
+/// window's own (the largest) and the newest `smaller` values, each against the same
+/// reference, `critical` shared by them all; evident when any size is. A size below
+/// `min_samples` is not tested; `None` when the largest is not.
+fn test_sizes(
+    which: Test,
+    w: &mut SampleWindows,
+    smaller: &[usize],
+    now_ms: i64,
+    critical: &Critical,
+) -> Option<bool> {
+    if smaller.is_empty() {
+        return test_with(which, w, now_ms, critical);
+    }
+    let view = w.view(now_ms);
+    let n = view.reference.len();
+    if n < MIN_SAMPLES || view.current.len() < MIN_SAMPLES {
+        return None;
+    }
+    let sorted;
+    let reference: &[f64] = if view.reference_sorted {
+        &view.reference
+    } else {
+        let mut r = view.reference.to_vec();
+        sort_values(&mut r);
+        sorted = r;
+        &sorted
+    };
+    let evident = |current: &[f64]| match which {
+        Test::Ks => critical.evident(
+            n,
+            current.len(),
+            ks::statistic_sorted(reference, current, Alternative::TwoSided),
+        ),
+        _ => critical.reached(which.p_value(reference, current)),
+    };
+    if evident(&view.current) {
+        return Some(true);
+    }
+    for &k in smaller.iter().rev() {
+        let mut values = w.newest(k, now_ms);
+        if values.len() < MIN_SAMPLES {
+            continue;
+        }
+        sort_values(&mut values);
+        if evident(&values) {
+            return Some(true);
+        }
+    }
+    Some(false)
 }
 
 /// False `drifted` entries of one null series over `evals` evaluations.
@@ -214,6 +291,18 @@ fn null_series(setup: &Setup, seed: u64, evals: u64, critical: &Critical) -> u64
         }
         w.extend(&values, now_ms);
         since += 1;
+        if !setup.smaller.is_empty() {
+            // Several sizes: every evaluation is tested (a small window moves fast).
+            match test_sizes(Test::Ks, &mut w, &setup.smaller, now_ms, critical) {
+                Some(true) if !drifted => {
+                    events += 1;
+                    drifted = true;
+                }
+                Some(now) => drifted = now,
+                None => {}
+            }
+            continue;
+        }
         if let (Some((n, m, d)), false) = (last, drifted) {
             if w.counts(now_ms) == (n, m) {
                 let k = setup.per_eval as f64;
@@ -301,17 +390,10 @@ fn poisson_interval(k: u64) -> (f64, f64) {
     (lower, solve(0.025, k))
 }
 
-fn false_alarms(days: u64, budget: FalseAlarms) {
-    let level = level_of(budget);
-    let critical = Critical::new(level);
-    println!(
-        "\n### False alarms: budget {budget} ({:.4}/series-day), each test at p <= {level:.3e}\n",
-        budget.per_day()
-    );
-    println!("| windows | values/eval | series-days | false drifted | per series-day (95 % CI) | within budget | time |");
-    println!("|---|---:|---:|---:|---|---|---:|");
-    // A series runs for `SERIES_DAYS` days; `days` of them make a row.
-    const SERIES_DAYS: u64 = 10;
+/// The false-alarm rows: every window kind at 10, 50 and 500 values per evaluation, then
+/// several current-window sizes (`last: [100, 250, 1000]`) at 50.
+fn false_alarm_setups() -> Vec<Setup> {
+    let mut setups = Vec::new();
     for per_eval in [10usize, 50, 500] {
         for reference in [
             ReferenceWindow::First(1000),
@@ -321,35 +403,70 @@ fn false_alarms(days: u64, budget: FalseAlarms) {
                 CurrentWindow::Last(500),
                 CurrentWindow::Duration(Duration::from_secs(300)),
             ] {
-                let setup = Setup {
+                setups.push(Setup {
                     reference: reference.clone(),
                     current,
+                    smaller: Vec::new(),
                     per_eval,
-                };
-                let started = Instant::now();
-                let series = days.div_ceil(SERIES_DAYS);
-                let events: u64 = (0..series)
-                    .into_par_iter()
-                    .map(|s| null_series(&setup, s + 1, SERIES_DAYS * EVALS_PER_DAY, &critical))
-                    .sum();
-                let series_days = (series * SERIES_DAYS) as f64;
-                let (lo, hi) = poisson_interval(events);
-                let rate = events as f64 / series_days;
-                println!(
-                    "| {} | {per_eval} | {} | {events} | {rate:.4} ({:.4}–{:.4}) | {} | {:.0} s |",
-                    setup.name(),
-                    series * SERIES_DAYS,
-                    lo / series_days,
-                    hi / series_days,
-                    if lo / series_days <= budget.per_day() {
-                        "yes"
-                    } else {
-                        "NO"
-                    },
-                    started.elapsed().as_secs_f64()
-                );
+                });
             }
         }
+    }
+    for reference in [
+        ReferenceWindow::First(1000),
+        ReferenceWindow::Preceding(1000),
+    ] {
+        setups.push(Setup {
+            reference,
+            current: CurrentWindow::Last(1000),
+            smaller: vec![100, 250],
+            per_eval: 50,
+        });
+    }
+    setups
+}
+
+/// `rows`: run only the rows whose "windows @ values/eval" (e.g. `preceding: 1000, last: 500
+/// @ 50`) is one of these (all rows when empty).
+fn false_alarms(days: u64, budget: FalseAlarms, rows: &[String]) {
+    let level = level_of(budget);
+    println!(
+        "\n### False alarms: budget {budget} ({:.4}/series-day), each test at p <= {level:.3e} (split evenly across the sizes of a `last: [..]` list)\n",
+        budget.per_day()
+    );
+    println!("| windows | values/eval | series-days | false drifted | per series-day (95 % CI) | within budget | time |");
+    println!("|---|---:|---:|---:|---|---|---:|");
+    // A series runs for `SERIES_DAYS` days; `days` of them make a row.
+    const SERIES_DAYS: u64 = 10;
+    for setup in false_alarm_setups() {
+        let id = format!("{} @ {}", setup.name(), setup.per_eval);
+        if !rows.is_empty() && !rows.contains(&id) {
+            continue;
+        }
+        let critical = Critical::split(level, setup.smaller.len() + 1);
+        let per_eval = setup.per_eval;
+        let started = Instant::now();
+        let series = days.div_ceil(SERIES_DAYS);
+        let events: u64 = (0..series)
+            .into_par_iter()
+            .map(|s| null_series(&setup, s + 1, SERIES_DAYS * EVALS_PER_DAY, &critical))
+            .sum();
+        let series_days = (series * SERIES_DAYS) as f64;
+        let (lo, hi) = poisson_interval(events);
+        let rate = events as f64 / series_days;
+        println!(
+            "| {} | {per_eval} | {} | {events} | {rate:.4} ({:.4}–{:.4}) | {} | {:.0} s |",
+            setup.name(),
+            series * SERIES_DAYS,
+            lo / series_days,
+            hi / series_days,
+            if lo / series_days <= budget.per_day() {
+                "yes"
+            } else {
+                "NO"
+            },
+            started.elapsed().as_secs_f64()
+        );
     }
 }
 
@@ -379,7 +496,7 @@ impl Change {
 fn detection_trial(
     which: Test,
     seed: u64,
-    current: usize,
+    sizes: &[usize],
     change: Change,
     horizon: usize,
     critical: &Critical,
@@ -390,9 +507,10 @@ fn detection_trial(
     let mut rng = Rng::new(seed);
     let mut w = SampleWindows::new(
         &ReferenceWindow::First(REFERENCE),
-        &CurrentWindow::Last(current),
+        &CurrentWindow::Last(sizes[sizes.len() - 1]),
         1_000_000,
     );
+    let smaller = &sizes[..sizes.len() - 1];
     let mut fed = 0usize;
     let mut early = false;
     let mut e = 0i64;
@@ -415,7 +533,7 @@ fn detection_trial(
         e += 1;
         let now_ms = e * INTERVAL.as_millis() as i64;
         w.extend(&values, now_ms);
-        if test_with(which, &mut w, now_ms, critical) == Some(true) {
+        if test_sizes(which, &mut w, smaller, now_ms, critical) == Some(true) {
             if fed > REFERENCE + BEFORE {
                 return (Some(fed - REFERENCE - BEFORE), early);
             }
@@ -426,7 +544,6 @@ fn detection_trial(
 
 fn detection(trials: u64, budget: FalseAlarms) {
     let level = level_of(budget);
-    let critical = Critical::new(level);
     println!(
         "\n### Detection: budget {budget}, reference first: 10000 (frozen), 50 values per 15 s evaluation, {trials} trials a row\n"
     );
@@ -438,16 +555,20 @@ fn detection(trials: u64, budget: FalseAlarms) {
         (Change::Variance(1.5), 2_000, 0.9),
     ];
     for (change, within, target) in rows {
-        for (which, current) in [
-            (Test::Ks, 500usize),
-            (Test::Ks, 1000),
-            (Test::Ks, 2000),
-            (Test::Cvm, 1000),
-            (Test::Anderson, 1000),
+        for (which, sizes) in [
+            (Test::Ks, &[500usize][..]),
+            (Test::Ks, &[1000]),
+            (Test::Ks, &[2000]),
+            (Test::Ks, &[100, 250, 1000]),
+            (Test::Ks, &[100, 250, 1000, 2000]),
+            (Test::Cvm, &[1000]),
+            (Test::Anderson, &[1000]),
+            (Test::Anderson, &[100, 250, 1000]),
         ] {
+            let critical = Critical::split(level, sizes.len());
             let results: Vec<Option<usize>> = (0..trials)
                 .into_par_iter()
-                .map(|t| detection_trial(which, t + 1, current, change, within, &critical).0)
+                .map(|t| detection_trial(which, t + 1, sizes, change, within, &critical).0)
                 .collect();
             let found = results.iter().filter(|r| r.is_some()).count();
             let mut delays: Vec<usize> = results.iter().flatten().copied().collect();
@@ -463,6 +584,10 @@ fn detection(trials: u64, budget: FalseAlarms) {
                 format!("{}", delays[results.len() / 2])
             } else {
                 "—".to_string()
+            };
+            let current = match sizes {
+                [one] => one.to_string(),
+                all => format!("{all:?}"),
             };
             println!(
                 "| {} | {} | last: {current} | {within} | {share:.3} ({:.3}–{:.3}) | {median} | ≥ {target} {} |",
@@ -483,11 +608,17 @@ fn engine_checks(series: u64, days: u64) {
         ReferenceWindow::First(1000),
         ReferenceWindow::Preceding(1000),
     ] {
-        for (current, text) in [
-            (CurrentWindow::Last(500), "last: 500"),
+        for (current, smaller, text) in [
+            (CurrentWindow::Last(500), vec![], "last: 500"),
             (
                 CurrentWindow::Duration(Duration::from_secs(300)),
+                vec![],
                 "duration: 5m",
+            ),
+            (
+                CurrentWindow::Last(500),
+                vec![50, 100],
+                "last: [50, 100, 500]",
             ),
         ] {
             for per_eval in [10, 50] {
@@ -497,6 +628,7 @@ fn engine_checks(series: u64, days: u64) {
                     Setup {
                         reference: reference.clone(),
                         current: current.clone(),
+                        smaller: smaller.clone(),
                         per_eval,
                     },
                     text,
@@ -511,7 +643,7 @@ fn engine_check(series: u64, days: u64, setup: Setup, current_yaml: &str) {
         events: 1.0,
         period: Duration::from_secs(3_600),
     };
-    let critical = Critical::new(level_of(budget));
+    let critical = Critical::split(level_of(budget), setup.smaller.len() + 1);
     let evals = days * EVALS_PER_DAY;
     let fast: Vec<u64> = (0..series)
         .into_par_iter()
@@ -637,7 +769,7 @@ fn tails(reps: u64) {
 fn streams(
     dir: &str,
     reference: usize,
-    current: usize,
+    sizes: &[usize],
     per_eval: usize,
     evals_per_alarm: f64,
     which: Test,
@@ -648,7 +780,11 @@ fn streams(
         .filter(|p| p.extension().is_some_and(|x| x == "npy"))
         .collect();
     paths.sort();
-    let critical = Critical::new(1.0 / evals_per_alarm);
+    let critical = Critical::split(1.0 / evals_per_alarm, sizes.len());
+    let (current, smaller) = match sizes.split_last() {
+        Some((&largest, smaller)) => (largest, smaller),
+        None => panic!("--current: one or more sizes"),
+    };
     let lines: Vec<String> = paths
         .par_iter()
         .map(|path| {
@@ -664,7 +800,7 @@ fn streams(
             for (e, chunk) in values.chunks(per_eval).enumerate() {
                 let now_ms = e as i64 * INTERVAL.as_millis() as i64;
                 w.extend(chunk, now_ms);
-                match test_with(which, &mut w, now_ms, &critical) {
+                match test_sizes(which, &mut w, smaller, now_ms, &critical) {
                     Some(true) if !drifted => {
                         alarms.push(((e * per_eval) + chunk.len()).to_string());
                         drifted = true;
@@ -694,7 +830,8 @@ fn main() {
     let mut budget = FalseAlarms::DEFAULT;
     let mut stream_dir: Option<String> = None;
     let (mut reference, mut current, mut per_eval, mut evals_per_alarm) =
-        (10_000usize, 1000usize, 50usize, 172_800f64);
+        (10_000usize, vec![1000usize], 50usize, 172_800f64);
+    let mut rows: Vec<String> = Vec::new();
     let mut which = Test::Ks;
     for arg in std::env::args().skip(1) {
         if let Some(v) = arg.strip_prefix("--days=") {
@@ -708,7 +845,14 @@ fn main() {
         } else if let Some(v) = arg.strip_prefix("--reference=") {
             reference = v.parse().expect("--reference=N");
         } else if let Some(v) = arg.strip_prefix("--current=") {
-            current = v.parse().expect("--current=N");
+            current = v
+                .split(',')
+                .map(|m| m.trim().parse().expect("--current=N[,N..]"))
+                .collect();
+            current.sort_unstable();
+            current.dedup();
+        } else if let Some(v) = arg.strip_prefix("--row=") {
+            rows.push(v.to_string());
         } else if let Some(v) = arg.strip_prefix("--per-eval=") {
             per_eval = v.parse().expect("--per-eval=N");
         } else if let Some(v) = arg.strip_prefix("--evals-per-alarm=") {
@@ -731,7 +875,7 @@ fn main() {
         }
     }
     if let Some(dir) = stream_dir {
-        streams(&dir, reference, current, per_eval, evals_per_alarm, which);
+        streams(&dir, reference, &current, per_eval, evals_per_alarm, which);
         return;
     }
     let run = |what: &str| only.as_deref().is_none_or(|o| o == what);
@@ -746,6 +890,6 @@ fn main() {
         detection(trials, budget);
     }
     if run("false-alarms") {
-        false_alarms(days, budget);
+        false_alarms(days, budget, &rows);
     }
 }

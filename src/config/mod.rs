@@ -192,29 +192,76 @@ pub fn calibration(group: &model::Group, rule: &model::Rule) -> String {
     };
     let level = spec.level.per_test(group.interval, 1);
     let mut line = level_line(&name, &spec.level, group.interval);
+    // Several current-window sizes split the level evenly (Bonferroni).
+    let sizes = spec.sizes();
+    let level = level / sizes as f64;
+    if sizes > 1 {
+        let list: Vec<String> = spec
+            .smaller
+            .iter()
+            .chain(match &spec.current {
+                CurrentWindow::Last(m) => Some(m),
+                CurrentWindow::Duration(_) => None,
+            })
+            .map(|m| m.to_string())
+            .collect();
+        line.push_str(&format!(
+            "; {sizes} current-window sizes ({}) share it (Bonferroni): each size at p <= {level:.3e}, \
+             drifted when any size's test is",
+            list.join(", ")
+        ));
+    }
     let n = match &spec.reference {
         ReferenceWindow::First(n) | ReferenceWindow::Preceding(n) => *n,
         ReferenceWindow::File { values, .. } => values.len(),
     };
-    let (m, m_note) = match spec.current {
+    let (largest, m_note) = match spec.current {
         CurrentWindow::Last(m) => (m, ""),
         CurrentWindow::Duration(_) => (1000, " (for a current window of 1000 values)"),
     };
-    let d = match spec.test {
-        model::ValueTest::Ks { .. } => budget::ks_critical_distance(n, m, level),
-        _ => f64::NAN,
-    };
-    if d.is_finite() && d < 1.0 {
-        let floor = spec.statistic.map_or(d, |s| s.max(d));
-        line.push_str(&format!("; needs D >= {floor:.3}{m_note}"));
-        for shift in [1.0, 0.5, 0.25] {
-            let full = 2.0 * budget::normal_cdf(shift / 2.0) - 1.0;
-            if full > floor {
-                let after = (floor / full * m as f64).ceil();
-                line.push_str(&format!(
-                    ", a {shift} sd shift after about {after} new values"
-                ));
+    let windows: Vec<usize> = spec.smaller.iter().copied().chain([largest]).collect();
+    // The distance each size needs (KS only), after the `statistic:` floor.
+    let needs: Vec<(usize, f64)> = windows
+        .iter()
+        .map(|&m| {
+            let d = match spec.test {
+                model::ValueTest::Ks { .. } => budget::ks_critical_distance(n, m, level),
+                _ => f64::NAN,
+            };
+            (m, spec.statistic.map_or(d, |s| s.max(d)))
+        })
+        .filter(|(_, d)| d.is_finite() && *d < 1.0)
+        .collect();
+    if needs.is_empty() {
+        return line;
+    }
+    let shown: Vec<String> = needs
+        .iter()
+        .map(|(m, d)| {
+            if sizes > 1 {
+                format!("{d:.3} at {m}")
             } else {
+                format!("{d:.3}")
+            }
+        })
+        .collect();
+    line.push_str(&format!("; needs D >= {}{m_note}", shown.join(", ")));
+    for shift in [1.0, 0.5, 0.25] {
+        let full = 2.0 * budget::normal_cdf(shift / 2.0) - 1.0;
+        // The size that reaches its distance first, counting the new values it needs.
+        let fastest = needs
+            .iter()
+            .filter(|(_, d)| full > *d)
+            .map(|(m, d)| ((d / full * *m as f64).ceil(), *m))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        match fastest {
+            Some((after, m)) if sizes > 1 => line.push_str(&format!(
+                ", a {shift} sd shift after about {after} new values (at {m})"
+            )),
+            Some((after, _)) => line.push_str(&format!(
+                ", a {shift} sd shift after about {after} new values"
+            )),
+            None => {
                 line.push_str(&format!(", a {shift} sd shift never (window too small)"));
                 break;
             }

@@ -112,6 +112,10 @@ pub struct KsSpec {
     pub test: ValueTest,
     pub reference: ReferenceWindow,
     pub current: CurrentWindow,
+    /// The smaller sizes of `current: {last: [..]}`, ascending; the largest is `current`.
+    /// Each is tested against the same reference, and the level is split evenly across all
+    /// the sizes (Bonferroni). Empty for `{last: N}` and `{duration: ..}`.
+    pub smaller: Vec<usize>,
     /// What a p-value is compared with: `alpha:`, or the level a `false_alarms:` budget
     /// gives (the default, 1/30d).
     pub level: Level,
@@ -140,6 +144,13 @@ pub struct CountSpec {
     pub statistic: Option<f64>,
     /// What a distance (`psi`, `jensenshannon`, `hellinger`) is compared with.
     pub threshold: Option<f64>,
+}
+
+impl KsSpec {
+    /// Tests per series at one evaluation: one per current-window size.
+    pub fn sizes(&self) -> usize {
+        self.smaller.len() + 1
+    }
 }
 
 /// The service config (`driftgauge.yml`), validated.

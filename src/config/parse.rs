@@ -794,7 +794,14 @@ impl Walker<'_, '_> {
             }
         };
         let current = match get(map, "current") {
-            Some(n) => self.current(cx, n),
+            Some(n) => self.current(cx, n).filter(|(_, smaller)| {
+                // The sizes share a level: a distance without a p-value has none to share.
+                let ok = smaller.is_empty() || test.has_p_value();
+                if !ok {
+                    cx.at(n, format!("current.last: several sizes need a test with a p-value (they split its level); {} is a distance: give one size", test.name()));
+                }
+                ok
+            }),
             None => {
                 cx.missing(map, "current", &format!("{} rule", test.name()));
                 None
@@ -862,10 +869,12 @@ impl Walker<'_, '_> {
             Test::Wasserstein => ValueTest::Wasserstein,
             Test::Energy => ValueTest::Energy,
         };
+        let (current, smaller) = current?;
         Some(DetectorSpec::Ks(KsSpec {
             test,
             reference: reference?,
-            current: current?,
+            current,
+            smaller,
             level: level?,
             correction: correction?,
             statistic: statistic?,
@@ -893,17 +902,69 @@ impl Walker<'_, '_> {
         }
     }
 
-    /// `{last: N}` or `{duration: 10m}`.
-    fn current(&self, cx: &mut Cx, node: &Node) -> Option<CurrentWindow> {
+    /// `{last: N}`, `{last: [N1, N2, ..]}` or `{duration: 10m}`: the current window (the
+    /// largest size of a list) and a list's smaller sizes, ascending.
+    fn current(&self, cx: &mut Cx, node: &Node) -> Option<(CurrentWindow, Vec<usize>)> {
         let (key, value) = one_of(cx, "current", node, &["last", "duration"], "{last: 500}")?;
-        match key {
-            "last" => self
+        match (key, value) {
+            ("last", Node::Sequence(list)) => {
+                let mut sizes = self.window_sizes(cx, value, list)?;
+                let largest = sizes.pop()?;
+                Some((CurrentWindow::Last(largest), sizes))
+            }
+            ("last", _) => self
                 .window_size(cx, "current.last", value)
-                .map(CurrentWindow::Last),
+                .map(|n| (CurrentWindow::Last(n), Vec::new())),
             _ => cx
                 .positive_duration("current.duration", value)
-                .map(CurrentWindow::Duration),
+                .map(|d| (CurrentWindow::Duration(d), Vec::new())),
         }
+    }
+
+    /// The sizes of `current: {last: [..]}`, ascending: not empty, each a window size, none
+    /// twice.
+    fn window_sizes(
+        &self,
+        cx: &mut Cx,
+        node: &Node,
+        list: &marked_yaml::types::MarkedSequenceNode,
+    ) -> Option<Vec<usize>> {
+        /// Each size is one more test per evaluation, and divides the level.
+        const MAX_SIZES: usize = 16;
+        if list.is_empty() {
+            cx.at(
+                node,
+                "current.last: the list of sizes is empty (give one or more, e.g. [100, 1000])",
+            );
+            return None;
+        }
+        if list.len() > MAX_SIZES {
+            cx.at(
+                node,
+                format!(
+                    "current.last: {} sizes is more than {MAX_SIZES} (each one divides the level)",
+                    list.len()
+                ),
+            );
+            return None;
+        }
+        let before = cx.errors();
+        let mut sizes: Vec<usize> = Vec::with_capacity(list.len());
+        for item in list.iter() {
+            let Some(n) = self.window_size(cx, "current.last", item) else {
+                continue;
+            };
+            if sizes.contains(&n) {
+                cx.at(item, format!("current.last: size {n} is listed twice"));
+                continue;
+            }
+            sizes.push(n);
+        }
+        if cx.errors() != before {
+            return None;
+        }
+        sizes.sort_unstable();
+        Some(sizes)
     }
 
     fn window_size(&self, cx: &mut Cx, key: &str, node: &Node) -> Option<usize> {
@@ -1383,8 +1444,9 @@ fn check_min_samples(
         ReferenceWindow::First(n) | ReferenceWindow::Preceding(n) => Some(*n),
         ReferenceWindow::File { values, .. } => Some(values.len()),
     };
+    // With several sizes, the smallest: a size that can never decide is an error too.
     let current = match ks.current {
-        CurrentWindow::Last(n) => Some(n),
+        CurrentWindow::Last(n) => Some(ks.smaller.first().copied().unwrap_or(n)),
         CurrentWindow::Duration(_) => None,
     };
     for (window, size) in [("reference", reference), ("current", current)] {
@@ -1618,6 +1680,7 @@ mod tests {
                 },
                 reference: ReferenceWindow::Preceding(100),
                 current: CurrentWindow::Duration(Duration::from_secs(600)),
+                smaller: vec![],
                 level: Level::default(),
                 correction: Correction::None,
                 statistic: None,
@@ -2197,6 +2260,63 @@ mod tests {
         errors(
             &rule("    reference: {first: 10}\n    current: {last: 5}\n    min_samples: 5\n    alpha: '0.05'\n"),
             &["10:12: alpha: expected a number, got the quoted string \"0.05\""],
+        );
+    }
+
+    #[test]
+    fn several_current_window_sizes() {
+        let rule = |current: &str| {
+            format!("groups:\n- name: g\n  rules:\n  - name: r\n    detector: ks\n    series: m\n    reference: {{first: 1000}}\n    current: {current}\n")
+        };
+        let groups = ok(&rule("{last: [1000, 100, 250]}"));
+        let DetectorSpec::Ks(spec) = &groups[0].rules[0].detector else {
+            panic!("a ks rule");
+        };
+        // Sorted; the largest is the current window, the others are tested beside it.
+        assert_eq!(spec.current, CurrentWindow::Last(1000));
+        assert_eq!(spec.smaller, [100, 250]);
+        assert_eq!(spec.sizes(), 3);
+        // One size in a list is the one-size form.
+        let groups = ok(&rule("{last: [500]}"));
+        let DetectorSpec::Ks(spec) = &groups[0].rules[0].detector else {
+            panic!("a ks rule");
+        };
+        assert_eq!(
+            (&spec.current, spec.sizes()),
+            (&CurrentWindow::Last(500), 1)
+        );
+        errors(
+            &rule("{last: []}"),
+            &["8:21: current.last: the list of sizes is empty (give one or more, e.g. [100, 1000])"],
+        );
+        errors(
+            &rule("{last: [100, 0, 250, 100]}"),
+            &[
+                "8:27: current.last: must be a positive integer, got 0",
+                "8:35: current.last: size 100 is listed twice",
+            ],
+        );
+        errors(
+            &rule("{last: [100, 20000000]}"),
+            &["8:27: current.last: must be at most 10000000, got 20000000"],
+        );
+        errors(
+            &rule("{last: [a]}"),
+            &["8:22: current.last: expected a positive integer, got \"a\""],
+        );
+        let many: Vec<String> = (1..=17).map(|i| (i * 100).to_string()).collect();
+        errors(
+            &rule(&format!("{{last: [{}]}}", many.join(", "))),
+            &["8:21: current.last: 17 sizes is more than 16 (each one divides the level)"],
+        );
+        errors(
+            &rule("{last: [100, 1000]}\n    detector: wasserstein\n    threshold: 0.1").replace("    detector: ks\n", ""),
+            &["7:15: current.last: several sizes need a test with a p-value (they split its level); wasserstein is a distance: give one size"],
+        );
+        // min_samples is checked against the smallest size.
+        errors(
+            &format!("{}    min_samples: 50\n", rule("{last: [30, 100]}")),
+            &["9:18: min_samples: 50 is more than the current window holds (30), so the rule could never decide"],
         );
     }
 

@@ -806,7 +806,7 @@ impl Engine {
                     let mut series = lock(&rt.series);
                     let s = series.get_mut(&k)?;
                     let before = s.window.held();
-                    let job = Job::of(s, now_ms);
+                    let job = Job::of(s, &rt.rule, now_ms);
                     rt.account(before, s.window.held());
                     drop(series);
                     Some((k, job))
@@ -946,6 +946,7 @@ impl Engine {
             to = t.to.as_str(),
             statistic = outcome.statistic,
             p_value = outcome.p_value,
+            current_window = outcome.size,
             ema = outcome.ema,
             "rule state changed"
         );
@@ -1189,9 +1190,11 @@ impl SeriesState {
 
 /// Work copied out of a series under its lock, run without it.
 enum Job {
-    /// A test of the windows as they stand, which had taken in `received` values.
+    /// A test of the windows as they stand, which had taken in `received` values; with
+    /// `current: {last: [..]}`, also of the newest values at each smaller size (unsorted).
     Ks {
         view: crate::window::WindowView,
+        smaller: Vec<Vec<f64>>,
         received: u64,
     },
     Ema(EmaState),
@@ -1212,6 +1215,9 @@ struct Outcome {
     threshold: Option<f64>,
     /// Set for a test run at this evaluation: the window's `received()` count then.
     tested_at: Option<u64>,
+    /// The current-window size whose test gave `statistic` and `p_value` (with several
+    /// sizes, the one with the smallest p-value).
+    size: usize,
     ema: Option<f64>,
     reference_samples: usize,
     current_samples: usize,
@@ -1220,12 +1226,18 @@ struct Outcome {
 
 impl Job {
     /// The work for one series; brings its sorted current window up to `now_ms`.
-    fn of(s: &mut SeriesState, now_ms: i64) -> Job {
+    fn of(s: &mut SeriesState, rule: &Rule, now_ms: i64) -> Job {
         match &mut s.window {
             SeriesWindow::Ks(w) => match &s.tested {
                 Some((at, last)) if *at == w.received() => Job::Unchanged(last.clone()),
                 _ => Job::Ks {
                     view: w.view(now_ms),
+                    smaller: match &rule.detector {
+                        DetectorSpec::Ks(spec) => {
+                            spec.smaller.iter().map(|&k| w.newest(k, now_ms)).collect()
+                        }
+                        _ => Vec::new(),
+                    },
                     received: w.received(),
                 },
             },
@@ -1243,7 +1255,14 @@ impl Job {
     fn run(self, rule: &Rule) -> Outcome {
         match (self, &rule.detector) {
             (Job::Unchanged(outcome), _) => outcome,
-            (Job::Ks { view, received }, DetectorSpec::Ks(spec)) => {
+            (
+                Job::Ks {
+                    view,
+                    smaller,
+                    received,
+                },
+                DetectorSpec::Ks(spec),
+            ) => {
                 let mut out = Outcome {
                     reference_samples: view.reference.len(),
                     current_samples: view.current.len(),
@@ -1255,7 +1274,7 @@ impl Job {
                     return out;
                 }
                 // The current window comes sorted, and so does a fixed reference; a rolling
-                // reference is sorted here, off any lock.
+                // reference and the smaller windows are sorted here, off any lock.
                 let current = &view.current;
                 let unsorted_reference;
                 let reference: &[f64] = if view.reference_sorted {
@@ -1266,13 +1285,32 @@ impl Job {
                     unsorted_reference = r;
                     &unsorted_reference
                 };
-                // The verdict waits for the rule's other series: see `decide`.
-                match test_values(spec.test, reference, current) {
-                    Ok((statistic, p_value)) => {
-                        out.statistic = Some(statistic);
-                        out.p_value = p_value;
+                // Every size against the same reference, the largest first; the outcome is the
+                // test with the smallest p-value (a tie goes to the larger window). All sizes
+                // are held to the same level, so that is also the smallest p-value relative
+                // to its level. The verdict waits for the rule's other series: see `decide`.
+                let mut tests = vec![(current.len(), test_values(spec.test, reference, current))];
+                for mut values in smaller.into_iter().rev() {
+                    if values.len() < rule.min_samples {
+                        continue;
                     }
-                    Err(e) => out.error = Some(e),
+                    sort_values(&mut values);
+                    tests.push((values.len(), test_values(spec.test, reference, &values)));
+                }
+                for (size, result) in tests {
+                    match result {
+                        Ok((statistic, p_value)) => {
+                            // A distance without a p-value has one size (config checks).
+                            let smaller_p =
+                                matches!((p_value, out.p_value), (Some(p), Some(best)) if p < best);
+                            if out.statistic.is_none() || smaller_p {
+                                out.statistic = Some(statistic);
+                                out.p_value = p_value;
+                                out.size = size;
+                            }
+                        }
+                        Err(e) => out.error = Some(e),
+                    }
                 }
                 out
             }
@@ -1415,11 +1453,12 @@ fn test_values(
 /// [`budget`]), and `correction` spans the series tested now. Outcomes carried over from an
 /// earlier test keep their verdict.
 fn decide(rule: &Rule, interval: Duration, results: &mut [(SeriesKey, Outcome)]) {
-    let (level, correction, floor, threshold) = match &rule.detector {
-        DetectorSpec::Ks(s) => (&s.level, s.correction, s.statistic, s.threshold),
-        DetectorSpec::Counts(s) => (&s.level, s.correction, s.statistic, s.threshold),
+    let (level, correction, floor, threshold, sizes) = match &rule.detector {
+        DetectorSpec::Ks(s) => (&s.level, s.correction, s.statistic, s.threshold, s.sizes()),
+        DetectorSpec::Counts(s) => (&s.level, s.correction, s.statistic, s.threshold, 1),
         _ => return,
     };
+    let sizes = sizes as f64;
     // A distance (no p-value) is drifted when it reaches its threshold.
     if let Some(t) = threshold {
         for (_, out) in results.iter_mut().filter(|(_, o)| o.tested_at.is_some()) {
@@ -1440,13 +1479,23 @@ fn decide(rule: &Rule, interval: Duration, results: &mut [(SeriesKey, Outcome)])
         .collect();
     let (level, correction, floor) = spec;
     let level = level.per_test(interval, fresh.len());
+    // Several current-window sizes split the level evenly (Bonferroni): a series' evidence is
+    // its smallest p-value times the number of sizes, the threshold shown is per size.
     let threshold = match correction {
         Correction::Bonferroni => level / fresh.len().max(1) as f64,
         Correction::None | Correction::Bh => level,
-    };
+    } / sizes;
     let ps: Vec<f64> = fresh
         .iter()
-        .map(|&i| results[i].1.p_value.unwrap_or(f64::NAN))
+        .map(|&i| {
+            let p = results[i].1.p_value.unwrap_or(f64::NAN) * sizes;
+            // `min` would turn a NaN (no evidence, no part in a correction) into 1.
+            if p > 1.0 {
+                1.0
+            } else {
+                p
+            }
+        })
         .collect();
     let evidence = budget::evidence(&ps, level, correction);
     for (&i, evident) in fresh.iter().zip(evidence) {
@@ -1823,6 +1872,109 @@ mod tests {
         push_model(&engine, "a", &[0.1], T0 + 20_000);
         evaluate(&engine, T0 + 30_000);
         assert_eq!(tested(&engine), Some(101));
+    }
+
+    /// Two rules on `amount{model="fraud"}` at the default budget, the same frozen reference:
+    /// `one` with one 1000-value current window, `several` with sizes 100 and 1000.
+    fn one_and_several_sizes() -> (Engine, Arc<Recorder>) {
+        let rule = |name: &str, current: &str| {
+            format!("\n      - name: {name}\n        detector: ks\n        series: 'amount{{model=\"fraud\"}}'\n        reference: {{first: 1000}}\n        current: {{last: {current}}}")
+        };
+        let rules = format!(
+            "groups:\n  - name: g\n    interval: 15s\n    rules:{}{}\n",
+            rule("one", "1000"),
+            rule("several", "[100, 1000]")
+        );
+        engine("", &rules)
+    }
+
+    /// `values(n, 0.0)` in an order that spreads every run of them over [0, 1) (337 is
+    /// prime to 1000), so that the newest 100 look like the rest.
+    fn spread(n: usize) -> Vec<f64> {
+        (0..n).map(|i| ((i * 337) % n) as f64 / n as f64).collect()
+    }
+
+    #[test]
+    fn a_small_window_catches_a_large_shift_sooner_than_one_large_window() {
+        let (engine, _) = one_and_several_sizes();
+        push(&engine, &spread(1000), T0);
+        push(&engine, &spread(1000), T0);
+        let level = 15.0 / (30.0 * 86_400.0);
+        let out = evaluate(&engine, T0);
+        assert_eq!(
+            statuses(&engine, &out),
+            [
+                ("one".to_string(), Status::Stable),
+                ("several".to_string(), Status::Stable)
+            ]
+        );
+        // The level is split across the two sizes; the windows hold the largest size only.
+        assert_eq!(out[0].threshold, Some(level));
+        assert_eq!(out[1].threshold, Some(level / 2.0));
+        assert_eq!(out[1].current_samples, 1000);
+        // A shift past the reference's range, 50 values per evaluation.
+        let mut first_drifted: BTreeMap<String, usize> = BTreeMap::new();
+        for e in 1..=10 {
+            let at = T0 + e as i64 * 15_000;
+            push(&engine, &values(50, 1.0), at);
+            let out = evaluate(&engine, at);
+            for (rule, status) in statuses(&engine, &out) {
+                if status == Status::Drifted {
+                    first_drifted.entry(rule).or_insert(e);
+                }
+            }
+            if e == 1 {
+                // The 100-value window is half changed (D = 0.5): its test is the one shown.
+                assert_eq!(out[1].status, Status::Drifted, "{out:?}");
+                assert_eq!(out[1].statistic, Some(0.5));
+                assert!(out[1].p_value.is_some_and(|p| p <= level / 2.0), "{out:?}");
+                // The 1000-value window has moved by 0.05 only.
+                assert_eq!(out[0].status, Status::Stable);
+                assert!(out[0].statistic.is_some_and(|d| (d - 0.05).abs() < 1e-12));
+            }
+        }
+        // 50 changed values for the small window; 150 for the large one (D >= 0.113 needed
+        // for 1000 against 1000 at 5.8e-6).
+        assert_eq!(first_drifted.get("several"), Some(&1));
+        assert_eq!(first_drifted.get("one"), Some(&3));
+    }
+
+    #[test]
+    fn several_sizes_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = crate::store::Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let (engine, _) = one_and_several_sizes();
+        push(&engine, &spread(1000), T0);
+        push(&engine, &spread(1000), T0);
+        push(&engine, &values(20, 1.0), T0 + 15_000);
+        let before = evaluate(&engine, T0 + 15_000);
+        engine.flush(&store).unwrap_or_else(|e| panic!("{e}"));
+        drop(store);
+        let store = crate::store::Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let (restarted, _) = one_and_several_sizes();
+        restarted.restore(&store).unwrap_or_else(|e| panic!("{e}"));
+        let after = evaluate(&restarted, T0 + 15_000);
+        let shown = |o: &[SeriesOutput]| {
+            o.iter()
+                .map(|s| {
+                    (
+                        s.statistic,
+                        s.p_value,
+                        s.current_samples,
+                        s.reference_samples,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(shown(&after), shown(&before));
+        // 20 changed values of 100: D = 0.2, not yet enough (0.272 is needed at 2.9e-6); 30
+        // more after the restart are.
+        assert_eq!(after[1].statistic, Some(0.2));
+        assert_eq!(after[1].status, Status::Stable);
+        push(&restarted, &values(30, 1.0), T0 + 30_000);
+        let out = evaluate(&restarted, T0 + 30_000);
+        assert_eq!(out[1].statistic, Some(0.5));
+        assert_eq!(out[1].status, Status::Drifted);
     }
 
     #[test]

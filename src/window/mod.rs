@@ -471,6 +471,16 @@ impl SampleWindows {
         first + recent.min(cap.max((self.end() - self.live) as usize))
     }
 
+    /// The newest `k` values of the current window at `now_ms` (all of it when it holds
+    /// fewer), in arrival order: the smaller windows of `current: {last: [..]}`, which hold
+    /// nothing of their own.
+    pub fn newest(&self, k: usize, now_ms: i64) -> Vec<f64> {
+        let n = self.current_len(now_ms).min(k) as u64;
+        let end = self.end();
+        // The current window's values are live, hence still in `recent`.
+        self.range(end - n, end).copied().collect()
+    }
+
     /// The windows as they stand at `now_ms`; brings the sorted current window up to date.
     pub fn view(&mut self, now_ms: i64) -> WindowView {
         self.sync(now_ms);
@@ -589,6 +599,23 @@ mod tests {
         assert_eq!(plain(w.view(0)), (vec![1.0, 2.0], vec![3.0, 4.0]));
         feed(&mut w, 5..=10, 0);
         assert_eq!(plain(w.view(0)), (vec![6.0, 7.0, 8.0], vec![9.0, 10.0]));
+    }
+
+    #[test]
+    fn newest_gives_the_end_of_the_current_window() {
+        let mut w =
+            SampleWindows::new(&ReferenceWindow::Preceding(3), &CurrentWindow::Last(4), 100);
+        feed(&mut w, 1..=10, 0);
+        assert_eq!(w.newest(2, 0), [9.0, 10.0]);
+        assert_eq!(w.newest(4, 0), [7.0, 8.0, 9.0, 10.0]);
+        // Never more than the current window: the reference is not in it.
+        assert_eq!(w.newest(9, 0), [7.0, 8.0, 9.0, 10.0]);
+        // The windows hold the largest size and the reference, nothing for the smaller ones.
+        assert_eq!(w.held(), 7);
+        let mut fresh =
+            SampleWindows::new(&ReferenceWindow::First(3), &CurrentWindow::Last(4), 100);
+        feed(&mut fresh, 1..=4, 0);
+        assert_eq!(fresh.newest(2, 0), [4.0]);
     }
 
     #[test]

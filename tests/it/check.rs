@@ -156,6 +156,26 @@ fn check_prints_what_each_rule_costs_and_needs() {
 }
 
 #[test]
+fn check_prints_how_several_current_window_sizes_share_the_level() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let file = root.join("tests/data/check/several_sizes.yml");
+    let summary = driftgauge::config::check(None, &[file]).unwrap_or_else(|e| panic!("{e}"));
+    let lines = &summary.calibration;
+    // Several current-window sizes share the level (Bonferroni), each needs its own distance,
+    // and the smallest one reaches a large shift first.
+    assert!(
+        lines[0].contains("3 current-window sizes (100, 250, 1000) share it (Bonferroni): each size at p <= 1.929e-6, drifted when any size's test is"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains("needs D >= 0.276 at 100, 0.186 at 250, 0.118 at 1000, a 1 sd shift after about 73 new values (at 100), a 0.5 sd shift after about 236 new values (at 250)"),
+        "{}",
+        lines[0]
+    );
+}
+
+#[test]
 fn bad_files_report_every_error() {
     let cases: &[(&[&str], &[&str])] = &[
         (&["tests/data/check/bad_keys.yml"], &["bad_keys"]),
