@@ -428,7 +428,12 @@ async fn a_reference_range_driftgauge_never_saw_is_read_from_the_query_source_fi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_histogram_results_feed_rules_on_the_expanded_series() {
     let answers = std::sync::atomic::AtomicUsize::new(0);
-    let fx = Receiver::start(Script::from_fn(move |_| {
+    let fx = Receiver::start(Script::from_fn(move |r| {
+        // The warm-up's range selector (rules that read `score_bucket` are warmed from the
+        // record `score`): no history.
+        if param(r, "query").is_some_and(|q| q.contains('[')) {
+            return ok(r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#);
+        }
         // 9 observations, then 10 (one more in (8, 16]) from the second answer on.
         let extra = answers
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
@@ -498,5 +503,11 @@ groups:
     assert_eq!(engine.telemetry.query_failures.get("prom"), 0.0);
     let status = engine.telemetry.query_sources.snapshot();
     assert!(status["prom"].queries["score"].last_error.is_none());
+    // The record was warmed (its rules read `score_bucket`) before the instant queries.
+    let first = &fx.requests()[0];
+    assert_eq!(
+        param(first, "query").as_deref(),
+        Some("model_prediction_score[3600s]")
+    );
     stop(stop_tx, task).await;
 }
