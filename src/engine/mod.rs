@@ -12,6 +12,7 @@
 pub mod notify;
 mod persist;
 pub mod scheduler;
+mod series;
 pub mod state;
 pub mod unittest;
 
@@ -38,6 +39,7 @@ use crate::telemetry::Telemetry;
 use crate::window::counts::CountWindows;
 use crate::window::{sort_values, EmaState, SampleWindows};
 pub use notify::{Event, Notifier};
+use series::SeriesMap;
 use state::{Machine, Status, Transition};
 
 /// Series labels that clash with the labels driftgauge adds become `exported_<name>`.
@@ -100,8 +102,8 @@ impl RuleOutput {
 pub struct SeriesOutput {
     /// Index of the rule within its group.
     pub rule: usize,
-    /// `rule`, `group`, rule labels and the series' (or `by`) labels.
-    pub labels: Labels,
+    /// `rule`, `group`, rule labels and the series' (or `by`) labels (made once a series).
+    pub labels: Arc<Labels>,
     pub status: Status,
     pub since_ms: Option<i64>,
     pub statistic: Option<f64>,
@@ -124,7 +126,11 @@ pub struct RuleRuntime {
     pub rule: Rule,
     /// Keys are shared (`Arc`), so listing a rule's series under its lock copies pointers,
     /// not label maps.
-    series: Mutex<HashMap<SeriesKey, SeriesState>>,
+    series: Mutex<SeriesMap<SeriesKey, SeriesState>>,
+    /// The series sorted by their output labels, as keys and positions in `series`, made
+    /// at the `series` version it holds; made again when a series came or went since.
+    /// Locked before `series`, never after it.
+    order: Mutex<(u64, Order)>,
     /// Window values held by this rule's series; changed only under the `series` lock.
     held: AtomicUsize,
     /// The rule-wide state of a rule with `share:`.
@@ -139,7 +145,8 @@ impl RuleRuntime {
             group: group.to_string(),
             rule: rule.clone(),
             born,
-            series: Mutex::new(HashMap::new()),
+            series: Mutex::new(SeriesMap::default()),
+            order: Mutex::new((0, Arc::from([]))),
             held: AtomicUsize::new(0),
             whole: Mutex::new(Machine::default()),
         }
@@ -161,6 +168,33 @@ impl RuleRuntime {
 
     pub fn series_count(&self) -> usize {
         lock(&self.series).len()
+    }
+
+    /// The series in the order of their output labels (see `order`), with the version of
+    /// `series` that order is of. Each series' output labels are made here, once. The sort
+    /// runs without the `series` lock.
+    fn sorted(&self) -> (u64, Order) {
+        let mut order = lock(&self.order);
+        let mut series = lock(&self.series);
+        let version = series.version();
+        if order.0 == version {
+            return (version, Arc::clone(&order.1));
+        }
+        let mut labelled: Vec<(Arc<Labels>, SeriesKey, usize)> = (0..series.len())
+            .filter_map(|i| {
+                let (key, state) = series.at_mut(i)?;
+                let labels = state
+                    .labels
+                    .get_or_insert_with(|| Arc::new(output_labels(&self.rule, &self.group, key)));
+                Some((Arc::clone(labels), Arc::clone(key), i))
+            })
+            .collect();
+        drop(series);
+        labelled.sort_by(|a, b| a.0.cmp(&b.0));
+        let sorted: Order =
+            labelled.into_iter().map(|(_, k, i)| (k, i)).collect();
+        *order = (version, Arc::clone(&sorted));
+        (version, sorted)
     }
 
     /// The reference and current windows of the series `key` at `now_ms`, each summarised by
@@ -232,6 +266,10 @@ struct SeriesState {
     /// The window's `received()` count at its last test, and that test's outcome: a window
     /// that took in nothing since is not tested again (the outcome stands).
     tested: Option<(u64, Outcome)>,
+    /// The labels of its gauges, made at its first evaluation (see `RuleRuntime::sorted`).
+    labels: Option<Arc<Labels>>,
+    /// Its statuses at the last evaluations (the status page's strip).
+    history: state::History,
 }
 
 #[derive(Debug, Clone)]
@@ -257,6 +295,9 @@ type Route = (Arc<RuleRuntime>, SeriesKey);
 
 /// A window key: the series' labels, or its `by` labels.
 type SeriesKey = Arc<Labels>;
+
+/// A rule's series in the order of their output labels: keys and positions in its map.
+type Order = Arc<[(SeriesKey, usize)]>;
 
 struct SeriesEntry {
     last_seen_ms: i64,
@@ -689,7 +730,7 @@ impl Engine {
             for (rt, key) in entry.routes.iter().filter(|(rt, _)| takes(rt, index)) {
                 taken = true;
                 let mut series = lock(&rt.series);
-                let state = series.entry(key.clone()).or_insert_with(|| {
+                let state = series.get_or_insert_with(key, || {
                     SeriesState::new(&rt.rule, limits.max_window_values, now_ms)
                 });
                 state.last_fed_ms = now_ms;
@@ -799,28 +840,30 @@ impl Engine {
         for (ri, rt) in g.rules.iter().enumerate() {
             // One series at a time under the rule's lock (a sync of its sorted window costs a
             // pass over it), so ingestion waits at most for one series, never for the rule.
-            let keys: Vec<SeriesKey> = lock(&rt.series).keys().cloned().collect();
-            let jobs: Vec<(SeriesKey, Job)> = keys
-                .into_iter()
-                .filter_map(|k| {
+            // Series are reached by position, checked against the key (a removal since
+            // moves them), in the order of their labels, so the outputs come sorted.
+            let (_, order) = rt.sorted();
+            let jobs: Vec<((SeriesKey, usize), Job)> = order
+                .iter()
+                .filter_map(|(k, i)| {
                     let mut series = lock(&rt.series);
-                    let s = series.get_mut(&k)?;
+                    let s = state_at(&mut series, k, *i)?;
                     let before = s.window.held();
                     let job = Job::of(s, &rt.rule, now_ms);
                     rt.account(before, s.window.held());
                     drop(series);
-                    Some((k, job))
+                    Some(((Arc::clone(k), *i), job))
                 })
                 .collect();
             let mut results = run_jobs(jobs, &rt.rule);
             decide(&rt.rule, g.group.interval, &mut results);
             let (mut series_seen, mut drifted) = (0usize, 0usize);
-            for (key, mut outcome) in results {
+            for ((key, position), mut outcome) in results {
                 // Under the lock only the state machine steps; logging, payloads and the
                 // outbox write happen without it.
-                let (machine, transition, last_sent) = {
+                let (machine, transition, last_sent, labels, history) = {
                     let mut series = lock(&rt.series);
-                    let Some(state) = series.get_mut(&key) else {
+                    let Some(state) = state_at(&mut series, &key, position) else {
                         continue;
                     };
                     let before = state.machine.clone();
@@ -840,7 +883,17 @@ impl Engine {
                         Some(_) => state.last_sent_ms.clone(),
                         None => BTreeMap::new(),
                     };
-                    (state.machine.clone(), transition, last_sent)
+                    state.history.push(state.machine.status);
+                    let labels = state.labels.get_or_insert_with(|| {
+                        Arc::new(output_labels(&rt.rule, &g.group.name, &key))
+                    });
+                    (
+                        state.machine.clone(),
+                        transition,
+                        last_sent,
+                        Arc::clone(labels),
+                        state.history,
+                    )
                 };
                 if outcome.error.is_some() {
                     failed = true;
@@ -864,7 +917,7 @@ impl Engine {
                 }
                 outputs.push(SeriesOutput {
                     rule: ri,
-                    labels: output_labels(&rt.rule, &g.group.name, &key),
+                    labels,
                     status: machine.status,
                     since_ms: machine.since_ms,
                     statistic: outcome.statistic,
@@ -875,7 +928,7 @@ impl Engine {
                     current_samples: outcome.current_samples,
                     last_error: outcome.error,
                     key: key.clone(),
-                    history: state::History::default(),
+                    history,
                 });
             }
             if series_seen > 0 {
@@ -900,19 +953,8 @@ impl Engine {
                 .rule_evaluation_failures
                 .add(&g.group.name, 1.0);
         }
+        // Already in order (rule by rule, each in the order of its labels): one pass to check.
         outputs.sort_by(|a, b| (a.rule, &a.labels).cmp(&(b.rule, &b.labels)));
-        // Each series' history goes on from the previous output's (sorted the same way).
-        let previous = g.output();
-        for o in &mut outputs {
-            if let Ok(i) = previous
-                .series
-                .binary_search_by(|p| (p.rule, &p.labels).cmp(&(o.rule, &o.labels)))
-            {
-                o.history = previous.series[i].history;
-            }
-            o.history.push(o.status);
-        }
-        drop(previous);
         let output = Arc::new(GroupOutput {
             last_evaluation_ms: Some(now_ms),
             last_duration: elapsed,
@@ -1184,6 +1226,8 @@ impl SeriesState {
             reference_stored: false,
             newest_ms: i64::MIN,
             tested: None,
+            labels: None,
+            history: state::History::default(),
         }
     }
 }
@@ -1245,7 +1289,7 @@ impl Job {
             SeriesWindow::Counts(w) => match &s.tested {
                 Some((at, last)) if *at == w.received() => Job::Unchanged(last.clone()),
                 _ => Job::Counts {
-                    view: w.view(now_ms),
+                    view: w.counts(now_ms),
                     received: w.received(),
                 },
             },
@@ -1328,7 +1372,7 @@ impl Job {
                 if !view.reference_complete
                     || n < rule.min_samples as f64
                     || m < rule.min_samples as f64
-                    || view.bins.len() < 2
+                    || view.reference.len() < 2
                 {
                     return out;
                 }
@@ -1397,7 +1441,7 @@ impl Job {
 /// process and by the KS test's own split) when there are enough of them to pay for it, in
 /// order either way. No lock is held here. A detector's panic is resumed here, as on one
 /// thread.
-fn run_jobs(jobs: Vec<(SeriesKey, Job)>, rule: &Rule) -> Vec<(SeriesKey, Outcome)> {
+fn run_jobs<K: Send>(jobs: Vec<(K, Job)>, rule: &Rule) -> Vec<(K, Outcome)> {
     /// Below this many jobs, one thread is as fast.
     const MIN_PARALLEL_JOBS: usize = 8;
     if jobs.len() < MIN_PARALLEL_JOBS || rayon::current_num_threads() < 2 {
@@ -1452,7 +1496,7 @@ fn test_values(
 /// is `alpha` or the one `false_alarms` gives for the group's interval (see
 /// [`budget`]), and `correction` spans the series tested now. Outcomes carried over from an
 /// earlier test keep their verdict.
-fn decide(rule: &Rule, interval: Duration, results: &mut [(SeriesKey, Outcome)]) {
+fn decide<K>(rule: &Rule, interval: Duration, results: &mut [(K, Outcome)]) {
     let (level, correction, floor, threshold, sizes) = match &rule.detector {
         DetectorSpec::Ks(s) => (&s.level, s.correction, s.statistic, s.threshold, s.sizes()),
         DetectorSpec::Counts(s) => (&s.level, s.correction, s.statistic, s.threshold, 1),
@@ -1556,6 +1600,21 @@ fn routes_for(generation: &Generation, metric: &str, labels: &Labels) -> Vec<Rou
         }
     }
     routes
+}
+
+/// The state of the series `key`, found at `position` in `series` when nothing moved it
+/// there since, else by its key.
+fn state_at<'a>(
+    series: &'a mut SeriesMap<SeriesKey, SeriesState>,
+    key: &SeriesKey,
+    position: usize,
+) -> Option<&'a mut SeriesState> {
+    let here = matches!(series.at_mut(position), Some((k, _)) if Arc::ptr_eq(k, key));
+    if here {
+        series.at_mut(position).map(|(_, s)| s)
+    } else {
+        series.get_mut(key)
+    }
 }
 
 fn output_labels(rule: &Rule, group: &str, key: &Labels) -> Labels {
@@ -1858,7 +1917,8 @@ mod tests {
         let tested = |engine: &Engine| {
             let _ = engine;
             lock(&rt.series)
-                .values()
+                .iter()
+                .map(|(_, s)| s)
                 .next()
                 .and_then(|s| s.tested.as_ref().map(|(at, _)| *at))
         };

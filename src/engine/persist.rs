@@ -264,6 +264,8 @@ fn decode(
         // Not stored: the time order is checked from the first sample after a restart.
         newest_ms: i64::MIN,
         tested: None,
+        labels: None,
+        history: super::state::History::default(),
     }))
 }
 

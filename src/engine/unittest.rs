@@ -245,7 +245,7 @@ fn run_test(file: &TestFile, test: &TestGroup, config: &Config, rules: &RuleSet)
                     if g.rules.get(s.rule).map(|r| r.rule.name.as_str()) != Some(&check.rule) {
                         continue;
                     }
-                    let mut labels = s.labels.clone();
+                    let mut labels = (*s.labels).clone();
                     labels.remove("rule");
                     labels.remove("group");
                     got.push(format!("{} {}", format_labels(&labels), s.status.as_str()));

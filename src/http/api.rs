@@ -263,7 +263,7 @@ pub fn rules(app: &Arc<State>) -> Response<Body> {
                 .filter(|s| s.rule == ri)
                 .map(|s| {
                     json!({
-                        "labels": s.labels,
+                        "labels": &*s.labels,
                         "state": s.status.as_str(),
                         "state_since": opt_time(s.since_ms),
                         "statistic": num(s.statistic),

@@ -438,7 +438,7 @@ pub fn render(engine: &Engine, format: Format) -> String {
     let outputs: Vec<_> = generation.groups.iter().map(|g| (g, g.output())).collect();
     let all_labels: Vec<&Labels> = outputs
         .iter()
-        .flat_map(|(_, out)| out.series.iter().map(|s| &s.labels))
+        .flat_map(|(_, out)| out.series.iter().map(|s| &*s.labels))
         .collect();
     let rule_labels = RuleLabels::build(&all_labels);
     drop(all_labels);

@@ -122,9 +122,17 @@ pub struct CountWindows {
     fine_ms: i64,
     coarse_ms: i64,
     bins: Vec<Bin>,
-    index: HashMap<String, usize>,
+    /// Bin ids of histogram edges (by the edge's bits, so `1`, `1.0` and `1e0` are one bin)
+    /// and of categories (by name): looked up without allocating.
+    edge_index: HashMap<u64, usize>,
+    name_index: HashMap<String, usize>,
     /// The current window's chunks, oldest first.
     fine: VecDeque<Chunk>,
+    /// The sum of `fine` per bin id, kept as chunks come and go, so a test does not add up
+    /// every chunk; recomputed from the chunks every [`CHUNKS_PER_WINDOW`] evictions, so
+    /// rounding (of counts that are not whole) does not build up.
+    fine_sum: Vec<f64>,
+    evictions: u32,
     /// Older chunks, for a `preceding` or `offset` reference.
     coarse: VecDeque<Chunk>,
     /// A `first` or `range` reference's counts per bin id.
@@ -152,7 +160,8 @@ pub struct CountParts {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CountView {
     /// Bin names: `le` values in ascending order, or categories (the last `other` when the
-    /// current window saw categories the reference did not).
+    /// current window saw categories the reference did not). Empty from
+    /// [`CountWindows::counts`].
     pub bins: Vec<Arc<str>>,
     pub reference: Vec<f64>,
     pub current: Vec<f64>,
@@ -188,8 +197,11 @@ impl CountWindows {
             fine_ms,
             coarse_ms,
             bins: Vec::new(),
-            index: HashMap::new(),
+            edge_index: HashMap::new(),
+            name_index: HashMap::new(),
             fine: VecDeque::new(),
+            fine_sum: Vec::new(),
+            evictions: 0,
             coarse: VecDeque::new(),
             frozen: Vec::new(),
             start_ms: None,
@@ -213,20 +225,29 @@ impl CountWindows {
     /// number).
     fn bin(&mut self, label: &str, at_ms: i64) -> Option<usize> {
         // Edges are one bin whatever their spelling (`1`, `1.0`, `1e0`).
-        let (key, edge) = match self.kind {
+        let edge = match self.kind {
             BinKind::Edges => {
                 let edge = parse_edge(label)?;
-                (edge.to_bits().to_string(), edge)
+                if let Some(&id) = self.edge_index.get(&edge.to_bits()) {
+                    return Some(id);
+                }
+                edge
             }
-            BinKind::Categories => (label.to_string(), 0.0),
+            BinKind::Categories => {
+                if let Some(&id) = self.name_index.get(label) {
+                    return Some(id);
+                }
+                0.0
+            }
         };
-        if let Some(&id) = self.index.get(&key) {
-            return Some(id);
-        }
         if self.bins.len() >= MAX_BINS {
             return None;
         }
         let id = self.bins.len();
+        match self.kind {
+            BinKind::Edges => self.edge_index.insert(edge.to_bits(), id),
+            BinKind::Categories => self.name_index.insert(label.to_string(), id),
+        };
         self.bins.push(Bin {
             label: Arc::from(label),
             edge,
@@ -234,7 +255,6 @@ impl CountWindows {
             first_ms: at_ms,
             last_ms: at_ms,
         });
-        self.index.insert(key, id);
         Some(id)
     }
 
@@ -342,6 +362,10 @@ impl CountWindows {
                         self.fine.push_front(c);
                     }
                 }
+                if self.fine_sum.len() <= id {
+                    self.fine_sum.resize(id + 1, 0.0);
+                }
+                self.fine_sum[id] += x;
             }
         }
         self.age(at_ms);
@@ -371,6 +395,14 @@ impl CountWindows {
                 break;
             }
             let c = self.fine.pop_front().expect("front exists");
+            self.evictions += 1;
+            if self.fine.is_empty() || self.evictions.is_multiple_of(CHUNKS_PER_WINDOW as u32) {
+                self.resum_fine();
+            } else {
+                for (s, x) in self.fine_sum.iter_mut().zip(&c.counts) {
+                    *s -= x;
+                }
+            }
             if self.keeps_old() {
                 for (id, &x) in c.counts.iter().enumerate() {
                     if x != 0.0 {
@@ -388,8 +420,32 @@ impl CountWindows {
         }
     }
 
-    /// The two windows at `now_ms`, over the bins both share (see the module notes).
+    /// Sums the current window's chunks afresh.
+    fn resum_fine(&mut self) {
+        self.fine_sum.iter_mut().for_each(|s| *s = 0.0);
+        for c in &self.fine {
+            if self.fine_sum.len() < c.counts.len() {
+                self.fine_sum.resize(c.counts.len(), 0.0);
+            }
+            for (s, x) in self.fine_sum.iter_mut().zip(&c.counts) {
+                *s += x;
+            }
+        }
+    }
+
+    /// The two windows at `now_ms`, over the bins both share (see the module notes), with
+    /// the bins' names (for a plot).
     pub fn view(&mut self, now_ms: i64) -> CountView {
+        self.select(now_ms, true)
+    }
+
+    /// The two windows at `now_ms` as [`view`](Self::view) has them, without the bins'
+    /// names (`bins` is empty): what a test needs.
+    pub fn counts(&mut self, now_ms: i64) -> CountView {
+        self.select(now_ms, false)
+    }
+
+    fn select(&mut self, now_ms: i64, named: bool) -> CountView {
         self.age(now_ms);
         let current_start = now_ms - self.current_ms;
         let n = self.bins.len();
@@ -402,7 +458,8 @@ impl CountWindows {
             }
             out
         };
-        let current = sum(&mut self.fine.iter());
+        let mut current = self.fine_sum.clone();
+        current.resize(n, 0.0);
         let (reference, span, complete) = match &self.reference {
             TimeReference::First(d) => {
                 let start = self.start_ms.unwrap_or(now_ms);
@@ -460,10 +517,13 @@ impl CountWindows {
                         .collect()
                 };
                 CountView {
-                    bins: ids
-                        .iter()
-                        .map(|&i| Arc::clone(&self.bins[i].label))
-                        .collect(),
+                    bins: if named {
+                        ids.iter()
+                            .map(|&i| Arc::clone(&self.bins[i].label))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
                     reference: per_bucket(&reference),
                     current: per_bucket(&current),
                     reference_complete: complete,
@@ -474,7 +534,9 @@ impl CountWindows {
                 let mut other = 0.0;
                 for i in 0..n {
                     if seen(&self.bins[i], span) && reference[i] > 0.0 {
-                        bins.push(Arc::clone(&self.bins[i].label));
+                        if named {
+                            bins.push(Arc::clone(&self.bins[i].label));
+                        }
                         r.push(reference[i]);
                         c.push(current[i]);
                     } else {
@@ -482,7 +544,9 @@ impl CountWindows {
                     }
                 }
                 if other > 0.0 {
-                    bins.push(Arc::from("other"));
+                    if named {
+                        bins.push(Arc::from("other"));
+                    }
                     r.push(0.0);
                     c.push(other);
                 }
@@ -525,7 +589,8 @@ impl CountWindows {
         let mut w = CountWindows::new(kind, reference, current);
         if !matches!(reference, TimeReference::File { .. }) {
             w.bins.clear();
-            w.index.clear();
+            w.edge_index.clear();
+            w.name_index.clear();
         }
         for (label, last, first_ms, last_ms) in parts.bins {
             let id = w.bin(&label, first_ms)?;
@@ -543,6 +608,7 @@ impl CountWindows {
         };
         w.fine = chunks(parts.fine)?;
         w.coarse = chunks(parts.coarse)?;
+        w.resum_fine();
         if !matches!(reference, TimeReference::File { .. }) {
             if !fits(&parts.frozen) {
                 return None;
@@ -610,6 +676,36 @@ mod tests {
         // Five minutes later nothing new is in the current window.
         let v = w.view(17 * MIN);
         assert!(v.current.iter().all(|&x| x == 0.0), "{v:?}");
+    }
+
+    #[test]
+    fn the_kept_sum_of_the_current_window_is_the_sum_of_its_chunks() {
+        let mut w = CountWindows::new(
+            BinKind::Categories,
+            &TimeReference::Preceding(Duration::from_secs(600)),
+            Duration::from_secs(320),
+        );
+        let mut totals = [0.0f64; 3];
+        // Fractional increases over 40 minutes, a sample every 7 s: chunks come and go
+        // (10 s each) many times over.
+        for step in 0..350i64 {
+            let t = step * 7 * S;
+            for (i, name) in ["a", "b", "c"].iter().enumerate() {
+                totals[i] += 0.1 * (1 + (step as usize * (i + 1)) % 5) as f64;
+                assert!(w.observe(name, totals[i], t));
+            }
+            if step % 13 == 0 {
+                let fresh: Vec<f64> = (0..3)
+                    .map(|i| w.fine.iter().filter_map(|c| c.counts.get(i)).sum())
+                    .collect();
+                let v = w.counts(t);
+                for (kept, fresh) in w.fine_sum.iter().zip(&fresh) {
+                    assert!((kept - fresh).abs() < 1e-9, "{kept} vs {fresh}");
+                }
+                assert_eq!(v, CountView { bins: Vec::new(), ..w.view(t) });
+            }
+        }
+        assert!(w.evictions > 2 * CHUNKS_PER_WINDOW as u32);
     }
 
     #[test]
