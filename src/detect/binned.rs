@@ -194,7 +194,7 @@ pub fn ks_statistic_binned(reference: &[f64], current: &[f64]) -> (f64, usize, u
 pub fn merge_sparse(a: &[f64], b: &[f64]) -> (Vec<f64>, Vec<f64>) {
     let (ta, tb) = (a.iter().sum::<f64>(), b.iter().sum::<f64>());
     let total = ta + tb;
-    let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+    let (mut out_a, mut out_b) = (Vec::with_capacity(a.len()), Vec::with_capacity(a.len()));
     let (mut acc_a, mut acc_b) = (0.0, 0.0);
     let enough = |x: f64, y: f64| {
         let col = x + y;

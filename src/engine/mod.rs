@@ -191,8 +191,7 @@ impl RuleRuntime {
             .collect();
         drop(series);
         labelled.sort_by(|a, b| a.0.cmp(&b.0));
-        let sorted: Order =
-            labelled.into_iter().map(|(_, k, i)| (k, i)).collect();
+        let sorted: Order = labelled.into_iter().map(|(_, k, i)| (k, i)).collect();
         *order = (version, Arc::clone(&sorted));
         (version, sorted)
     }
@@ -843,27 +842,29 @@ impl Engine {
             // Series are reached by position, checked against the key (a removal since
             // moves them), in the order of their labels, so the outputs come sorted.
             let (_, order) = rt.sorted();
-            let jobs: Vec<((SeriesKey, usize), Job)> = order
+            let jobs: Vec<(usize, Job)> = order
                 .iter()
-                .filter_map(|(k, i)| {
+                .enumerate()
+                .filter_map(|(at, (k, i))| {
                     let mut series = lock(&rt.series);
                     let s = state_at(&mut series, k, *i)?;
                     let before = s.window.held();
                     let job = Job::of(s, &rt.rule, now_ms);
                     rt.account(before, s.window.held());
                     drop(series);
-                    Some(((Arc::clone(k), *i), job))
+                    Some((at, job))
                 })
                 .collect();
             let mut results = run_jobs(jobs, &rt.rule);
             decide(&rt.rule, g.group.interval, &mut results);
             let (mut series_seen, mut drifted) = (0usize, 0usize);
-            for ((key, position), mut outcome) in results {
+            for (at, mut outcome) in results {
+                let (key, position) = &order[at];
                 // Under the lock only the state machine steps; logging, payloads and the
                 // outbox write happen without it.
                 let (machine, transition, last_sent, labels, history) = {
                     let mut series = lock(&rt.series);
-                    let Some(state) = state_at(&mut series, &key, position) else {
+                    let Some(state) = state_at(&mut series, key, *position) else {
                         continue;
                     };
                     let before = state.machine.clone();
@@ -885,7 +886,7 @@ impl Engine {
                     };
                     state.history.push(state.machine.status);
                     let labels = state.labels.get_or_insert_with(|| {
-                        Arc::new(output_labels(&rt.rule, &g.group.name, &key))
+                        Arc::new(output_labels(&rt.rule, &g.group.name, key))
                     });
                     (
                         state.machine.clone(),
@@ -903,7 +904,7 @@ impl Engine {
                         &generation.config,
                         &g.group,
                         &rt.rule,
-                        &key,
+                        key,
                         &last_sent,
                         &outcome,
                         t,

@@ -119,7 +119,11 @@ mod tests {
         }
         let v = m.version();
         *m.get_or_insert_with(&"k3".to_string(), || 100) += 1;
-        assert_eq!(m.version(), v, "a lookup of an existing key is not a change");
+        assert_eq!(
+            m.version(),
+            v,
+            "a lookup of an existing key is not a change"
+        );
         assert_eq!(m.get_mut("k3"), Some(&mut 4));
         assert_eq!(m.insert("k3".into(), 30), Some(4));
         assert_eq!(m.version(), v);

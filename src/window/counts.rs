@@ -126,6 +126,8 @@ pub struct CountWindows {
     /// and of categories (by name): looked up without allocating.
     edge_index: HashMap<u64, usize>,
     name_index: HashMap<String, usize>,
+    /// Bin ids in ascending order of their edges (histograms).
+    by_edge: Vec<usize>,
     /// The current window's chunks, oldest first.
     fine: VecDeque<Chunk>,
     /// The sum of `fine` per bin id, kept as chunks come and go, so a test does not add up
@@ -199,6 +201,7 @@ impl CountWindows {
             bins: Vec::new(),
             edge_index: HashMap::new(),
             name_index: HashMap::new(),
+            by_edge: Vec::new(),
             fine: VecDeque::new(),
             fine_sum: Vec::new(),
             evictions: 0,
@@ -245,9 +248,17 @@ impl CountWindows {
         }
         let id = self.bins.len();
         match self.kind {
-            BinKind::Edges => self.edge_index.insert(edge.to_bits(), id),
-            BinKind::Categories => self.name_index.insert(label.to_string(), id),
-        };
+            BinKind::Edges => {
+                self.edge_index.insert(edge.to_bits(), id);
+                let at = self
+                    .by_edge
+                    .partition_point(|&i| self.bins[i].edge.total_cmp(&edge).is_lt());
+                self.by_edge.insert(at, id);
+            }
+            BinKind::Categories => {
+                self.name_index.insert(label.to_string(), id);
+            }
+        }
         self.bins.push(Bin {
             label: Arc::from(label),
             edge,
@@ -458,7 +469,8 @@ impl CountWindows {
             }
             out
         };
-        let mut current = self.fine_sum.clone();
+        let mut current = Vec::with_capacity(n);
+        current.extend_from_slice(&self.fine_sum[..self.fine_sum.len().min(n)]);
         current.resize(n, 0.0);
         let (reference, span, complete) = match &self.reference {
             TimeReference::First(d) => {
@@ -501,10 +513,12 @@ impl CountWindows {
         };
         match self.kind {
             BinKind::Edges => {
-                let mut ids: Vec<usize> = (0..n)
-                    .filter(|&i| seen(&self.bins[i], span) && seen(&self.bins[i], current_span))
-                    .collect();
-                ids.sort_by(|&a, &b| self.bins[a].edge.total_cmp(&self.bins[b].edge));
+                let mut ids = Vec::with_capacity(n);
+                ids.extend(
+                    self.by_edge.iter().copied().filter(|&i| {
+                        seen(&self.bins[i], span) && seen(&self.bins[i], current_span)
+                    }),
+                );
                 let per_bucket = |cum: &[f64]| -> Vec<f64> {
                     let mut prev = 0.0;
                     ids.iter()
@@ -530,7 +544,11 @@ impl CountWindows {
                 }
             }
             BinKind::Categories => {
-                let (mut bins, mut r, mut c) = (Vec::new(), Vec::new(), Vec::new());
+                let (mut bins, mut r, mut c) = (
+                    Vec::new(),
+                    Vec::with_capacity(n + 1),
+                    Vec::with_capacity(n + 1),
+                );
                 let mut other = 0.0;
                 for i in 0..n {
                     if seen(&self.bins[i], span) && reference[i] > 0.0 {
@@ -591,6 +609,7 @@ impl CountWindows {
             w.bins.clear();
             w.edge_index.clear();
             w.name_index.clear();
+            w.by_edge.clear();
         }
         for (label, last, first_ms, last_ms) in parts.bins {
             let id = w.bin(&label, first_ms)?;
@@ -621,8 +640,10 @@ impl CountWindows {
     }
 
     fn frozen_counts(&self) -> Vec<f64> {
-        let mut v = self.frozen.clone();
-        v.resize(self.bins.len(), 0.0);
+        let n = self.bins.len();
+        let mut v = Vec::with_capacity(n);
+        v.extend_from_slice(&self.frozen[..self.frozen.len().min(n)]);
+        v.resize(n, 0.0);
         v
     }
 }
@@ -702,7 +723,13 @@ mod tests {
                 for (kept, fresh) in w.fine_sum.iter().zip(&fresh) {
                     assert!((kept - fresh).abs() < 1e-9, "{kept} vs {fresh}");
                 }
-                assert_eq!(v, CountView { bins: Vec::new(), ..w.view(t) });
+                assert_eq!(
+                    v,
+                    CountView {
+                        bins: Vec::new(),
+                        ..w.view(t)
+                    }
+                );
             }
         }
         assert!(w.evictions > 2 * CHUNKS_PER_WINDOW as u32);
