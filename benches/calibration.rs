@@ -148,6 +148,8 @@ impl Setup {
             ReferenceWindow::First(n) => format!("first: {n}"),
             ReferenceWindow::Preceding(n) => format!("preceding: {n}"),
             ReferenceWindow::File { values, .. } => format!("file ({})", values.len()),
+            ReferenceWindow::Range { .. } => "range".to_string(),
+            ReferenceWindow::Offset { .. } => "offset".to_string(),
         };
         let c = match &self.current {
             CurrentWindow::Last(n) if !self.smaller.is_empty() => {
@@ -653,7 +655,7 @@ fn engine_check(series: u64, days: u64, setup: Setup, current_yaml: &str) {
     let reference_yaml = match setup.reference {
         ReferenceWindow::First(n) => format!("first: {n}"),
         ReferenceWindow::Preceding(n) => format!("preceding: {n}"),
-        ReferenceWindow::File { .. } => unreachable!("no file references here"),
+        _ => unreachable!("no file or time references here"),
     };
     let rules = format!("groups:\n  - name: g\n    interval: 15s\n    rules:\n      - name: r\n        detector: ks\n        series: feature_value\n        reference: {{{reference_yaml}}}\n        current: {{{current_yaml}}}\n        min_samples: 20\n        false_alarms: 1/1h\n");
     let groups = parse_rule_file(

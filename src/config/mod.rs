@@ -211,13 +211,23 @@ pub fn calibration(group: &model::Group, rule: &model::Rule) -> String {
             list.join(", ")
         ));
     }
-    let n = match &spec.reference {
-        ReferenceWindow::First(n) | ReferenceWindow::Preceding(n) => *n,
-        ReferenceWindow::File { values, .. } => values.len(),
+    let (n, n_note) = match &spec.reference {
+        ReferenceWindow::First(n) | ReferenceWindow::Preceding(n) => (*n, ""),
+        ReferenceWindow::File { values, .. } => (values.len(), ""),
+        ReferenceWindow::Range { .. } | ReferenceWindow::Offset { .. } => {
+            (10_000, " (for a reference of 10000 values)")
+        }
     };
     let (largest, m_note) = match spec.current {
-        CurrentWindow::Last(m) => (m, ""),
-        CurrentWindow::Duration(_) => (1000, " (for a current window of 1000 values)"),
+        CurrentWindow::Last(m) => (m, n_note),
+        CurrentWindow::Duration(_) => (
+            1000,
+            if n_note.is_empty() {
+                " (for a current window of 1000 values)"
+            } else {
+                " (for a reference of 10000 values and a current window of 1000)"
+            },
+        ),
     };
     let windows: Vec<usize> = spec.smaller.iter().copied().chain([largest]).collect();
     // The distance each size needs (KS only), after the `statistic:` floor.

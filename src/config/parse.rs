@@ -882,8 +882,37 @@ impl Walker<'_, '_> {
         }))
     }
 
-    /// `{first: N}`, `{preceding: N}` or `{file: path}`.
+    /// `{first: N}`, `{preceding: N}`, `{file: path}`, or a reference in time: `{range:
+    /// {start, end}}` or `{offset: 7d, duration: 1h}` (parsed as a count rule's are).
     fn reference(&self, cx: &mut Cx, node: &Node) -> Option<ReferenceWindow> {
+        if let Node::Mapping(map) = node {
+            let present: Vec<&str> = ["first", "preceding", "file", "range", "offset", "duration"]
+                .into_iter()
+                .filter(|k| get(map, k).is_some())
+                .collect();
+            let timed = present
+                .iter()
+                .any(|k| ["range", "offset", "duration"].contains(k));
+            let shape = matches!(present.as_slice(), ["range"] | ["offset", "duration"]);
+            if timed && !shape {
+                cx.at(
+                    node,
+                    "reference: expected one of {first: 1000}, {preceding: 1000}, {file: values.txt}, {range: {start: RFC3339, end: RFC3339}} or {offset: 7d, duration: 1h}",
+                );
+                return None;
+            }
+            if timed {
+                return match counts::reference(cx, node, self.ctx.base_dir, BinKind::Categories)? {
+                    TimeReference::Range { start_ms, end_ms } => {
+                        Some(ReferenceWindow::Range { start_ms, end_ms })
+                    }
+                    TimeReference::Offset { offset, duration } => {
+                        Some(ReferenceWindow::Offset { offset, duration })
+                    }
+                    _ => None,
+                };
+            }
+        }
         let (key, value) = one_of(
             cx,
             "reference",
@@ -1443,6 +1472,8 @@ fn check_min_samples(
     let reference = match &ks.reference {
         ReferenceWindow::First(n) | ReferenceWindow::Preceding(n) => Some(*n),
         ReferenceWindow::File { values, .. } => Some(values.len()),
+        // As many as arrive in the period.
+        ReferenceWindow::Range { .. } | ReferenceWindow::Offset { .. } => None,
     };
     // With several sizes, the smallest: a size that can never decide is an error too.
     let current = match ks.current {
@@ -1774,6 +1805,51 @@ mod tests {
         errors(
             &rule("psi2", ""),
             &["5:15: unknown detector \"psi2\" (expected ks, cvm, anderson, wasserstein, energy, chi2, gtest, psi, jensenshannon, hellinger, ema or cusum)"],
+        );
+    }
+
+    #[test]
+    fn raw_value_rules_take_references_in_time() {
+        let raw = |reference: &str| {
+            format!(
+                "groups:\n- name: g\n  rules:\n  - name: r\n    detector: cvm\n    series: m\n    reference: {reference}\n    current: {{duration: 1h}}\n"
+            )
+        };
+        let g = ok(&raw("{offset: 7d, duration: 1h}"));
+        let DetectorSpec::Ks(k) = &g[0].rules[0].detector else {
+            panic!("{:?}", g[0].rules[0].detector)
+        };
+        assert_eq!(
+            k.reference,
+            ReferenceWindow::Offset {
+                offset: Duration::from_secs(7 * 86_400),
+                duration: Duration::from_secs(3600)
+            }
+        );
+        let g = ok(&raw(
+            "{range: {start: '2026-11-01T00:00:00Z', end: '2026-11-02T00:00:00Z'}}",
+        ));
+        let DetectorSpec::Ks(k) = &g[0].rules[0].detector else {
+            panic!("{:?}", g[0].rules[0].detector)
+        };
+        assert_eq!(
+            k.reference,
+            ReferenceWindow::Range {
+                start_ms: 1_793_491_200_000,
+                end_ms: 1_793_577_600_000
+            }
+        );
+        errors(
+            &raw("{offset: 7d}"),
+            &["7:17: reference: expected one of {first: 1000}, {preceding: 1000}, {file: values.txt}, {range: {start: RFC3339, end: RFC3339}} or {offset: 7d, duration: 1h}"],
+        );
+        errors(
+            &raw("{range: {start: '2026-11-02T00:00:00Z', end: '2026-11-01T00:00:00Z'}}"),
+            &["7:56: reference.range: end must be after start"],
+        );
+        errors(
+            &raw("{first: 100, offset: 1d, duration: 1h}"),
+            &["7:17: reference: expected one of {first: 1000}, {preceding: 1000}, {file: values.txt}, {range: {start: RFC3339, end: RFC3339}} or {offset: 7d, duration: 1h}"],
         );
     }
 

@@ -37,7 +37,7 @@ use crate::ingest::{IngestError, Sink};
 use crate::labels::{Labels, SeriesSamples};
 use crate::telemetry::Telemetry;
 use crate::window::counts::CountWindows;
-use crate::window::{sort_values, EmaState, SampleWindows};
+use crate::window::{sort_values, EmaState, ReferenceWindow, SampleWindows};
 pub use notify::{Event, Notifier};
 use series::SeriesMap;
 use state::{Machine, Status, Transition};
@@ -1146,6 +1146,10 @@ impl Sink for Engine {
             .filter_map(|rt| match &rt.rule.detector {
                 DetectorSpec::Counts(spec) => match spec.reference {
                     TimeReference::Range { start_ms, end_ms } => Some((start_ms, end_ms)),
+                    _ => None,
+                },
+                DetectorSpec::Ks(spec) => match spec.reference {
+                    ReferenceWindow::Range { start_ms, end_ms } => Some((start_ms, end_ms)),
                     _ => None,
                 },
                 _ => None,

@@ -72,12 +72,21 @@ fn encode(state: &SeriesState, fp: u64, separate_reference: bool) -> Vec<u8> {
     match &state.window {
         SeriesWindow::Ks(win) => {
             let parts = win.parts();
+            // Kind 5: kind 0 and the chunks of a reference in time (`range`, `offset`).
+            let kind = if parts.timed.is_some() { 5 } else { 0 };
             if separate_reference && win.frozen_first().is_some() {
                 w.u8(2);
             } else {
-                w.u8(0).f64s(parts.first.iter());
+                w.u8(kind).f64s(parts.first.iter());
             }
             w.f64s(parts.recent).i64s(parts.times.iter());
+            if let Some(t) = &parts.timed {
+                w.u64(t.chunks.len() as u64);
+                for (start, values) in &t.chunks {
+                    w.i64(*start).f64s(values.iter());
+                }
+                w.u64(t.stride).u64(t.offered);
+            }
         }
         SeriesWindow::Counts(c) => {
             let parts = c.parts();
@@ -171,14 +180,28 @@ fn decode(
     }
     let kind = r.u8("window kind")?;
     let window = match (kind, &rule.detector) {
-        (0 | 2, DetectorSpec::Ks(spec)) => {
-            let first = if kind == 0 {
-                r.f64s("first")?
-            } else {
+        (0 | 2 | 5, DetectorSpec::Ks(spec)) => {
+            let first = if kind == 2 {
                 reference()?
+            } else {
+                r.f64s("first")?
             };
             let recent = r.f64s("recent")?;
             let times = r.i64s("times")?;
+            let timed = if kind == 5 {
+                let n = r.u64("chunk count")?;
+                let mut chunks = Vec::new();
+                for _ in 0..n {
+                    chunks.push((r.i64("chunk start")?, r.f64s("chunk values")?));
+                }
+                Some(crate::window::timed::TimedParts {
+                    chunks,
+                    stride: r.u64("stride")?,
+                    offered: r.u64("values offered")?,
+                })
+            } else {
+                None
+            };
             let w = SampleWindows::from_parts(
                 &spec.reference,
                 &spec.current,
@@ -186,6 +209,7 @@ fn decode(
                 first,
                 recent,
                 times,
+                timed,
             )
             .ok_or(DecodeError {
                 at: 0,

@@ -11,6 +11,7 @@
 //! frozen reference.
 
 pub mod counts;
+pub mod timed;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use crate::detect::control::{cusum_step, Baseline, CusumSpec, Welford};
 use crate::detect::sort::sort_samples;
+use timed::{TimedParts, TimedValues};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReferenceWindow {
@@ -28,7 +30,36 @@ pub enum ReferenceWindow {
     Preceding(usize),
     /// A fixed reference loaded from a file (path resolved against the rule file's folder).
     File { path: PathBuf, values: Arc<[f64]> },
+    /// The values that arrived in `[start_ms, end_ms)`, frozen once that period is over.
+    Range { start_ms: i64, end_ms: i64 },
+    /// The values that arrived in the span `duration` long that ended `offset` ago.
+    Offset {
+        offset: Duration,
+        duration: Duration,
+    },
 }
+
+impl ReferenceWindow {
+    /// A reference in time (`range` or `offset`): its values are kept by arrival time.
+    fn timed(&self, max_values: usize) -> Option<TimedValues> {
+        match self {
+            ReferenceWindow::Range { start_ms, end_ms } => Some(TimedValues::new(
+                end_ms.saturating_sub(*start_ms) / CHUNKS_PER_SPAN,
+                max_values,
+            )),
+            // Edges exact to a 32nd of the span, or to a 1024th of how far back it reaches.
+            ReferenceWindow::Offset { offset, duration } => Some(TimedValues::new(
+                (ms(*duration) / CHUNKS_PER_SPAN)
+                    .max(ms(*offset).saturating_add(ms(*duration)) / 1024),
+                max_values,
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Chunks of time in the span of a `range` or `offset` reference.
+const CHUNKS_PER_SPAN: i64 = 32;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CurrentWindow {
@@ -72,6 +103,9 @@ pub struct SampleWindows {
     /// Values taken in since this window was made (or restored): tells an evaluation whether
     /// anything arrived since the last test.
     received: u64,
+    /// The values of a `range` reference while it fills, or what an `offset` reference may
+    /// still need, by arrival time.
+    timed: Option<TimedValues>,
 }
 
 /// The two windows, for a detector to run on outside any lock: both shared, not copied,
@@ -93,6 +127,9 @@ pub struct WindowParts<'a> {
     pub recent: std::collections::vec_deque::Iter<'a, f64>,
     /// Their arrival times (`duration:` windows only, else empty).
     pub times: Vec<i64>,
+    /// A `range` reference while it fills, or an `offset` one: `(chunks, stride, offered)`
+    /// of its [`TimedValues`].
+    pub timed: Option<TimedParts>,
 }
 
 /// Sorts ascending by `f64::total_cmp`, the order the KS walk expects.
@@ -157,6 +194,7 @@ impl SampleWindows {
             current: current.clone(),
             max_values: max_values.max(1),
             received: 0,
+            timed: reference.timed(max_values.max(1)),
         }
     }
 
@@ -197,6 +235,7 @@ impl SampleWindows {
                 }
             }
         }
+        self.feed_timed(values, now_ms);
         if values.is_empty() {
             return;
         }
@@ -218,6 +257,35 @@ impl SampleWindows {
             // More has come than a merge is worth: let the sorted window go (and with it the
             // values it still needed to take out); the next evaluation sorts afresh.
             self.drop_sorted();
+        }
+    }
+
+    /// Gives a `range` or `offset` reference what it takes of `values`, arriving at `now_ms`.
+    fn feed_timed(&mut self, values: &[f64], now_ms: i64) {
+        match (&self.reference, &mut self.timed) {
+            (ReferenceWindow::Range { start_ms, end_ms }, Some(t))
+                if (*start_ms..*end_ms).contains(&now_ms) =>
+            {
+                t.push(values, now_ms);
+            }
+            (ReferenceWindow::Offset { offset, duration }, Some(t)) => {
+                t.push(values, now_ms);
+                t.forget_before(now_ms.saturating_sub(ms(*offset).saturating_add(ms(*duration))));
+            }
+            _ => {}
+        }
+        self.freeze_range(now_ms);
+    }
+
+    /// Freezes a `range` reference once its period is over (sorted once, like `first`).
+    fn freeze_range(&mut self, now_ms: i64) {
+        if let ReferenceWindow::Range { end_ms, .. } = self.reference {
+            if now_ms >= end_ms && self.frozen.is_none() {
+                let t = self.timed.take();
+                let mut v = t.map_or_else(Vec::new, |t| t.select(i64::MIN, i64::MAX));
+                sort_values(&mut v);
+                self.frozen = Some(v.into());
+            }
         }
     }
 
@@ -365,7 +433,7 @@ impl SampleWindows {
     /// The raw parts, for the state store.
     pub fn parts(&self) -> WindowParts<'_> {
         let first: &[f64] = match (&self.reference, &self.frozen) {
-            (ReferenceWindow::First(_), Some(frozen)) => frozen,
+            (ReferenceWindow::First(_) | ReferenceWindow::Range { .. }, Some(frozen)) => frozen,
             _ => &self.first,
         };
         let skip = (self.live - self.base) as usize;
@@ -384,19 +452,24 @@ impl SampleWindows {
             first,
             recent: self.recent.range(skip..),
             times,
+            timed: self.timed.as_ref().map(TimedValues::parts),
         }
     }
 
-    /// The frozen `first: N` reference, once it is full.
+    /// The frozen `first: N` reference, once it is full, or a `range` one once its period
+    /// is over.
     pub fn frozen_first(&self) -> Option<&[f64]> {
         match (&self.reference, &self.frozen) {
-            (ReferenceWindow::First(_), Some(frozen)) => Some(frozen),
+            (ReferenceWindow::First(_) | ReferenceWindow::Range { .. }, Some(frozen)) => {
+                Some(frozen)
+            }
             _ => None,
         }
     }
 
     /// Rebuilds windows from stored parts. `None` when the parts cannot belong to this spec
-    /// (times missing for a `duration` window, or present for a `last` one).
+    /// (times missing for a `duration` window, or present for a `last` one; a reference in
+    /// time without its values, or values for one that is not).
     pub fn from_parts(
         reference: &ReferenceWindow,
         current: &CurrentWindow,
@@ -404,21 +477,40 @@ impl SampleWindows {
         first: Vec<f64>,
         recent: Vec<f64>,
         times: Vec<i64>,
+        timed_parts: Option<TimedParts>,
     ) -> Option<Self> {
         let timed = matches!(current, CurrentWindow::Duration(_));
         if (timed && times.len() != recent.len()) || (!timed && !times.is_empty()) {
             return None;
         }
-        if let ReferenceWindow::First(n) = reference {
-            if first.len() > *n || (first.len() < *n && !recent.is_empty()) {
-                return None;
-            }
-        } else if !first.is_empty() {
-            return None;
-        }
         let mut w = SampleWindows::new(reference, current, max_values);
+        match (reference, timed_parts) {
+            (ReferenceWindow::First(n), None) => {
+                if first.len() > *n || (first.len() < *n && !recent.is_empty()) {
+                    return None;
+                }
+            }
+            // A range is stored as its frozen values once over, as its chunks before.
+            (ReferenceWindow::Range { .. }, None) => w.timed = None,
+            (ReferenceWindow::Range { .. }, Some(_))
+            | (ReferenceWindow::Offset { .. }, Some(_))
+                if !first.is_empty() =>
+            {
+                return None
+            }
+            (ReferenceWindow::Range { .. } | ReferenceWindow::Offset { .. }, Some(parts)) => {
+                let chunk_ms = w.timed.as_ref().map_or(1000, TimedValues::chunk_ms);
+                w.timed = Some(TimedValues::from_parts(chunk_ms, w.max_values, parts)?);
+            }
+            (_, Some(_)) => return None,
+            (_, None) if !first.is_empty() => return None,
+            (_, None) => {}
+        }
         match reference {
             ReferenceWindow::First(n) if first.len() == *n => w.frozen = Some(sorted_arc(&first)),
+            ReferenceWindow::Range { .. } if w.timed.is_none() => {
+                w.frozen = Some(sorted_arc(&first))
+            }
             _ => w.first = first,
         }
         for &t in &times {
@@ -443,6 +535,11 @@ impl SampleWindows {
                 ((self.end() - self.live) as usize - cur).min(self.preceding())
             }
             ReferenceWindow::File { values, .. } => values.len(),
+            ReferenceWindow::Range { .. } => self.frozen.as_ref().map_or(0, |f| f.len()),
+            ReferenceWindow::Offset { offset, duration } => {
+                let (from, to) = offset_span(now_ms, *offset, *duration);
+                self.timed.as_ref().map_or(0, |t| t.count(from, to))
+            }
         };
         (reference, cur)
     }
@@ -450,10 +547,10 @@ impl SampleWindows {
     /// Values this window holds (a `file:` reference, shared by the rule, not counted).
     pub fn held(&self) -> usize {
         let first = match (&self.reference, &self.frozen) {
-            (ReferenceWindow::First(_), Some(f)) => f.len(),
+            (ReferenceWindow::First(_) | ReferenceWindow::Range { .. }, Some(f)) => f.len(),
             _ => self.first.len(),
         };
-        first + (self.end() - self.live) as usize
+        first + (self.end() - self.live) as usize + self.timed.as_ref().map_or(0, |t| t.held())
     }
 
     /// What [`held`](Self::held) would be after `k` more values, at most.
@@ -464,7 +561,9 @@ impl SampleWindows {
                 (self.first.len() + take, k - take)
             }
             (ReferenceWindow::First(_), Some(f)) => (f.len(), k),
-            _ => (0, k),
+            (ReferenceWindow::Range { .. }, Some(f)) => (f.len(), k),
+            // What a reference in time holds stays within `max_values`.
+            _ => (self.timed.as_ref().map_or(0, |t| t.held()), k),
         };
         let cap = self.max_cap();
         let recent = (self.end() - self.live) as usize + rest;
@@ -483,10 +582,21 @@ impl SampleWindows {
 
     /// The windows as they stand at `now_ms`; brings the sorted current window up to date.
     pub fn view(&mut self, now_ms: i64) -> WindowView {
+        self.freeze_range(now_ms);
         self.sync(now_ms);
         let (nref, ncur) = self.counts(now_ms);
         let (reference, reference_sorted) = match (&self.reference, &self.frozen) {
             (_, Some(frozen)) => (Arc::clone(frozen), true),
+            // Not over yet: no reference to test against.
+            (ReferenceWindow::Range { .. }, None) => (Arc::from([]), true),
+            (ReferenceWindow::Offset { offset, duration }, None) => {
+                let (from, to) = offset_span(now_ms, *offset, *duration);
+                let v = self
+                    .timed
+                    .as_ref()
+                    .map_or_else(Vec::new, |t| t.select(from, to));
+                (v.into(), false)
+            }
             (ReferenceWindow::Preceding(_), None) => {
                 let end = self.end() - ncur as u64;
                 (self.range(end - nref as u64, end).copied().collect(), false)
@@ -499,6 +609,16 @@ impl SampleWindows {
             current: Arc::clone(&self.sorted),
         }
     }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `[from, to)`: the span `duration` long that ended `offset` before `now_ms`.
+fn offset_span(now_ms: i64, offset: Duration, duration: Duration) -> (i64, i64) {
+    let to = now_ms.saturating_sub(ms(offset));
+    (to.saturating_sub(ms(duration)), to)
 }
 
 /// The running EMA (or CUSUM) of one rule+series: advanced once per sample, in arrival order.
@@ -799,7 +919,7 @@ mod tests {
         let reference = ReferenceWindow::Preceding(10);
         let cur = CurrentWindow::Last(1);
         let recent: Vec<f64> = (0..5).map(f64::from).collect();
-        let mut w = SampleWindows::from_parts(&reference, &cur, 1, vec![], recent, vec![])
+        let mut w = SampleWindows::from_parts(&reference, &cur, 1, vec![], recent, vec![], None)
             .unwrap_or_else(|| panic!("parts fit"));
         let counts = w.counts(0);
         let view = w.view(0);
@@ -823,10 +943,99 @@ mod tests {
             parts.times.clone(),
         );
         assert_eq!(recent.len(), times.len());
-        let mut back = SampleWindows::from_parts(&reference, &cur, 100, first, recent, times)
+        let mut back = SampleWindows::from_parts(&reference, &cur, 100, first, recent, times, None)
             .unwrap_or_else(|| panic!("parts fit"));
         assert_eq!(plain(back.view(12_000)), view);
         assert_eq!(view, (vec![2.0, 3.0, 4.0], vec![5.0, 6.0, 7.0, 8.0, 9.0]));
+    }
+
+    /// Stores and restores `w` as the state store does.
+    fn round_trip(
+        w: &SampleWindows,
+        reference: &ReferenceWindow,
+        cur: &CurrentWindow,
+    ) -> SampleWindows {
+        let parts = w.parts();
+        SampleWindows::from_parts(
+            reference,
+            cur,
+            1000,
+            parts.first.to_vec(),
+            parts.recent.copied().collect(),
+            parts.times.clone(),
+            parts.timed.clone(),
+        )
+        .unwrap_or_else(|| panic!("parts fit"))
+    }
+
+    #[test]
+    fn a_range_reference_is_what_arrived_in_the_period_frozen_after_it() {
+        const S: i64 = 1000;
+        let reference = ReferenceWindow::Range {
+            start_ms: 100 * S,
+            end_ms: 200 * S,
+        };
+        let cur = CurrentWindow::Last(3);
+        let mut w = SampleWindows::new(&reference, &cur, 1000);
+        feed(&mut w, [1, 2], 50 * S); // before the period
+        feed(&mut w, [30, 10, 20], 100 * S);
+        feed(&mut w, [40], 199 * S);
+        // While the period lasts there is no reference to test against.
+        let v = w.view(150 * S);
+        assert!(v.reference.is_empty());
+        let mut back = round_trip(&w, &reference, &cur);
+        feed(&mut w, [7, 8, 9], 200 * S); // after it
+        feed(&mut back, [7, 8, 9], 200 * S);
+        for w in [&mut w, &mut back] {
+            let v = w.view(201 * S);
+            assert_eq!(
+                plain(v.clone()),
+                (vec![10.0, 20.0, 30.0, 40.0], vec![7.0, 8.0, 9.0])
+            );
+            assert!(v.reference_sorted);
+            assert_eq!(w.frozen_first(), Some(&[10.0, 20.0, 30.0, 40.0][..]));
+        }
+        let mut again = round_trip(&w, &reference, &cur);
+        assert_eq!(plain(again.view(300 * S)).0, vec![10.0, 20.0, 30.0, 40.0]);
+    }
+
+    #[test]
+    fn an_offset_reference_is_the_same_span_earlier_and_old_values_go() {
+        const MIN: i64 = 60_000;
+        let reference = ReferenceWindow::Offset {
+            offset: Duration::from_secs(3600),
+            duration: Duration::from_secs(600),
+        };
+        let cur = CurrentWindow::Duration(Duration::from_secs(600));
+        let mut w = SampleWindows::new(&reference, &cur, 1000);
+        // One value a minute for two hours: the value is the minute.
+        for m in 0..120 {
+            feed(&mut w, [m], m as i64 * MIN);
+        }
+        // At minute 120 the reference is minutes 50..60, the current window 110..=119.
+        let now = 120 * MIN;
+        let (r, c) = plain(w.view(now));
+        let mut r = r;
+        r.sort_by(f64::total_cmp);
+        assert_eq!(r, (50..60).map(f64::from).collect::<Vec<_>>());
+        assert_eq!(c, (110..120).map(f64::from).collect::<Vec<_>>());
+        assert_eq!(w.counts(now).0, 10);
+        // What no reference can need any more (before minute 49, to a chunk) is gone.
+        assert!(w.held() <= 70 + 10 + 2, "{}", w.held());
+        let mut back = round_trip(&w, &reference, &cur);
+        assert_eq!(plain(back.view(now)).0.len(), 10);
+        // Restored parts of another kind do not fit.
+        let parts = w.parts();
+        let other = SampleWindows::from_parts(
+            &ReferenceWindow::Preceding(10),
+            &cur,
+            1000,
+            Vec::new(),
+            parts.recent.copied().collect(),
+            parts.times.clone(),
+            parts.timed.clone(),
+        );
+        assert!(other.is_none());
     }
 
     #[test]

@@ -180,3 +180,97 @@ async fn out_of_order_and_far_future_samples_refuse_the_batch_naming_the_entry()
     assert_eq!(rejected("bad_value"), Some(1.0), "{text}");
     server.stop().await;
 }
+
+/// Raw values drawn from a fixed distribution: `u^2` of a hashed counter (no RNG crate).
+fn draws(seed: u64, n: usize, shift: f64) -> Vec<f64> {
+    (0..n as u64)
+        .map(|i| {
+            let mut z = (seed << 32 | i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            let u = ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64;
+            u * u + shift
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn raw_value_rules_take_range_and_offset_references_in_time() {
+    let now = now_ms();
+    let day = 86_400_000;
+    let hour = 3_600_000;
+    // Yesterday's hour [now - 1d - 1h, now - 1d) is the known-good period, by range and by
+    // offset; a value an hour before it is in neither.
+    let start = driftgauge::time::rfc3339(now - day - hour);
+    let end = driftgauge::time::rfc3339(now - day);
+    let rules = format!(
+        r#"
+groups:
+  - name: g
+    interval: 50ms
+    rules:
+      - name: pinned
+        detector: ks
+        series: 'score{{model="m"}}'
+        reference: {{range: {{start: "{start}", end: "{end}"}}}}
+        current: {{duration: 10m}}
+        alpha: 0.001
+        min_samples: 100
+      - name: weekly
+        detector: cvm
+        series: 'score{{model="m"}}'
+        reference: {{offset: 1d, duration: 1h}}
+        current: {{duration: 10m}}
+        alpha: 0.001
+        min_samples: 100
+"#
+    );
+    let server = Server::start(
+        Files::new("global: {evaluation_interval: 50ms}\n").rule_file("r.yml", &rules),
+    )
+    .await;
+    let base = draws(1, 600, 0.0);
+    let times = |from: i64, n: usize, step: i64| -> Vec<i64> {
+        (0..n as i64).map(|i| from + i * step).collect()
+    };
+    let entry = |values: &[f64], ts: Vec<i64>| json!({"metric": "score", "labels": {"model": "m"}, "values": values, "timestamps": ts});
+    let (status, v) = server
+        .post_json(
+            "/api/v1/samples",
+            json!({"samples": [
+                entry(&[5.0; 50], times(now - day - 2 * hour, 50, 1000)),
+                // Well inside the hour: an offset's edges are exact to a chunk (112.5 s here).
+                entry(&base, times(now - day - hour + 150_000, 600, 5000)),
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    // Today, the same distribution: both references hold yesterday's 600, nothing drifts.
+    let same = draws(2, 300, 0.0);
+    let (status, v) = server
+        .post_json(
+            "/api/v1/samples",
+            json!({"samples": [entry(&same, times(now - 300_000, 300, 1000))]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    for rule in ["pinned", "weekly"] {
+        let reference = [("rule", rule), ("window", "reference")];
+        gauge(&server, "driftgauge_window_samples", &reference, 600.0).await;
+        let current = [("rule", rule), ("window", "current")];
+        gauge(&server, "driftgauge_window_samples", &current, 300.0).await;
+        gauge(&server, "driftgauge_drift_status", &[("rule", rule)], 0.0).await;
+    }
+    // Then shifted values: both drift against yesterday's hour.
+    let shifted = draws(3, 300, 0.3);
+    let (status, v) = server
+        .post_json(
+            "/api/v1/samples",
+            json!({"samples": [entry(&shifted, vec![now; 300])]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    for rule in ["pinned", "weekly"] {
+        gauge(&server, "driftgauge_drift_status", &[("rule", rule)], 2.0).await;
+    }
+}
