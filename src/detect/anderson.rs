@@ -26,7 +26,7 @@
 //! three; with 3 observations its variance divides by 0).
 
 use super::sort::{merge_sorted, sort_both, sort_samples};
-use super::sum::numpy_sum;
+use super::sum::{numpy_sum, StreamSum};
 
 /// The significance levels of [`AndersonResult::critical_values`], in that order.
 pub const SIGNIFICANCE_LEVELS: [f64; 7] = [0.25, 0.1, 0.05, 0.025, 0.01, 0.005, 0.001];
@@ -176,6 +176,22 @@ pub fn anderson_ksamp<S: AsRef<[f64]>>(
         }
     }
     let mut sorted: Vec<Vec<f64>> = samples.iter().map(|s| s.as_ref().to_vec()).collect();
+    if let ([a, b], Variant::Midrank) = (sorted.as_mut_slice(), variant) {
+        // Two samples, midrank (the rules' case): walked once, nothing pooled or stored.
+        sort_both(a, b);
+        let a2kn = midrank_two(a, b)?;
+        let n_total = a.len() + b.len();
+        let statistic = normalise(a2kn, &[a.len(), b.len()], n_total);
+        let critical_values = critical_values(k);
+        let (p_value, limited) = p_value(statistic, &critical_values);
+        return Ok(AndersonResult {
+            statistic,
+            p_value,
+            limited,
+            critical_values,
+            a2kn,
+        });
+    }
     let pooled = if let [a, b] = sorted.as_mut_slice() {
         // Two samples (the rules' case): sorted side by side, pooled by a merge.
         sort_both(a, b);
@@ -263,6 +279,62 @@ fn counts_at(sample: &[f64], at: &[f64]) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// The groups of equal values (`-0.0 == 0.0`) of two sorted samples pooled, in order: for
+/// each, how many values of `a` are below it and at or below it, and the same for `b`.
+fn pooled_groups<'s>(
+    a: &'s [f64],
+    b: &'s [f64],
+) -> impl Iterator<Item = ((usize, usize), (usize, usize))> + 's {
+    let (mut i, mut j) = (0, 0);
+    std::iter::from_fn(move || {
+        let v = match (a.get(i), b.get(j)) {
+            (Some(&x), Some(&y)) => x.min(y),
+            (Some(&x), None) => x,
+            (None, Some(&y)) => y,
+            (None, None) => return None,
+        };
+        let (i0, j0) = (i, j);
+        while i < a.len() && a[i] == v {
+            i += 1;
+        }
+        while j < b.len() && b[j] == v {
+            j += 1;
+        }
+        Some(((i0, i), (j0, j)))
+    })
+}
+
+/// [`midrank`] for two sorted samples, without pooling them: one walk counts the distinct
+/// values, a second sums each sample's terms as they come (in NumPy's order).
+fn midrank_two(a: &[f64], b: &[f64]) -> Result<f64, AndersonError> {
+    let n_total = a.len() + b.len();
+    let distinct = pooled_groups(a, b).count();
+    if distinct < 2 {
+        return Err(AndersonError::OneDistinctValue);
+    }
+    if n_total < 4 {
+        return Err(AndersonError::TooFewObservations { total: n_total });
+    }
+    let n = n_total as f64;
+    let (mut sum_a, mut sum_b) = (StreamSum::new(distinct), StreamSum::new(distinct));
+    let (na, nb) = (a.len() as f64, b.len() as f64);
+    for ((i0, i1), (j0, j1)) in pooled_groups(a, b) {
+        let count = (i1 - i0) + (j1 - j0);
+        let lj = count as f64;
+        let bj = (i0 + j0) as f64 + lj / 2.0;
+        let denominator = bj * (n - bj) - (n_total * count) as f64 / 4.0;
+        let term = |left: usize, right: usize, ni: f64| {
+            let m = right as f64 - (right - left) as f64 / 2.0;
+            let d = n * m - bj * ni;
+            lj / n * (d * d) / denominator
+        };
+        sum_a.push(term(i0, i1, na));
+        sum_b.push(term(j0, j1, nb));
+    }
+    let a2akn = 0.0 + sum_a.finish() / na + sum_b.finish() / nb;
+    Ok(a2akn * ((n - 1.0) / n))
+}
+
 /// SciPy's `_anderson_ksamp_midrank`.
 fn midrank(sorted: &[Vec<f64>], distinct: &Distinct, n_total: usize) -> f64 {
     let n = n_total as f64;
@@ -347,22 +419,17 @@ fn normalise(a2kn: f64, sizes: &[usize], n_total: usize) -> f64 {
     let n = n_total as f64;
     let k = sizes.len() as f64;
     let big_h = numpy_sum(&sizes.iter().map(|&s| 1.0 / s as f64).collect::<Vec<_>>());
-    // hs_cs = cumsum(1 / [N-1, N-2, ..., 2]); h = hs_cs[-1] + 1; g = sum(hs_cs / [2, ..., N-1]).
-    let mut hs_cs = Vec::with_capacity(n_total - 2);
+    // hs_cs = cumsum(1 / [N-1, N-2, ..., 2]); h = hs_cs[-1] + 1; g = sum(hs_cs / [2, ..., N-1]),
+    // summed as the cumulative sums come (NumPy's order), not stored.
+    let mut g = StreamSum::new(n_total - 2);
     let mut acc = 0.0;
     for (t, i) in (2..n_total).rev().enumerate() {
         let x = 1.0 / i as f64;
         acc = if t == 0 { x } else { acc + x };
-        hs_cs.push(acc);
+        g.push(acc / (t + 2) as f64);
     }
-    let h = hs_cs[hs_cs.len() - 1] + 1.0;
-    let g = numpy_sum(
-        &hs_cs
-            .iter()
-            .enumerate()
-            .map(|(t, &c)| c / (t + 2) as f64)
-            .collect::<Vec<_>>(),
-    );
+    let h = acc + 1.0;
+    let g = g.finish();
     let k2 = k * k;
     let a = (4.0 * g - 6.0) * (k - 1.0) + (10.0 - 6.0 * g) * big_h;
     let b = (2.0 * g - 4.0) * k2 + 8.0 * h * k + (2.0 * g - 14.0 * h - 4.0) * big_h - 8.0 * h

@@ -23,8 +23,8 @@
 
 use super::bessel::kv;
 use super::cephes::{lgam, Dd};
-use super::sort::sort_both;
-use super::sum::numpy_sum;
+use super::sort::{sort_both, PARALLEL_MIN_LEN};
+use super::sum::StreamSum;
 
 /// `max(n, m)` up to which `auto` computes the exact p-value.
 const MAX_AUTO_N: usize = 20;
@@ -163,45 +163,44 @@ pub fn cramervonmises_2samp(
 }
 
 /// `U = n sum (r(x_i) - i)^2 + m sum (r(y_j) - j)^2` over the sorted samples, mid-ranks in the
-/// pooled sample (`-0.0 == 0.0`).
+/// pooled sample (`-0.0 == 0.0`). Each sum is a walk of its own sample past the other (side
+/// by side on large inputs), its squares summed as they come, in NumPy's order.
 fn rank_sum_u(xa: &[f64], ya: &[f64]) -> f64 {
-    let (nx, ny) = (xa.len(), ya.len());
-    let mut rx = vec![0.0; nx];
-    let mut ry = vec![0.0; ny];
-    let (mut i, mut j, mut before) = (0, 0, 0usize);
-    while i < nx || j < ny {
-        let v = if j >= ny || (i < nx && xa[i] <= ya[j]) {
-            xa[i]
-        } else {
-            ya[j]
-        };
-        let i0 = i;
-        while i < nx && xa[i] == v {
-            i += 1;
-        }
-        let j0 = j;
-        while j < ny && ya[j] == v {
+    let (sx, sy) = if xa.len().min(ya.len()) >= PARALLEL_MIN_LEN {
+        rayon::join(|| rank_squares(xa, ya), || rank_squares(ya, xa))
+    } else {
+        (rank_squares(xa, ya), rank_squares(ya, xa))
+    };
+    xa.len() as f64 * sx + ya.len() as f64 * sy
+}
+
+/// `sum (r(a_i) - i)^2` over sorted `a`, `r` its mid-rank in `a` pooled with sorted `b`.
+fn rank_squares(a: &[f64], b: &[f64]) -> f64 {
+    let mut sum = StreamSum::new(a.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() {
+        let v = a[i];
+        while j < b.len() && b[j] < v {
             j += 1;
         }
-        let count = (i - i0) + (j - j0);
-        // The average of the ranks before+1 ..= before+count: exact in f64.
+        let (i0, j0) = (i, j);
+        while i < a.len() && a[i] == v {
+            i += 1;
+        }
+        let mut j1 = j;
+        while j1 < b.len() && b[j1] == v {
+            j1 += 1;
+        }
+        // The values below `v` in both samples, then the average of the ranks of the
+        // group: before+1 ..= before+count, exact in f64.
+        let (before, count) = (i0 + j0, (i - i0) + (j1 - j0));
         let rank = before as f64 + (count as f64 + 1.0) / 2.0;
-        rx[i0..i].fill(rank);
-        ry[j0..j].fill(rank);
-        before += count;
+        for k in i0..i {
+            let d = rank - (k + 1) as f64;
+            sum.push(d * d);
+        }
     }
-    let squares = |r: &[f64]| -> f64 {
-        let terms: Vec<f64> = r
-            .iter()
-            .enumerate()
-            .map(|(i, &r)| {
-                let d = r - (i + 1) as f64;
-                d * d
-            })
-            .collect();
-        numpy_sum(&terms)
-    };
-    nx as f64 * squares(&rx) + ny as f64 * squares(&ry)
+    sum.finish()
 }
 
 /// `num / den` correctly rounded, as Python divides two integers (exact operands below 2^53

@@ -21,6 +21,86 @@ pub fn numpy_sum_by(len: usize, f: impl Fn(usize) -> f64) -> f64 {
 
 const BLOCK: usize = 128;
 
+/// `np.sum` of values handed in one at a time, in order, when their number is known up
+/// front: the same bits as [`numpy_sum`] of them all, holding at most one block of 128 values
+/// and one partial sum per block (so a long walk need not store its terms).
+#[derive(Debug, Clone)]
+pub struct StreamSum {
+    n: usize,
+    /// The lengths of the blocks NumPy's recursion ends in, in order.
+    leaves: Vec<usize>,
+    buf: Vec<f64>,
+    sums: Vec<f64>,
+}
+
+impl StreamSum {
+    /// A sum of `n` values to come.
+    pub fn new(n: usize) -> Self {
+        let mut leaves = Vec::with_capacity(n / (BLOCK / 2) + 1);
+        leaf_lengths(n, &mut leaves);
+        let mut s = StreamSum {
+            n,
+            leaves,
+            buf: Vec::with_capacity(BLOCK),
+            sums: Vec::new(),
+        };
+        s.close_leaves();
+        s
+    }
+
+    /// Takes the next value; values past the `n` announced are not summed.
+    #[inline]
+    pub fn push(&mut self, x: f64) {
+        if self.sums.len() < self.leaves.len() {
+            self.buf.push(x);
+            self.close_leaves();
+        }
+    }
+
+    fn close_leaves(&mut self) {
+        while let Some(&len) = self.leaves.get(self.sums.len()) {
+            if self.buf.len() < len {
+                break;
+            }
+            self.sums.push(pairwise(&self.buf));
+            self.buf.clear();
+        }
+    }
+
+    /// The sum, as `np.sum` gives it; values not handed in count as zeros.
+    pub fn finish(mut self) -> f64 {
+        while self.sums.len() < self.leaves.len() {
+            self.push(0.0);
+        }
+        let mut next = 0;
+        0.0 + combine(self.n, &self.sums, &mut next)
+    }
+}
+
+fn leaf_lengths(n: usize, out: &mut Vec<usize>) {
+    if n <= BLOCK {
+        out.push(n);
+    } else {
+        let mut n2 = n / 2;
+        n2 -= n2 % 8;
+        leaf_lengths(n2, out);
+        leaf_lengths(n - n2, out);
+    }
+}
+
+fn combine(n: usize, sums: &[f64], next: &mut usize) -> f64 {
+    if n <= BLOCK {
+        let s = sums.get(*next).copied().unwrap_or(0.0);
+        *next += 1;
+        s
+    } else {
+        let mut n2 = n / 2;
+        n2 -= n2 % 8;
+        let left = combine(n2, sums, next);
+        left + combine(n - n2, sums, next)
+    }
+}
+
 fn pairwise(a: &[f64]) -> f64 {
     pairwise_by(0, a.len(), &|i| a[i])
 }
@@ -60,6 +140,25 @@ fn pairwise_by(start: usize, n: usize, f: &impl Fn(usize) -> f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_streamed_sum_is_numpys_bit_for_bit() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for n in [0, 1, 7, 8, 9, 127, 128, 129, 300, 1000, 4099, 100_003] {
+            let v: Vec<f64> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    // Wide magnitudes, so the order of the additions shows in the bits.
+                    f64::from_bits(x >> 12 | 0x3FF0_0000_0000_0000) * 10f64.powi((x % 40) as i32 - 20)
+                })
+                .collect();
+            let mut s = StreamSum::new(n);
+            v.iter().for_each(|&y| s.push(y));
+            assert_eq!(s.finish().to_bits(), numpy_sum(&v).to_bits(), "n = {n}");
+        }
+    }
 
     #[test]
     fn small_sums_are_sequential() {

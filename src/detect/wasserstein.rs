@@ -15,7 +15,7 @@
 //! errors. Values spread wider than `f64::MAX` give an infinite distance.
 
 use super::sort::sort_samples;
-use super::sum::numpy_sum;
+use super::sum::{numpy_sum, StreamSum};
 
 /// Why a distance cannot be computed.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -154,29 +154,34 @@ pub(crate) fn cdf_distance(
     let (u, v) = (u?, v?);
     let (us, vs) = (&u.sorted, &v.sorted);
 
-    // The pooled values in order (a merge of the two sorted samples).
+    // The pooled values in order (a merge of the two sorted samples, `u` first on ties),
+    // walked once: for each pooled value but the last, the counts at or below it
+    // (`searchsorted(..., 'right')`), the CDFs there and the step to the next value. The
+    // terms are summed as they come, in NumPy's order.
     let total = us.len() + vs.len();
-    let mut all = Vec::with_capacity(total);
+    let mut sum = StreamSum::new(total.saturating_sub(1));
+    let (mut a, mut b) = (0, 0);
+    let mut pooled = std::iter::from_fn(|| {
+        let x = match (us.get(a), vs.get(b)) {
+            (Some(&x), Some(&y)) if y < x => {
+                b += 1;
+                y
+            }
+            (Some(&x), _) => {
+                a += 1;
+                x
+            }
+            (None, Some(&y)) => {
+                b += 1;
+                y
+            }
+            (None, None) => return None,
+        };
+        Some(x)
+    });
     let (mut i, mut j) = (0, 0);
-    while i < us.len() && j < vs.len() {
-        if vs[j] < us[i] {
-            all.push(vs[j]);
-            j += 1;
-        } else {
-            all.push(us[i]);
-            i += 1;
-        }
-    }
-    all.extend_from_slice(&us[i..]);
-    all.extend_from_slice(&vs[j..]);
-
-    // For each pooled value but the last: the counts at or below it (`searchsorted(...,
-    // 'right')`), the CDFs there, and the step to the next value.
-    let (mut i, mut j) = (0, 0);
-    let terms: Vec<f64> = all
-        .windows(2)
-        .map(|w| {
-            let x = w[0];
+    if let Some(mut x) = pooled.next() {
+        for next in pooled {
             while i < us.len() && us[i] <= x {
                 i += 1;
             }
@@ -184,14 +189,15 @@ pub(crate) fn cdf_distance(
                 j += 1;
             }
             let d = u.cdf(i) - v.cdf(j);
-            let delta = w[1] - w[0];
-            match power {
+            let delta = next - x;
+            sum.push(match power {
                 Power::One => d.abs() * delta,
                 Power::Two => d * d * delta,
-            }
-        })
-        .collect();
-    let integral = numpy_sum(&terms);
+            });
+            x = next;
+        }
+    }
+    let integral = sum.finish();
     Ok(match power {
         Power::One => integral,
         Power::Two => integral.sqrt(),
