@@ -25,8 +25,8 @@
 //! distinct value, or fewer than 4 observations in all are errors (SciPy raises for the first
 //! three; with 3 observations its variance divides by 0).
 
-use super::sort::{merge_sorted, sort_both, sort_samples};
-use super::sum::{numpy_sum, StreamSum};
+use super::sort::{merge_sorted, sort_both, sort_samples, sorted_pair, PARALLEL_MIN_LEN};
+use super::sum::{numpy_sum, top_split, StreamSum};
 
 /// The significance levels of [`AndersonResult::critical_values`], in that order.
 pub const SIGNIFICANCE_LEVELS: [f64; 7] = [0.25, 0.1, 0.05, 0.025, 0.01, 0.005, 0.001];
@@ -175,11 +175,10 @@ pub fn anderson_ksamp<S: AsRef<[f64]>>(
             return Err(AndersonError::NonFinite { sample, index });
         }
     }
-    let mut sorted: Vec<Vec<f64>> = samples.iter().map(|s| s.as_ref().to_vec()).collect();
-    if let ([a, b], Variant::Midrank) = (sorted.as_mut_slice(), variant) {
+    if let ([a, b], Variant::Midrank) = (samples, variant) {
         // Two samples, midrank (the rules' case): walked once, nothing pooled or stored.
-        sort_both(a, b);
-        let a2kn = midrank_two(a, b)?;
+        let (a, b) = sorted_pair(a.as_ref(), b.as_ref());
+        let a2kn = midrank_two(&a, &b)?;
         let n_total = a.len() + b.len();
         let statistic = normalise(a2kn, &[a.len(), b.len()], n_total);
         let critical_values = critical_values(k);
@@ -192,6 +191,7 @@ pub fn anderson_ksamp<S: AsRef<[f64]>>(
             a2kn,
         });
     }
+    let mut sorted: Vec<Vec<f64>> = samples.iter().map(|s| s.as_ref().to_vec()).collect();
     let pooled = if let [a, b] = sorted.as_mut_slice() {
         // Two samples (the rules' case): sorted side by side, pooled by a merge.
         sort_both(a, b);
@@ -279,36 +279,60 @@ fn counts_at(sample: &[f64], at: &[f64]) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// The groups of equal values (`-0.0 == 0.0`) of two sorted samples pooled, in order: for
-/// each, how many values of `a` are below it and at or below it, and the same for `b`.
-fn pooled_groups<'s>(
+/// A walk over the groups of equal values (`-0.0 == 0.0`) of two sorted samples pooled, in
+/// order, from positions `i` of `a` and `j` of `b` (where a group starts).
+struct Groups<'s> {
     a: &'s [f64],
     b: &'s [f64],
-) -> impl Iterator<Item = ((usize, usize), (usize, usize))> + 's {
-    let (mut i, mut j) = (0, 0);
-    std::iter::from_fn(move || {
-        let v = match (a.get(i), b.get(j)) {
+    i: usize,
+    j: usize,
+}
+
+impl Iterator for Groups<'_> {
+    /// How many values of `a` are below the group's value and at or below it; the same for `b`.
+    type Item = ((usize, usize), (usize, usize));
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (a, b) = (self.a, self.b);
+        let v = match (a.get(self.i), b.get(self.j)) {
             (Some(&x), Some(&y)) => x.min(y),
             (Some(&x), None) => x,
             (None, Some(&y)) => y,
             (None, None) => return None,
         };
-        let (i0, j0) = (i, j);
-        while i < a.len() && a[i] == v {
-            i += 1;
+        let (i0, j0) = (self.i, self.j);
+        while self.i < a.len() && a[self.i] == v {
+            self.i += 1;
         }
-        while j < b.len() && b[j] == v {
-            j += 1;
+        while self.j < b.len() && b[self.j] == v {
+            self.j += 1;
         }
-        Some(((i0, i), (j0, j)))
-    })
+        Some(((i0, self.i), (j0, self.j)))
+    }
 }
 
-/// [`midrank`] for two sorted samples, without pooling them: one walk counts the distinct
-/// values, a second sums each sample's terms as they come (in NumPy's order).
+/// [`midrank`] for two sorted samples, without pooling them: the distinct values are counted
+/// (the halves below and from `a`'s median on side by side), then each sample's terms are
+/// summed as they come, in NumPy's order: the two halves of NumPy's first split side by side.
 fn midrank_two(a: &[f64], b: &[f64]) -> Result<f64, AndersonError> {
     let n_total = a.len() + b.len();
-    let distinct = pooled_groups(a, b).count();
+    let groups = |i, j| Groups { a, b, i, j };
+    // No group straddles a value: everything below `a`'s median, and the rest.
+    let (ia, jb) = match a.get(a.len() / 2) {
+        Some(&v) => (a.partition_point(|&x| x < v), b.partition_point(|&y| y < v)),
+        None => (0, 0),
+    };
+    let count_below = |_: ()| {
+        groups(0, 0)
+            .take_while(|&((i0, _), (j0, _))| i0 < ia || j0 < jb)
+            .count()
+    };
+    let (below, from) = if n_total >= PARALLEL_MIN_LEN {
+        rayon::join(|| count_below(()), || groups(ia, jb).count())
+    } else {
+        (count_below(()), groups(ia, jb).count())
+    };
+    let distinct = below + from;
     if distinct < 2 {
         return Err(AndersonError::OneDistinctValue);
     }
@@ -316,22 +340,52 @@ fn midrank_two(a: &[f64], b: &[f64]) -> Result<f64, AndersonError> {
         return Err(AndersonError::TooFewObservations { total: n_total });
     }
     let n = n_total as f64;
-    let (mut sum_a, mut sum_b) = (StreamSum::new(distinct), StreamSum::new(distinct));
     let (na, nb) = (a.len() as f64, b.len() as f64);
-    for ((i0, i1), (j0, j1)) in pooled_groups(a, b) {
-        let count = (i1 - i0) + (j1 - j0);
-        let lj = count as f64;
-        let bj = (i0 + j0) as f64 + lj / 2.0;
-        let denominator = bj * (n - bj) - (n_total * count) as f64 / 4.0;
-        let term = |left: usize, right: usize, ni: f64| {
-            let m = right as f64 - (right - left) as f64 / 2.0;
-            let d = n * m - bj * ni;
-            lj / n * (d * d) / denominator
-        };
-        sum_a.push(term(i0, i1, na));
-        sum_b.push(term(j0, j1, nb));
-    }
-    let a2akn = 0.0 + sum_a.finish() / na + sum_b.finish() / nb;
+    // The two samples' sums of `count` terms from the group the walk starts at.
+    let sums = |walk: Groups, count: usize| {
+        let (mut sum_a, mut sum_b) = (StreamSum::new(count), StreamSum::new(count));
+        for ((i0, i1), (j0, j1)) in walk.take(count) {
+            let lj = ((i1 - i0) + (j1 - j0)) as f64;
+            let bj = (i0 + j0) as f64 + lj / 2.0;
+            let denominator = bj * (n - bj) - (n_total * ((i1 - i0) + (j1 - j0))) as f64 / 4.0;
+            let term = |left: usize, right: usize, ni: f64| {
+                let m = right as f64 - (right - left) as f64 / 2.0;
+                let d = n * m - bj * ni;
+                lj / n * (d * d) / denominator
+            };
+            sum_a.push(term(i0, i1, na));
+            sum_b.push(term(j0, j1, nb));
+        }
+        (sum_a, sum_b)
+    };
+    let (sa, sb) = match top_split(distinct).filter(|_| n_total >= PARALLEL_MIN_LEN) {
+        Some(n2) => {
+            // The second half starts at group `n2`: from the median's group when it is at or
+            // past it, else from the start.
+            let second = || {
+                let mut walk = if n2 >= below {
+                    groups(ia, jb)
+                } else {
+                    groups(0, 0)
+                };
+                let skip = if n2 >= below { n2 - below } else { n2 };
+                if skip > 0 {
+                    walk.nth(skip - 1);
+                }
+                sums(walk, distinct - n2)
+            };
+            let ((la, lb), (ra, rb)) = rayon::join(|| sums(groups(0, 0), n2), second);
+            (
+                0.0 + (la.finish_part() + ra.finish_part()),
+                0.0 + (lb.finish_part() + rb.finish_part()),
+            )
+        }
+        None => {
+            let (sa, sb) = sums(groups(0, 0), distinct);
+            (sa.finish(), sb.finish())
+        }
+    };
+    let a2akn = 0.0 + sa / na + sb / nb;
     Ok(a2akn * ((n - 1.0) / n))
 }
 
@@ -553,6 +607,42 @@ mod tests {
                 6.546
             ]
         );
+    }
+
+    #[test]
+    fn the_two_sample_walk_is_the_pooled_midrank_bit_for_bit() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut draw = |n: usize, shift: f64, round: f64| -> Vec<f64> {
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+                    ((u * u + shift) * round).round() / round
+                })
+                .collect()
+        };
+        // Large enough for the side-by-side walks; ties (rounded values) and none; zeros of
+        // both signs.
+        for (n, m, round) in [
+            (150_000, 90_000, 1e4),
+            (80_000, 200_000, 1e12),
+            (70_000, 70_000, 50.0),
+        ] {
+            let (mut a, mut b) = (draw(n, 0.0, round), draw(m, 0.01, round));
+            a[7] = -0.0;
+            b[9] = 0.0;
+            sort_both(&mut a, &mut b);
+            let pooled = merge_sorted(&a, &b);
+            let want = midrank(&[a.clone(), b.clone()], &Distinct::of(&pooled), n + m);
+            let got = midrank_two(&a, &b).expect("many distinct values");
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "{n} x {m}, rounded to 1/{round}"
+            );
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@
 
 use super::bessel::kv;
 use super::cephes::{lgam, Dd};
-use super::sort::{sort_both, PARALLEL_MIN_LEN};
+use super::sort::{sorted_pair, PARALLEL_MIN_LEN};
 use super::sum::StreamSum;
 
 /// `max(n, m)` up to which `auto` computes the exact p-value.
@@ -135,9 +135,7 @@ pub fn cramervonmises_2samp(
         return Err(CvmError::ExactTooLarge { n: nx, m: ny });
     }
 
-    let mut xa = reference.to_vec();
-    let mut ya = current.to_vec();
-    sort_both(&mut xa, &mut ya);
+    let (xa, ya) = sorted_pair(reference, current);
     let u = rank_sum_u(&xa, &ya);
 
     let (nx_i, ny_i) = (nx as i128, ny as i128);

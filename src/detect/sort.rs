@@ -42,6 +42,16 @@ pub fn sort_both(a: &mut [f64], b: &mut [f64]) {
     }
 }
 
+/// Sorted copies of two samples (see [`sort_samples`]), each copied and sorted on its own
+/// thread of rayon's pool when both are large, so the copies' page faults are shared out too.
+pub fn sorted_pair(a: &[f64], b: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    if a.len().min(b.len()) >= PARALLEL_MIN_LEN {
+        rayon::join(|| sorted_copy(a), || sorted_copy(b))
+    } else {
+        (sorted_copy(a), sorted_copy(b))
+    }
+}
+
 /// The two ascending (`total_cmp`) slices merged into one, in order: what sorting their
 /// concatenation gives, bit for bit.
 pub fn merge_sorted(a: &[f64], b: &[f64]) -> Vec<f64> {

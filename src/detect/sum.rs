@@ -68,13 +68,29 @@ impl StreamSum {
     }
 
     /// The sum, as `np.sum` gives it; values not handed in count as zeros.
-    pub fn finish(mut self) -> f64 {
+    pub fn finish(self) -> f64 {
+        0.0 + self.finish_part()
+    }
+
+    /// The pairwise sum without `np.sum`'s leading `0.0 +`: one half of a [`top_split`],
+    /// whose two halves add up as `0.0 + (left + right)`.
+    pub fn finish_part(mut self) -> f64 {
         while self.sums.len() < self.leaves.len() {
             self.push(0.0);
         }
         let mut next = 0;
-        0.0 + combine(self.n, &self.sums, &mut next)
+        combine(self.n, &self.sums, &mut next)
     }
+}
+
+/// Where NumPy's pairwise sum of `n` values splits them first (`None`: it does not, they
+/// are one block): the sums of `..n2` and `n2..` are independent, so two threads may make
+/// them, and `0.0 + (left + right)` is `np.sum` of all, bit for bit.
+pub fn top_split(n: usize) -> Option<usize> {
+    (n > BLOCK).then(|| {
+        let n2 = n / 2;
+        n2 - n2 % 8
+    })
 }
 
 fn leaf_lengths(n: usize, out: &mut Vec<usize>) {
@@ -151,12 +167,22 @@ mod tests {
                     x ^= x >> 7;
                     x ^= x << 17;
                     // Wide magnitudes, so the order of the additions shows in the bits.
-                    f64::from_bits(x >> 12 | 0x3FF0_0000_0000_0000) * 10f64.powi((x % 40) as i32 - 20)
+                    f64::from_bits(x >> 12 | 0x3FF0_0000_0000_0000)
+                        * 10f64.powi((x % 40) as i32 - 20)
                 })
                 .collect();
             let mut s = StreamSum::new(n);
             v.iter().for_each(|&y| s.push(y));
             assert_eq!(s.finish().to_bits(), numpy_sum(&v).to_bits(), "n = {n}");
+            if let Some(n2) = top_split(n) {
+                let part = |v: &[f64]| {
+                    let mut s = StreamSum::new(v.len());
+                    v.iter().for_each(|&y| s.push(y));
+                    s.finish_part()
+                };
+                let halves = 0.0 + (part(&v[..n2]) + part(&v[n2..]));
+                assert_eq!(halves.to_bits(), numpy_sum(&v).to_bits(), "halves, n = {n}");
+            }
         }
     }
 
