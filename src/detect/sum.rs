@@ -29,7 +29,10 @@ pub struct StreamSum {
     n: usize,
     /// The lengths of the blocks NumPy's recursion ends in, in order.
     leaves: Vec<usize>,
-    buf: Vec<f64>,
+    /// The block being filled: `buf[..len]`, to hold `want` values.
+    buf: [f64; BLOCK],
+    len: usize,
+    want: usize,
     sums: Vec<f64>,
 }
 
@@ -40,10 +43,13 @@ impl StreamSum {
         leaf_lengths(n, &mut leaves);
         let mut s = StreamSum {
             n,
+            want: leaves[0],
             leaves,
-            buf: Vec::with_capacity(BLOCK),
+            buf: [0.0; BLOCK],
+            len: 0,
             sums: Vec::new(),
         };
+        s.sums.reserve_exact(s.leaves.len());
         s.close_leaves();
         s
     }
@@ -51,19 +57,22 @@ impl StreamSum {
     /// Takes the next value; values past the `n` announced are not summed.
     #[inline]
     pub fn push(&mut self, x: f64) {
-        if self.sums.len() < self.leaves.len() {
-            self.buf.push(x);
-            self.close_leaves();
+        if self.len < self.want {
+            self.buf[self.len] = x;
+            self.len += 1;
+            if self.len == self.want {
+                self.close_leaves();
+            }
         }
     }
 
+    /// Sums the blocks that are full and moves on to the next (none past the last).
     fn close_leaves(&mut self) {
-        while let Some(&len) = self.leaves.get(self.sums.len()) {
-            if self.buf.len() < len {
-                break;
-            }
-            self.sums.push(pairwise(&self.buf));
-            self.buf.clear();
+        while self.len == self.want && self.sums.len() < self.leaves.len() {
+            self.sums.push(pairwise(&self.buf[..self.len]));
+            self.len = 0;
+            // Past the last block nothing more is taken (`want` stays 0).
+            self.want = self.leaves.get(self.sums.len()).copied().unwrap_or(0);
         }
     }
 
