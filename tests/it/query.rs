@@ -422,6 +422,79 @@ async fn a_reference_range_driftgauge_never_saw_is_read_from_the_query_source_fi
     stop(stop_tx, task).await;
 }
 
+/// A raw-value rule's `range:` reference is read from the query source's history as a count
+/// rule's is: the pinned period first, frozen, then the warm-up hour as the current window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_value_range_reference_is_read_from_the_query_source_first() {
+    let now = now_ms() / 1000;
+    let (start, end) = (now - 3 * 86_400, now - 2 * 86_400);
+    // A value a minute: the pinned day spread over [0, 1), the last hour over [0.5, 1.5).
+    let spread = |i: i64| (i * 7919 % 1440) as f64 / 1440.0;
+    let matrix = |points: Vec<(i64, f64)>| {
+        let values: Vec<String> = points
+            .iter()
+            .map(|(t, v)| format!(r#"[{t},"{v}"]"#))
+            .collect();
+        format!(
+            r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{"model":"m"}},"values":[{}]}}]}}}}"#,
+            values.join(",")
+        )
+    };
+    let day_body = matrix((0..1440).map(|i| (start + 60 * i, spread(i))).collect());
+    let hour_body = matrix(
+        (0..60)
+            .map(|j| (now - 3600 + 60 * j, 0.5 + spread(j * 24)))
+            .collect(),
+    );
+    let fx = Receiver::start(Script::from_fn(move |r| {
+        if path(r).ends_with("/query_range") {
+            let from: f64 = param(r, "start").and_then(|s| s.parse().ok()).unwrap_or(0.0);
+            ok(if (from as i64) < now - 86_400 {
+                &day_body
+            } else {
+                &hour_body
+            })
+        } else {
+            ok(&format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{"model":"m"}},"value":[{now},"1.2"]}}]}}}}"#
+            ))
+        }
+    }))
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = format!(
+        "rule_files: [rules.yml]\nquery_sources:\n  - name: prom\n    url: {}\n    interval: 50ms\n    queries:\n      - record: latency\n        expr: 'avg by (model) (rate(latency_sum[1m]))'\n",
+        fx.url("")
+    );
+    let rules = format!(
+        "groups:\n  - name: g\n    interval: 1h\n    rules:\n      - name: pinned\n        detector: ks\n        series: latency\n        reference: {{range: {{start: '{}', end: '{}'}}}}\n        current: {{duration: 2h}}\n        alpha: 0.001\n",
+        driftgauge::time::rfc3339(start * 1000),
+        driftgauge::time::rfc3339(end * 1000)
+    );
+    let engine = engine(dir.path(), &config, &rules);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let sources = engine.current().config.query_sources.clone();
+    let task = spawn_query_sources(engine.sources(), sources, stop_rx);
+    wait_until("an instant query after the warm-up", WAIT, || async {
+        fx.requests().iter().any(|r| path(r) == "/api/v1/query")
+    })
+    .await;
+    let seen = fx.requests();
+    assert_eq!(path(&seen[0]), "/api/v1/query_range");
+    assert_eq!(param(&seen[0], "start"), Some(format!("{start}.000")));
+    assert_eq!(param(&seen[0], "end"), Some(format!("{end}.000")));
+    let evaluated = evaluate(&engine);
+    let pinned = evaluated.iter().find(|e| e.0 == "pinned").expect("pinned");
+    // The whole day is the reference; the hour (and the instant answers after it) the
+    // current window.
+    assert_eq!(pinned.1, 1440, "{evaluated:?}");
+    assert!(pinned.2 >= 60, "{evaluated:?}");
+    let generation = engine.current();
+    let status = generation.groups[0].output().series[0].status;
+    assert_eq!(status.as_str(), "drifted");
+    stop(stop_tx, task).await;
+}
+
 /// Native histogram results (`"histogram"` instead of `"value"`) are expanded into the
 /// record's classic series, `<record>_bucket{le}` (cumulative), `_count` and `_sum`, which
 /// rules select as they would a classic histogram's.
