@@ -277,7 +277,8 @@ impl SampleWindows {
         self.freeze_range(now_ms);
     }
 
-    /// Freezes a `range` reference once its period is over (sorted once, like `first`).
+    /// Freezes a `range` reference once a value arrives after its period (sorted once, like
+    /// `first`): samples come in time order, so nothing more can fall inside it.
     fn freeze_range(&mut self, now_ms: i64) {
         if let ReferenceWindow::Range { end_ms, .. } = self.reference {
             if now_ms >= end_ms && self.frozen.is_none() {
@@ -535,7 +536,11 @@ impl SampleWindows {
                 ((self.end() - self.live) as usize - cur).min(self.preceding())
             }
             ReferenceWindow::File { values, .. } => values.len(),
-            ReferenceWindow::Range { .. } => self.frozen.as_ref().map_or(0, |f| f.len()),
+            ReferenceWindow::Range { end_ms, .. } => match (&self.frozen, &self.timed) {
+                (Some(f), _) => f.len(),
+                (None, Some(t)) if now_ms >= *end_ms => t.held(),
+                _ => 0,
+            },
             ReferenceWindow::Offset { offset, duration } => {
                 let (from, to) = offset_span(now_ms, *offset, *duration);
                 self.timed.as_ref().map_or(0, |t| t.count(from, to))
@@ -562,8 +567,11 @@ impl SampleWindows {
             }
             (ReferenceWindow::First(_), Some(f)) => (f.len(), k),
             (ReferenceWindow::Range { .. }, Some(f)) => (f.len(), k),
-            // What a reference in time holds stays within `max_values`.
-            _ => (self.timed.as_ref().map_or(0, |t| t.held()), k),
+            // A reference in time may take every value of the batch too, up to `max_values`.
+            _ => match &self.timed {
+                Some(t) => ((t.held() + k).min(self.max_values.max(t.held())), k),
+                None => (0, k),
+            },
         };
         let cap = self.max_cap();
         let recent = (self.end() - self.live) as usize + rest;
@@ -582,13 +590,17 @@ impl SampleWindows {
 
     /// The windows as they stand at `now_ms`; brings the sorted current window up to date.
     pub fn view(&mut self, now_ms: i64) -> WindowView {
-        self.freeze_range(now_ms);
         self.sync(now_ms);
         let (nref, ncur) = self.counts(now_ms);
         let (reference, reference_sorted) = match (&self.reference, &self.frozen) {
             (_, Some(frozen)) => (Arc::clone(frozen), true),
-            // Not over yet: no reference to test against.
-            (ReferenceWindow::Range { .. }, None) => (Arc::from([]), true),
+            // Not over yet: no reference to test against. Over, but frozen only by the first
+            // value that arrives after it (values stamped inside it may still be coming, as a
+            // query source's warm-up reads the period batch by batch): what it holds so far.
+            (ReferenceWindow::Range { end_ms, .. }, None) => match &self.timed {
+                Some(t) if now_ms >= *end_ms => (t.select(i64::MIN, i64::MAX).into(), false),
+                _ => (Arc::from([]), true),
+            },
             (ReferenceWindow::Offset { offset, duration }, None) => {
                 let (from, to) = offset_span(now_ms, *offset, *duration);
                 let v = self
@@ -997,6 +1009,29 @@ mod tests {
         }
         let mut again = round_trip(&w, &reference, &cur);
         assert_eq!(plain(again.view(300 * S)).0, vec![10.0, 20.0, 30.0, 40.0]);
+    }
+
+    #[test]
+    fn a_view_after_the_range_does_not_freeze_it_before_its_last_values_came() {
+        // Regression: a view at a wall-clock time past the period froze what had come so far,
+        // and values stamped inside it that came later (a warm-up's next batch) were lost.
+        const S: i64 = 1000;
+        let reference = ReferenceWindow::Range {
+            start_ms: 100 * S,
+            end_ms: 200 * S,
+        };
+        let cur = CurrentWindow::Last(3);
+        let mut w = SampleWindows::new(&reference, &cur, 1000);
+        feed(&mut w, [1, 2], 100 * S);
+        let mut partial = plain(w.view(1000 * S)).0;
+        partial.sort_by(f64::total_cmp);
+        assert_eq!(partial, [1.0, 2.0], "what the period holds so far");
+        assert_eq!(w.counts(1000 * S).0, 2);
+        assert_eq!(w.frozen_first(), None);
+        feed(&mut w, [4, 3], 150 * S);
+        feed(&mut w, [5], 250 * S);
+        assert_eq!(plain(w.view(1000 * S)).0, [1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(w.frozen_first(), Some(&[1.0, 2.0, 3.0, 4.0][..]));
     }
 
     #[test]

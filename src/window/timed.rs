@@ -77,14 +77,15 @@ impl TimedValues {
         }
     }
 
-    /// Halves what every chunk holds (keeps the values at even places) and doubles the stride.
+    /// Halves what the chunks hold: every other value in arrival order across all of them
+    /// (the first kept), so even chunks of one value each are thinned; doubles the stride.
     fn thin(&mut self) {
         self.held = 0;
+        let mut keep = false;
         for (_, v) in &mut self.chunks {
-            let mut i = 0;
             v.retain(|_| {
-                i += 1;
-                i % 2 == 1
+                keep = !keep;
+                keep
             });
             self.held += v.len();
         }
@@ -139,7 +140,8 @@ impl TimedValues {
     }
 
     /// Restores [`parts`](Self::parts); `None` when they do not fit (a stride that is not a
-    /// power of two, chunks out of order, or more values than the bound).
+    /// power of two, or chunks out of order). More values than the bound (a lowered
+    /// `max_window_values`) are thinned until they fit, as arrivals would have been.
     pub fn from_parts(chunk_ms: i64, max_values: usize, parts: TimedParts) -> Option<Self> {
         let TimedParts {
             chunks,
@@ -149,13 +151,16 @@ impl TimedValues {
         let mut t = TimedValues::new(chunk_ms, max_values);
         let held: usize = chunks.iter().map(|(_, v)| v.len()).sum();
         let ordered = chunks.windows(2).all(|w| w[0].0 < w[1].0);
-        if !stride.is_power_of_two() || !ordered || held > t.max_values {
+        if !stride.is_power_of_two() || !ordered {
             return None;
         }
         t.chunks = chunks.into();
         t.held = held;
         t.stride = stride;
         t.offered = offered;
+        while t.held > t.max_values {
+            t.thin();
+        }
         Some(t)
     }
 }
@@ -178,6 +183,27 @@ mod tests {
         assert_eq!(
             t.select(0, 40_000),
             (30..40).map(f64::from).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn chunks_of_one_value_are_thinned_too_and_the_bound_holds() {
+        // Regression: thinning kept the first value of every chunk, so chunks of one value
+        // each were never thinned, the stride ran away and restore refused the state.
+        let mut t = TimedValues::new(1000, 100);
+        for s in 0..300i64 {
+            t.push(&[s as f64], s * 1000);
+            assert!(t.held() <= 100, "{} at {s}", t.held());
+        }
+        assert!(t.held() > 50, "{}", t.held());
+        assert!(t.stride() <= 4, "{}", t.stride());
+        assert!(TimedValues::from_parts(1000, 100, t.parts()).is_some());
+        // A lowered bound on restore thins instead of refusing.
+        let smaller = TimedValues::from_parts(1000, 30, t.parts()).expect("thinned to fit");
+        assert!(
+            smaller.held() <= 30 && smaller.held() > 15,
+            "{}",
+            smaller.held()
         );
     }
 
