@@ -87,6 +87,10 @@ fn main() {
         kstwo_grid();
         return;
     }
+    if std::env::args().any(|a| a == "--kstwo-cost") {
+        kstwo_cost();
+        return;
+    }
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--npy") {
         match (args.get(i + 1), args.get(i + 2)) {
@@ -325,6 +329,30 @@ fn npy_in_process(a: &str, b: &str) {
     );
 }
 
+/// The cost of one `kstwo::sf(x, n)` across the body of the distribution (`sqrt(n) x` from
+/// 0.2 to 4), by branch: where a histogram rule's p-values spend their time.
+fn kstwo_cost() {
+    println!("| n | sqrt(n) x | sf | time per call |");
+    println!("|---:|---:|---:|---:|");
+    for n in [300.0f64, 1000.0, 3000.0, 10000.0] {
+        for t in [0.2, 0.3, 0.4, 0.5, 0.7, 1.0, 1.4, 1.5, 2.0, 3.0, 4.0] {
+            let x = t / n.sqrt();
+            let reps = 200;
+            let (d, p) = median_time(5, || {
+                let mut s = 0.0;
+                for i in 0..reps {
+                    s += kstwo::sf(black_box(x * (1.0 + i as f64 * 1e-6)), black_box(n));
+                }
+                s / reps as f64
+            });
+            println!(
+                "| {n} | {t} | {p:.6e} | {:.2} us |",
+                d.as_secs_f64() * 1e6 / reps as f64
+            );
+        }
+    }
+}
+
 /// `kstwo::sf` against `kstwo::sf_reference` on a dense grid: for each n, 80 x from where
 /// `smirnov`'s series takes over (`n x^2 = 2.2`) to where the result underflows
 /// (`n x^2 = 370`), geometrically spaced with a little jitter, plus 40 x across the rest of
@@ -338,8 +366,8 @@ fn kstwo_grid() {
         .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
         .unwrap_or_else(|| {
             vec![
-                1_000, 1_001, 1_500, 2_000, 3_333, 5_000, 7_919, 10_000, 20_000, 50_000, 99_991,
-                100_000, 200_000, 500_000, 777_777, 1_000_000,
+                2, 3, 10, 50, 140, 141, 300, 999, 1_000, 1_001, 1_500, 2_000, 3_333, 5_000, 7_919,
+                10_000, 20_000, 50_000, 99_991, 100_000, 200_000, 500_000, 777_777, 1_000_000,
             ]
         });
     println!(
@@ -354,6 +382,9 @@ fn kstwo_grid() {
             .map(|k| lo * (hi / lo).powf(k as f64 / 79.0) * (1.0 + 1e-7 * (k % 7) as f64))
             .collect();
         xs.extend((1..=40).map(|k| k as f64 / 41.0));
+        // Below the series: Durbin's matrix and Pelz-Good (and Pomeranz for n <= 140).
+        let floor = 0.6 / nf;
+        xs.extend((0..40).map(|k| floor * (lo / floor).powf(k as f64 / 40.0)));
         let (mut t_fast, mut t_ref) = (Duration::ZERO, Duration::ZERO);
         let (mut max_rel, mut max_abs, mut used) = (0.0f64, 0.0f64, 0);
         for &x in &xs {

@@ -841,21 +841,21 @@ impl Engine {
             // pass over it), so ingestion waits at most for one series, never for the rule.
             // Series are reached by position, checked against the key (a removal since
             // moves them), in the order of their labels, so the outputs come sorted.
+            // Each worker takes a series' job under the lock (a window sync or a sum of
+            // chunks) and runs it without.
             let (_, order) = rt.sorted();
-            let jobs: Vec<(usize, Job)> = order
-                .iter()
-                .enumerate()
-                .filter_map(|(at, (k, i))| {
+            let mut results = run_jobs(order.len(), |at| {
+                let (k, i) = &order[at];
+                let job = {
                     let mut series = lock(&rt.series);
                     let s = state_at(&mut series, k, *i)?;
                     let before = s.window.held();
                     let job = Job::of(s, &rt.rule, now_ms);
                     rt.account(before, s.window.held());
-                    drop(series);
-                    Some((at, job))
-                })
-                .collect();
-            let mut results = run_jobs(jobs, &rt.rule);
+                    job
+                };
+                Some(job.run(&rt.rule))
+            });
             decide(&rt.rule, g.group.interval, &mut results);
             let (mut series_seen, mut drifted) = (0usize, 0usize);
             for (at, mut outcome) in results {
@@ -1442,21 +1442,20 @@ impl Job {
     }
 }
 
-/// Runs detector jobs: on rayon's pool (one thread per core, shared by every engine in the
-/// process and by the KS test's own split) when there are enough of them to pay for it, in
-/// order either way. No lock is held here. A detector's panic is resumed here, as on one
-/// thread.
-fn run_jobs<K: Send>(jobs: Vec<(K, Job)>, rule: &Rule) -> Vec<(K, Outcome)> {
+/// Runs `job(0..n)` (`None`: that series is gone): on rayon's pool (one thread per core,
+/// shared by every engine in the process and by the KS test's own split) when there are
+/// enough of them to pay for it, results in order either way. No lock is held here; each job
+/// takes its series' lock only to prepare its work, not to run the detector. A detector's
+/// panic is resumed here, as on one thread.
+fn run_jobs(n: usize, job: impl Fn(usize) -> Option<Outcome> + Sync) -> Vec<(usize, Outcome)> {
     /// Below this many jobs, one thread is as fast.
     const MIN_PARALLEL_JOBS: usize = 8;
-    if jobs.len() < MIN_PARALLEL_JOBS || rayon::current_num_threads() < 2 {
-        return jobs
-            .into_iter()
-            .map(|(k, job)| (k, job.run(rule)))
-            .collect();
+    if n < MIN_PARALLEL_JOBS || rayon::current_num_threads() < 2 {
+        return (0..n).filter_map(|at| Some((at, job(at)?))).collect();
     }
-    jobs.into_par_iter()
-        .map(|(k, job)| (k, job.run(rule)))
+    (0..n)
+        .into_par_iter()
+        .filter_map(|at| Some((at, job(at)?)))
         .collect()
 }
 
