@@ -838,11 +838,11 @@ impl Engine {
         let mut rule_outputs = Vec::new();
         for (ri, rt) in g.rules.iter().enumerate() {
             // One series at a time under the rule's lock (a sync of its sorted window costs a
-            // pass over it), so ingestion waits at most for one series, never for the rule.
-            // Series are reached by position, checked against the key (a removal since
-            // moves them), in the order of their labels, so the outputs come sorted.
-            // Each worker takes a series' job under the lock (a window sync or a sum of
-            // chunks) and runs it without.
+            // pass over it), so ingestion waits at most for one series, never for the rule:
+            // each worker takes a series' job under the lock (a window sync or a sum of
+            // chunks) and runs it without. Series are reached by position, checked against
+            // the key (a removal since moves them), in the order of their labels, so the
+            // outputs come sorted.
             let (_, order) = rt.sorted();
             let mut results = run_jobs(order.len(), |at| {
                 let (k, i) = &order[at];
