@@ -12,7 +12,7 @@ shift of +0.5 or +0.25 sd or 1.5x the variance, for POST values; null streams ha
 null values after the prefix. Every detector sees the same values:
 - driftgauge: `reference: {first: REF}`, `current: {last: 1000}` (or `--dg-current
   100,250,1000`: several sizes, the level split evenly across them), 50 values per
-  evaluation, each test at level 1/E (E = ERT / 50 evaluations between false alarms by
+  evaluation (`--dg-per-eval`), each test at level 1/E (E = ERT / 50 evaluations between false alarms by
   the union bound, so its nominal ERT in values is the same as alibi's; the bound is
   conservative, so its real run time is longer). Alarm = entry into `drifted`.
 - alibi-detect CVMDriftOnline(x_ref, ert=ERT, window_sizes=WS, n_bootstraps=B), fed
@@ -77,7 +77,7 @@ def make_streams(d, a):
 def run_driftgauge(d, a, detector, evals_per_alarm):
     harness = a.dg_bin if a.dg_bin else "nice cargo bench --bench calibration --"
     cmd = (f"{harness} --streams={d} --reference={a.ref} "
-           f"--current={a.dg_current} --per-eval=50 --evals-per-alarm={evals_per_alarm:g} --detector={detector}")
+           f"--current={a.dg_current} --per-eval={a.dg_per_eval} --evals-per-alarm={evals_per_alarm:g} --detector={detector}")
     t = time.time()
     p = subprocess.run(cmd, shell=True, capture_output=True, text=True, cwd=a.repo)
     if p.returncode != 0:
@@ -207,6 +207,8 @@ def main():
     p.add_argument("--dg-current", default="1000",
                    help="driftgauge's current window: last: N, or several sizes N1,N2,.. (the level "
                         "split evenly across them, drifted when any size is)")
+    p.add_argument("--dg-per-eval", type=int, default=50,
+                   help="values per driftgauge evaluation (a test every this many values)")
     p.add_argument("--skip-alibi", action="store_true")
     p.add_argument("--skip-adwin", action="store_true")
     p.add_argument("--dg-detectors", default="ks,anderson",
@@ -230,7 +232,8 @@ def main():
     print(f"Load at start: `{sh('uptime')}`, {os.cpu_count()} cores  ")
     print(f"Streams: {a.streams} a change, {a.null_streams} null; reference prefix {a.ref}, change after "
           f"{a.pre} null values, horizon {a.post}; null streams {a.null} values after the prefix. "
-          f"Nominal ERT {a.ert:g} instances (driftgauge: E = {a.ert / 50:g} evaluations x 50 values; "
+          f"Nominal ERT {a.ert:g} instances (driftgauge: E = {a.ert / a.dg_per_eval:g} evaluations x "
+          f"{a.dg_per_eval} values; "
           f"alibi: ert={a.ert:g}, window_sizes={a.ws}, n_bootstraps={a.bootstraps}, "
           f"reference = last {a.alibi_ref} values of the prefix).\n", flush=True)
 
@@ -239,10 +242,11 @@ def main():
         meta = make_streams(d, a)
         names = sorted(meta)
         results, notes = {}, []
-        nominal = [(det, a.ert / 50) for det in a.dg_detectors.split(",") if det]
+        nominal = [(det, a.ert / a.dg_per_eval) for det in a.dg_detectors.split(",") if det]
         for det, e in nominal + [("ks", e) for e in a.dg_extra]:
             r, secs, cmd = run_driftgauge(d, a, det, e)
-            results[f"driftgauge {det} last: {dg_window(a)}, E={e:g}"] = r
+            step = "" if a.dg_per_eval == 50 else f", {a.dg_per_eval}/eval"
+            results[f"driftgauge {det} last: {dg_window(a)}, E={e:g}{step}"] = r
             notes.append(f"driftgauge {det}: `{cmd}` ({secs:.0f} s incl. cargo)")
             print(f"- {notes[-1]}", flush=True)
         if not a.skip_adwin:

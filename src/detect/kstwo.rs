@@ -351,9 +351,10 @@ fn row_times(r: &[f64], b: &[f64], m: usize, s: usize) -> Vec<f64> {
     out
 }
 
-/// `c = a @ a` for an `m × m` matrix in rows of stride `s` (a multiple of 4, zero-padded),
-/// with fused multiply-adds on 256-bit vectors where the CPU has them: each entry rounds once
-/// a step instead of twice, so not bit for bit the plain product.
+/// `c = a @ a` for a persymmetric `m × m` matrix (`a[i][j] = a[m-1-j][m-1-i]`, as Durbin's
+/// matrix and its powers are) in rows of stride `s` (a multiple of 4), padded with zeros, as
+/// `c`'s padding must be too. With fused multiply-adds on 256-bit vectors where the CPU has
+/// them: each entry rounds once a step instead of twice, so not bit for bit the plain product.
 fn square(a: &[f64], c: &mut [f64], m: usize, s: usize) {
     assert!(s.is_multiple_of(4) && s >= m && a.len() >= m * s && c.len() >= m * s);
     #[cfg(target_arch = "x86_64")]
@@ -380,13 +381,18 @@ fn square_plain(a: &[f64], c: &mut [f64], m: usize, s: usize) {
     }
 }
 
-/// [`square`] on AVX2 + FMA: for each row, up to 16 columns at a time kept in registers
-/// while `k` runs. Caller guarantees `s % 4 == 0`, `m <= s` and `a`, `c` hold `m * s` values.
+/// [`square`] on AVX2 + FMA for a persymmetric `a`: for each row, up to 16 columns at a time
+/// kept in registers while `k` runs. Caller guarantees `s % 4 == 0`, `m <= s` and `a`, `c`
+/// hold `m * s` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn square_fma(a: &[f64], c: &mut [f64], m: usize, s: usize) {
-    let blocks = s / 4;
     for i in 0..m {
+        // Durbin's matrix is persymmetric (`H[i][j] = H[m-1-j][m-1-i]`: Toeplitz inside, its
+        // last row the first column reversed), and so is every power of it: only the entries
+        // on and above the anti-diagonal (`j <= m-1-i`) are computed, the rest mirrored from
+        // rows above. Columns past those blocks keep what they hold: zeros in the padding.
+        let blocks = (m - i).div_ceil(4);
         let mut jb = 0;
         while jb < blocks {
             let nb = (blocks - jb).min(4);
@@ -400,6 +406,9 @@ unsafe fn square_fma(a: &[f64], c: &mut [f64], m: usize, s: usize) {
                 }
             }
             jb += nb;
+        }
+        for j in m - i..m {
+            c[i * s + j] = c[(m - 1 - j) * s + (m - 1 - i)];
         }
     }
 }
@@ -1258,7 +1267,7 @@ mod tests {
     }
 
     #[test]
-    fn the_fused_square_is_the_plain_one_to_rounding() {
+    fn the_fused_persymmetric_square_is_the_plain_one_to_rounding() {
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = || {
             x ^= x << 13;
@@ -1272,7 +1281,13 @@ mod tests {
             for row in a.chunks_exact_mut(s) {
                 row[..m].iter_mut().for_each(|v| *v = next());
             }
-            let (mut fast, mut plain) = (vec![f64::NAN; m * s], vec![f64::NAN; m * s]);
+            // Persymmetric, as Durbin's matrix is.
+            for i in 0..m {
+                for j in m - i..m {
+                    a[i * s + j] = a[(m - 1 - j) * s + (m - 1 - i)];
+                }
+            }
+            let (mut fast, mut plain) = (vec![0.0; m * s], vec![f64::NAN; m * s]);
             square(&a, &mut fast, m, s);
             square_plain(&a, &mut plain, m, s);
             for (i, (f, p)) in fast.iter().zip(&plain).enumerate() {
