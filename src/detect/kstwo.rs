@@ -46,11 +46,13 @@ fn clip01(p: f64) -> f64 {
 /// `scipy.stats.kstwo.sf(x, n)`: `P(D_n >= x)` for the two-sided one-sample statistic.
 ///
 /// `n` must be a whole number `>= 1`, otherwise the result is NaN (as SciPy's `badvalue`).
-/// Where SciPy sums the Birnbaum–Tingey series term by term (`smirnov`, about `n` terms, for
-/// `n >= 1000` that is milliseconds to a third of a second), the sum is evaluated by
-/// quadrature instead (see "smirnov's lower series by quadrature" in the source), within a
-/// few 1e-13 relative of [`sf_reference`] (`cargo bench --bench ks -- --kstwo-grid` checks a
-/// dense grid).
+/// Where SciPy sums the Birnbaum–Tingey series term by term in double-double arithmetic
+/// (`smirnov`, about `n` terms, for `n >= 1000` that is milliseconds to a third of a
+/// second), the sum is evaluated by quadrature instead (see "smirnov's lower series by
+/// quadrature" in the source), or in plain doubles from each term's logarithm where the
+/// quadrature declines; Durbin's matrix power keeps one row of the product (see
+/// [`kolmogn_dmtw_cdf`]). All within a few 1e-13 relative of [`sf_reference`] (`cargo bench
+/// --bench ks -- --kstwo-grid` checks a dense grid).
 pub fn sf(x: f64, n: f64) -> f64 {
     sf_with(x, n, Sum::Fast)
 }
