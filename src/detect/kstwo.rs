@@ -51,7 +51,7 @@ fn clip01(p: f64) -> f64 {
 /// second), the sum is evaluated by quadrature instead (see "smirnov's lower series by
 /// quadrature" in the source), or in plain doubles from each term's logarithm where the
 /// quadrature declines; Durbin's matrix power keeps one row of the product (see
-/// [`kolmogn_dmtw_cdf`]). All within a few 1e-13 relative of [`sf_reference`] (`cargo bench
+/// `kolmogn_dmtw_cdf`). All within a few 1e-13 relative of [`sf_reference`] (`cargo bench
 /// --bench ks -- --kstwo-grid` checks a dense grid).
 pub fn sf(x: f64, n: f64) -> f64 {
     sf_with(x, n, Sum::Fast)
