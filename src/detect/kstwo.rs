@@ -1322,6 +1322,15 @@ mod tests {
         }
     }
 
+    /// Relative where the doubles are normal; absolute for subnormal results (few bits).
+    fn diff(got: f64, want: f64) -> f64 {
+        if want >= 1e-300 {
+            rel(got, want)
+        } else {
+            (got - want).abs()
+        }
+    }
+
     #[test]
     fn quadrature_matches_the_term_by_term_sum_on_a_grid() {
         // Every x from where the series takes over (n x^2 = 2.2) to where it underflows
@@ -1336,12 +1345,7 @@ mod tests {
                 let x = lo * (hi / lo).powf(k as f64 / 24.0) * (1.0 + 1e-6 * k as f64);
                 let got = sf(x, nf);
                 let want = sf_reference(x, nf);
-                // Relative where the doubles are normal; subnormal results keep few bits.
-                let e = if want >= 1e-300 {
-                    rel(got, want)
-                } else {
-                    (got - want).abs()
-                };
+                let e = diff(got, want);
                 assert!(e < 1e-11, "n={n} x={x}: {got:e} vs {want:e} (diff {e:e})");
                 worst = worst.max(e);
                 fast_used += usize::from(got != want);
@@ -1365,11 +1369,7 @@ mod tests {
             for k in 0..60 {
                 let x = (0.55 / nf) * ((0.999 * nf / 0.55).powf(k as f64 / 59.0));
                 let (got, want) = (sf(x, nf), sf_reference(x, nf));
-                let e = if want >= 1e-300 {
-                    rel(got, want)
-                } else {
-                    (got - want).abs()
-                };
+                let e = diff(got, want);
                 assert!(e < 1e-12, "n={n} x={x}: {got:e} vs {want:e} ({e:e})");
                 worst = worst.max(e);
                 differ += usize::from(got != want);
