@@ -1250,15 +1250,20 @@ fn smirnov_sum_by_quadrature(n: i64, x: f64, last: i64) -> Option<f64> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_wide_matrix_product_is_the_plain_one_bit_for_bit() {
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = || {
+    /// Uniform doubles in [0, 1) from an xorshift seeded with `x`.
+    fn uniforms(mut x: u64) -> impl FnMut() -> f64 {
+        move || {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            (x >> 11) as f64 / (1u64 << 53) as f64 - 0.3
-        };
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    #[test]
+    fn the_wide_matrix_product_is_the_plain_one_bit_for_bit() {
+        let mut u = uniforms(0x2545_F491_4F6C_DD1D);
+        let mut next = || u() - 0.3;
         for m in [1, 3, 7, 19, 24, 61] {
             let a: Vec<f64> = (0..m * m).map(|_| next()).collect();
             let b: Vec<f64> = (0..m * m).map(|_| next() * 1e3).collect();
@@ -1270,13 +1275,7 @@ mod tests {
 
     #[test]
     fn the_fused_persymmetric_square_is_the_plain_one_to_rounding() {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = uniforms(0x9E37_79B9_7F4A_7C15);
         for m in [1usize, 3, 4, 5, 19, 24, 33, 61] {
             let s = m.div_ceil(4) * 4;
             let mut a = vec![0.0; m * s];
