@@ -840,9 +840,11 @@ impl Engine {
             // One series at a time under the rule's lock (a sync of its sorted window costs a
             // pass over it), so ingestion waits at most for one series, never for the rule:
             // each worker takes a series' job under the lock (a window sync or a sum of
-            // chunks) and runs it without. Series are reached by position, checked against
-            // the key (a removal since moves them), in the order of their labels, so the
-            // outputs come sorted.
+            // chunks) and runs it without. `Job::of` must never use rayon itself: a worker
+            // waiting in a join under the lock could steal another series' job and lock
+            // again (windows sort on the calling thread). Series are reached by position,
+            // checked against the key (a removal since moves them), in the order of their
+            // labels, so the outputs come sorted.
             let (_, order) = rt.sorted();
             let mut results = run_jobs(order.len(), |at| {
                 let (k, i) = &order[at];
