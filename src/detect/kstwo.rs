@@ -225,7 +225,19 @@ fn kolmogn_dmtw_cdf(n: i64, d: f64, sum: Sum) -> f64 {
     let h = k as f64 - nd;
     let m = 2 * k - 1;
 
-    let mut v: Vec<f64> = (1..=m).map(|j| 1.0 - h.powf(j as f64)).collect();
+    // SciPy's `np.power(h, arange(1, m+1))`; the fast path multiplies instead (each power
+    // within `j` roundings of it: well inside what the matrix power's own rounding gives).
+    let mut v: Vec<f64> = if sum == Sum::Fast {
+        let mut hj = 1.0;
+        (1..=m)
+            .map(|_| {
+                hj *= h;
+                1.0 - hj
+            })
+            .collect()
+    } else {
+        (1..=m).map(|j| 1.0 - h.powf(j as f64)).collect()
+    };
     let mut w = vec![0.0; m];
     let mut fac = 1.0;
     for j in 1..=m {
@@ -293,8 +305,8 @@ fn kolmogn_dmtw_cdf(n: i64, d: f64, sum: Sum) -> f64 {
 
 /// [`kolmogn_dmtw_cdf`]'s fast path from the matrix `H` (`m × m`, row-major) on.
 fn dmtw_by_row(n: i64, h: Vec<f64>, m: usize, k: usize) -> f64 {
-    // H in rows padded to a multiple of 4 with zeros (the padding stays zero under squaring).
-    let s = m.div_ceil(4) * 4;
+    // H in rows padded to a multiple of 8 with zeros (the padding stays zero under squaring).
+    let s = m.div_ceil(8) * 8;
     let mut hm = vec![0.0; m * s];
     for (row, src) in hm.chunks_exact_mut(s).zip(h.chunks_exact(m)) {
         row[..m].copy_from_slice(src);
@@ -360,6 +372,13 @@ fn row_times(r: &[f64], b: &[f64], m: usize, s: usize) -> Vec<f64> {
 fn square(a: &[f64], c: &mut [f64], m: usize, s: usize) {
     assert!(s.is_multiple_of(4) && s >= m && a.len() >= m * s && c.len() >= m * s);
     #[cfg(target_arch = "x86_64")]
+    if s.is_multiple_of(8) && std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F (checked just above), `s` is a multiple of 8, and the
+        // lengths and stride were checked by the assertion: all `square_avx512` needs.
+        unsafe { square_avx512(a, c, m, s) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA (checked just above), and the lengths and stride
         // were checked by the assertion, which is all `square_fma` reads and writes within.
@@ -411,6 +430,78 @@ unsafe fn square_fma(a: &[f64], c: &mut [f64], m: usize, s: usize) {
         }
         for j in m - i..m {
             c[i * s + j] = c[(m - 1 - j) * s + (m - 1 - i)];
+        }
+    }
+}
+
+/// [`square`] on 512-bit vectors, four rows at a time: up to 32 columns of each kept in
+/// registers while `k` runs, each row of `a` loaded once for the four. A row's sum over `k`
+/// is a chain of dependent multiply-adds; four rows (and several column blocks) give the
+/// CPU independent chains to overlap, which is what makes it fast at Durbin's sizes (`m` up
+/// to 25 at n = 1,000), where one row's chain is all there is to wait on. Whole rows: at
+/// these sizes mirroring half of them (as `square_fma` does) costs more than it saves.
+/// Caller guarantees `s % 8 == 0`, `m <= s` and `a`, `c` hold `m * s` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn square_avx512(a: &[f64], c: &mut [f64], m: usize, s: usize) {
+    let blocks = m.div_ceil(8);
+    for i in (0..m).step_by(ROWS) {
+        let mut jb = 0;
+        while jb < blocks {
+            let nb = (blocks - jb).min(4);
+            // SAFETY: rows i.. (those below m) and columns [8 jb, 8 (jb + nb)) lie within
+            // the m * s values (8 blocks <= s).
+            unsafe {
+                match nb {
+                    4 => square_rows512::<4>(a, c, m, s, i, jb),
+                    3 => square_rows512::<3>(a, c, m, s, i, jb),
+                    2 => square_rows512::<2>(a, c, m, s, i, jb),
+                    _ => square_rows512::<1>(a, c, m, s, i, jb),
+                }
+            }
+            jb += nb;
+        }
+    }
+}
+
+/// Rows [`square_avx512`] takes at once.
+#[cfg(target_arch = "x86_64")]
+const ROWS: usize = 4;
+
+/// Rows `i .. i + ROWS` (those below `m`), columns `8 jb .. 8 (jb + NB)` of `a @ a`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn square_rows512<const NB: usize>(
+    a: &[f64],
+    c: &mut [f64],
+    m: usize,
+    s: usize,
+    i: usize,
+    jb: usize,
+) {
+    use std::arch::x86_64::{_mm512_fmadd_pd, _mm512_loadu_pd, _mm512_set1_pd};
+    use std::arch::x86_64::{_mm512_setzero_pd, _mm512_storeu_pd};
+    // Past the last row the group repeats it (computed, not stored).
+    let rows: [usize; ROWS] = std::array::from_fn(|r| (i + r).min(m - 1));
+    let mut acc = [[_mm512_setzero_pd(); NB]; ROWS];
+    for k in 0..m {
+        let brow = &a[k * s + 8 * jb..k * s + 8 * (jb + NB)];
+        // SAFETY: brow holds 8 * NB values; 8 q + 7 < 8 NB.
+        let b: [_; NB] =
+            std::array::from_fn(|q| unsafe { _mm512_loadu_pd(brow.as_ptr().add(8 * q)) });
+        for (acc, &row) in acc.iter_mut().zip(&rows) {
+            let aik = _mm512_set1_pd(a[row * s + k]);
+            for (acc, &b) in acc.iter_mut().zip(&b) {
+                *acc = _mm512_fmadd_pd(aik, b, *acc);
+            }
+        }
+    }
+    for (acc, r) in acc.iter().zip(i..m) {
+        let crow = &mut c[r * s + 8 * jb..r * s + 8 * (jb + NB)];
+        for (q, acc) in acc.iter().enumerate() {
+            // SAFETY: crow holds 8 * NB values; 8 q + 7 < 8 NB.
+            unsafe { _mm512_storeu_pd(crow.as_mut_ptr().add(8 * q), *acc) };
         }
     }
 }
@@ -1276,8 +1367,16 @@ mod tests {
     #[test]
     fn the_fused_persymmetric_square_is_the_plain_one_to_rounding() {
         let mut next = uniforms(0x9E37_79B9_7F4A_7C15);
-        for m in [1usize, 3, 4, 5, 19, 24, 33, 61] {
-            let s = m.div_ceil(4) * 4;
+        // Strides of a multiple of 8 take the 512-bit path where the CPU has it, the others
+        // the 256-bit one.
+        let sizes = [1usize, 3, 4, 5, 19, 24, 25, 33, 61];
+        for (m, s) in sizes.iter().flat_map(|&m| {
+            [
+                (m, m.div_ceil(4) * 4),
+                (m, m.div_ceil(8) * 8 + 4),
+                (m, m.div_ceil(8) * 8),
+            ]
+        }) {
             let mut a = vec![0.0; m * s];
             for row in a.chunks_exact_mut(s) {
                 row[..m].iter_mut().for_each(|v| *v = next());
