@@ -280,6 +280,15 @@ enum SeriesWindow {
 
 impl SeriesWindow {
     /// Window values held (none for an EMA; count cells for a count window).
+    /// Whether preparing a job at `now_ms` may change [`held`](Self::held).
+    fn ages_at(&self, now_ms: i64) -> bool {
+        match self {
+            SeriesWindow::Ks(_) => true,
+            SeriesWindow::Ema(_) => false,
+            SeriesWindow::Counts(w) => w.ages_at(now_ms),
+        }
+    }
+
     fn held(&self) -> usize {
         match self {
             SeriesWindow::Ks(w) => w.held(),
@@ -851,9 +860,16 @@ impl Engine {
                 let job = {
                     let mut series = lock(&rt.series);
                     let s = state_at(&mut series, k, *i)?;
-                    let before = s.window.held();
+                    // What the window holds changes only if it ages now (a walk of its
+                    // chunks each way otherwise, for nothing).
+                    let ages = s.window.ages_at(now_ms);
+                    let before = (ages || cfg!(debug_assertions)).then(|| s.window.held());
                     let job = Job::of(s, &rt.rule, now_ms);
-                    rt.account(before, s.window.held());
+                    if let Some(before) = before {
+                        let after = s.window.held();
+                        debug_assert!(ages || after == before, "held changed without ageing");
+                        rt.account(before, after);
+                    }
                     job
                 };
                 Some(job.run(&rt.rule))
@@ -956,17 +972,18 @@ impl Engine {
                 .rule_evaluation_failures
                 .add(&g.group.name, 1.0);
         }
-        // Already in order (rule by rule, each in the order of its labels): one pass to check.
-        outputs.sort_by(|a, b| (a.rule, &a.labels).cmp(&(b.rule, &b.labels)));
+        // In order by construction: rule by rule, each in the order of its labels (`sorted`).
+        debug_assert!(outputs.is_sorted_by(|a, b| (a.rule, &a.labels) <= (b.rule, &b.labels)));
         let output = Arc::new(GroupOutput {
             last_evaluation_ms: Some(now_ms),
             last_duration: elapsed,
             series: outputs,
             rules: rule_outputs,
         });
-        // The previous output is freed after the lock is let go (100k series take ~36 ms).
+        // The previous output is freed after the lock is let go, and off this thread: the
+        // evaluation is done, and 10,000 series take 0.7 ms to free (100,000 ~36 ms).
         let previous = std::mem::replace(&mut *lock(&g.output), output);
-        drop(previous);
+        rayon::spawn(move || drop(previous));
     }
 
     /// Logs a transition; returns its event when it calls webhooks (entering `drifted`, or

@@ -293,6 +293,21 @@ impl CountWindows {
             + self.bins.len()
     }
 
+    /// Whether [`counts`](Self::counts) at `now_ms` will drop or move chunks (what ageing
+    /// does), so that [`held`](Self::held) may change; when false it stays as it is, and
+    /// an evaluation need not walk the chunks twice to account for it.
+    pub fn ages_at(&self, now_ms: i64) -> bool {
+        let current_start = now_ms - self.current_ms;
+        let oldest = now_ms - self.reference.lookback_ms(self.current_ms);
+        self.fine
+            .front()
+            .is_some_and(|c| c.start_ms < current_start)
+            || self
+                .coarse
+                .front()
+                .is_some_and(|c| c.start_ms + self.coarse_ms <= oldest)
+    }
+
     /// Takes the counter sample `value` of bin `label` at `at_ms`. Returns false for a
     /// bin that cannot be (an `le` that is not a number, or one past [`MAX_BINS`]) or a
     /// value that is not a count.
@@ -756,6 +771,40 @@ mod tests {
             }
         }
         assert!(w.evictions > 2 * CHUNKS_PER_WINDOW as u32);
+    }
+
+    #[test]
+    fn what_the_windows_hold_changes_at_a_view_only_when_they_age() {
+        let references = [
+            TimeReference::First(Duration::from_secs(600)),
+            TimeReference::Preceding(Duration::from_secs(600)),
+            TimeReference::Offset {
+                offset: Duration::from_secs(900),
+                duration: Duration::from_secs(300),
+            },
+        ];
+        for reference in references {
+            let mut w = CountWindows::new(BinKind::Edges, &reference, Duration::from_secs(300));
+            let (mut aged, mut total) = (0, 0.0);
+            // A scrape every 25 s, viewed at uneven times in between, for an hour.
+            for step in 0..144i64 {
+                let t = step * 25 * S;
+                total += (step % 4) as f64;
+                feed(&mut w, t, &[("0.5", total), ("+Inf", 2.0 * total)]);
+                for later in [t + 3 * S, t + 11 * S, t + 24 * S] {
+                    let ages = w.ages_at(later);
+                    let before = w.held();
+                    w.counts(later);
+                    if !ages {
+                        assert_eq!(w.held(), before, "{reference:?} at {later}");
+                    } else {
+                        aged += 1;
+                    }
+                    assert!(!w.ages_at(later), "aged once, nothing more to age");
+                }
+            }
+            assert!(aged > 10, "{reference:?}: aged {aged} times");
+        }
     }
 
     #[test]
