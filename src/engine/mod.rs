@@ -279,7 +279,6 @@ enum SeriesWindow {
 }
 
 impl SeriesWindow {
-    /// Window values held (none for an EMA; count cells for a count window).
     /// Whether preparing a job at `now_ms` may change [`held`](Self::held).
     fn ages_at(&self, now_ms: i64) -> bool {
         match self {
@@ -289,6 +288,7 @@ impl SeriesWindow {
         }
     }
 
+    /// Window values held (none for an EMA; count cells for a count window).
     fn held(&self) -> usize {
         match self {
             SeriesWindow::Ks(w) => w.held(),
