@@ -35,7 +35,7 @@ use rayon::prelude::*;
 
 use driftgauge::config::model::{Config, Labels, RuleSet};
 use driftgauge::config::{parse_rule_file, RuleContext};
-use driftgauge::detect::anderson::{self, Variant};
+use driftgauge::detect::anderson;
 use driftgauge::detect::budget::{FalseAlarms, Level, Scope};
 use driftgauge::detect::cvm::{self, CvmMethod};
 use driftgauge::detect::ks::{self, Alternative, Method};
@@ -192,9 +192,9 @@ impl Test {
                 ks::ks_2samp_sorted(reference, current, Alternative::TwoSided, Method::Auto)
                     .map_or(f64::NAN, |r| r.p_value)
             }
-            Test::Cvm => cvm::cramervonmises_2samp(reference, current, CvmMethod::Auto)
+            Test::Cvm => cvm::cramervonmises_2samp_sorted(reference, current, CvmMethod::Auto)
                 .map_or(f64::NAN, |r| r.p_value),
-            Test::Anderson => anderson::anderson_2samp(reference, current, Variant::Midrank)
+            Test::Anderson => anderson::anderson_2samp_sorted(reference, current)
                 .map_or(f64::NAN, |r| r.p_value_below_floor()),
         }
     }

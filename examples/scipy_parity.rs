@@ -149,7 +149,7 @@ fn check_case(family: &str, c: &Value, r: &mut Report) {
             let Some(method) = CvmMethod::parse(s(&c["method"])) else {
                 return r.fail(name, "bad method");
             };
-            match cramervonmises_2samp(&floats(&c["x"]), &floats(&c["y"]), method) {
+            match cramervonmises_2samp(floats(&c["x"]), floats(&c["y"]), method) {
                 Ok(got) => {
                     r.num(
                         name,
@@ -205,9 +205,9 @@ fn check_case(family: &str, c: &Value, r: &mut Report) {
             type Distance =
                 fn(&[f64], &[f64], Option<&[f64]>, Option<&[f64]>) -> Result<f64, DistanceError>;
             let distance: Distance = if family == "wasserstein" {
-                wasserstein_distance
+                |u, v, uw, vw| wasserstein_distance(u, v, uw, vw)
             } else {
-                energy_distance
+                |u, v, uw, vw| energy_distance(u, v, uw, vw)
             };
             match distance(
                 &floats(&c["u_values"]),

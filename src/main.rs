@@ -533,8 +533,8 @@ fn eval_detector(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     if args.columns.is_some() || args.output == OutputFormat::Html {
         bail!("--detector={name} tests one column; datasets (--columns, --output=html) take ks for numbers and chi2 for categories");
     }
-    let reference = read_values(&args.reference, args.column.as_deref())?.to_vec();
-    let current = read_values(&args.current, args.column.as_deref())?.to_vec();
+    let reference = read_values(&args.reference, args.column.as_deref())?.into_vec();
+    let current = read_values(&args.current, args.column.as_deref())?.into_vec();
     let (values, counts) = if args.counts {
         (None, Some((reference, current)))
     } else {
@@ -558,7 +558,7 @@ fn eval_detector(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         threshold: args.threshold,
         ..evaluate::Request::default()
     };
-    let report = evaluate::evaluate(&request).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let report = evaluate::evaluate(request).map_err(|e| anyhow::anyhow!("{e}"))?;
     match args.output {
         OutputFormat::Json => outln!("{}", serde_json::to_string(&report)?),
         _ => {

@@ -35,6 +35,16 @@ impl Deref for Values {
     }
 }
 
+impl Values {
+    /// The values as a vector: moved when owned, copied out of a mapping.
+    pub fn into_vec(self) -> Vec<f64> {
+        match self {
+            Values::Owned(v) => v,
+            Values::Mapped(m) => m.as_slice().to_vec(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Values {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self {
@@ -104,6 +114,10 @@ mod tests {
         let got = read_npy_file(&f4_path).unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(got, Values::Owned(_)));
         assert_eq!(&*got, &values[..]);
+        // Into a vector, moved or copied out of the mapping: the same values.
+        assert_eq!(got.into_vec(), values);
+        let mapped = read_npy_file(&f8_path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(mapped.into_vec(), values);
         let bad_path = dir.join("c.npy");
         std::fs::write(&bad_path, b"\x93NUMPY\x01\x00\x05\x00{oops")
             .unwrap_or_else(|e| panic!("{e}"));

@@ -25,7 +25,11 @@
 //! distinct value, or fewer than 4 observations in all are errors (SciPy raises for the first
 //! three; with 3 observations its variance divides by 0).
 
-use super::sort::{merge_sorted, sort_both, sort_samples, sorted_pair, PARALLEL_MIN_LEN};
+use std::borrow::Cow;
+
+use super::sort::{
+    ascending, merge_sorted, sort_both, sort_samples, sorted_cows, PARALLEL_MIN_LEN,
+};
 use super::sum::{numpy_sum, top_split, StreamSum};
 
 /// The significance levels of [`AndersonResult::critical_values`], in that order.
@@ -148,13 +152,33 @@ pub enum AndersonError {
     TooFewObservations { total: usize },
 }
 
-/// `scipy.stats.anderson_ksamp([reference, current], variant=variant)`.
-pub fn anderson_2samp(
-    reference: &[f64],
-    current: &[f64],
+/// `scipy.stats.anderson_ksamp([reference, current], variant=variant)`. For `midrank`,
+/// arrays given by value (`Vec<f64>`) are sorted in place, borrowed ones (`&[f64]`) into
+/// copies.
+pub fn anderson_2samp<'a, 'b>(
+    reference: impl Into<Cow<'a, [f64]>>,
+    current: impl Into<Cow<'b, [f64]>>,
     variant: Variant,
 ) -> Result<AndersonResult, AndersonError> {
-    anderson_ksamp(&[reference, current], variant)
+    let (reference, current) = (reference.into(), current.into());
+    if !matches!(variant, Variant::Midrank) {
+        return anderson_ksamp(&[&*reference, &*current], variant);
+    }
+    check(&[&*reference, &*current])?;
+    let (a, b) = sorted_cows(reference, current);
+    midrank_two_result(&a, &b)
+}
+
+/// [`anderson_2samp`] with `midrank` on samples the caller keeps sorted ascending (`-0.0` and
+/// `0.0` in either order; `debug_assert`ed): nothing copied or sorted.
+pub fn anderson_2samp_sorted(
+    reference: &[f64],
+    current: &[f64],
+) -> Result<AndersonResult, AndersonError> {
+    check(&[reference, current])?;
+    debug_assert!(ascending(reference), "reference not sorted");
+    debug_assert!(ascending(current), "current not sorted");
+    midrank_two_result(reference, current)
 }
 
 /// `scipy.stats.anderson_ksamp(samples, variant=variant)` on `k >= 2` samples.
@@ -162,34 +186,12 @@ pub fn anderson_ksamp<S: AsRef<[f64]>>(
     samples: &[S],
     variant: Variant,
 ) -> Result<AndersonResult, AndersonError> {
+    check(samples)?;
     let k = samples.len();
-    if k < 2 {
-        return Err(AndersonError::TooFewSamples { samples: k });
-    }
-    for (sample, s) in samples.iter().enumerate() {
-        let s = s.as_ref();
-        if s.is_empty() {
-            return Err(AndersonError::EmptySample { sample });
-        }
-        if let Some(index) = s.iter().position(|x| !x.is_finite()) {
-            return Err(AndersonError::NonFinite { sample, index });
-        }
-    }
     if let ([a, b], Variant::Midrank) = (samples, variant) {
         // Two samples, midrank (the rules' case): walked once, nothing pooled or stored.
-        let (a, b) = sorted_pair(a.as_ref(), b.as_ref());
-        let a2kn = midrank_two(&a, &b)?;
-        let n_total = a.len() + b.len();
-        let statistic = normalise(a2kn, &[a.len(), b.len()], n_total);
-        let critical_values = critical_values(k);
-        let (p_value, limited) = p_value(statistic, &critical_values);
-        return Ok(AndersonResult {
-            statistic,
-            p_value,
-            limited,
-            critical_values,
-            a2kn,
-        });
+        let (a, b) = sorted_cows(Cow::Borrowed(a.as_ref()), Cow::Borrowed(b.as_ref()));
+        return midrank_two_result(&a, &b);
     }
     let mut sorted: Vec<Vec<f64>> = samples.iter().map(|s| s.as_ref().to_vec()).collect();
     let pooled = if let [a, b] = sorted.as_mut_slice() {
@@ -219,6 +221,42 @@ pub fn anderson_ksamp<S: AsRef<[f64]>>(
     let sizes: Vec<usize> = sorted.iter().map(Vec::len).collect();
     let statistic = normalise(a2kn, &sizes, n_total);
     let critical_values = critical_values(k);
+    let (p_value, limited) = p_value(statistic, &critical_values);
+    Ok(AndersonResult {
+        statistic,
+        p_value,
+        limited,
+        critical_values,
+        a2kn,
+    })
+}
+
+/// The errors of bad samples, in the order SciPy raises them.
+fn check<S: AsRef<[f64]>>(samples: &[S]) -> Result<(), AndersonError> {
+    if samples.len() < 2 {
+        return Err(AndersonError::TooFewSamples {
+            samples: samples.len(),
+        });
+    }
+    for (sample, s) in samples.iter().enumerate() {
+        let s = s.as_ref();
+        if s.is_empty() {
+            return Err(AndersonError::EmptySample { sample });
+        }
+        if let Some(index) = s.iter().position(|x| !x.is_finite()) {
+            return Err(AndersonError::NonFinite { sample, index });
+        }
+    }
+    Ok(())
+}
+
+/// The two-sample `midrank` test on two valid samples, both sorted: one walk, nothing pooled
+/// or stored.
+fn midrank_two_result(a: &[f64], b: &[f64]) -> Result<AndersonResult, AndersonError> {
+    let a2kn = midrank_two(a, b)?;
+    let n_total = a.len() + b.len();
+    let statistic = normalise(a2kn, &[a.len(), b.len()], n_total);
+    let critical_values = critical_values(2);
     let (p_value, limited) = p_value(statistic, &critical_values);
     Ok(AndersonResult {
         statistic,
@@ -585,6 +623,46 @@ fn polyfit2(x: &[f64; 7], y: &[f64; 7]) -> [f64; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn borrowed_given_and_sorted_samples_are_one_midrank_test() {
+        use crate::detect::cvm::tests::grid_sample;
+        for (n, m, grid) in [
+            (5, 3, 4.0),
+            (300, 200, 16.0),
+            (3000, 2500, 1e6),
+            (70_000, 66_000, 1e9),
+        ] {
+            let (a, b) = (
+                grid_sample(n as u64, n, grid),
+                grid_sample(m as u64 + 7, m, grid),
+            );
+            let borrowed = anderson_2samp(&a, &b, Variant::Midrank);
+            let given = anderson_2samp(a.clone(), b.clone(), Variant::Midrank);
+            let k = anderson_ksamp(&[&a, &b], Variant::Midrank);
+            let (mut sa, mut sb) = (a.clone(), b.clone());
+            sa.sort_unstable_by(f64::total_cmp);
+            sb.sort_unstable_by(f64::total_cmp);
+            let sorted = anderson_2samp_sorted(&sa, &sb);
+            let bits = |r: &Result<AndersonResult, AndersonError>| {
+                r.as_ref()
+                    .map(|r| (r.statistic.to_bits(), r.p_value.to_bits(), r.a2kn.to_bits()))
+                    .ok()
+            };
+            assert!(bits(&borrowed).is_some(), "{n} {m}: {borrowed:?}");
+            for other in [&given, &k, &sorted] {
+                assert_eq!(bits(other), bits(&borrowed), "{n} {m}");
+            }
+        }
+        assert_eq!(
+            anderson_2samp(vec![1.0, 2.0], vec![0.5, f64::INFINITY], Variant::Midrank)
+                .map(|r| r.statistic),
+            Err(AndersonError::NonFinite {
+                sample: 1,
+                index: 1
+            })
+        );
+    }
 
     #[test]
     #[allow(clippy::approx_constant)] // 2.718 is a critical value, not e

@@ -23,7 +23,9 @@
 
 use super::bessel::kv;
 use super::cephes::{lgam, Dd};
-use super::sort::{sorted_pair, PARALLEL_MIN_LEN};
+use std::borrow::Cow;
+
+use super::sort::{ascending, sorted_cows, PARALLEL_MIN_LEN};
 use super::sum::StreamSum;
 
 /// `max(n, m)` up to which `auto` computes the exact p-value.
@@ -108,12 +110,34 @@ pub enum CvmError {
 const REFERENCE: &str = "reference";
 const CURRENT: &str = "current";
 
-/// `scipy.stats.cramervonmises_2samp(reference, current, method)`.
-pub fn cramervonmises_2samp(
+/// `scipy.stats.cramervonmises_2samp(reference, current, method)`. Arrays given by value
+/// (`Vec<f64>`) are sorted in place, borrowed ones (`&[f64]`) into copies.
+pub fn cramervonmises_2samp<'a, 'b>(
+    reference: impl Into<Cow<'a, [f64]>>,
+    current: impl Into<Cow<'b, [f64]>>,
+    method: CvmMethod,
+) -> Result<CvmResult, CvmError> {
+    let (reference, current) = (reference.into(), current.into());
+    let exact = check(&reference, &current, method)?;
+    let (xa, ya) = sorted_cows(reference, current);
+    Ok(from_sorted(&xa, &ya, exact))
+}
+
+/// [`cramervonmises_2samp`] on samples the caller keeps sorted ascending (`-0.0` and `0.0` in
+/// either order; `debug_assert`ed): nothing copied or sorted.
+pub fn cramervonmises_2samp_sorted(
     reference: &[f64],
     current: &[f64],
     method: CvmMethod,
 ) -> Result<CvmResult, CvmError> {
+    let exact = check(reference, current, method)?;
+    debug_assert!(ascending(reference), "reference not sorted");
+    debug_assert!(ascending(current), "current not sorted");
+    Ok(from_sorted(reference, current, exact))
+}
+
+/// The errors of bad input, in the order SciPy raises them; else whether the p-value is exact.
+fn check(reference: &[f64], current: &[f64], method: CvmMethod) -> Result<bool, CvmError> {
     for (which, s) in [(REFERENCE, reference), (CURRENT, current)] {
         if s.len() < 2 {
             return Err(CvmError::TooFewValues {
@@ -134,9 +158,13 @@ pub fn cramervonmises_2samp(
     if exact && nx.max(ny) > MAX_EXACT_N {
         return Err(CvmError::ExactTooLarge { n: nx, m: ny });
     }
+    Ok(exact)
+}
 
-    let (xa, ya) = sorted_pair(reference, current);
-    let u = rank_sum_u(&xa, &ya);
+/// The test on two valid samples, both sorted.
+fn from_sorted(xa: &[f64], ya: &[f64], exact: bool) -> CvmResult {
+    let (nx, ny) = (xa.len(), ya.len());
+    let u = rank_sum_u(xa, ya);
 
     let (nx_i, ny_i) = (nx as i128, ny as i128);
     let k = nx_i * ny_i;
@@ -153,11 +181,11 @@ pub fn cramervonmises_2samp(
             CvmMethodUsed::Asymptotic,
         )
     };
-    Ok(CvmResult {
+    CvmResult {
         statistic,
         p_value,
         method,
-    })
+    }
 }
 
 /// `U = n sum (r(x_i) - i)^2 + m sum (r(y_j) - j)^2` over the sorted samples, mid-ranks in the
@@ -411,8 +439,68 @@ fn pval_exact(s: f64, m: usize, n: usize) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A seeded sample on a grid (ties, signed zeros), unsorted.
+    pub(crate) fn grid_sample(seed: u64, n: usize, grid: f64) -> Vec<f64> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let x = (((state >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * grid).round() / grid;
+                if x == 0.0 && state & 1 == 1 {
+                    -0.0
+                } else {
+                    x
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn borrowed_given_and_sorted_samples_are_one_test() {
+        // Sizes on both sides of the radix sort's and the side-by-side thresholds.
+        for (n, m, grid) in [
+            (5, 3, 4.0),
+            (300, 200, 16.0),
+            (3000, 2500, 1e6),
+            (70_000, 66_000, 1e9),
+        ] {
+            let (a, b) = (
+                grid_sample(n as u64, n, grid),
+                grid_sample(m as u64 + 7, m, grid),
+            );
+            let borrowed = cramervonmises_2samp(&a, &b, CvmMethod::Asymptotic);
+            let given = cramervonmises_2samp(a.clone(), b.clone(), CvmMethod::Asymptotic);
+            let (mut sa, mut sb) = (a.clone(), b.clone());
+            sa.sort_unstable_by(f64::total_cmp);
+            sb.sort_unstable_by(f64::total_cmp);
+            let sorted = cramervonmises_2samp_sorted(&sa, &sb, CvmMethod::Asymptotic);
+            let bits = |r: &Result<CvmResult, CvmError>| {
+                r.as_ref()
+                    .map(|r| (r.statistic.to_bits(), r.p_value.to_bits()))
+                    .ok()
+            };
+            assert!(bits(&borrowed).is_some(), "{n} {m}: {borrowed:?}");
+            assert_eq!(bits(&given), bits(&borrowed), "{n} {m}");
+            assert_eq!(bits(&sorted), bits(&borrowed), "{n} {m}");
+        }
+        // Bad input is named by its place in the caller's order, before anything is sorted.
+        assert_eq!(
+            cramervonmises_2samp(
+                vec![3.0, 1.0, f64::NAN, 0.0],
+                vec![1.0, 2.0],
+                CvmMethod::Auto
+            ),
+            Err(CvmError::NonFinite {
+                which: REFERENCE,
+                index: 2
+            })
+        );
+    }
 
     #[test]
     fn the_eight_at_a_time_walk_is_the_one_at_a_time_walk_bit_for_bit() {

@@ -7,24 +7,33 @@
 //! distance.
 
 pub use super::wasserstein::DistanceError;
-use super::wasserstein::{cdf_distance, Power};
+use std::borrow::Cow;
+
+use super::wasserstein::{cdf_distance, cdf_distance_sorted, Power};
 
 /// `scipy.stats.energy_distance(reference, current, reference_weights, current_weights)`.
-/// Without weights every value weighs the same.
-pub fn energy_distance(
-    reference: &[f64],
-    current: &[f64],
+/// Without weights every value weighs the same; arrays given by value (`Vec<f64>`) are then
+/// sorted in place, borrowed ones (`&[f64]`) into copies.
+pub fn energy_distance<'a, 'b>(
+    reference: impl Into<Cow<'a, [f64]>>,
+    current: impl Into<Cow<'b, [f64]>>,
     reference_weights: Option<&[f64]>,
     current_weights: Option<&[f64]>,
 ) -> Result<f64, DistanceError> {
     let l2 = cdf_distance(
         Power::Two,
-        reference,
-        current,
+        reference.into(),
+        current.into(),
         reference_weights,
         current_weights,
     )?;
     Ok(std::f64::consts::SQRT_2 * l2)
+}
+
+/// [`energy_distance`] without weights, on samples the caller keeps sorted ascending (`-0.0`
+/// and `0.0` in either order; `debug_assert`ed): nothing copied or sorted.
+pub fn energy_distance_sorted(reference: &[f64], current: &[f64]) -> Result<f64, DistanceError> {
+    Ok(std::f64::consts::SQRT_2 * cdf_distance_sorted(Power::Two, reference, current)?)
 }
 
 #[cfg(test)]

@@ -105,6 +105,16 @@ fn values<'a>(
     }
 }
 
+/// The values of a field the caller gives away (to be sorted in place).
+fn owned_values(
+    v: &mut Option<Vec<f64>>,
+    name: &str,
+    detector: &str,
+) -> Result<Vec<f64>, EvaluateError> {
+    v.take()
+        .ok_or_else(|| EvaluateError(format!("{name}: required for detector {detector:?}")))
+}
+
 /// Values or counts, one of the two, for a binned detector.
 fn binned(r: &Request) -> Result<(Vec<f64>, Vec<f64>), EvaluateError> {
     match (&r.reference_counts, &r.current_counts, &r.reference, &r.current) {
@@ -169,8 +179,9 @@ pub fn quantile_bins(
     Ok((count(reference), count(current)))
 }
 
-/// Evaluates `r`.
-pub fn evaluate(r: &Request) -> Result<Report, EvaluateError> {
+/// Evaluates `r`. The request is taken by value: the raw-value detectors sort its arrays in
+/// place rather than copying them.
+pub fn evaluate(mut r: Request) -> Result<Report, EvaluateError> {
     let alpha = r.alpha.unwrap_or(0.05);
     if !(alpha > 0.0 && alpha < 1.0) {
         return err(format!("alpha: must be in (0, 1), got {alpha}"));
@@ -178,28 +189,28 @@ pub fn evaluate(r: &Request) -> Result<Report, EvaluateError> {
     if let Some(t) = r.threshold.filter(|t| !t.is_finite()) {
         return err(format!("threshold: must be a finite number, got {t}"));
     }
-    let d = r.detector.as_str();
+    let detector = r.detector.clone();
+    let d = detector.as_str();
+    let (floor, threshold) = (r.statistic, r.threshold);
     let report = |statistic: f64, p: Option<f64>, n: (f64, f64)| Report {
         detector: d.to_string(),
         statistic,
         p_value: p,
         status: match p {
-            Some(p) => Some(super::Verdict::of(p <= alpha, statistic, r.statistic).as_str()),
-            None => r
-                .threshold
-                .map(|t| if statistic >= t { "drifted" } else { "stable" }),
+            Some(p) => Some(super::Verdict::of(p <= alpha, statistic, floor).as_str()),
+            None => threshold.map(|t| if statistic >= t { "drifted" } else { "stable" }),
         },
         n_reference: n.0,
         n_current: n.1,
         method: None,
         dof: None,
         bins: None,
-        threshold: if p.is_none() { r.threshold } else { None },
+        threshold: if p.is_none() { threshold } else { None },
     };
     match d {
         "ks" if r.reference_counts.is_some() || r.current_counts.is_some() => {
-            let (a, b) = binned(r)?;
-            binned_report(r, d, &a, &b, report)
+            let (a, b) = binned(&r)?;
+            binned_report(&r, d, &a, &b, report)
         }
         "ks" => {
             let (a, b) = (
@@ -236,9 +247,10 @@ pub fn evaluate(r: &Request) -> Result<Report, EvaluateError> {
         }
         "cvm" => {
             let (a, b) = (
-                values(&r.reference, "reference", d)?,
-                values(&r.current, "current", d)?,
+                owned_values(&mut r.reference, "reference", d)?,
+                owned_values(&mut r.current, "current", d)?,
             );
+            let n = (a.len() as f64, b.len() as f64);
             let method = match r.method.as_deref() {
                 None => CvmMethod::Auto,
                 Some(s) => match CvmMethod::parse(s) {
@@ -249,19 +261,16 @@ pub fn evaluate(r: &Request) -> Result<Report, EvaluateError> {
                 },
             };
             let c = cramervonmises_2samp(a, b, method).map_err(|e| EvaluateError(e.to_string()))?;
-            let mut out = report(
-                c.statistic,
-                Some(c.p_value),
-                (a.len() as f64, b.len() as f64),
-            );
+            let mut out = report(c.statistic, Some(c.p_value), n);
             out.method = Some(c.method.as_str());
             Ok(out)
         }
         "anderson" => {
             let (a, b) = (
-                values(&r.reference, "reference", d)?,
-                values(&r.current, "current", d)?,
+                owned_values(&mut r.reference, "reference", d)?,
+                owned_values(&mut r.current, "current", d)?,
             );
+            let n = (a.len() as f64, b.len() as f64);
             let variant = match r.variant.as_deref() {
                 None => Variant::Midrank,
                 Some(s) => match Variant::parse(s) {
@@ -276,17 +285,14 @@ pub fn evaluate(r: &Request) -> Result<Report, EvaluateError> {
             let x = anderson_2samp(a, b, variant).map_err(|e| EvaluateError(e.to_string()))?;
             // SciPy's p-value, capped and floored as SciPy does (the rules go on below the
             // floor; this answers as SciPy would).
-            Ok(report(
-                x.statistic,
-                Some(x.p_value),
-                (a.len() as f64, b.len() as f64),
-            ))
+            Ok(report(x.statistic, Some(x.p_value), n))
         }
         "wasserstein" | "energy" => {
             let (a, b) = (
-                values(&r.reference, "reference", d)?,
-                values(&r.current, "current", d)?,
+                owned_values(&mut r.reference, "reference", d)?,
+                owned_values(&mut r.current, "current", d)?,
             );
+            let n = (a.len() as f64, b.len() as f64);
             let (wa, wb) = (r.reference_weights.as_deref(), r.current_weights.as_deref());
             let distance = if d == "wasserstein" {
                 wasserstein_distance(a, b, wa, wb)
@@ -294,11 +300,11 @@ pub fn evaluate(r: &Request) -> Result<Report, EvaluateError> {
                 energy_distance(a, b, wa, wb)
             }
             .map_err(|e| EvaluateError(e.to_string()))?;
-            Ok(report(distance, None, (a.len() as f64, b.len() as f64)))
+            Ok(report(distance, None, n))
         }
         "chi2" | "gtest" | "psi" | "jensenshannon" | "hellinger" => {
-            let (a, b) = binned(r)?;
-            binned_report(r, d, &a, &b, report)
+            let (a, b) = binned(&r)?;
+            binned_report(&r, d, &a, &b, report)
         }
         other => err(format!(
             "unknown detector {other:?}: /api/v1/evaluate takes {}",
@@ -377,7 +383,7 @@ mod tests {
         let mut r = req("chi2");
         r.reference_counts = Some(vec![50.0, 30.0, 20.0]);
         r.current_counts = Some(vec![30.0, 30.0, 40.0]);
-        let out = evaluate(&r).unwrap();
+        let out = evaluate(r.clone()).unwrap();
         let direct = chi2_contingency(
             &[[50.0, 30.0, 20.0], [30.0, 30.0, 40.0]],
             false,
@@ -396,10 +402,10 @@ mod tests {
         let mut r = req("wasserstein");
         r.reference = Some(vec![0.0, 1.0, 3.0]);
         r.current = Some(vec![5.0, 6.0, 8.0]);
-        let out = evaluate(&r).unwrap();
+        let out = evaluate(r.clone()).unwrap();
         assert_eq!((out.statistic, out.p_value, out.status), (5.0, None, None));
         r.threshold = Some(1.0);
-        assert_eq!(evaluate(&r).unwrap().status, Some("drifted"));
+        assert_eq!(evaluate(r.clone()).unwrap().status, Some("drifted"));
     }
 
     #[test]
@@ -407,15 +413,15 @@ mod tests {
         let mut r = req("psi");
         r.reference_counts = Some(vec![1.0, 2.0]);
         r.current_counts = Some(vec![1.0]);
-        assert!(evaluate(&r)
+        assert!(evaluate(r.clone())
             .unwrap_err()
             .0
             .starts_with("current_counts: 1 counts, but reference_counts has 2"));
-        assert!(evaluate(&req("cvm"))
+        assert!(evaluate(req("cvm"))
             .unwrap_err()
             .0
             .starts_with("reference: required"));
-        assert!(evaluate(&req("t-test"))
+        assert!(evaluate(req("t-test"))
             .unwrap_err()
             .0
             .starts_with("unknown detector \"t-test\""));
@@ -423,7 +429,7 @@ mod tests {
         r.reference_counts = Some(vec![1.0, 2.0]);
         r.current_counts = Some(vec![1.0, -2.0]);
         assert_eq!(
-            evaluate(&r).unwrap_err().0,
+            evaluate(r.clone()).unwrap_err().0,
             "current_counts[1]: a count must be a finite number >= 0"
         );
     }

@@ -10,6 +10,8 @@
 //!
 //! Short slices go to the standard library's sort, which is faster there.
 
+use std::borrow::Cow;
+
 /// Below this length the standard library's pattern-defeating quicksort wins.
 const RADIX_MIN_LEN: usize = 2048;
 /// Bits per radix digit: 2^11 counters of 4 bytes per pass stay in L1 while counting.
@@ -42,14 +44,35 @@ pub fn sort_both(a: &mut [f64], b: &mut [f64]) {
     }
 }
 
-/// Sorted copies of two samples (see [`sort_samples`]), each copied and sorted on its own
-/// thread of rayon's pool when both are large, so the copies' page faults are shared out too.
-pub fn sorted_pair(a: &[f64], b: &[f64]) -> (Vec<f64>, Vec<f64>) {
+/// Two samples sorted (see [`sort_samples`]): one the caller gave away in place, a borrowed
+/// one into a copy; side by side on rayon's pool when both are large. A caller that owns its
+/// arrays saves a copy of each (and the page faults of writing it).
+pub fn sorted_cows<'a, 'b>(
+    a: Cow<'a, [f64]>,
+    b: Cow<'b, [f64]>,
+) -> (Cow<'a, [f64]>, Cow<'b, [f64]>) {
     if a.len().min(b.len()) >= PARALLEL_MIN_LEN {
-        rayon::join(|| sorted_copy(a), || sorted_copy(b))
+        rayon::join(|| sorted_cow(a), || sorted_cow(b))
     } else {
-        (sorted_copy(a), sorted_copy(b))
+        (sorted_cow(a), sorted_cow(b))
     }
+}
+
+/// `c` sorted: in place when owned, into a copy when borrowed.
+pub fn sorted_cow(c: Cow<'_, [f64]>) -> Cow<'_, [f64]> {
+    match c {
+        Cow::Owned(mut v) => {
+            sort_samples(&mut v);
+            Cow::Owned(v)
+        }
+        Cow::Borrowed(s) => Cow::Owned(sorted_copy(s)),
+    }
+}
+
+/// Whether `v` is ascending (`-0.0` and `0.0` in either order): what the `*_sorted` entry
+/// points of the detectors `debug_assert`.
+pub fn ascending(v: &[f64]) -> bool {
+    v.is_sorted_by(|a, b| a <= b)
 }
 
 /// The two ascending (`total_cmp`) slices merged into one, in order: what sorting their

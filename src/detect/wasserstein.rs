@@ -14,7 +14,9 @@
 //! negative or non-finite weights and weights that do not sum to a positive finite number are
 //! errors. Values spread wider than `f64::MAX` give an infinite distance.
 
-use super::sort::sort_samples;
+use std::borrow::Cow;
+
+use super::sort::{ascending, sorted_cow};
 use super::sum::{numpy_sum, top_split, StreamSum};
 
 /// Why a distance cannot be computed.
@@ -40,20 +42,30 @@ const REFERENCE: &str = "reference";
 const CURRENT: &str = "current";
 
 /// `scipy.stats.wasserstein_distance(reference, current, reference_weights,
-/// current_weights)`. Without weights every value weighs the same.
-pub fn wasserstein_distance(
-    reference: &[f64],
-    current: &[f64],
+/// current_weights)`. Without weights every value weighs the same; arrays given by value
+/// (`Vec<f64>`) are then sorted in place, borrowed ones (`&[f64]`) into copies.
+pub fn wasserstein_distance<'a, 'b>(
+    reference: impl Into<Cow<'a, [f64]>>,
+    current: impl Into<Cow<'b, [f64]>>,
     reference_weights: Option<&[f64]>,
     current_weights: Option<&[f64]>,
 ) -> Result<f64, DistanceError> {
     cdf_distance(
         Power::One,
-        reference,
-        current,
+        reference.into(),
+        current.into(),
         reference_weights,
         current_weights,
     )
+}
+
+/// [`wasserstein_distance`] without weights, on samples the caller keeps sorted ascending
+/// (`-0.0` and `0.0` in either order; `debug_assert`ed): nothing copied or sorted.
+pub fn wasserstein_distance_sorted(
+    reference: &[f64],
+    current: &[f64],
+) -> Result<f64, DistanceError> {
+    cdf_distance_sorted(Power::One, reference, current)
 }
 
 /// Which `l_p` distance [`cdf_distance`] integrates.
@@ -66,32 +78,31 @@ pub(crate) enum Power {
 }
 
 /// One sample sorted, with its cumulative weights when it has weights.
-struct Empirical {
-    sorted: Vec<f64>,
+struct Empirical<'s> {
+    sorted: Cow<'s, [f64]>,
     /// `[0, w_0, w_0 + w_1, ...]` in sorted order (NumPy's `cumsum`, left to right).
     cumulative: Option<Vec<f64>>,
 }
 
-impl Empirical {
-    fn new(
+/// The errors of a sample without weights.
+fn check_values(values: &[f64], which: &'static str) -> Result<(), DistanceError> {
+    if values.is_empty() {
+        return Err(DistanceError::EmptySample { which });
+    }
+    if let Some(index) = values.iter().position(|x| !x.is_finite()) {
+        return Err(DistanceError::NonFinite { which, index });
+    }
+    Ok(())
+}
+
+impl Empirical<'_> {
+    /// A weighted sample: its values put in order with their weights.
+    fn weighted(
         values: &[f64],
-        weights: Option<&[f64]>,
+        weights: &[f64],
         which: &'static str,
-    ) -> Result<Self, DistanceError> {
-        if values.is_empty() {
-            return Err(DistanceError::EmptySample { which });
-        }
-        if let Some(index) = values.iter().position(|x| !x.is_finite()) {
-            return Err(DistanceError::NonFinite { which, index });
-        }
-        let Some(weights) = weights else {
-            let mut sorted = values.to_vec();
-            sort_samples(&mut sorted);
-            return Ok(Empirical {
-                sorted,
-                cumulative: None,
-            });
-        };
+    ) -> Result<Empirical<'static>, DistanceError> {
+        check_values(values, which)?;
         if weights.len() != values.len() {
             return Err(DistanceError::WeightsLength {
                 which,
@@ -117,9 +128,17 @@ impl Empirical {
             cumulative.push(acc);
         }
         Ok(Empirical {
-            sorted,
+            sorted: Cow::Owned(sorted),
             cumulative: Some(cumulative),
         })
+    }
+
+    /// A sample without weights, already sorted.
+    fn unweighted(sorted: Cow<'_, [f64]>) -> Empirical<'_> {
+        Empirical {
+            sorted,
+            cumulative: None,
+        }
     }
 
     /// The CDF after the first `count` sorted values.
@@ -134,24 +153,60 @@ impl Empirical {
 /// SciPy's `_cdf_distance(p, ...)` for `p = 1` or `2`.
 pub(crate) fn cdf_distance(
     power: Power,
-    reference: &[f64],
-    current: &[f64],
+    reference: Cow<'_, [f64]>,
+    current: Cow<'_, [f64]>,
     reference_weights: Option<&[f64]>,
     current_weights: Option<&[f64]>,
 ) -> Result<f64, DistanceError> {
     // The two samples are sorted side by side (on large inputs).
     let (u, v) = if reference.len().min(current.len()) >= super::sort::PARALLEL_MIN_LEN {
         rayon::join(
-            || Empirical::new(reference, reference_weights, REFERENCE),
-            || Empirical::new(current, current_weights, CURRENT),
+            || side(reference, reference_weights, REFERENCE),
+            || side(current, current_weights, CURRENT),
         )
     } else {
         (
-            Empirical::new(reference, reference_weights, REFERENCE),
-            Empirical::new(current, current_weights, CURRENT),
+            side(reference, reference_weights, REFERENCE),
+            side(current, current_weights, CURRENT),
         )
     };
-    let (u, v) = (u?, v?);
+    Ok(integrate(power, &u?, &v?))
+}
+
+/// One sample of [`cdf_distance`], checked and sorted.
+fn side<'s>(
+    values: Cow<'s, [f64]>,
+    weights: Option<&[f64]>,
+    which: &'static str,
+) -> Result<Empirical<'s>, DistanceError> {
+    match weights {
+        None => {
+            check_values(&values, which)?;
+            Ok(Empirical::unweighted(sorted_cow(values)))
+        }
+        Some(w) => Empirical::weighted(&values, w, which),
+    }
+}
+
+/// [`cdf_distance`] without weights on two samples kept sorted ascending.
+pub(crate) fn cdf_distance_sorted(
+    power: Power,
+    reference: &[f64],
+    current: &[f64],
+) -> Result<f64, DistanceError> {
+    check_values(reference, REFERENCE)?;
+    check_values(current, CURRENT)?;
+    debug_assert!(ascending(reference), "reference not sorted");
+    debug_assert!(ascending(current), "current not sorted");
+    Ok(integrate(
+        power,
+        &Empirical::unweighted(Cow::Borrowed(reference)),
+        &Empirical::unweighted(Cow::Borrowed(current)),
+    ))
+}
+
+/// The `l_p` distance between two empirical CDFs.
+fn integrate(power: Power, u: &Empirical<'_>, v: &Empirical<'_>) -> f64 {
     let (us, vs) = (&u.sorted, &v.sorted);
 
     // The pooled values in order (a merge of the two sorted samples, `u` first on ties),
@@ -163,17 +218,17 @@ pub(crate) fn cdf_distance(
     let integral = match top_split(terms).filter(|_| terms >= super::sort::PARALLEL_MIN_LEN) {
         Some(n2) => {
             let (left, right) = rayon::join(
-                || cdf_terms(&u, &v, power, (0, 0), n2),
-                || cdf_terms(&u, &v, power, merged_at(us, vs, n2), terms - n2),
+                || cdf_terms(u, v, power, (0, 0), n2),
+                || cdf_terms(u, v, power, merged_at(us, vs, n2), terms - n2),
             );
             0.0 + (left.finish_part() + right.finish_part())
         }
-        None => cdf_terms(&u, &v, power, (0, 0), terms).finish(),
+        None => cdf_terms(u, v, power, (0, 0), terms).finish(),
     };
-    Ok(match power {
+    match power {
         Power::One => integral,
         Power::Two => integral.sqrt(),
-    })
+    }
 }
 
 /// Where the merge of sorted `us` and `vs` (`us` first on ties) stands after `k` values:
@@ -285,8 +340,8 @@ mod tests {
         for round in [1e3, 1e12] {
             let (a, b) = (draw(120_000, round), draw(90_000, round));
             let (u, v) = (
-                Empirical::new(&a, None, REFERENCE).expect("values"),
-                Empirical::new(&b, None, CURRENT).expect("values"),
+                side(Cow::Borrowed(&a), None, REFERENCE).expect("values"),
+                side(Cow::Borrowed(&b), None, CURRENT).expect("values"),
             );
             let terms = a.len() + b.len() - 1;
             for power in [Power::One, Power::Two] {
@@ -295,7 +350,8 @@ mod tests {
                     Power::One => one,
                     Power::Two => one.sqrt(),
                 };
-                let two = cdf_distance(power, &a, &b, None, None).expect("distance");
+                let two = cdf_distance(power, Cow::Borrowed(&a), Cow::Borrowed(&b), None, None)
+                    .expect("distance");
                 assert_eq!(two.to_bits(), one.to_bits(), "{power:?}, 1/{round}");
             }
         }

@@ -1518,24 +1518,24 @@ fn test_values(
         } => ks::ks_2samp_sorted(reference, current, alternative, method)
             .map(|r| (r.statistic, Some(r.p_value)))
             .map_err(|e| e.to_string()),
-        ValueTest::Cvm => cvm::cramervonmises_2samp(reference, current, cvm::CvmMethod::Auto)
-            .map(|r| (r.statistic, Some(r.p_value)))
-            .map_err(|e| e.to_string()),
-        ValueTest::Anderson => {
-            anderson::anderson_2samp(reference, current, anderson::Variant::Midrank)
-                .map(|r| (r.statistic, Some(r.p_value_below_floor())))
+        ValueTest::Cvm => {
+            cvm::cramervonmises_2samp_sorted(reference, current, cvm::CvmMethod::Auto)
+                .map(|r| (r.statistic, Some(r.p_value)))
                 .map_err(|e| e.to_string())
         }
+        ValueTest::Anderson => anderson::anderson_2samp_sorted(reference, current)
+            .map(|r| (r.statistic, Some(r.p_value_below_floor())))
+            .map_err(|e| e.to_string()),
         ValueTest::Binned { test, bins } => {
             let (a, b) = evaluate::quantile_bins(reference, current, bins).map_err(|e| e.0)?;
             binned::test_counts(test, &a, &b, false)
                 .map(|r| (r.statistic, r.p_value))
                 .map_err(|e| e.to_string())
         }
-        ValueTest::Wasserstein => wasserstein::wasserstein_distance(reference, current, None, None)
+        ValueTest::Wasserstein => wasserstein::wasserstein_distance_sorted(reference, current)
             .map(|d| (d, None))
             .map_err(|e| e.to_string()),
-        ValueTest::Energy => energy::energy_distance(reference, current, None, None)
+        ValueTest::Energy => energy::energy_distance_sorted(reference, current)
             .map(|d| (d, None))
             .map_err(|e| e.to_string()),
     }

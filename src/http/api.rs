@@ -154,7 +154,7 @@ pub async fn evaluate(
         statistic: r.statistic,
         threshold: r.threshold,
     };
-    let report = tokio::task::spawn_blocking(move || evaluate::evaluate(&request))
+    let report = tokio::task::spawn_blocking(move || evaluate::evaluate(request))
         .await
         .map_err(|e| ApiError::Body(format!("evaluation failed: {e}")))?
         .map_err(|e| bad(e.0))?;

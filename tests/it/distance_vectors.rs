@@ -6,8 +6,10 @@
 //! relative to `max(1, |expected|)`: 1e-12 absolute for distances up to 1.
 
 use crate::reference::{abs_err, load, Tally};
-use driftgauge::detect::energy::energy_distance;
-use driftgauge::detect::wasserstein::{wasserstein_distance, DistanceError};
+use driftgauge::detect::energy::{energy_distance, energy_distance_sorted};
+use driftgauge::detect::wasserstein::{
+    wasserstein_distance, wasserstein_distance_sorted, DistanceError,
+};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -21,18 +23,55 @@ struct Case {
 }
 
 type Distance = fn(&[f64], &[f64], Option<&[f64]>, Option<&[f64]>) -> Result<f64, DistanceError>;
+/// The same distance without weights on arrays given away (sorted in place).
+type Owned = fn(Vec<f64>, Vec<f64>) -> Result<f64, DistanceError>;
+/// The same distance without weights on arrays already sorted.
+type Sorted = fn(&[f64], &[f64]) -> Result<f64, DistanceError>;
 
-fn check_file(file_name: &str, family: &str, count: usize, distance: Distance) {
+/// The three entry points of one distance.
+struct Entries {
+    borrowed: Distance,
+    owned: Owned,
+    sorted: Sorted,
+}
+
+fn check_file(file_name: &str, family: &str, count: usize, distance: Entries) {
     let file = load::<Case>(file_name, family);
     assert_eq!(file.cases.len(), count, "{file_name}: case count");
     let mut tally = Tally::default();
     for case in &file.cases {
-        let got = distance(
+        let got = (distance.borrowed)(
             &case.u_values,
             &case.v_values,
             case.u_weights.as_deref(),
             case.v_weights.as_deref(),
         );
+        if case.u_weights.is_none() && case.v_weights.is_none() {
+            // Sorting in place, or not at all, is the same computation bit for bit.
+            let (u, v) = (case.u_values.clone(), case.v_values.clone());
+            let bits = |r: &Result<f64, DistanceError>| {
+                r.as_ref().map(|x| x.to_bits()).map_err(ToString::to_string)
+            };
+            assert_eq!(
+                bits(&(distance.owned)(u.clone(), v.clone())),
+                bits(&got),
+                "{}",
+                case.name
+            );
+            let sorted = |mut x: Vec<f64>| {
+                x.sort_unstable_by(f64::total_cmp);
+                x
+            };
+            let (u, v) = (sorted(u), sorted(v));
+            if u.iter().chain(&v).all(|x| x.is_finite()) {
+                assert_eq!(
+                    bits(&(distance.sorted)(&u, &v)),
+                    bits(&got),
+                    "{}",
+                    case.name
+                );
+            }
+        }
         match got {
             Ok(got) => {
                 let scale = case.distance.abs().max(1.0);
@@ -58,7 +97,11 @@ fn wasserstein_vectors_match_scipy() {
         "wasserstein_public.json",
         "wasserstein",
         19,
-        wasserstein_distance,
+        Entries {
+            borrowed: |u, v, uw, vw| wasserstein_distance(u, v, uw, vw),
+            owned: |u, v| wasserstein_distance(u, v, None, None),
+            sorted: wasserstein_distance_sorted,
+        },
     );
 }
 
@@ -68,7 +111,11 @@ fn energy_distance_vectors_match_scipy() {
         "energy_distance_public.json",
         "energy_distance",
         6,
-        energy_distance,
+        Entries {
+            borrowed: |u, v, uw, vw| energy_distance(u, v, uw, vw),
+            owned: |u, v| energy_distance(u, v, None, None),
+            sorted: energy_distance_sorted,
+        },
     );
 }
 
@@ -110,7 +157,9 @@ fn distances_are_symmetric_and_vanish_on_identical_samples() {
         let b = rng.sample(m, shift, ties);
         let wa: Vec<f64> = (0..n).map(|_| rng.uniform() * 3.0).collect();
         let wb: Vec<f64> = (0..m).map(|_| rng.uniform() * 3.0).collect();
-        for f in [wasserstein_distance as Distance, energy_distance] {
+        let wasserstein: Distance = |u, v, uw, vw| wasserstein_distance(u, v, uw, vw);
+        let energy: Distance = |u, v, uw, vw| energy_distance(u, v, uw, vw);
+        for f in [wasserstein, energy] {
             let ab = f(&a, &b, None, None).unwrap();
             let ba = f(&b, &a, None, None).unwrap();
             assert!(
