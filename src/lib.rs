@@ -2,7 +2,7 @@
 //!
 //! Modules in layer order; each imports only modules listed before it (`tests/it/tidy.rs`
 //! checks this, and ARCHITECTURE.md explains the layers):
-//! 0. leaves: `time`, `labels`, `telemetry`, `net`, `store`, `logging`, `cluster`;
+//! 0. leaves: `time`, `labels`, `telemetry`, `net`, `store`, `logging`, `cluster`, `memory`;
 //! 1. pure, sync, no I/O: `formats` (wire and file formats), `detect` (detectors), `window`;
 //! 2. `config` (rule files, service config, web config), `dataset` (`eval` on datasets);
 //! 3. `ingest` (live sources behind the `ingest::Sink` trait);
@@ -17,6 +17,7 @@ pub mod net;
 pub mod store;
 pub mod logging;
 pub mod cluster;
+pub mod memory;
 
 pub mod formats;
 pub mod detect;

@@ -248,6 +248,10 @@ struct EvalArgs {
     output: OutputFormat,
 }
 
+/// Large blocks (samples, sort buffers) on transparent huge pages: `driftgauge::memory`.
+#[global_allocator]
+static ALLOCATOR: driftgauge::memory::HugePages = driftgauge::memory::HugePages;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {

@@ -23,6 +23,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "store",
             "logging",
             "cluster",
+            "memory",
         ],
     ),
     ("pure", &["formats", "detect", "window"]),
