@@ -6,7 +6,11 @@ Run through bench/compare.sh, which builds the binary and provides numpy and sci
 writes its two arrays as .npy files, then alternates the two contenders `--runs` times
 (after one warm-up each) and reports medians. scipy is timed around the `ks_2samp` call
 alone, on arrays already in memory; driftgauge from process start to exit, reading both
-files, as `time` would see it. A row fails (exit status 1) unless the two agree on the
+files, as `time` would see it. In the rows of the other detectors each timed call starts
+after a pause of `PAUSE` seconds, on an idle machine: SciPy's `wasserstein_distance` and `energy_distance` end in a BLAS dot product,
+after which OpenBLAS's helper threads spin for a while on the other core (measured: a
+driftgauge run started right after one took 66 ms, 39 ms after a 0.3 s pause, and 39 ms with
+`OPENBLAS_NUM_THREADS=1`). A row fails (exit status 1) unless the two agree on the
 statistic (1e-12 absolute), the p-value (1e-9 relative or 1e-12 absolute), the location
 (==) and the sign, the contract of ../shared/DESIGN.md.
 """
@@ -22,6 +26,9 @@ import time
 import numpy as np
 import scipy
 from scipy import stats
+
+# Seconds of quiet before each timed call (see above).
+PAUSE = 0.3
 
 ROWS = {
     # name: (label, n, m, shift of the current sample in sd, alternative, method, seed)
@@ -86,8 +93,10 @@ def run_other_row(name, binary, runs, data_dir):
     theirs()
     t_ours, t_theirs = [], []
     for _ in range(runs):
+        time.sleep(PAUSE)
         dt, res_ours = ours()
         t_ours.append(dt)
+        time.sleep(PAUSE)
         dt, res_theirs = theirs()
         t_theirs.append(dt)
     stat, p = res_theirs
