@@ -187,7 +187,6 @@ pub fn anderson_ksamp<S: AsRef<[f64]>>(
     variant: Variant,
 ) -> Result<AndersonResult, AndersonError> {
     check(samples)?;
-    let k = samples.len();
     if let ([a, b], Variant::Midrank) = (samples, variant) {
         // Two samples, midrank (the rules' case): walked once, nothing pooled or stored.
         let (a, b) = sorted_cows(Cow::Borrowed(a.as_ref()), Cow::Borrowed(b.as_ref()));
@@ -219,16 +218,21 @@ pub fn anderson_ksamp<S: AsRef<[f64]>>(
         Variant::Continuous => continuous(&sorted, &pooled),
     };
     let sizes: Vec<usize> = sorted.iter().map(Vec::len).collect();
-    let statistic = normalise(a2kn, &sizes, n_total);
-    let critical_values = critical_values(k);
+    Ok(conclude(a2kn, &sizes))
+}
+
+/// The normalised statistic, critical values and p-value of `A2kN` over samples of `sizes`.
+fn conclude(a2kn: f64, sizes: &[usize]) -> AndersonResult {
+    let statistic = normalise(a2kn, sizes, sizes.iter().sum());
+    let critical_values = critical_values(sizes.len());
     let (p_value, limited) = p_value(statistic, &critical_values);
-    Ok(AndersonResult {
+    AndersonResult {
         statistic,
         p_value,
         limited,
         critical_values,
         a2kn,
-    })
+    }
 }
 
 /// The errors of bad samples, in the order SciPy raises them.
@@ -253,18 +257,7 @@ fn check<S: AsRef<[f64]>>(samples: &[S]) -> Result<(), AndersonError> {
 /// The two-sample `midrank` test on two valid samples, both sorted: one walk, nothing pooled
 /// or stored.
 fn midrank_two_result(a: &[f64], b: &[f64]) -> Result<AndersonResult, AndersonError> {
-    let a2kn = midrank_two(a, b)?;
-    let n_total = a.len() + b.len();
-    let statistic = normalise(a2kn, &[a.len(), b.len()], n_total);
-    let critical_values = critical_values(2);
-    let (p_value, limited) = p_value(statistic, &critical_values);
-    Ok(AndersonResult {
-        statistic,
-        p_value,
-        limited,
-        critical_values,
-        a2kn,
-    })
+    Ok(conclude(midrank_two(a, b)?, &[a.len(), b.len()]))
 }
 
 /// The distinct values of the pooled sorted sample (`np.unique`, `-0.0 == 0.0`), where each
@@ -626,24 +619,12 @@ mod tests {
 
     #[test]
     fn borrowed_given_and_sorted_samples_are_one_midrank_test() {
-        use crate::detect::cvm::tests::grid_sample;
-        for (n, m, grid) in [
-            (5, 3, 4.0),
-            (300, 200, 16.0),
-            (3000, 2500, 1e6),
-            (70_000, 66_000, 1e9),
-        ] {
-            let (a, b) = (
-                grid_sample(n as u64, n, grid),
-                grid_sample(m as u64 + 7, m, grid),
-            );
+        for (a, b, sa, sb) in crate::detect::cvm::tests::sample_pairs() {
             let borrowed = anderson_2samp(&a, &b, Variant::Midrank);
             let given = anderson_2samp(a.clone(), b.clone(), Variant::Midrank);
             let k = anderson_ksamp(&[&a, &b], Variant::Midrank);
-            let (mut sa, mut sb) = (a.clone(), b.clone());
-            sa.sort_unstable_by(f64::total_cmp);
-            sb.sort_unstable_by(f64::total_cmp);
             let sorted = anderson_2samp_sorted(&sa, &sb);
+            let (n, m) = (a.len(), b.len());
             let bits = |r: &Result<AndersonResult, AndersonError>| {
                 r.as_ref()
                     .map(|r| (r.statistic.to_bits(), r.p_value.to_bits(), r.a2kn.to_bits()))

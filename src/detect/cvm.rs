@@ -460,30 +460,44 @@ pub(crate) mod tests {
             .collect()
     }
 
-    #[test]
-    fn borrowed_given_and_sorted_samples_are_one_test() {
-        // Sizes on both sides of the radix sort's and the side-by-side thresholds.
-        for (n, m, grid) in [
+    /// Pairs of samples on both sides of the radix sort's and the side-by-side thresholds,
+    /// unsorted and sorted.
+    pub(crate) type Pair = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+    pub(crate) fn sample_pairs() -> impl Iterator<Item = Pair> {
+        [
             (5, 3, 4.0),
             (300, 200, 16.0),
             (3000, 2500, 1e6),
             (70_000, 66_000, 1e9),
-        ] {
+        ]
+        .into_iter()
+        .map(|(n, m, grid)| {
             let (a, b) = (
                 grid_sample(n as u64, n, grid),
                 grid_sample(m as u64 + 7, m, grid),
             );
+            let sorted = |v: &[f64]| {
+                let mut v = v.to_vec();
+                v.sort_unstable_by(f64::total_cmp);
+                v
+            };
+            let (sa, sb) = (sorted(&a), sorted(&b));
+            (a, b, sa, sb)
+        })
+    }
+
+    #[test]
+    fn borrowed_given_and_sorted_samples_are_one_test() {
+        for (a, b, sa, sb) in sample_pairs() {
             let borrowed = cramervonmises_2samp(&a, &b, CvmMethod::Asymptotic);
             let given = cramervonmises_2samp(a.clone(), b.clone(), CvmMethod::Asymptotic);
-            let (mut sa, mut sb) = (a.clone(), b.clone());
-            sa.sort_unstable_by(f64::total_cmp);
-            sb.sort_unstable_by(f64::total_cmp);
             let sorted = cramervonmises_2samp_sorted(&sa, &sb, CvmMethod::Asymptotic);
             let bits = |r: &Result<CvmResult, CvmError>| {
                 r.as_ref()
                     .map(|r| (r.statistic.to_bits(), r.p_value.to_bits()))
                     .ok()
             };
+            let (n, m) = (a.len(), b.len());
             assert!(bits(&borrowed).is_some(), "{n} {m}: {borrowed:?}");
             assert_eq!(bits(&given), bits(&borrowed), "{n} {m}");
             assert_eq!(bits(&sorted), bits(&borrowed), "{n} {m}");
