@@ -318,6 +318,46 @@ struct Registry {
     series: HashMap<(String, Labels), SeriesEntry>,
 }
 
+/// A registry key, owned or borrowed from a batch: the registry is looked up with the batch's
+/// metric name and labels as they are, not with a copy of them (a label map's copy is a tree
+/// of allocations; two a sample were a tenth of an ingest).
+trait SeriesName {
+    fn name(&self) -> (&str, &Labels);
+}
+
+impl SeriesName for (String, Labels) {
+    fn name(&self) -> (&str, &Labels) {
+        (&self.0, &self.1)
+    }
+}
+
+impl SeriesName for (&str, &Labels) {
+    fn name(&self) -> (&str, &Labels) {
+        (self.0, self.1)
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn SeriesName + 'a> for (String, Labels) {
+    fn borrow(&self) -> &(dyn SeriesName + 'a) {
+        self
+    }
+}
+
+// Hashes as `(String, Labels)` does: a `str` hashes as the `String` holding it.
+impl std::hash::Hash for dyn SeriesName + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
+    }
+}
+
+impl PartialEq for dyn SeriesName + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for dyn SeriesName + '_ {}
+
 pub struct Engine {
     current: RwLock<Arc<Generation>>,
     registry: Mutex<Registry>,
@@ -632,7 +672,8 @@ impl Engine {
         let mut newest: HashMap<(*const RuleRuntime, SeriesKey), i64> = HashMap::new();
         for (index, s) in batch.iter().enumerate() {
             let (first_ms, last_ms) = span(index);
-            let entry = reg.series.get(&(s.metric.clone(), s.labels.clone()));
+            let name = (s.metric.as_str(), &s.labels);
+            let entry = reg.series.get(&name as &dyn SeriesName);
             let fresh = match entry {
                 Some(e) if e.generation == generation.id => None,
                 _ => Some(routes_for(&generation, &s.metric, &s.labels)),
@@ -741,21 +782,28 @@ impl Engine {
             if fresh.as_ref().is_some_and(Vec::is_empty) {
                 // No rule (any more) selects it: dropped, and forgotten if it was known. A
                 // scraped counter's cumulative copy was counted with its rate.
-                reg.series.remove(&(s.metric.clone(), s.labels.clone()));
+                reg.series
+                    .remove(&(s.metric.as_str(), &s.labels) as &dyn SeriesName);
                 if !counter_copy {
                     unselected += s.values.len();
                 }
                 continue;
             }
             let mut taken = false;
-            let entry = reg
-                .series
-                .entry((s.metric.clone(), s.labels.clone()))
-                .or_insert_with(|| SeriesEntry {
-                    last_seen_ms: now_ms,
-                    generation: u64::MAX,
-                    routes: vec![],
-                });
+            let name = (s.metric.as_str(), &s.labels);
+            if !reg.series.contains_key(&name as &dyn SeriesName) {
+                reg.series.insert(
+                    (s.metric.clone(), s.labels.clone()),
+                    SeriesEntry {
+                        last_seen_ms: now_ms,
+                        generation: u64::MAX,
+                        routes: vec![],
+                    },
+                );
+            }
+            let Some(entry) = reg.series.get_mut(&name as &dyn SeriesName) else {
+                continue;
+            };
             entry.last_seen_ms = now_ms;
             if let Some(r) = fresh {
                 entry.routes = r;
@@ -1703,6 +1751,29 @@ mod tests {
     use super::*;
     use crate::config::{parse_config, parse_rule_file, FsSecrets, RuleContext};
     use crate::detect::ks::{ks_2samp, Alternative, Method};
+
+    #[test]
+    fn the_registry_finds_a_series_by_its_borrowed_name() {
+        let labels = |pairs: &[(&str, &str)]| -> Labels {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let mut series: HashMap<(String, Labels), u32> = HashMap::new();
+        let (a, b) = (labels(&[("x", "1")]), labels(&[("x", "1"), ("y", "")]));
+        series.insert(("m".into(), a.clone()), 1);
+        series.insert(("m".into(), b.clone()), 2);
+        series.insert(("n".into(), a.clone()), 3);
+        assert_eq!(series.get(&("m", &a) as &dyn SeriesName), Some(&1));
+        assert_eq!(series.get(&("m", &b) as &dyn SeriesName), Some(&2));
+        assert_eq!(series.get(&("n", &a) as &dyn SeriesName), Some(&3));
+        // The name and the labels are not run together: "m" + {x=1} is not "mx" + {}.
+        assert_eq!(series.get(&("n", &b) as &dyn SeriesName), None);
+        assert_eq!(series.get(&("mx", &labels(&[])) as &dyn SeriesName), None);
+        assert_eq!(series.remove(&("m", &b) as &dyn SeriesName), Some(2));
+        assert_eq!(series.len(), 2);
+    }
 
     #[test]
     fn a_spinning_lock_waits_for_a_long_holder_and_takes_a_poisoned_one() {
