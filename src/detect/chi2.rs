@@ -17,7 +17,7 @@
 //! - **Statistic** the sum of the power-divergence terms for `lambda`: `(o - e)^2 / e` for
 //!   1 (Pearson), `2 o ln(o / e)` for 0 (G), `2 e ln(e / o)` for -1, else
 //!   `o ((o / e)^lambda - 1) / (lambda (lambda + 1) / 2)`; the p-value is the chi-squared
-//!   survival function `chdtrc(dof, statistic)` ([`super::cephes::chdtrc`]).
+//!   survival function `chdtrc(dof, statistic)` (`cephes::chdtrc`).
 //!
 //! Pure: no I/O, no panics. Counts may be fractional; negative or non-finite counts and ragged
 //! tables are errors. Where SciPy's statistic is NaN (a zero count with `-1 < lambda < 0` or

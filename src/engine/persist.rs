@@ -319,7 +319,7 @@ impl Engine {
     /// Writes every rule+series state changed since the last flush, and deletes the records of
     /// series that left. Returns how many records were written.
     ///
-    /// Written in transactions of about [`FLUSH_CHUNK_BYTES`] (deletes in the first), so a
+    /// Written in transactions of about `FLUSH_CHUNK_BYTES` (deletes in the first), so a
     /// flush that writes new references never holds them all in memory at once. Each series'
     /// record and reference go in the same transaction, so every series is stored whole.
     pub fn flush(&self, store: &Store) -> Result<usize, StoreError> {

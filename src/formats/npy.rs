@@ -166,7 +166,7 @@ const TILE_ROWS: usize = 256;
 
 /// The values of `columns` (indices, each below `table.columns`; others are skipped) of a
 /// checked table, appended to `out[k]` for `columns[k]`, in row order. In C order this walks
-/// the rows once, a tile of [`TILE_ROWS`] at a time, reading only the wanted values of each
+/// the rows once, a tile of `TILE_ROWS` at a time, reading only the wanted values of each
 /// (neighbouring columns share a cache line); in Fortran order each column is one run. Float64 data 8-aligned in memory is read
 /// in place, anything else decoded value by value.
 pub fn table_columns(bytes: &[u8], table: &NpyTable, columns: &[usize], out: &mut [Vec<f64>]) {

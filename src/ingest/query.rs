@@ -9,7 +9,7 @@
 //! classic series `<record>_bucket{le}` (cumulative counts), `<record>_count` and
 //! `<record>_sum`, as remote write expands them (`formats::native`); in a range result
 //! (`"histograms"`) too. `NaN` and infinite values are skipped. Each query's
-//! result is handed to [`ingest::Sink::ingest`] as one batch (source `"query"`).
+//! result is handed to [`crate::ingest::Sink::ingest`] as one batch (source `"query"`).
 //!
 //! Errors (connection errors, timeouts, non-2xx answers, `"status":"error"`, undecodable or
 //! oversized bodies, string or matrix results, two series with the same labels once the

@@ -274,7 +274,7 @@ impl WebhookSender {
         Ok(sender)
     }
 
-    /// Persists deliveries in `store` from now on (see [`Inner::outbox`]).
+    /// Persists deliveries in `store` from now on (see `Inner::outbox`).
     pub fn set_outbox(&self, store: Store) {
         *self.inner.outbox.write().unwrap_or_else(|e| e.into_inner()) = Some(store);
     }
